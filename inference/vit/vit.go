@@ -250,7 +250,7 @@ func Model(c Config, w *Weights) (*onnxgen.Model, error) {
 	ctxShape := i64("shape_0_0_D", 0, 0, d)
 	idx := []string{g.Int64("idx_q", nil, []int64{0}), g.Int64("idx_k", nil, []int64{1}), g.Int64("idx_v", nil, []int64{2})}
 	scale := scalar("attn_scale", float32(1/math.Sqrt(float64(hd))))
-	invSqrt2 := scalar("inv_sqrt2", float32(1/math.Sqrt2))
+	sqrt2 := scalar("sqrt2", float32(math.Sqrt2))
 	one, half := scalar("one", 1), scalar("half", 0.5)
 
 	for i, blk := range w.Blocks {
@@ -271,7 +271,8 @@ func Model(c Config, w *Weights) (*onnxgen.Model, error) {
 
 		// MLP with exact (erf) GELU.
 		f := linear(layerNorm(h, pre+".norm2", blk.Norm2W, blk.Norm2B), pre+".mlp.fc1", d, m, blk.FC1W, blk.FC1B)
-		gelu := op("Mul", op("Mul", f, op("Add", op("Erf", op("Mul", f, invSqrt2)), one)), half)
+		// Written as PyTorch exports nn.GELU, so ORT's GeluFusion recognises it.
+		gelu := op("Mul", op("Mul", f, half), op("Add", op("Erf", op("Div", f, sqrt2)), one))
 		out = linear(gelu, pre+".mlp.fc2", m, d, blk.FC2W, blk.FC2B)
 		out = op("Mul", out, g.Float32(pre+".layer_scale2.lambda1", []int64{d}, blk.LS2))
 		h = op("Add", h, out)
