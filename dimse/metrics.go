@@ -1,0 +1,75 @@
+package dimse
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are recorded by the server around every association and C-STORE,
+// so handlers need not count anything themselves.
+type metrics struct {
+	associations *prometheus.CounterVec // by result: accepted, rejected, aborted...
+	active       prometheus.Gauge
+	stores       *prometheus.CounterVec // by status class
+	storeBytes   prometheus.Counter
+	storeSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		associations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalynode_dimse_associations_total",
+			Help: "DICOM associations by outcome (accepted, rejected, aborted, released, failed).",
+		}, []string{"outcome"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "anomalynode_dimse_associations_active",
+			Help: "Open DICOM connections (negotiating or associated).",
+		}),
+		stores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalynode_dimse_cstore_total",
+			Help: "C-STORE requests answered, by status class (success, warning, failure).",
+		}, []string{"status"}),
+		storeBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "anomalynode_dimse_cstore_bytes_total",
+			Help: "Data set bytes received by C-STORE.",
+		}),
+		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "anomalynode_dimse_cstore_duration_seconds",
+			Help:    "Time from C-STORE command to response.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+	}
+	if reg != nil {
+		m.associations = register(reg, m.associations)
+		m.active = register(reg, m.active)
+		m.stores = register(reg, m.stores)
+		m.storeBytes = register(reg, m.storeBytes)
+		m.storeSeconds = register(reg, m.storeSeconds)
+	}
+	return m
+}
+
+// register registers c, reusing an identical collector already registered
+// (several servers may share one registry, e.g. in tests).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+func statusClass(s Status) string {
+	switch {
+	case s.IsSuccess():
+		return "success"
+	case s.IsWarning():
+		return "warning"
+	}
+	return "failure"
+}

@@ -1,0 +1,613 @@
+package dimse
+
+import (
+	"compress/flate"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Server is a DICOM SCP for C-ECHO and C-STORE. Each association runs in one
+// goroutine; a panic or protocol error aborts that association only.
+type Server struct {
+	h   StoreHandler
+	log zerolog.Logger
+	m   *metrics
+
+	policy atomic.Pointer[policy]
+	nextID atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*ulConn]context.CancelFunc
+	open      int // connections holding a slot
+	closing   bool
+	wg        sync.WaitGroup
+}
+
+// policy is a ServerConfig with defaults applied and lookups prepared; it is
+// replaced whole by SetPolicy so an association sees one consistent policy.
+type policy struct {
+	cfg     ServerConfig
+	sop     map[string]bool
+	ts      []string
+	callers map[string][]string // AE -> allowed hosts ("" = any)
+}
+
+func newPolicy(cfg ServerConfig) *policy {
+	if cfg.Addr == "" {
+		cfg.Addr = ":11112"
+	}
+	if cfg.AETitle == "" {
+		cfg.AETitle = "ANOMALYNODE"
+	}
+	if cfg.MaxAssociations <= 0 {
+		cfg.MaxAssociations = 32
+	}
+	if cfg.MaxPDU == 0 {
+		cfg.MaxPDU = 1 << 20
+	}
+	if len(cfg.SOPClasses) == 0 {
+		cfg.SOPClasses = DefaultSOPClasses
+	}
+	if len(cfg.TransferSyntaxes) == 0 {
+		cfg.TransferSyntaxes = DefaultTransferSyntaxes
+	}
+	if cfg.ARTIMTimeout <= 0 {
+		cfg.ARTIMTimeout = 30 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.DIMSETimeout <= 0 {
+		cfg.DIMSETimeout = 2 * time.Minute
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	p := &policy{cfg: cfg, sop: map[string]bool{}, ts: cfg.TransferSyntaxes}
+	for _, s := range cfg.SOPClasses {
+		p.sop[s] = true
+	}
+	if len(cfg.AllowedCallers) > 0 {
+		p.callers = map[string][]string{}
+		for _, c := range cfg.AllowedCallers {
+			p.callers[c.AETitle] = append(p.callers[c.AETitle], c.Host)
+		}
+	}
+	return p
+}
+
+// NewServer returns a server answering C-STORE with h. reg may be nil.
+func NewServer(cfg ServerConfig, h StoreHandler, log zerolog.Logger, reg prometheus.Registerer) *Server {
+	s := &Server{
+		h:         h,
+		log:       log.With().Str("component", "dimse").Logger(),
+		m:         newMetrics(reg),
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*ulConn]context.CancelFunc{},
+	}
+	s.policy.Store(newPolicy(cfg))
+	return s
+}
+
+// SetPolicy replaces the acceptance policy (AE titles, callers, SOP classes,
+// transfer syntaxes, limits, timers, TLS) for associations negotiated from now
+// on; open associations keep the policy they were accepted under.
+func (s *Server) SetPolicy(cfg ServerConfig) {
+	s.policy.Store(newPolicy(cfg))
+}
+
+// Run listens on the configured address and serves until ctx is cancelled,
+// then shuts down gracefully within ShutdownGrace.
+func (s *Server) Run(ctx context.Context) error {
+	return s.ListenAndServe(ctx, s.policy.Load().cfg.Addr)
+}
+
+// ListenAndServe listens on addr (TCP) and calls Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dimse: listen: %w", err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve accepts associations on l until ctx is cancelled (then it shuts down
+// gracefully within ShutdownGrace and returns nil) or Shutdown is called (then
+// it returns ErrServerClosed). It closes l.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	stopped := make(chan struct{})
+	var shutdownErr error
+	stop := context.AfterFunc(ctx, func() {
+		defer close(stopped)
+		sctx, cancel := context.WithTimeout(context.Background(), s.policy.Load().cfg.ShutdownGrace)
+		defer cancel()
+		shutdownErr = s.Shutdown(sctx)
+	})
+	defer stop()
+	s.log.Info().Str("addr", l.Addr().String()).Msg("DICOM listener started")
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if s.isClosing() {
+				if ctx.Err() != nil {
+					<-stopped
+					if shutdownErr != nil {
+						return fmt.Errorf("dimse: shutdown: %w", shutdownErr)
+					}
+					return nil
+				}
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("dimse: accept: %w", err)
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = conn.Close()
+			continue
+		}
+		s.open++
+		slots := s.open
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.m.active.Inc()
+		go s.serveConn(conn, slots)
+	}
+}
+
+var errTooManyFiles = errors.New("too many open files")
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Shutdown stops accepting, lets open associations finish until ctx is done,
+// then aborts those still open. It returns ctx's error when it had to abort.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		_ = l.Close()
+		delete(s.listeners, l)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	n := len(s.conns)
+	for u, cancel := range s.conns {
+		cancel()
+		go u.abort(abortSourceUser, abortReasonNone)
+	}
+	s.mu.Unlock()
+	s.log.Warn().Int("associations", n).Msg("shutdown deadline reached, aborting open associations")
+	<-done
+	return ctx.Err()
+}
+
+// association is the server side of one association.
+type association struct {
+	s      *Server
+	u      *ulConn
+	pol    *policy
+	info   AssociationInfo
+	ctx    context.Context
+	log    zerolog.Logger
+	accept map[byte]PresentationContext // accepted contexts by ID
+}
+
+func (s *Server) serveConn(conn net.Conn, slots int) {
+	pol := s.policy.Load()
+	ctx, cancel := context.WithCancel(context.Background())
+	u := newULConn(conn, pol.cfg.MaxPDU, sta2AwaitAssocRQ)
+	u.writeTimeout = pol.cfg.DIMSETimeout
+	a := &association{s: s, u: u, pol: pol, ctx: ctx}
+	a.info.ID = s.nextID.Add(1)
+	a.info.RemoteAddr = conn.RemoteAddr()
+	a.log = s.log.With().Uint64("assoc", a.info.ID).Str("remote", conn.RemoteAddr().String()).Logger()
+	s.mu.Lock()
+	s.conns[u] = cancel
+	s.mu.Unlock()
+	defer func() {
+		cancel()
+		_ = conn.Close()
+		s.mu.Lock()
+		delete(s.conns, u)
+		s.open--
+		s.mu.Unlock()
+		s.m.active.Dec()
+		s.wg.Done()
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			a.log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("association panicked; aborting it")
+			s.m.associations.WithLabelValues("aborted").Inc()
+			u.abort(abortSourceUser, abortReasonNone)
+		}
+	}()
+	outcome, err := a.run(slots)
+	s.m.associations.WithLabelValues(outcome).Inc()
+	ev := a.log.Debug()
+	if err != nil {
+		ev = a.log.Warn().Err(err)
+	}
+	ev.Str("outcome", outcome).Str("calling_ae", a.info.CallingAE).Msg("association ended")
+}
+
+// run negotiates and serves the association and returns its outcome label.
+func (a *association) run(slots int) (string, error) {
+	u, pol := a.u, a.pol
+	if pol.cfg.TLS != nil {
+		tc := tls.Server(u.conn, pol.cfg.TLS)
+		_ = tc.SetDeadline(time.Now().Add(pol.cfg.ARTIMTimeout))
+		if err := tc.HandshakeContext(a.ctx); err != nil {
+			return "failed", fmt.Errorf("dimse: TLS handshake: %w", err)
+		}
+		_ = tc.SetDeadline(time.Time{})
+		a.info.PeerCertificates = tc.ConnectionState().PeerCertificates
+		u.conn = tc
+		u.br.Reset(tc)
+	}
+	u.readTimeout = pol.cfg.ARTIMTimeout
+	typ, body, err := u.readPDU()
+	if err != nil {
+		return a.fail(err)
+	}
+	_ = typ // the state machine admits only A-ASSOCIATE-RQ in Sta2
+	rq, err := decodeAssociate(pduAssociateRQ, body)
+	if err != nil {
+		return a.fail(err)
+	}
+	a.info.CallingAE, a.info.CalledAE = rq.CallingAE, rq.CalledAE
+	a.info.ImplementationClassUID, a.info.ImplementationVersion = rq.ImplClassUID, rq.ImplVersion
+	a.info.MaxPDU = rq.MaxPDU
+	a.log = a.log.With().Str("calling_ae", rq.CallingAE).Logger()
+	if result, source, reason, why := a.check(rq, slots); result != 0 {
+		if err := u.write(evSendAssocRJ, encodeReject(result, source, reason)); err != nil {
+			return "rejected", err
+		}
+		a.awaitClose()
+		return "rejected", fmt.Errorf("%w: %s", ErrAssociationRejected, why)
+	}
+	ac := a.negotiate(rq)
+	u.peerMax = rq.MaxPDU
+	if err := u.write(evSendAssocAC, encodeAssociate(pduAssociateAC, ac)); err != nil {
+		return "failed", err
+	}
+	a.log.Debug().Int("contexts", len(a.accept)).Msg("association accepted")
+	a.s.m.associations.WithLabelValues("accepted").Inc()
+	return a.serve()
+}
+
+// fail aborts after a protocol error, or just ends after a timeout or close.
+func (a *association) fail(err error) (string, error) {
+	var pe *pduError
+	var ae *AbortError
+	switch {
+	case errors.As(err, &pe):
+		a.u.abort(abortSourceProvider, pe.Reason)
+		return "aborted", err
+	case errors.As(err, &ae):
+		return "aborted", nil
+	case errors.Is(err, errTransportClosed):
+		return "closed", nil
+	case errors.Is(err, ErrTimeout):
+		a.u.abort(abortSourceProvider, abortReasonNone)
+		return "timeout", err
+	}
+	a.u.abort(abortSourceUser, abortReasonNone)
+	return "failed", err
+}
+
+// awaitClose waits (ARTIM) for the peer to close after reject or release.
+func (a *association) awaitClose() {
+	_ = a.u.conn.SetReadDeadline(time.Now().Add(a.pol.cfg.ARTIMTimeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(a.u.br, 1<<16))
+}
+
+// check applies the acceptance policy; result 0 accepts.
+func (a *association) check(rq *associate, slots int) (result, source, reason byte, why string) {
+	cfg := a.pol.cfg
+	switch {
+	case rq.ProtocolVersion&1 == 0:
+		return RejectPermanent, RejectSourceServiceProviderACSE, RejectReasonProtocolVersionUnsupported, "protocol version not supported"
+	case rq.AppContext != ApplicationContextName:
+		return RejectPermanent, RejectSourceServiceUser, RejectReasonAppContextNotSupported, fmt.Sprintf("application context %q", rq.AppContext)
+	case cfg.CheckCalledAE && rq.CalledAE != cfg.AETitle:
+		return RejectPermanent, RejectSourceServiceUser, RejectReasonCalledAENotRecognized, fmt.Sprintf("called AE %q is not ours", rq.CalledAE)
+	case !a.callerAllowed(rq.CallingAE):
+		return RejectPermanent, RejectSourceServiceUser, RejectReasonCallingAENotRecognized, fmt.Sprintf("calling AE %q not allowed", rq.CallingAE)
+	case a.s.isClosing():
+		return RejectTransient, RejectSourceServiceProviderPres, RejectReasonTemporaryCongestion, "shutting down"
+	case slots > cfg.MaxAssociations:
+		return RejectTransient, RejectSourceServiceProviderPres, RejectReasonLocalLimitExceeded, fmt.Sprintf("more than %d associations", cfg.MaxAssociations)
+	}
+	return 0, 0, 0, ""
+}
+
+func (a *association) callerAllowed(ae string) bool {
+	if a.pol.callers == nil {
+		return true
+	}
+	hosts, ok := a.pol.callers[ae]
+	if !ok {
+		return false
+	}
+	remote := a.info.RemoteAddr
+	var rip net.IP
+	if ta, ok := remote.(*net.TCPAddr); ok {
+		rip = ta.IP
+	} else if h, _, err := net.SplitHostPort(remote.String()); err == nil {
+		rip = net.ParseIP(h)
+	}
+	for _, h := range hosts {
+		if h == "" {
+			return true
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			if rip != nil && ip.Equal(rip) {
+				return true
+			}
+			continue
+		}
+		addrs, err := net.DefaultResolver.LookupIPAddr(a.ctx, h)
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			if rip != nil && ad.IP.Equal(rip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// negotiate answers each proposed presentation context and the user
+// information items.
+func (a *association) negotiate(rq *associate) *associate {
+	cfg := a.pol.cfg
+	ac := &associate{
+		ProtocolVersion: 1,
+		CalledAE:        rq.CalledAE,
+		CallingAE:       rq.CallingAE,
+		AppContext:      ApplicationContextName,
+		MaxPDU:          cfg.MaxPDU,
+		ImplClassUID:    ImplementationClassUID,
+		ImplVersion:     ImplementationVersionName,
+	}
+	a.accept = map[byte]PresentationContext{}
+	for _, pc := range rq.Contexts {
+		res := PresentationContext{ID: pc.ID, AbstractSyntax: pc.AbstractSyntax}
+		switch {
+		case pc.ID%2 == 0:
+			res.Result = ContextNoReason
+		case !a.pol.sop[pc.AbstractSyntax]:
+			res.Result = ContextAbstractSyntaxNotSupported
+		default:
+			res.Result = ContextTransferSyntaxesNotSupported
+			for _, ours := range a.pol.ts { // our preference order
+				if contains(pc.TransferSyntaxes, ours) {
+					res.Result, res.TransferSyntax = ContextAccepted, ours
+					break
+				}
+			}
+		}
+		if _, dup := a.accept[pc.ID]; dup {
+			res.Result, res.TransferSyntax = ContextNoReason, ""
+		}
+		if res.Result == ContextAccepted {
+			a.accept[pc.ID] = res
+		}
+		ac.Contexts = append(ac.Contexts, res)
+	}
+	if rq.HasAsync {
+		// We perform operations one at a time: answer a window of 1/1.
+		ac.HasAsync, ac.AsyncInvoked, ac.AsyncPerformed = true, 1, 1
+	}
+	for _, r := range rq.Roles {
+		// The peer acting as SCU is what we serve; we never act as SCU on an
+		// association we accepted, so the SCP role is declined.
+		ac.Roles = append(ac.Roles, roleSelection{SOPClassUID: r.SOPClassUID, SCU: r.SCU, SCP: false})
+	}
+	return ac
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// serve runs the DIMSE message loop of an established association.
+func (a *association) serve() (string, error) {
+	u, cfg := a.u, a.pol.cfg
+	for {
+		u.readTimeout = cfg.IdleTimeout
+		ctxID, cmd, err := u.readCommand()
+		if err != nil {
+			var ev *pduEvent
+			if errors.As(err, &ev) {
+				switch ev.Type {
+				case pduReleaseRQ:
+					if err := u.write(evSendReleaseRP, encodeRelease(pduReleaseRP)); err != nil {
+						return "failed", err
+					}
+					a.awaitClose()
+					return "released", nil
+				case pduAbort:
+					return "aborted", nil
+				}
+				return a.fail(malformed(abortUnexpectedPDU, "unexpected PDU type %d", ev.Type))
+			}
+			if a.ctx.Err() != nil {
+				return "aborted", fmt.Errorf("dimse: association aborted at shutdown")
+			}
+			return a.fail(err)
+		}
+		u.readTimeout = cfg.DIMSETimeout
+		pc, ok := a.accept[ctxID]
+		if !ok {
+			return a.fail(malformed(abortUnexpectedPar, "command on presentation context %d, which was not accepted", ctxID))
+		}
+		if err := a.dispatch(pc, cmd); err != nil {
+			if a.ctx.Err() != nil {
+				return "aborted", fmt.Errorf("dimse: association aborted at shutdown")
+			}
+			return a.fail(err)
+		}
+	}
+}
+
+// dispatch answers one command.
+func (a *association) dispatch(pc PresentationContext, cmd *command) error {
+	switch cmd.Field {
+	case cmdCEchoRQ:
+		if cmd.hasDataSet() {
+			if err := (&dataReader{u: a.u, ctxID: pc.ID}).drain(); err != nil {
+				return err
+			}
+		}
+		return a.respond(pc.ID, &command{Field: cmdCEchoRSP, MessageIDRespondedTo: cmd.MessageID,
+			AffectedSOPClassUID: cmd.AffectedSOPClassUID, DataSetType: commandDataSetNone, Status: StatusSuccess})
+	case cmdCStoreRQ:
+		return a.store(pc, cmd)
+	case cmdCCancelRQ:
+		return nil // nothing of ours is cancellable: operations complete before the next is read
+	default:
+		if cmd.hasDataSet() {
+			if err := (&dataReader{u: a.u, ctxID: pc.ID}).drain(); err != nil {
+				return err
+			}
+		}
+		if cmd.Field&0x8000 != 0 {
+			return malformed(abortUnexpectedPar, "response command 0x%04X sent to an SCP", cmd.Field)
+		}
+		return a.respond(pc.ID, &command{Field: cmd.Field | 0x8000, MessageIDRespondedTo: cmd.MessageID,
+			AffectedSOPClassUID: cmd.AffectedSOPClassUID, DataSetType: commandDataSetNone,
+			Status: StatusUnrecognizedOperation, ErrorComment: "only C-ECHO and C-STORE are supported"})
+	}
+}
+
+func (a *association) respond(ctxID byte, rsp *command) error {
+	return a.u.sendMessage(ctxID, rsp.encode(), nil, 0)
+}
+
+// store runs the handler on one C-STORE and answers with its status.
+func (a *association) store(pc PresentationContext, cmd *command) error {
+	start := time.Now()
+	dr := &dataReader{u: a.u, ctxID: pc.ID}
+	status, comment := StatusSuccess, ""
+	switch {
+	case !cmd.hasDataSet():
+		status, comment = StatusCannotUnderstand, "C-STORE without a data set"
+	case cmd.AffectedSOPClassUID != pc.AbstractSyntax:
+		status, comment = StatusSOPClassNotSupported, "SOP class differs from the presentation context's"
+	case cmd.AffectedSOPInstanceUID == "":
+		status, comment = StatusCannotUnderstand, "C-STORE without an affected SOP instance UID"
+	default:
+		var err error
+		status, err = a.callHandler(pc, cmd, dr)
+		if err != nil {
+			comment = err.Error()
+			if status.IsSuccess() {
+				status = StatusProcessingFailure
+			}
+		}
+	}
+	if cmd.hasDataSet() {
+		if err := dr.drain(); err != nil {
+			return err
+		}
+	}
+	a.s.m.storeBytes.Add(float64(dr.n))
+	a.s.m.stores.WithLabelValues(statusClass(status)).Inc()
+	a.s.m.storeSeconds.Observe(time.Since(start).Seconds())
+	if !status.IsSuccess() {
+		a.log.Warn().Str("sop_instance_uid", cmd.AffectedSOPInstanceUID).Stringer("status", status).Str("comment", comment).Msg("C-STORE not successful")
+	}
+	return a.respond(pc.ID, &command{
+		Field: cmdCStoreRSP, MessageIDRespondedTo: cmd.MessageID,
+		AffectedSOPClassUID: cmd.AffectedSOPClassUID, AffectedSOPInstanceUID: cmd.AffectedSOPInstanceUID,
+		DataSetType: commandDataSetNone, Status: status, ErrorComment: sanitizeComment(comment),
+	})
+}
+
+// callHandler runs the handler; a panic propagates (and aborts the association)
+// after the handler's context is cancelled.
+func (a *association) callHandler(pc PresentationContext, cmd *command, dr *dataReader) (Status, error) {
+	var ds io.Reader = dr
+	ts := pc.TransferSyntax
+	if ts == DeflatedExplicitVRLittleEndian {
+		fr := flate.NewReader(dr)
+		defer fr.Close()
+		ds, ts = fr, ExplicitVRLittleEndian
+	}
+	req := &StoreRequest{
+		Assoc:                   &a.info,
+		MessageID:               cmd.MessageID,
+		SOPClassUID:             cmd.AffectedSOPClassUID,
+		SOPInstanceUID:          cmd.AffectedSOPInstanceUID,
+		TransferSyntaxUID:       ts,
+		Priority:                cmd.Priority,
+		MoveOriginatorAE:        cmd.MoveOriginatorAE,
+		MoveOriginatorMessageID: cmd.MoveOriginatorMessageID,
+		DataSet:                 ds,
+	}
+	hctx, cancel := context.WithTimeout(a.ctx, a.pol.cfg.DIMSETimeout)
+	defer cancel()
+	return a.s.h.ServeStore(hctx, req)
+}
+
+// sanitizeComment keeps an ErrorComment to LO's repertoire: no backslashes or
+// control characters.
+func sanitizeComment(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == '\\' || r > 0x7e {
+			return ' '
+		}
+		return r
+	}, s)
+}
