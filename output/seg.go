@@ -1,0 +1,454 @@
+package output
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/suyashkumar/dicom"
+)
+
+// Coded concepts the SEG uses (PS3.16).
+var (
+	// CategoryMorphologicallyAbnormal is the segment's property category.
+	CategoryMorphologicallyAbnormal = Code{"49755003", "SCT", "Morphologically abnormal structure"}
+	// TypeLesion is the default segmented property type.
+	TypeLesion = Code{"52988006", "SCT", "Lesion"}
+	// familyAI is the algorithm family (CID 7162).
+	familyAI = Code{"123110", "DCM", "Artificial Intelligence"}
+	// derivationSegmentation is the Derivation Code of a SEG frame (CID 7203).
+	derivationSegmentation = Code{"113076", "DCM", "Segmentation"}
+	// purposeSourceImage is the Purpose of Reference of a source image (CID 7202).
+	purposeSourceImage = Code{"121322", "DCM", "Source image for image processing operation"}
+)
+
+// Equipment describes this software in the General and Enhanced General
+// Equipment modules.
+type Equipment struct {
+	Manufacturer          string
+	ManufacturerModelName string
+	DeviceSerialNumber    string
+	// SoftwareVersion is ours; the model's version is added after it.
+	SoftwareVersion string
+}
+
+func (e Equipment) withDefaults() Equipment {
+	if e.Manufacturer == "" {
+		e.Manufacturer = "anomalynode"
+	}
+	if e.ManufacturerModelName == "" {
+		e.ManufacturerModelName = "anomalynode"
+	}
+	if e.DeviceSerialNumber == "" {
+		e.DeviceSerialNumber = "0"
+	}
+	if e.SoftwareVersion == "" {
+		e.SoftwareVersion = "0"
+	}
+	return e
+}
+
+// SEGOptions configures BuildSEG; the zero value gives sensible defaults.
+type SEGOptions struct {
+	// SeriesDescription names the output series; the version is appended.
+	SeriesDescription string
+	// SeriesNumber of the SEG series; 0 means the source's plus 1000.
+	SeriesNumber int
+	// AllSlices writes a frame for every source slice, not only those with findings.
+	AllSlices bool
+	// ContentLabel is a CS (upper case, at most 16 characters).
+	ContentLabel string
+	// SegmentLabel names the one segment.
+	SegmentLabel string
+	// SegmentType is the segmented property type; default SCT 52988006 Lesion.
+	SegmentType Code
+	// CIELab is the recommended display colour in PCS-Lab scaled to 0..65535.
+	CIELab [3]int
+	// Equipment describes this software.
+	Equipment Equipment
+}
+
+func (o SEGOptions) withDefaults() SEGOptions {
+	if o.SeriesDescription == "" {
+		o.SeriesDescription = "Anomaly segmentation"
+	}
+	if o.ContentLabel == "" {
+		o.ContentLabel = "ANOMALY"
+	}
+	o.ContentLabel = csValue(o.ContentLabel)
+	if o.SegmentLabel == "" {
+		o.SegmentLabel = "Anomaly"
+	}
+	if o.SegmentType.Value == "" {
+		o.SegmentType = TypeLesion
+	}
+	if o.CIELab == [3]int{} {
+		o.CIELab = [3]int{34891, 53479, 50166} // red: L*53 a*80 b*67
+	}
+	o.Equipment = o.Equipment.withDefaults()
+	return o
+}
+
+// csValue turns s into a valid Code String: upper case, A-Z 0-9 space and
+// underscore only, at most 16 characters.
+func csValue(s string) string {
+	s = strings.ToUpper(strings.TrimSpace(s))
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ' ' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 16 {
+		b = b[:16]
+	}
+	if len(b) == 0 {
+		return "ANOMALY"
+	}
+	return string(b)
+}
+
+// loString trims s to the 64 characters of an LO value.
+func loString(s string) string {
+	if len(s) > 64 {
+		return s[:64]
+	}
+	return s
+}
+
+// SEGFrame says which source slice a SEG frame covers.
+type SEGFrame struct {
+	// Source is the index into SeriesResult.Sources.
+	Source int
+}
+
+// BuildSEG builds the BINARY Segmentation of a scored series: one 1-bit frame
+// per source slice with any anomalous pixel (every slice with
+// opts.AllSlices), ordered along the slice normal, each on its source's exact
+// geometry. A series without findings still gets a valid SEG with one empty
+// frame on its first slice, so a viewer can show "nothing found".
+func BuildSEG(res *SeriesResult, opts SEGOptions) (*Object, error) {
+	obj, _, err := buildSEG(res, opts)
+	return obj, err
+}
+
+// BuildSEGFrames is BuildSEG that also says which source each frame covers.
+func BuildSEGFrames(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
+	return buildSEG(res, opts)
+}
+
+func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
+	opts = opts.withDefaults()
+	slices, _, err := orderedSlices(res)
+	if err != nil {
+		return nil, nil, err
+	}
+	first := slices[0].src
+	h := first.Header
+	rows, cols := first.Rows, first.Cols
+	spacing := getStrings(h, "PixelSpacing")
+	if len(spacing) != 2 {
+		return nil, nil, fmt.Errorf("%w: no PixelSpacing", ErrBadSource)
+	}
+	for _, s := range slices {
+		if s.src.Rows != rows || s.src.Cols != cols {
+			return nil, nil, fmt.Errorf("%w: slice %d is %dx%d, the series %dx%d", ErrBadSource, s.index, s.src.Rows, s.src.Cols, rows, cols)
+		}
+		if !sameStrings(getStrings(s.src.Header, "PixelSpacing"), spacing) {
+			return nil, nil, fmt.Errorf("%w: slice %d: PixelSpacing differs from the series'", ErrBadSource, s.index)
+		}
+	}
+	frameOfRef := getString(h, "FrameOfReferenceUID")
+	if frameOfRef == "" {
+		return nil, nil, fmt.Errorf("%w: no FrameOfReferenceUID", ErrBadSource)
+	}
+	study, series := res.sourceUIDs()
+	if study == "" || series == "" {
+		return nil, nil, fmt.Errorf("%w: no Study/Series Instance UID", ErrBadSource)
+	}
+
+	// Choose the frames: position rank k (1-based, along the normal) is the
+	// second dimension index, so frames of different versions line up.
+	type frame struct {
+		s    slice
+		rank int
+	}
+	var frames []frame
+	for k, s := range slices {
+		if opts.AllSlices || anyTrue(s.src.Mask) {
+			frames = append(frames, frame{s, k + 1})
+		}
+	}
+	if len(frames) == 0 {
+		frames = []frame{{slices[0], 1}}
+	}
+
+	created := res.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	date, tm := created.Format("20060102"), created.Format("150405")
+	version := res.version()
+	sopInst := res.SEGInstanceUID()
+	seriesUID := res.SeriesUID(KindSEG)
+	dimOrg := res.uidFor(KindSEG, "dimension-organization")
+
+	e := &elems{}
+	copyPatientStudy(e, h)
+	eq := opts.Equipment
+	e.str("SOPClassUID", SegmentationStorage)
+	e.str("SOPInstanceUID", sopInst)
+	e.str("InstanceCreationDate", date)
+	e.str("InstanceCreationTime", tm)
+	// General Series + Segmentation Series.
+	e.str("Modality", "SEG")
+	e.str("SeriesInstanceUID", seriesUID)
+	e.str("SeriesNumber", strconv.Itoa(seriesNumber(opts.SeriesNumber, h, 1000)))
+	e.str("SeriesDescription", loString(fmt.Sprintf("%s v%d", opts.SeriesDescription, version)))
+	e.str("SeriesDate", date)
+	e.str("SeriesTime", tm)
+	e.copy(h, "BodyPartExamined", false)
+	// Frame of Reference.
+	e.str("FrameOfReferenceUID", frameOfRef)
+	e.copy(h, "PositionReferenceIndicator", true)
+	// General and Enhanced General Equipment.
+	e.str("Manufacturer", eq.Manufacturer)
+	e.str("ManufacturerModelName", eq.ManufacturerModelName)
+	e.str("DeviceSerialNumber", eq.DeviceSerialNumber)
+	e.str("SoftwareVersions", softwareVersions(eq, res.Model)...)
+	// General Image, Segmentation Image (with Content Identification).
+	e.str("ImageType", "DERIVED", "PRIMARY")
+	e.str("InstanceNumber", strconv.Itoa(version))
+	e.str("ContentDate", date)
+	e.str("ContentTime", tm)
+	e.str("ContentLabel", opts.ContentLabel)
+	e.str("ContentDescription", loString(fmt.Sprintf("Anomaly mask of model %s %s, version %d", res.Model.Name, res.Model.Version, version)))
+	e.str("ContentCreatorName")
+	e.str("SegmentationType", "BINARY")
+	e.str("SegmentsOverlap", "NO")
+	e.seq("SegmentSequence", segmentItem(res, opts))
+	// Image Pixel.
+	e.num("SamplesPerPixel", 1)
+	e.str("PhotometricInterpretation", "MONOCHROME2")
+	e.num("Rows", rows)
+	e.num("Columns", cols)
+	e.num("BitsAllocated", 1)
+	e.num("BitsStored", 1)
+	e.num("HighBit", 0)
+	e.num("PixelRepresentation", 0)
+	e.str("LossyImageCompression", "00")
+	e.str("PresentationLUTShape", "IDENTITY")
+	e.str("BurnedInAnnotation", "NO")
+	// Multi-frame Functional Groups.
+	e.str("NumberOfFrames", strconv.Itoa(len(frames)))
+	shared := &elems{}
+	pm := &elems{}
+	pm.add("PixelSpacing", spacing)
+	if st := getStrings(h, "SliceThickness"); len(st) > 0 {
+		pm.add("SliceThickness", st)
+	}
+	if d, ok := regularSpacing(slices); ok {
+		pm.str("SpacingBetweenSlices", formatDS(d))
+	}
+	shared.seq("PixelMeasuresSequence", pm)
+	po := &elems{}
+	po.add("ImageOrientationPatient", getStrings(h, "ImageOrientationPatient"))
+	shared.seq("PlaneOrientationSequence", po)
+	e.seq("SharedFunctionalGroupsSequence", shared)
+
+	perFrame := make([]*elems, 0, len(frames))
+	sourceRefs := make([]*elems, 0, len(slices))
+	for _, f := range frames {
+		pf := &elems{}
+		src := &elems{}
+		src.str("ReferencedSOPClassUID", f.s.sopClass)
+		src.str("ReferencedSOPInstanceUID", f.s.sopInst)
+		src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
+		deriv := &elems{}
+		deriv.seq("DerivationCodeSequence", derivationSegmentation.item())
+		deriv.seq("SourceImageSequence", src)
+		pf.seq("DerivationImageSequence", deriv)
+		fc := &elems{}
+		fc.add("DimensionIndexValues", []int{1, f.rank})
+		pf.seq("FrameContentSequence", fc)
+		pp := &elems{}
+		pp.add("ImagePositionPatient", getStrings(f.s.src.Header, "ImagePositionPatient"))
+		pf.seq("PlanePositionSequence", pp)
+		si := &elems{}
+		si.num("ReferencedSegmentNumber", 1)
+		pf.seq("SegmentIdentificationSequence", si)
+		perFrame = append(perFrame, pf)
+	}
+	e.seq("PerFrameFunctionalGroupsSequence", perFrame...)
+
+	// Multi-frame Dimension: segment, then position along the normal.
+	do := &elems{}
+	do.str("DimensionOrganizationUID", dimOrg)
+	e.seq("DimensionOrganizationSequence", do)
+	e.str("DimensionOrganizationType", "3D")
+	d1 := &elems{}
+	d1.str("DimensionOrganizationUID", dimOrg)
+	d1.add("DimensionIndexPointer", []int{0x0062, 0x000B})  // ReferencedSegmentNumber
+	d1.add("FunctionalGroupPointer", []int{0x0062, 0x000A}) // SegmentIdentificationSequence
+	d1.str("DimensionDescriptionLabel", "ReferencedSegmentNumber")
+	d2 := &elems{}
+	d2.str("DimensionOrganizationUID", dimOrg)
+	d2.add("DimensionIndexPointer", []int{0x0020, 0x0032})  // ImagePositionPatient
+	d2.add("FunctionalGroupPointer", []int{0x0020, 0x9113}) // PlanePositionSequence
+	d2.str("DimensionDescriptionLabel", "ImagePositionPatient")
+	e.seq("DimensionIndexSequence", d1, d2)
+
+	// General Reference (every source) and Common Instance Reference.
+	refs := make([]*elems, 0, len(slices))
+	for _, s := range slices {
+		src := &elems{}
+		src.str("ReferencedSOPClassUID", s.sopClass)
+		src.str("ReferencedSOPInstanceUID", s.sopInst)
+		src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
+		sourceRefs = append(sourceRefs, src)
+		ref := &elems{}
+		ref.str("ReferencedSOPClassUID", s.sopClass)
+		ref.str("ReferencedSOPInstanceUID", s.sopInst)
+		refs = append(refs, ref)
+	}
+	e.seq("SourceImageSequence", sourceRefs...)
+	rs := &elems{}
+	rs.str("SeriesInstanceUID", series)
+	rs.seq("ReferencedInstanceSequence", refs...)
+	e.seq("ReferencedSeriesSequence", rs)
+
+	masks := make([][]bool, len(frames))
+	info := make([]SEGFrame, len(frames))
+	for i, f := range frames {
+		masks[i] = f.s.src.Mask
+		info[i] = SEGFrame{Source: f.s.index}
+	}
+	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: PackBits(masks)})
+	if len(e.list) > 0 {
+		// 1-bit data is a byte stream: OB, not the OW NewElement picks.
+		last := e.list[len(e.list)-1]
+		last.RawValueRepresentation = "OB"
+	}
+
+	part10, err := encode(e, SegmentationStorage, sopInst)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Object{
+		SOPClassUID: SegmentationStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: ExplicitVRLittleEndian,
+		StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
+	}, info, nil
+}
+
+func segmentItem(res *SeriesResult, opts SEGOptions) *elems {
+	seg := &elems{}
+	seg.num("SegmentNumber", 1)
+	seg.str("SegmentLabel", loString(opts.SegmentLabel))
+	seg.str("SegmentDescription", loString(fmt.Sprintf("Pixels scoring above %g", res.Threshold)))
+	seg.str("SegmentAlgorithmType", "AUTOMATIC")
+	seg.str("SegmentAlgorithmName", loString("anomalynode "+res.Model.Name))
+	alg := &elems{}
+	alg.seq("AlgorithmFamilyCodeSequence", familyAI.item())
+	alg.str("AlgorithmName", loString("anomalynode "+res.Model.Name))
+	alg.str("AlgorithmVersion", loString(opts.Equipment.SoftwareVersion+" model "+nonEmpty(res.Model.Version, "0")))
+	alg.str("AlgorithmParameters", fmt.Sprintf("threshold=%g model_sha256=%s", res.Threshold, res.Model.SHA256))
+	seg.seq("SegmentationAlgorithmIdentificationSequence", alg)
+	seg.seq("SegmentedPropertyCategoryCodeSequence", CategoryMorphologicallyAbnormal.item())
+	seg.seq("SegmentedPropertyTypeCodeSequence", opts.SegmentType.item())
+	seg.num("RecommendedDisplayCIELabValue", opts.CIELab[:]...)
+	return seg
+}
+
+func nonEmpty(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func softwareVersions(eq Equipment, m ModelIdentity) []string {
+	return []string{loString("anomalynode " + eq.SoftwareVersion), loString(nonEmpty(m.Name, "model") + " " + nonEmpty(m.Version, "0"))}
+}
+
+// seriesNumber is the configured number, else the source's plus offset (at least 1).
+func seriesNumber(configured int, h *dicom.Dataset, offset int) int {
+	if configured > 0 {
+		return configured
+	}
+	n, _ := getInt(h, "SeriesNumber")
+	if n < 0 {
+		n = 0
+	}
+	return n + offset
+}
+
+// copyPatientStudy copies the Patient, General Study and Patient Study
+// attributes so the outputs sit in the source's study with the same patient.
+func copyPatientStudy(e *elems, h *dicom.Dataset) {
+	e.copy(h, "SpecificCharacterSet", false)
+	for _, kw := range []string{"PatientName", "PatientID", "PatientBirthDate", "PatientSex"} {
+		e.copy(h, kw, true)
+	}
+	for _, kw := range []string{"IssuerOfPatientID", "OtherPatientIDsSequence", "PatientAge", "PatientSize", "PatientWeight", "StudyDescription"} {
+		e.copy(h, kw, false)
+	}
+	for _, kw := range []string{"StudyInstanceUID"} {
+		e.copy(h, kw, false)
+	}
+	for _, kw := range []string{"StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"} {
+		e.copy(h, kw, true)
+	}
+}
+
+func anyTrue(m []bool) bool {
+	for _, v := range m {
+		if v {
+			return true
+		}
+	}
+	return false
+}
+
+// PackBits packs binary frames into 1-bit SEG Pixel Data (PS3.5 8.1.1): pixel
+// p of the concatenated frames is bit p%8 of byte p/8 (first pixel in the
+// least significant bit), frames follow each other with no byte alignment,
+// and the result is padded with one zero byte when its length is odd.
+func PackBits(frames [][]bool) []byte {
+	total := 0
+	for _, f := range frames {
+		total += len(f)
+	}
+	n := (total + 7) / 8
+	out := make([]byte, n+n%2)
+	p := 0
+	for _, f := range frames {
+		for _, v := range f {
+			if v {
+				out[p>>3] |= 1 << (p & 7)
+			}
+			p++
+		}
+	}
+	return out
+}
+
+// UnpackBits is the inverse of PackBits: nFrames frames of rows*cols pixels.
+func UnpackBits(data []byte, nFrames, rows, cols int) ([][]bool, error) {
+	per := rows * cols
+	need := (nFrames*per + 7) / 8
+	if nFrames < 0 || per <= 0 || len(data) < need {
+		return nil, fmt.Errorf("output: 1-bit pixel data has %d bytes, %d frames of %dx%d need %d", len(data), nFrames, rows, cols, need)
+	}
+	frames := make([][]bool, nFrames)
+	p := 0
+	for f := range frames {
+		m := make([]bool, per)
+		for i := range m {
+			m[i] = data[p>>3]&(1<<(p&7)) != 0
+			p++
+		}
+		frames[f] = m
+	}
+	return frames, nil
+}

@@ -1,0 +1,77 @@
+package output
+
+import (
+	"crypto/sha256"
+	"math/big"
+	"strconv"
+	"strings"
+)
+
+// uidNamespace separates our name-based UIDs from anyone else hashing the same
+// strings (the role of the namespace UUID in RFC 9562 version 5).
+const uidNamespace = "anomalynode/output/v1"
+
+// DeriveUID returns a UID of the form 2.25.<128-bit decimal> derived from
+// parts (PS3.5 B.2). It is built like a name-based UUID (RFC 9562 version 5,
+// here with SHA-256 truncated to 128 bits and the version and variant bits
+// set), so the same parts always give the same UID and different parts give
+// different UIDs with overwhelming probability.
+func DeriveUID(parts ...string) string {
+	h := sha256.New()
+	h.Write([]byte(uidNamespace))
+	for _, p := range parts {
+		// Length-prefixing makes ("ab","c") and ("a","bc") hash differently.
+		h.Write([]byte{0})
+		h.Write([]byte(strconv.Itoa(len(p))))
+		h.Write([]byte{':'})
+		h.Write([]byte(p))
+	}
+	sum := h.Sum(nil)[:16]
+	sum[6] = sum[6]&0x0f | 0x50 // version 5 (name-based)
+	sum[8] = sum[8]&0x3f | 0x80 // RFC 4122/9562 variant
+	return "2.25." + new(big.Int).SetBytes(sum).String()
+}
+
+// Output kinds, part of every derived UID.
+const (
+	KindSEG = "SEG"
+	KindSC  = "SC"
+)
+
+// uidFor derives the UID of one role of an output, from the source series and
+// model identity; extra parts distinguish versions and slices.
+func (r *SeriesResult) uidFor(kind, role string, extra ...string) string {
+	study, series := r.sourceUIDs()
+	parts := []string{study, series, r.Model.Name, r.Model.Version, strings.ToLower(r.Model.SHA256), kind, role}
+	return DeriveUID(append(parts, extra...)...)
+}
+
+// SeriesUID is the output series of kind (KindSEG or KindSC); it does not
+// depend on the version, so an amended result lands in the same series.
+func (r *SeriesResult) SeriesUID(kind string) string { return r.uidFor(kind, "series") }
+
+// SEGInstanceUID is the SOP Instance UID of the SEG of this result's version.
+func (r *SeriesResult) SEGInstanceUID() string {
+	return r.uidFor(KindSEG, "instance", "v"+strconv.Itoa(r.version()))
+}
+
+// SCInstanceUID is the SOP Instance UID of the heat map of one source slice
+// (named by its SOP Instance UID) for this result's version.
+func (r *SeriesResult) SCInstanceUID(sourceSOPInstanceUID string) string {
+	return r.uidFor(KindSC, "instance", "v"+strconv.Itoa(r.version()), sourceSOPInstanceUID)
+}
+
+func (r *SeriesResult) version() int {
+	if r.Version < 1 {
+		return 1
+	}
+	return r.Version
+}
+
+func (r *SeriesResult) sourceUIDs() (study, series string) {
+	if len(r.Sources) == 0 {
+		return "", ""
+	}
+	h := r.Sources[0].Header
+	return getString(h, "StudyInstanceUID"), getString(h, "SeriesInstanceUID")
+}
