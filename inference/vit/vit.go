@@ -8,10 +8,14 @@
 package vit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 
@@ -314,4 +318,36 @@ func Generate(c Config) ([]byte, error) {
 		return nil, fmt.Errorf("vit: %w", err)
 	}
 	return b, nil
+}
+
+// WriteFile generates c's model and writes it to path through a temporary
+// file and a rename, so a reader never sees half a model. It returns the
+// model's sha256 (hex) and size in bytes.
+func WriteFile(path string, c Config) (sum string, size int, err error) {
+	b, err := Generate(c)
+	if err != nil {
+		return "", 0, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return "", 0, fmt.Errorf("vit: write model: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return "", 0, fmt.Errorf("vit: write model: %w", err)
+	}
+	// CreateTemp makes the file 0600; a model is not secret.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return "", 0, fmt.Errorf("vit: write model: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", 0, fmt.Errorf("vit: write model: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", 0, fmt.Errorf("vit: write model: %w", err)
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), len(b), nil
 }

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"anomalynode/inference/vit"
+)
+
+func init() {
+	register(&command{
+		name:    "mkvit",
+		summary: "write an ONNX model with the DINOv2 architecture and random weights",
+		run:     runMkvit,
+	})
+}
+
+func runMkvit(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "mkvit", "--out FILE --preset "+strings.Join(vit.PresetNames(), "|")+" [--registers R] [--seed S] [--pos-size PX]")
+	out := fs.String("out", "", "ONNX file to write (required)")
+	preset := fs.String("preset", "vits14", "architecture: "+strings.Join(vit.PresetNames(), ", "))
+	registers := fs.Int("registers", 0, "register tokens after CLS (0 = plain DINOv2, 4 = DINOv2 with registers)")
+	seed := fs.Uint64("seed", 0, "random seed of the weights; the same seed writes the same bytes")
+	posSize := fs.Int("pos-size", 0, "image size in px the position embeddings are laid out for (multiple of 14; 0 = the preset's: 224 tiny, 518 vits14); inputs of any size multiple of 14 are accepted")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *out == "" {
+		return errors.New("--out is required")
+	}
+	c, err := vit.Preset(*preset)
+	if err != nil {
+		return err
+	}
+	c.Registers, c.Seed = *registers, *seed
+	if *posSize != 0 {
+		if *posSize < 0 || *posSize%c.PatchSize != 0 {
+			return fmt.Errorf("--pos-size %d is not a positive multiple of %d", *posSize, c.PatchSize)
+		}
+		c.PosGrid = *posSize / c.PatchSize
+	}
+	sum, size, err := vit.WriteFile(*out, c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: preset %s, dim %d, %d blocks, %d heads, %d registers, %d position grid, seed %d: %d parameters, %d bytes, sha256 %s (random weights)\n",
+		*out, *preset, c.Dim, c.Depth, c.Heads, c.Registers, c.PosGrid, c.Seed, c.Params(), size, sum)
+	return nil
+}
