@@ -11,13 +11,13 @@ import (
 // refState is an independent float64 implementation of METHOD.md 2's step,
 // written from the formulas with explicit squared distances (no GEMM expansion).
 type refState struct {
-	k, d          int
-	mu, s2        [][]float64
-	v, r          []float64
-	m, s          [][]float64
-	alpha, gamma  float64
-	reg           float64
-	learnAlpha    bool
+	k, d         int
+	mu, s2       [][]float64
+	v, r         []float64
+	m, s         [][]float64
+	alpha, gamma float64
+	reg          float64
+	learnAlpha   bool
 }
 
 func newRef(m *Mixture) *refState {
