@@ -1,0 +1,552 @@
+package inference
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// Transfer syntaxes the decoder handles.
+const (
+	TSImplicitVRLittleEndian = "1.2.840.10008.1.2"
+	TSExplicitVRLittleEndian = "1.2.840.10008.1.2.1"
+	TSExplicitVRBigEndian    = "1.2.840.10008.1.2.2"
+	TSRLELossless            = "1.2.840.10008.1.2.5"
+	TSJPEGBaseline           = "1.2.840.10008.1.2.4.50"
+)
+
+// ErrUnsupported is matched (errors.Is) by every *UnsupportedError: the file is
+// valid DICOM the decoder cannot turn into pixels; the caller quarantines it.
+var ErrUnsupported = errors.New("unsupported image")
+
+// ErrUnsupportedTransferSyntax is matched by an *UnsupportedError whose cause is
+// the transfer syntax (JPEG 2000, JPEG-LS, lossless JPEG, deflate, ...).
+var ErrUnsupportedTransferSyntax = errors.New("unsupported transfer syntax")
+
+// ErrBadPixelData reports pixel data that is missing, truncated or corrupt. It
+// is never ignored: a slice with bad pixels is not scored.
+var ErrBadPixelData = errors.New("bad pixel data")
+
+// UnsupportedError says why an image cannot be decoded.
+type UnsupportedError struct {
+	// TransferSyntax is the file's transfer syntax UID.
+	TransferSyntax string
+	// Reason says what is unsupported.
+	Reason string
+	// syntax marks errors caused by the transfer syntax itself.
+	syntax bool
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("unsupported image (transfer syntax %s): %s", e.TransferSyntax, e.Reason)
+}
+
+// Is matches ErrUnsupported, and ErrUnsupportedTransferSyntax when the transfer
+// syntax is the cause.
+func (e *UnsupportedError) Is(target error) bool {
+	return target == ErrUnsupported || (e.syntax && target == ErrUnsupportedTransferSyntax)
+}
+
+// Slice is one decoded frame: stored pixel values plus what preprocessing and
+// the outputs need from the header.
+type Slice struct {
+	// SOPInstanceUID, SeriesInstanceUID and StudyInstanceUID identify the source.
+	SOPInstanceUID    string
+	SeriesInstanceUID string
+	StudyInstanceUID  string
+	// SOPClassUID is the source's SOP class.
+	SOPClassUID string
+	// InstanceNumber orders slices in a series (0 when absent).
+	InstanceNumber int
+	// Frame is the 0-based frame index in a multi-frame instance.
+	Frame int
+	// Frames is the instance's frame count.
+	Frames int
+	// Modality is CT, MR, ...
+	Modality string
+	// Rows and Cols are the frame size in pixels.
+	Rows, Cols int
+	// Stored holds the Rows*Cols stored values (masked to BitsStored and
+	// sign-extended when PixelRepresentation is 1), row-major.
+	Stored []int32
+	// MinStored and MaxStored bound the values Stored can hold.
+	MinStored, MaxStored int32
+	// Slope and Intercept are the modality LUT (RescaleSlope/Intercept; 1 and 0
+	// when absent).
+	Slope, Intercept float64
+	// Photometric is MONOCHROME1 or MONOCHROME2.
+	Photometric string
+	// WindowCenter and WindowWidth are the header's first VOI window, valid
+	// when HasWindow.
+	WindowCenter, WindowWidth float64
+	// HasWindow says the header had a usable window.
+	HasWindow bool
+	// ImagePosition is ImagePositionPatient (nil when absent).
+	ImagePosition []float64
+	// TransferSyntax is the source's transfer syntax UID.
+	TransferSyntax string
+	// Header is the parsed data set, shared by all frames of an instance, with
+	// the pixel data bytes released.
+	Header *dicom.Dataset
+}
+
+// ModalityValues returns the modality values (stored * slope + intercept).
+func (s *Slice) ModalityValues() []float32 {
+	out := make([]float32, len(s.Stored))
+	for i, v := range s.Stored {
+		out[i] = float32(float64(v)*s.Slope + s.Intercept)
+	}
+	return out
+}
+
+// DecodeFile reads a Part-10 DICOM file and decodes every frame.
+func DecodeFile(path string) ([]*Slice, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inference: decode: %w", err)
+	}
+	return Decode(data)
+}
+
+// Decode parses Part-10 DICOM bytes and decodes every frame.
+func Decode(data []byte) ([]*Slice, error) {
+	ds, err := dicom.Parse(bytes.NewReader(data), int64(len(data)), nil, dicom.SkipProcessingPixelDataValue())
+	if err != nil {
+		return nil, fmt.Errorf("inference: decode: parse: %w", err)
+	}
+	return DecodeDataset(&ds)
+}
+
+// pixelInfo is the image pixel module of a data set.
+type pixelInfo struct {
+	ts                            string
+	rows, cols, frames            int
+	bitsAlloc, bitsStored, highBit int
+	signed                        bool
+	samples                       int
+	photometric                   string
+}
+
+// DecodeDataset decodes the frames of a data set parsed with
+// dicom.SkipProcessingPixelDataValue (native pixel data as raw bytes,
+// encapsulated pixel data as fragments).
+func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
+	pi, err := readPixelInfo(ds)
+	if err != nil {
+		return nil, err
+	}
+	el, err := ds.FindElementByTag(tag.PixelData)
+	if err != nil {
+		return nil, fmt.Errorf("inference: decode: %w: no PixelData (truncated file?)", ErrBadPixelData)
+	}
+	pdi, ok := el.Value.GetValue().(dicom.PixelDataInfo)
+	if !ok {
+		return nil, fmt.Errorf("inference: decode: %w: PixelData has value type %v", ErrBadPixelData, el.Value.ValueType())
+	}
+	if pdi.IntentionallySkipped {
+		return nil, fmt.Errorf("inference: decode: %w: PixelData was skipped at parse time", ErrBadPixelData)
+	}
+	var frames [][]int32
+	switch pi.ts {
+	case TSImplicitVRLittleEndian, TSExplicitVRLittleEndian, TSExplicitVRBigEndian:
+		if pdi.IsEncapsulated || !pdi.IntentionallyUnprocessed {
+			return nil, fmt.Errorf("inference: decode: %w: native transfer syntax but pixel data not read raw (parse with SkipProcessingPixelDataValue)", ErrBadPixelData)
+		}
+		var order binary.ByteOrder = binary.LittleEndian
+		if pi.ts == TSExplicitVRBigEndian {
+			order = binary.BigEndian
+		}
+		frames, err = decodeNative(pdi.UnprocessedValueData, pi, order)
+	case TSRLELossless:
+		frames, err = decodeRLEFrames(fragments(pdi), pi)
+	case TSJPEGBaseline:
+		frames, err = decodeJPEGFrames(fragments(pdi), pi)
+	default:
+		return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "no decoder for " + transferSyntaxName(pi.ts), syntax: true}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inference: decode: %w", err)
+	}
+	// Release the raw bytes: the decoded frames are what is kept.
+	el.Value, _ = dicom.NewValue(dicom.PixelDataInfo{IntentionallySkipped: true, IsEncapsulated: pdi.IsEncapsulated})
+
+	base := Slice{
+		SOPInstanceUID:    str(ds, tag.SOPInstanceUID),
+		SeriesInstanceUID: str(ds, tag.SeriesInstanceUID),
+		StudyInstanceUID:  str(ds, tag.StudyInstanceUID),
+		SOPClassUID:       str(ds, tag.SOPClassUID),
+		Modality:          str(ds, tag.Modality),
+		Frames:            pi.frames,
+		Rows:              pi.rows,
+		Cols:              pi.cols,
+		Photometric:       pi.photometric,
+		Slope:             1,
+		TransferSyntax:    pi.ts,
+		Header:            ds,
+	}
+	base.InstanceNumber, _ = strconv.Atoi(str(ds, tag.InstanceNumber))
+	if v, ok := num(ds, tag.RescaleSlope, 0); ok && v != 0 {
+		base.Slope = v
+	}
+	if v, ok := num(ds, tag.RescaleIntercept, 0); ok {
+		base.Intercept = v
+	}
+	c, okc := num(ds, tag.WindowCenter, 0)
+	w, okw := num(ds, tag.WindowWidth, 0)
+	if okc && okw && w >= 1 {
+		base.WindowCenter, base.WindowWidth, base.HasWindow = c, w, true
+	}
+	for i := 0; i < 3; i++ {
+		if v, ok := num(ds, tag.ImagePositionPatient, i); ok {
+			base.ImagePosition = append(base.ImagePosition, v)
+		}
+	}
+	if len(base.ImagePosition) != 3 {
+		base.ImagePosition = nil
+	}
+	if pi.signed {
+		base.MinStored, base.MaxStored = -(1 << (pi.bitsStored - 1)), 1<<(pi.bitsStored-1)-1
+	} else {
+		base.MinStored, base.MaxStored = 0, int32(1<<pi.bitsStored-1)
+	}
+	out := make([]*Slice, len(frames))
+	for i, f := range frames {
+		s := base
+		s.Frame = i
+		s.Stored = f
+		out[i] = &s
+	}
+	return out, nil
+}
+
+func readPixelInfo(ds *dicom.Dataset) (pixelInfo, error) {
+	pi := pixelInfo{ts: strings.TrimRight(str(ds, tag.TransferSyntaxUID), "\x00 ")}
+	if pi.ts == "" {
+		return pi, fmt.Errorf("inference: decode: %w: no TransferSyntaxUID in the file meta", ErrBadPixelData)
+	}
+	need := func(t tag.Tag, name string) (int, error) {
+		v, ok := num(ds, t, 0)
+		if !ok {
+			return 0, fmt.Errorf("inference: decode: %w: %s missing", ErrBadPixelData, name)
+		}
+		return int(v), nil
+	}
+	var err error
+	if pi.rows, err = need(tag.Rows, "Rows"); err != nil {
+		return pi, err
+	}
+	if pi.cols, err = need(tag.Columns, "Columns"); err != nil {
+		return pi, err
+	}
+	if pi.bitsAlloc, err = need(tag.BitsAllocated, "BitsAllocated"); err != nil {
+		return pi, err
+	}
+	pi.bitsStored = pi.bitsAlloc
+	if v, ok := num(ds, tag.BitsStored, 0); ok {
+		pi.bitsStored = int(v)
+	}
+	pi.highBit = pi.bitsStored - 1
+	if v, ok := num(ds, tag.HighBit, 0); ok {
+		pi.highBit = int(v)
+	}
+	if v, ok := num(ds, tag.PixelRepresentation, 0); ok {
+		pi.signed = v == 1
+	}
+	pi.samples = 1
+	if v, ok := num(ds, tag.SamplesPerPixel, 0); ok {
+		pi.samples = int(v)
+	}
+	pi.frames = 1
+	if v, ok := num(ds, tag.NumberOfFrames, 0); ok && v >= 1 {
+		pi.frames = int(v)
+	}
+	pi.photometric = strings.TrimSpace(str(ds, tag.PhotometricInterpretation))
+	if pi.photometric == "" {
+		pi.photometric = "MONOCHROME2"
+	}
+	if pi.rows < 1 || pi.cols < 1 || pi.rows > 1<<15 || pi.cols > 1<<15 || pi.frames > 1<<16 {
+		return pi, fmt.Errorf("inference: decode: %w: %d x %d x %d frames", ErrBadPixelData, pi.rows, pi.cols, pi.frames)
+	}
+	if pi.photometric != "MONOCHROME1" && pi.photometric != "MONOCHROME2" || pi.samples != 1 {
+		return pi, &UnsupportedError{TransferSyntax: pi.ts, Reason: fmt.Sprintf("photometric %s with %d samples per pixel (greyscale only)", pi.photometric, pi.samples)}
+	}
+	if pi.bitsAlloc != 8 && pi.bitsAlloc != 16 {
+		return pi, &UnsupportedError{TransferSyntax: pi.ts, Reason: fmt.Sprintf("BitsAllocated %d (8 or 16 only)", pi.bitsAlloc)}
+	}
+	if pi.bitsStored < 1 || pi.bitsStored > pi.bitsAlloc || pi.highBit < pi.bitsStored-1 || pi.highBit >= pi.bitsAlloc {
+		return pi, fmt.Errorf("inference: decode: %w: BitsStored %d / HighBit %d inconsistent with BitsAllocated %d", ErrBadPixelData, pi.bitsStored, pi.highBit, pi.bitsAlloc)
+	}
+	if _, err := ds.FindElementByTag(tag.ModalityLUTSequence); err == nil {
+		return pi, &UnsupportedError{TransferSyntax: pi.ts, Reason: "Modality LUT Sequence (only RescaleSlope/Intercept)"}
+	}
+	return pi, nil
+}
+
+// storedValue turns a raw sample into the stored value: shift the high bit
+// down, mask to BitsStored, sign-extend for PixelRepresentation 1.
+func (pi *pixelInfo) converter() func(uint32) int32 {
+	shift := uint(pi.highBit + 1 - pi.bitsStored)
+	mask := uint32(1)<<pi.bitsStored - 1
+	signBit := uint32(1) << (pi.bitsStored - 1)
+	if pi.signed {
+		return func(v uint32) int32 {
+			v = (v >> shift) & mask
+			if v&signBit != 0 {
+				return int32(v) - int32(mask) - 1
+			}
+			return int32(v)
+		}
+	}
+	return func(v uint32) int32 { return int32((v >> shift) & mask) }
+}
+
+func decodeNative(raw []byte, pi pixelInfo, order binary.ByteOrder) ([][]int32, error) {
+	n := pi.rows * pi.cols
+	bps := pi.bitsAlloc / 8
+	want := n * bps * pi.frames
+	if len(raw) < want {
+		return nil, fmt.Errorf("%w: pixel data holds %d bytes, %d x %d x %d frames x %d bytes need %d (truncated)",
+			ErrBadPixelData, len(raw), pi.rows, pi.cols, pi.frames, bps, want)
+	}
+	conv := pi.converter()
+	frames := make([][]int32, pi.frames)
+	for f := range frames {
+		src := raw[f*n*bps : (f+1)*n*bps]
+		dst := make([]int32, n)
+		if bps == 1 {
+			for i, b := range src {
+				dst[i] = conv(uint32(b))
+			}
+		} else {
+			for i := range dst {
+				dst[i] = conv(uint32(order.Uint16(src[2*i:])))
+			}
+		}
+		frames[f] = dst
+	}
+	return frames, nil
+}
+
+// fragments returns the encapsulated fragments in order (suyashkumar/dicom
+// turns each fragment into one "frame" and skips the Basic Offset Table).
+func fragments(pdi dicom.PixelDataInfo) [][]byte {
+	out := make([][]byte, 0, len(pdi.Frames))
+	for _, f := range pdi.Frames {
+		if f != nil && f.Encapsulated {
+			out = append(out, f.EncapsulatedData.Data)
+		}
+	}
+	return out
+}
+
+func decodeRLEFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
+	switch {
+	case len(frags) == pi.frames:
+	case pi.frames == 1 && len(frags) > 1:
+		// PS3.5 G.2 asks for one fragment per frame; join a split single frame.
+		frags = [][]byte{bytes.Join(frags, nil)}
+	default:
+		return nil, fmt.Errorf("%w: RLE: %d fragments for %d frames", ErrBadPixelData, len(frags), pi.frames)
+	}
+	conv := pi.converter()
+	out := make([][]int32, pi.frames)
+	for i, f := range frags {
+		raw, err := DecodeRLE(f, pi.rows, pi.cols, pi.bitsAlloc)
+		if err != nil {
+			return nil, fmt.Errorf("frame %d: %w", i, err)
+		}
+		dst := make([]int32, pi.rows*pi.cols)
+		for j := range dst {
+			dst[j] = conv(raw[j])
+		}
+		out[i] = dst
+	}
+	return out, nil
+}
+
+// DecodeRLE decodes one RLE Lossless frame (PS3.5 Annex G) of a single-sample
+// image into raw samples: the RLE header lists bitsAlloc/8 segments, most
+// significant byte first, each a PackBits stream of rows*cols bytes.
+func DecodeRLE(frame []byte, rows, cols, bitsAlloc int) ([]uint32, error) {
+	if len(frame) < 64 {
+		return nil, fmt.Errorf("%w: RLE frame of %d bytes has no 64-byte header", ErrBadPixelData, len(frame))
+	}
+	nseg := int(binary.LittleEndian.Uint32(frame))
+	bps := bitsAlloc / 8
+	if nseg != bps {
+		return nil, fmt.Errorf("%w: RLE frame has %d segments, %d bits need %d", ErrBadPixelData, nseg, bitsAlloc, bps)
+	}
+	offsets := make([]int, nseg+1)
+	for i := 0; i < nseg; i++ {
+		offsets[i] = int(binary.LittleEndian.Uint32(frame[4+4*i:]))
+	}
+	offsets[nseg] = len(frame)
+	n := rows * cols
+	out := make([]uint32, n)
+	seg := make([]byte, n)
+	for s := 0; s < nseg; s++ {
+		lo, hi := offsets[s], offsets[s+1]
+		if lo < 64 || lo > hi || hi > len(frame) {
+			return nil, fmt.Errorf("%w: RLE segment %d offsets [%d,%d) outside the %d-byte frame", ErrBadPixelData, s, lo, hi, len(frame))
+		}
+		if err := unpackBits(frame[lo:hi], seg); err != nil {
+			return nil, fmt.Errorf("%w: RLE segment %d: %v", ErrBadPixelData, s, err)
+		}
+		shift := uint(8 * (nseg - 1 - s))
+		for i, b := range seg {
+			out[i] |= uint32(b) << shift
+		}
+	}
+	return out, nil
+}
+
+// unpackBits decodes a PackBits stream into exactly len(dst) bytes. Trailing
+// bytes after dst is full are allowed (segments are padded to even length).
+func unpackBits(src, dst []byte) error {
+	o := 0
+	i := 0
+	for o < len(dst) {
+		if i >= len(src) {
+			return fmt.Errorf("ran out of data after %d of %d bytes", o, len(dst))
+		}
+		h := int8(src[i])
+		i++
+		switch {
+		case h >= 0:
+			cnt := int(h) + 1
+			if i+cnt > len(src) || o+cnt > len(dst) {
+				return fmt.Errorf("literal run of %d overflows (at %d/%d)", cnt, o, len(dst))
+			}
+			copy(dst[o:], src[i:i+cnt])
+			i += cnt
+			o += cnt
+		case h != -128:
+			cnt := 1 - int(h)
+			if i >= len(src) || o+cnt > len(dst) {
+				return fmt.Errorf("replicate run of %d overflows (at %d/%d)", cnt, o, len(dst))
+			}
+			b := src[i]
+			i++
+			for k := 0; k < cnt; k++ {
+				dst[o+k] = b
+			}
+			o += cnt
+		}
+	}
+	return nil
+}
+
+func decodeJPEGFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
+	if pi.bitsAlloc != 8 {
+		return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "JPEG baseline with more than 8 bits"}
+	}
+	// Frames may span fragments; a fragment starting with the SOI marker begins
+	// a new frame (the Basic Offset Table is not available from the parser).
+	var frames [][]byte
+	for _, f := range frags {
+		if len(f) >= 2 && f[0] == 0xFF && f[1] == 0xD8 || len(frames) == 0 {
+			frames = append(frames, append([]byte(nil), f...))
+		} else {
+			frames[len(frames)-1] = append(frames[len(frames)-1], f...)
+		}
+	}
+	if len(frames) != pi.frames {
+		return nil, fmt.Errorf("%w: JPEG: %d frames found, NumberOfFrames is %d", ErrBadPixelData, len(frames), pi.frames)
+	}
+	conv := pi.converter()
+	out := make([][]int32, len(frames))
+	for i, f := range frames {
+		img, err := jpeg.Decode(bytes.NewReader(f))
+		if err != nil {
+			return nil, fmt.Errorf("%w: JPEG frame %d: %v", ErrBadPixelData, i, err)
+		}
+		g, ok := img.(*image.Gray)
+		if !ok {
+			return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: fmt.Sprintf("JPEG frame decodes to %T, not greyscale", img)}
+		}
+		b := g.Bounds()
+		if b.Dx() != pi.cols || b.Dy() != pi.rows {
+			return nil, fmt.Errorf("%w: JPEG frame %d is %dx%d, header says %dx%d", ErrBadPixelData, i, b.Dx(), b.Dy(), pi.cols, pi.rows)
+		}
+		dst := make([]int32, pi.rows*pi.cols)
+		for y := 0; y < pi.rows; y++ {
+			row := g.Pix[y*g.Stride : y*g.Stride+pi.cols]
+			for x, v := range row {
+				dst[y*pi.cols+x] = conv(uint32(v))
+			}
+		}
+		out[i] = dst
+	}
+	return out, nil
+}
+
+func transferSyntaxName(ts string) string {
+	names := map[string]string{
+		"1.2.840.10008.1.2.1.99":  "Deflated Explicit VR Little Endian",
+		"1.2.840.10008.1.2.4.51":  "JPEG Extended (12-bit)",
+		"1.2.840.10008.1.2.4.57":  "JPEG Lossless",
+		"1.2.840.10008.1.2.4.70":  "JPEG Lossless SV1",
+		"1.2.840.10008.1.2.4.80":  "JPEG-LS Lossless",
+		"1.2.840.10008.1.2.4.81":  "JPEG-LS Near-Lossless",
+		"1.2.840.10008.1.2.4.90":  "JPEG 2000 Lossless",
+		"1.2.840.10008.1.2.4.91":  "JPEG 2000",
+		"1.2.840.10008.1.2.4.201": "HTJ2K Lossless",
+		"1.2.840.10008.1.2.4.203": "HTJ2K",
+	}
+	if n, ok := names[ts]; ok {
+		return n
+	}
+	return "this transfer syntax"
+}
+
+// str returns the first string value of an element ("" when absent).
+func str(ds *dicom.Dataset, t tag.Tag) string {
+	el, err := ds.FindElementByTag(t)
+	if err != nil || el.Value == nil {
+		return ""
+	}
+	if v, ok := el.Value.GetValue().([]string); ok && len(v) > 0 {
+		return strings.TrimRight(strings.TrimSpace(v[0]), "\x00")
+	}
+	return ""
+}
+
+// num returns the i-th numeric value of an element, whether stored as ints,
+// floats or decimal strings (DS/IS).
+func num(ds *dicom.Dataset, t tag.Tag, i int) (float64, bool) {
+	el, err := ds.FindElementByTag(t)
+	if err != nil || el.Value == nil {
+		return 0, false
+	}
+	switch v := el.Value.GetValue().(type) {
+	case []int:
+		if i < len(v) {
+			return float64(v[i]), true
+		}
+	case []float64:
+		if i < len(v) {
+			return v[i], true
+		}
+	case []string:
+		// Some writers put several values in one string separated by '\'.
+		var parts []string
+		for _, s := range v {
+			parts = append(parts, strings.Split(s, "\\")...)
+		}
+		if i < len(parts) {
+			f, err := strconv.ParseFloat(strings.TrimRight(strings.TrimSpace(parts[i]), "\x00"), 64)
+			return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+		}
+	}
+	return 0, false
+}
