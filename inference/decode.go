@@ -129,12 +129,12 @@ func Decode(data []byte) ([]*Slice, error) {
 
 // pixelInfo is the image pixel module of a data set.
 type pixelInfo struct {
-	ts                            string
-	rows, cols, frames            int
+	ts                             string
+	rows, cols, frames             int
 	bitsAlloc, bitsStored, highBit int
-	signed                        bool
-	samples                       int
-	photometric                   string
+	signed                         bool
+	samples                        int
+	photometric                    string
 }
 
 // DecodeDataset decodes the frames of a data set parsed with
