@@ -1,0 +1,121 @@
+package eval
+
+import (
+	"fmt"
+	"image/color"
+	"os"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+
+	"anomalynode/inference/dpmm"
+)
+
+// Curve is a named line for a plot.
+type Curve struct {
+	// Name is the legend entry.
+	Name string
+	// Points are the line's vertices.
+	Points []Point
+}
+
+var palette = []color.Color{
+	color.RGBA{R: 31, G: 119, B: 180, A: 255},
+	color.RGBA{R: 214, G: 39, B: 40, A: 255},
+	color.RGBA{R: 44, G: 160, B: 44, A: 255},
+	color.RGBA{R: 148, G: 103, B: 189, A: 255},
+}
+
+func linePlot(title, xl, yl string, curves []Curve, unit bool) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xl
+	p.Y.Label.Text = yl
+	if unit {
+		p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 0, 1
+	}
+	p.Add(plotter.NewGrid())
+	for i, c := range curves {
+		xys := make(plotter.XYs, len(c.Points))
+		for j, pt := range c.Points {
+			xys[j].X, xys[j].Y = pt.X, pt.Y
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, fmt.Errorf("eval: plot %s: %w", title, err)
+		}
+		l.Color = palette[i%len(palette)]
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		if c.Name != "" {
+			p.Legend.Add(c.Name, l)
+		}
+	}
+	p.Legend.Top = true
+	return p, nil
+}
+
+// SaveCurves draws ROC and PR curves side by side into one PNG.
+func SaveCurves(path string, roc, pr []Curve) error {
+	rp, err := linePlot("ROC (pixel level)", "false-positive rate", "true-positive rate", roc, true)
+	if err != nil {
+		return err
+	}
+	rp.Legend.Top = false
+	rp.Legend.Left = false
+	pp, err := linePlot("Precision-recall (pixel level)", "recall", "precision", pr, true)
+	if err != nil {
+		return err
+	}
+	return saveGrid(path, [][]*plot.Plot{{rp, pp}}, 12*vg.Inch, 5*vg.Inch)
+}
+
+// SaveTrainingCurve draws the validation log-likelihood and the number of
+// active components per epoch, one above the other, into a PNG.
+func SaveTrainingCurve(path string, history []dpmm.EpochStats) error {
+	var ll, active []Point
+	for _, h := range history {
+		ll = append(ll, Point{float64(h.Epoch), h.ValLogLikelihood})
+		active = append(active, Point{float64(h.Epoch), float64(h.Active)})
+	}
+	lp, err := linePlot("Validation mean log-likelihood", "epoch", "log-likelihood", []Curve{{Points: ll}}, false)
+	if err != nil {
+		return err
+	}
+	ap, err := linePlot("Active components (weight > tau)", "epoch", "components", []Curve{{Points: active}}, false)
+	if err != nil {
+		return err
+	}
+	return saveGrid(path, [][]*plot.Plot{{lp}, {ap}}, 8*vg.Inch, 8*vg.Inch)
+}
+
+func saveGrid(path string, plots [][]*plot.Plot, w, h vg.Length) error {
+	img := vgimg.New(w, h)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(plots), Cols: len(plots[0]), PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4,
+		PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align(plots, tiles, dc)
+	for i := range plots {
+		for j := range plots[i] {
+			plots[i][j].Draw(canvases[i][j])
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("eval: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("eval: write %s: %w", path, err)
+	}
+	return nil
+}
