@@ -18,12 +18,13 @@ func init() {
 }
 
 func runMkvit(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "mkvit", "--out FILE --preset "+strings.Join(vit.PresetNames(), "|")+" [--registers R] [--seed S] [--pos-size PX]")
+	fs := newFlagSet(e, "mkvit", "--out FILE --preset "+strings.Join(vit.PresetNames(), "|")+" [--registers R] [--seed S] [--pos-size PX] [--pos-resize 2d|separable]")
 	out := fs.String("out", "", "ONNX file to write (required)")
 	preset := fs.String("preset", "vits14", "architecture: "+strings.Join(vit.PresetNames(), ", "))
 	registers := fs.Int("registers", 0, "register tokens after CLS (0 = plain DINOv2, 4 = DINOv2 with registers)")
 	seed := fs.Uint64("seed", 0, "random seed of the weights; the same seed writes the same bytes")
 	posSize := fs.Int("pos-size", 0, "image size in px the position embeddings are laid out for (multiple of 14; 0 = the preset's: 224 tiny, 518 vits14); inputs of any size multiple of 14 are accepted")
+	posResize := fs.String("pos-resize", "2d", "how the graph resamples position embeddings: 2d (one cubic Resize, as Hugging Face exports do) or separable (same values, faster in ONNX Runtime)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -43,6 +44,13 @@ func runMkvit(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("--pos-size %d is not a positive multiple of %d", *posSize, c.PatchSize)
 		}
 		c.PosGrid = *posSize / c.PatchSize
+	}
+	switch *posResize {
+	case "2d":
+	case "separable":
+		c.SeparablePosResize = true
+	default:
+		return fmt.Errorf("--pos-resize %q: want 2d or separable", *posResize)
 	}
 	sum, size, err := vit.WriteFile(*out, c)
 	if err != nil {

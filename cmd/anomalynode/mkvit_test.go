@@ -22,7 +22,7 @@ func TestMkvit(t *testing.T) {
 	a, b := filepath.Join(dir, "a.onnx"), filepath.Join(dir, "b.onnx")
 	for _, path := range []string{a, b} {
 		e, out := mkvitEnv()
-		if err := runMkvit(t.Context(), e, []string{"--out", path, "--preset", "tiny", "--registers", "4", "--seed", "3"}); err != nil {
+		if err := runMkvit(t.Context(), e, []string{"--out", path, "--preset", "tiny", "--registers", "4", "--seed", "3", "--pos-resize", "separable"}); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "4 registers") || !strings.Contains(out.String(), "sha256 ") {
@@ -54,6 +54,7 @@ func TestMkvitErrors(t *testing.T) {
 		{"--out", out, "--preset", "tiny", "--registers", "-1"},
 		{"--out", out, "--preset", "tiny", "--pos-size", "100"},
 		{"--out", out, "--preset", "tiny", "extra"},
+		{"--out", out, "--preset", "tiny", "--pos-resize", "linear"},
 		{"--out", filepath.Join(t.TempDir(), "missing", "m.onnx"), "--preset", "tiny"},
 	}
 	for _, args := range cases {

@@ -46,6 +46,11 @@ type Config struct {
 	// PosGrid is the side of the learned position-embedding grid (37 for
 	// DINOv2, trained at 518 px); other input grids get a bicubic resample.
 	PosGrid int
+	// SeparablePosResize resamples the position grid as two interpolation
+	// matrices (from small Resizes of an identity) applied by MatMul, instead
+	// of one 2-D Resize over all D channels. Same values; ONNX Runtime's CPU
+	// cubic Resize is slow enough at D=384 that this saves tens of ms per run.
+	SeparablePosResize bool
 	// Registers is the number of register tokens R (0 plain, 4 "with registers").
 	Registers int
 	// LayerScale is the value every LayerScale gamma starts at.
@@ -223,11 +228,34 @@ func Model(c Config, w *Weights) (*onnxgen.Model, error) {
 	patchPos := g.Op("Slice", []string{pos, i64("c_1c", 1), i64("c_1pg", 1+gs*gs), axis1})
 	patchPos = g.Op("Transpose", []string{op("Reshape", patchPos, i64("shape_1_G_G_D", 1, gs, gs, d))},
 		onnxgen.AttrInts("perm", 0, 3, 1, 2))
-	sizes := g.Op("Concat", []string{i64("shape_1_D", 1, d), grid}, onnxgen.AttrInt("axis", 0))
-	patchPos = g.Op("Resize", []string{patchPos, "", "", sizes},
-		onnxgen.AttrString("mode", "cubic"),
-		onnxgen.AttrFloat("cubic_coeff_a", -0.75),
-		onnxgen.AttrString("coordinate_transformation_mode", "half_pixel"))
+	resize := func(x, sizes string) string {
+		return g.Op("Resize", []string{x, "", "", sizes},
+			onnxgen.AttrString("mode", "cubic"),
+			onnxgen.AttrFloat("cubic_coeff_a", -0.75),
+			onnxgen.AttrString("coordinate_transformation_mode", "half_pixel"))
+	}
+	if c.SeparablePosResize {
+		// Bicubic is separable: resample an identity to get the G -> h and
+		// G -> w interpolation matrices (tiny Resizes), then apply them to
+		// all channels as two MatMuls.
+		eye := make([]float32, gs*gs)
+		for i := range gs {
+			eye[i*gs+i] = 1
+		}
+		basis := g.Float32("pos_resize_identity", []int64{1, gs, gs, 1}, eye)
+		head, tail := i64("shape_1_G", 1, gs), i64("shape_1", 1)
+		axis0 := onnxgen.AttrInt("axis", 0)
+		hSize := g.Op("Slice", []string{grid, i64("c_0c", 0), i64("c_1d", 1)})
+		wSize := g.Op("Slice", []string{grid, i64("c_1e", 1), i64("c_2b", 2)})
+		gMinus1 := i64("shape_G_m1", gs, -1)
+		wyT := op("Reshape", resize(basis, g.Op("Concat", []string{head, hSize, tail}, axis0)), gMinus1) // [G,h]
+		wxT := op("Reshape", resize(basis, g.Op("Concat", []string{head, wSize, tail}, axis0)), gMinus1) // [G,w]
+		wy := g.Op("Transpose", []string{wyT}, onnxgen.AttrInts("perm", 1, 0))
+		patchPos = op("MatMul", op("MatMul", wy, patchPos), wxT) // [1,D,h,w]
+	} else {
+		sizes := g.Op("Concat", []string{i64("shape_1_D", 1, d), grid}, onnxgen.AttrInt("axis", 0))
+		patchPos = resize(patchPos, sizes)
+	}
 	patchPos = g.Op("Transpose", []string{op("Reshape", patchPos, i64("shape_1_D_m1", 1, d, -1))},
 		onnxgen.AttrInts("perm", 0, 2, 1))
 	tokens = op("Add", tokens, patchPos)
@@ -299,6 +327,7 @@ func Model(c Config, w *Weights) (*onnxgen.Model, error) {
 			"anomalynode.heads":          strconv.Itoa(c.Heads),
 			"anomalynode.patch_size":     strconv.Itoa(c.PatchSize),
 			"anomalynode.pos_grid":       strconv.Itoa(c.PosGrid),
+			"anomalynode.pos_resize":     map[bool]string{false: "2d", true: "separable"}[c.SeparablePosResize],
 		},
 	}, nil
 }
