@@ -92,6 +92,9 @@ type Ingest struct {
 	// MaxHeaderBytes bounds the part of a data set read before the pixel data
 	// to route it; larger headers are refused.
 	MaxHeaderBytes int64 `yaml:"max_header_bytes"`
+	// Retention keeps stored instances (and the duplicate index) this long,
+	// so late slices, re-runs and the SC builder can read them.
+	Retention time.Duration `yaml:"retention"`
 	// Watch lists the folders watched for dropped DICOM files.
 	Watch []WatchFolder `yaml:"watch"`
 }
@@ -128,6 +131,9 @@ func (i *Ingest) setDefaults() {
 	if i.MaxDeliver == 0 {
 		i.MaxDeliver = -1
 	}
+	if i.Retention == 0 {
+		i.Retention = 72 * time.Hour
+	}
 	if i.MaxHeaderBytes == 0 {
 		i.MaxHeaderBytes = 64 << 20
 	}
@@ -160,6 +166,9 @@ func (i *Ingest) validate(p *problems, path string) {
 	}
 	if i.MaxDeliver < -1 || i.MaxDeliver == 0 {
 		p.add(path+".max_deliver", "must be -1 (forever) or at least 1")
+	}
+	if i.Retention < time.Minute {
+		p.add(path+".retention", "must be at least 1m")
 	}
 	if i.MaxHeaderBytes < 4096 {
 		p.add(path+".max_header_bytes", "must be at least 4096")

@@ -1,0 +1,81 @@
+package ingest
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	received     *prometheus.CounterVec
+	refused      *prometheus.CounterVec
+	stored       prometheus.Counter
+	storedBytes  prometheus.Counter
+	duplicate    prometheus.Counter
+	ignored      prometheus.Counter
+	quarantined  prometheus.Counter
+	dispatched   prometheus.Counter
+	acked        prometheus.Counter
+	reopened     prometheus.Counter
+	completed    *prometheus.CounterVec
+	openSeries   prometheus.Gauge
+	storeSeconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
+	const ns, sub = "anomalynode", "ingest"
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_received_total",
+			Help: "Instances offered to the store, by source (network, folder)."}, []string{"source"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_refused_total",
+			Help: "Instances not accepted, by reason (disk, store, malformed)."}, []string{"reason"}),
+		stored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_stored_total",
+			Help: "Instances stored durably and queued."}),
+		storedBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stored_bytes_total",
+			Help: "Bytes of data sets stored."}),
+		duplicate: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_duplicate_total",
+			Help: "Instances received again (same SOP Instance UID) and discarded."}),
+		ignored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_ignored_total",
+			Help: "Instances routed nowhere (non-image, ignore rule, no rule)."}),
+		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "files_quarantined_total",
+			Help: "Watched-folder files moved to quarantine."}),
+		dispatched: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slices_dispatched_total",
+			Help: "Slice deliveries to the slice consumer (redeliveries included)."}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slices_acked_total",
+			Help: "Slices acknowledged by the slice consumer."}),
+		reopened: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_reopened_total",
+			Help: "Completed series re-opened by a late instance."}),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_completed_total",
+			Help: "Series completions, by reason (quiet, expected)."}, []string{"reason"}),
+		openSeries: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "series_open",
+			Help: "Series not yet complete."}),
+		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "store_seconds",
+			Help:    "Time from receiving an instance to it being durable and queued.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+	}
+	if reg == nil {
+		return m
+	}
+	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "queue_depth",
+		Help: "Slices stored and not yet acknowledged by the slice consumer."}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := s.js.JetStream.Stream(ctx, s.workName)
+		if err != nil {
+			return -1
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(info.State.Msgs)
+	})
+	for _, c := range []prometheus.Collector{m.received, m.refused, m.stored, m.storedBytes, m.duplicate, m.ignored,
+		m.quarantined, m.dispatched, m.acked, m.reopened, m.completed, m.openSeries, m.storeSeconds, depth} {
+		if err := reg.Register(c); err != nil {
+			s.log.Warn().Err(err).Msg("ingest: metric not registered")
+		}
+	}
+	return m
+}

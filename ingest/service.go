@@ -1,0 +1,470 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/configs"
+)
+
+// Sentinel errors of the store.
+var (
+	// ErrUnavailable: the durable store cannot take the instance now (answer
+	// C-STORE with A700 out of resources; the sender retries later).
+	ErrUnavailable = errors.New("ingest: store unavailable")
+	// ErrLowDisk: the data directory is below the free-space floor. It matches
+	// ErrUnavailable.
+	ErrLowDisk = fmt.Errorf("%w: free disk space below the configured floor", ErrUnavailable)
+	// ErrIncomplete: the data set lacks an identifying attribute (SOP Instance
+	// UID, Series Instance UID).
+	ErrIncomplete = errors.New("ingest: data set lacks identifying attributes")
+	// ErrSourceRead: reading the incoming data set failed (the sender went away).
+	ErrSourceRead = errors.New("ingest: read data set")
+)
+
+// Outcome says what Accept did with an instance.
+type Outcome int
+
+// Outcomes of Accept.
+const (
+	// Stored: the instance is durable and its work item queued.
+	Stored Outcome = iota
+	// Duplicate: an instance with this SOP Instance UID was already accepted;
+	// the new copy is discarded.
+	Duplicate
+	// Ignored: routing sends it nowhere (non-image object, ignore rule, no
+	// rule); it is read and discarded, not stored.
+	Ignored
+)
+
+func (o Outcome) String() string {
+	return [...]string{"stored", "duplicate", "ignored"}[o]
+}
+
+// Incoming is one instance offered to the store.
+type Incoming struct {
+	// Source says where it came from (routing may depend on it).
+	Source Source
+	// TransferSyntaxUID of DataSet.
+	TransferSyntaxUID string
+	// SOPClassUID and SOPInstanceUID from the C-STORE command, used when the
+	// data set itself lacks them.
+	SOPClassUID, SOPInstanceUID string
+	// DataSet is the bare data set (no preamble or file meta), read once.
+	DataSet io.Reader
+}
+
+// Result is what Accept did.
+type Result struct {
+	Outcome  Outcome
+	Decision Decision
+	// SOPInstanceUID and SeriesInstanceUID identify the instance.
+	SOPInstanceUID, SeriesInstanceUID string
+	// Size is the stored data set's size in bytes (0 unless Stored).
+	Size int64
+}
+
+// workItem is the message on the work stream: one routed, stored instance.
+type workItem struct {
+	SOPInstanceUID    string    `json:"sop_instance_uid"`
+	SOPClassUID       string    `json:"sop_class_uid"`
+	SeriesInstanceUID string    `json:"series_instance_uid"`
+	StudyInstanceUID  string    `json:"study_instance_uid"`
+	TransferSyntaxUID string    `json:"transfer_syntax_uid"`
+	Size              int64     `json:"size"`
+	Decision          Decision  `json:"decision"`
+	Source            Source    `json:"source"`
+	Received          time.Time `json:"received"`
+	InstanceNumber    int       `json:"instance_number,omitempty"`
+	Frames            int       `json:"frames"`
+	ImagesInAcq       int       `json:"images_in_acquisition,omitempty"`
+	Position          []float64 `json:"position,omitempty"`
+}
+
+// Service is the ingest stage: it accepts instances into the durable store
+// (Accept, ServeStore), and Run feeds the queued work to the next stages and
+// tracks series to completion.
+type Service struct {
+	js        *JS
+	log       zerolog.Logger
+	router    *Router
+	objects   jetstream.ObjectStore
+	seen      jetstream.KeyValue
+	series    jetstream.KeyValue
+	workName  string
+	workSubj  string
+	doneName  string
+	doneSubj  string
+	dataDir   string
+	cfg       configs.Ingest
+	m         *metrics
+	now       func() time.Time
+	space     func(dir string) (free, total uint64, err error)
+	tickEvery time.Duration
+}
+
+// NewService creates (or opens) the streams, buckets and the router.
+func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Logger, reg prometheus.Registerer) (*Service, error) {
+	router, err := NewRouter(cfg.Routes, cfg.Ingest.SeriesTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		js: js, log: log, router: router, cfg: cfg.Ingest, dataDir: cfg.Node.DataDir,
+		workName: js.Name("WORK"), workSubj: js.Subject("work.slice"),
+		doneName: js.Name("SERIES_DONE"), doneSubj: js.Subject("series.complete"),
+		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond,
+	}
+	j := js.JetStream
+	s.objects, err = j.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: js.Name("INSTANCES"), Description: "received DICOM data sets by SOP Instance UID",
+		Storage: jetstream.FileStorage, Replicas: js.Replicas, TTL: cfg.Ingest.Retention,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: object store: %w", err)
+	}
+	s.seen, err = j.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: js.Name("SEEN"), Description: "accepted SOP Instance UIDs (duplicate detection)",
+		Storage: jetstream.FileStorage, Replicas: js.Replicas, TTL: cfg.Ingest.Retention, History: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: seen bucket: %w", err)
+	}
+	s.series, err = j.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: js.Name("SERIES"), Description: "open and completed series",
+		Storage: jetstream.FileStorage, Replicas: js.Replicas, TTL: cfg.Ingest.Retention, History: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ingest: series bucket: %w", err)
+	}
+	for _, st := range []jetstream.StreamConfig{
+		{Name: s.workName, Subjects: []string{s.workSubj}, Description: "routed instances waiting for inference"},
+		{Name: s.doneName, Subjects: []string{s.doneSubj}, Description: "completed series waiting for the finaliser"},
+	} {
+		st.Retention = jetstream.WorkQueuePolicy
+		st.Storage = jetstream.FileStorage
+		st.Replicas = js.Replicas
+		st.Duplicates = cfg.Ingest.DuplicateWindow
+		if _, err := j.CreateOrUpdateStream(ctx, st); err != nil {
+			return nil, fmt.Errorf("ingest: stream %s: %w", st.Name, err)
+		}
+	}
+	s.m = newMetrics(reg, s)
+	return s, nil
+}
+
+// Router returns the routing rules in use.
+func (s *Service) Router() *Router { return s.router }
+
+// uidKey maps a UID to a KV key (UIDs may hold characters keys may not).
+func uidKey(prefix, uid string) string {
+	sum := sha256.Sum256([]byte(uid))
+	return prefix + hex.EncodeToString(sum[:16])
+}
+
+// errReader remembers a read error of the source so it can be told apart from
+// an error of the store.
+type errReader struct {
+	r   io.Reader
+	err error
+	n   int64
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// Accept makes one instance durable: it reads the header up to the pixel data,
+// routes it, and - unless ignored or a duplicate - streams the data set into the
+// object store and queues a work item. It returns only after both are durable;
+// any error means the instance was not accepted (the sender must retry).
+// errors.Is(err, ErrUnavailable) means out of resources (C-STORE A700).
+func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
+	start := s.now()
+	s.m.received.WithLabelValues(in.Source.Kind).Inc()
+	if err := s.checkSpace(); err != nil {
+		s.m.refused.WithLabelValues("disk").Inc()
+		return Result{}, err
+	}
+	src := &errReader{r: in.DataSet}
+	h, prefix, err := ReadHeader(src, in.TransferSyntaxUID, s.cfg.MaxHeaderBytes)
+	if err != nil {
+		s.m.refused.WithLabelValues("malformed").Inc()
+		if src.err != nil {
+			return Result{}, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
+		}
+		return Result{}, err
+	}
+	if h.Str(tag.SOPInstanceUID) == "" && in.SOPInstanceUID != "" {
+		h.Set(tag.SOPInstanceUID, in.SOPInstanceUID)
+	}
+	if h.Str(tag.SOPClassUID) == "" && in.SOPClassUID != "" {
+		h.Set(tag.SOPClassUID, in.SOPClassUID)
+	}
+	res := Result{SOPInstanceUID: h.Str(tag.SOPInstanceUID), SeriesInstanceUID: h.Str(tag.SeriesInstanceUID)}
+	if res.SOPInstanceUID == "" || res.SeriesInstanceUID == "" {
+		s.m.refused.WithLabelValues("malformed").Inc()
+		return res, fmt.Errorf("%w: SOPInstanceUID %q SeriesInstanceUID %q", ErrIncomplete, res.SOPInstanceUID, res.SeriesInstanceUID)
+	}
+	res.Decision = s.router.Route(in.Source, h)
+	if res.Decision.Ignore {
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
+		}
+		res.Outcome = Ignored
+		s.m.ignored.Inc()
+		return res, nil
+	}
+	seenKey := uidKey("i", res.SOPInstanceUID)
+	if _, err := s.seen.Get(ctx, seenKey); err == nil {
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
+		}
+		res.Outcome = Duplicate
+		s.m.duplicate.Inc()
+		return res, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		s.m.refused.WithLabelValues("store").Inc()
+		return res, fmt.Errorf("%w: duplicate index: %v", ErrUnavailable, err)
+	}
+	meta := jetstream.ObjectMeta{
+		Name: res.SOPInstanceUID,
+		Headers: nats.Header{
+			"Transfer-Syntax-UID": []string{in.TransferSyntaxUID},
+			"SOP-Class-UID":       []string{h.Str(tag.SOPClassUID)},
+			"Series-Instance-UID": []string{res.SeriesInstanceUID},
+		},
+	}
+	info, err := s.objects.Put(ctx, meta, io.MultiReader(bytes.NewReader(prefix), src))
+	if err != nil {
+		if src.err != nil {
+			return res, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
+		}
+		s.m.refused.WithLabelValues("store").Inc()
+		return res, fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
+	}
+	res.Size = int64(info.Size)
+	item := workItem{
+		SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: h.Str(tag.SOPClassUID),
+		SeriesInstanceUID: res.SeriesInstanceUID, StudyInstanceUID: h.Str(tag.StudyInstanceUID),
+		TransferSyntaxUID: in.TransferSyntaxUID, Size: res.Size, Decision: res.Decision,
+		Source: in.Source, Received: start.UTC(), Frames: 1,
+		Position: h.Floats(tag.ImagePositionPatient),
+	}
+	item.Decision.Reasons = nil
+	if f, ok := h.Float(tag.InstanceNumber); ok {
+		item.InstanceNumber = int(f)
+	}
+	if f, ok := h.Float(tag.NumberOfFrames); ok && f >= 1 {
+		item.Frames = int(f)
+	}
+	if f, ok := h.Float(tag.ImagesInAcquisition); ok && f >= 1 {
+		item.ImagesInAcq = int(f)
+	}
+	data, _ := json.Marshal(item)
+	// The SOP Instance UID as message ID makes a re-send that races a crash
+	// (stored and queued, but the sender never saw success) a no-op.
+	if _, err := s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID)); err != nil {
+		s.m.refused.WithLabelValues("store").Inc()
+		return res, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
+	}
+	if _, err := s.seen.Put(ctx, seenKey, []byte(res.SeriesInstanceUID)); err != nil {
+		s.m.refused.WithLabelValues("store").Inc()
+		return res, fmt.Errorf("%w: duplicate index: %v", ErrUnavailable, err)
+	}
+	res.Outcome = Stored
+	s.m.stored.Inc()
+	s.m.storedBytes.Add(float64(res.Size))
+	s.m.storeSeconds.Observe(s.now().Sub(start).Seconds())
+	return res, nil
+}
+
+func (s *Service) checkSpace() error {
+	if s.cfg.MinFreeBytes <= 0 && s.cfg.MinFreePercent <= 0 {
+		return nil
+	}
+	free, total, err := s.space(s.dataDir)
+	if err != nil {
+		return fmt.Errorf("%w: statfs %s: %v", ErrUnavailable, s.dataDir, err)
+	}
+	if s.cfg.MinFreeBytes > 0 && free < uint64(s.cfg.MinFreeBytes) {
+		return ErrLowDisk
+	}
+	if s.cfg.MinFreePercent > 0 && total > 0 && float64(free)*100/float64(total) < s.cfg.MinFreePercent {
+		return ErrLowDisk
+	}
+	return nil
+}
+
+// OpenInstance returns the stored bare data set of an instance and its
+// transfer syntax.
+func (s *Service) OpenInstance(ctx context.Context, sopInstanceUID string) (io.ReadCloser, string, error) {
+	r, err := s.objects.Get(ctx, sopInstanceUID)
+	if err != nil {
+		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)
+	}
+	ts := ""
+	if info, err := r.Info(); err == nil && info.Headers != nil {
+		ts = info.Headers.Get("Transfer-Syntax-UID")
+	}
+	return r, ts, nil
+}
+
+// Consumers are the stages Run feeds. Either may be nil: its queue then keeps
+// its items for a later run (or another node) to take.
+type Consumers struct {
+	// Slices receives every routed, stored instance as soon as it is durable.
+	Slices SliceConsumer
+	// Completions receives each completed (or amended) series.
+	Completions CompletionConsumer
+}
+
+// Run feeds queued slices and series completions to the consumers and
+// completes series, until ctx is done.
+func (s *Service) Run(ctx context.Context, c Consumers) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	start := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	if c.Slices != nil {
+		start(func(ctx context.Context) error { return s.runSlices(ctx, c.Slices) })
+	}
+	if c.Completions != nil {
+		start(func(ctx context.Context) error { return s.runCompletions(ctx, c.Completions) })
+	}
+	start(s.runTracker)
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Service) consume(ctx context.Context, stream, durable, subject string, handle func(context.Context, jetstream.Msg)) error {
+	maxDeliver := s.cfg.MaxDeliver
+	cons, err := s.js.JetStream.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
+		MaxDeliver: maxDeliver, MaxAckPending: 4096, FilterSubject: subject,
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: consumer %s: %w", durable, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(64))
+	if err != nil {
+		return fmt.Errorf("ingest: consume %s: %w", durable, err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ingest: consume %s: %w", durable, err)
+		}
+		handle(ctx, msg)
+	}
+}
+
+func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
+	return s.consume(ctx, s.workName, "slices", s.workSubj, func(ctx context.Context, msg jetstream.Msg) {
+		var it workItem
+		if err := json.Unmarshal(msg.Data(), &it); err != nil {
+			s.log.Error().Err(err).Msg("ingest: undecodable work item dropped")
+			_ = msg.TermWithReason("undecodable")
+			return
+		}
+		delivery := 1
+		if md, err := msg.Metadata(); err == nil {
+			delivery = int(md.NumDelivered)
+		}
+		version, err := s.trackInstance(ctx, &it)
+		if err != nil {
+			s.log.Warn().Err(err).Str("series", it.SeriesInstanceUID).Msg("ingest: series tracking failed; will retry")
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		sl := &Slice{
+			SOPInstanceUID: it.SOPInstanceUID, SOPClassUID: it.SOPClassUID,
+			SeriesInstanceUID: it.SeriesInstanceUID, StudyInstanceUID: it.StudyInstanceUID,
+			TransferSyntaxUID: it.TransferSyntaxUID, Size: it.Size, Decision: it.Decision,
+			Source: it.Source, Received: it.Received, InstanceNumber: it.InstanceNumber,
+			Frames: it.Frames, ImagePositionPatient: it.Position, SeriesVersion: version,
+			Delivery: delivery, svc: s, msg: msg,
+		}
+		s.m.dispatched.Inc()
+		if err := sc.ConsumeSlice(ctx, sl); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn().Err(err).Str("sop", it.SOPInstanceUID).Int("delivery", delivery).Msg("ingest: slice consumer failed; redelivering")
+			}
+			_ = sl.Nak(backoff(delivery))
+		}
+	})
+}
+
+func (s *Service) runCompletions(ctx context.Context, cc CompletionConsumer) error {
+	return s.consume(ctx, s.doneName, "finaliser", s.doneSubj, func(ctx context.Context, msg jetstream.Msg) {
+		var sc SeriesCompletion
+		if err := json.Unmarshal(msg.Data(), &sc); err != nil {
+			s.log.Error().Err(err).Msg("ingest: undecodable completion dropped")
+			_ = msg.TermWithReason("undecodable")
+			return
+		}
+		if md, err := msg.Metadata(); err == nil {
+			sc.Delivery = int(md.NumDelivered)
+		}
+		sc.msg = msg
+		if err := cc.ConsumeCompletion(ctx, &sc); err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn().Err(err).Str("series", sc.SeriesInstanceUID).Int("version", sc.Version).Msg("ingest: completion consumer failed; redelivering")
+			}
+			_ = sc.Nak(backoff(sc.Delivery))
+		}
+	})
+}
+
+// backoff is the redelivery delay after the n-th failed delivery.
+func backoff(n int) time.Duration {
+	d := time.Duration(n) * time.Second
+	if d > time.Minute {
+		d = time.Minute
+	}
+	return d
+}
+
+// itoa is strconv.Itoa, kept short for message IDs.
+func itoa(i int) string { return strconv.Itoa(i) }
