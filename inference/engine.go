@@ -1,0 +1,376 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Backbone is what the engine needs of an embedder (*Embedder implements it).
+type Backbone interface {
+	// Embed returns unit-length patch tokens of a [b,3,h,w] input.
+	Embed(input []float32, b, h, w int) (*Embedding, error)
+}
+
+var _ Backbone = (*Embedder)(nil)
+
+// DefaultTopFraction is the share of highest pixel scores averaged into the
+// slice score.
+const DefaultTopFraction = 0.01
+
+// EngineOptions configures an Engine.
+type EngineOptions struct {
+	// Backbone embeds preprocessed slices.
+	Backbone Backbone
+	// Scorer scores patch tokens.
+	Scorer Scorer
+	// Preprocessor turns slices into model input.
+	Preprocessor *Preprocessor
+	// Threshold is the calibrated pixel threshold (mask = score > Threshold).
+	Threshold float32
+	// Batch is the most slices per model run (default 1).
+	Batch int
+	// TopFraction is the share of top pixel scores averaged into
+	// Result.TopMean (default 0.01).
+	TopFraction float64
+	// Registerer, when set, receives the per-stage duration histogram.
+	Registerer prometheus.Registerer
+}
+
+// Engine is the inference path shared by 'anomalynode score' and the node:
+// decode -> preprocess -> embed (batched) -> score -> upsample -> mask.
+type Engine struct {
+	o       EngineOptions
+	stageHx *prometheus.HistogramVec
+}
+
+// Input is one unit of work: a DICOM file by path, its bytes, or slices
+// already decoded. Exactly one should be set.
+type Input struct {
+	// Path is a Part-10 file to read.
+	Path string
+	// Data is a Part-10 file's bytes.
+	Data []byte
+	// Slices are decoded frames.
+	Slices []*Slice
+}
+
+// Timings are the per-slice durations of each stage; batch-level stages
+// (decoding a multi-frame file, a model run) are split evenly over their slices.
+type Timings struct {
+	Decode     time.Duration `json:"decode_ns"`
+	Preprocess time.Duration `json:"preprocess_ns"`
+	Model      time.Duration `json:"model_ns"`
+	Score      time.Duration `json:"score_ns"`
+	Upsample   time.Duration `json:"upsample_ns"`
+}
+
+// Total is the sum of the stages.
+func (t Timings) Total() time.Duration {
+	return t.Decode + t.Preprocess + t.Model + t.Score + t.Upsample
+}
+
+// Add returns the stage-wise sum.
+func (t Timings) Add(u Timings) Timings {
+	return Timings{t.Decode + u.Decode, t.Preprocess + u.Preprocess, t.Model + u.Model, t.Score + u.Score, t.Upsample + u.Upsample}
+}
+
+// Result is the outcome for one slice (or, with Err set and Slice nil, for an
+// input that could not be decoded).
+type Result struct {
+	// Input is the index of the Input this came from.
+	Input int
+	// Source is the input's path ("" for bytes or slices).
+	Source string
+	// Slice is the decoded slice (nil when decoding failed).
+	Slice *Slice
+	// Geometry maps the patch grid to the source.
+	Geometry Geometry
+	// VOI is the VOI policy applied.
+	VOI string
+	// PatchScores is the [GridRows*GridCols] patch score grid.
+	PatchScores []float32
+	// Map is the pixel score map [Rows*Cols] at source resolution.
+	Map []float32
+	// Mask is Map > threshold, 0/1, [Rows*Cols].
+	Mask []uint8
+	// MaskedPixels counts the ones in Mask.
+	MaskedPixels int
+	// Max and TopMean are the slice scores: the largest pixel score and the
+	// mean of the top TopFraction of pixel scores.
+	Max, TopMean float32
+	// Display is the source slice after VOI as 8-bit grey at source resolution
+	// (what a viewer shows), for heat-map overlays.
+	Display []uint8
+	// Timings are this slice's stage durations.
+	Timings Timings
+	// Err is why this input or slice produced no map (decode errors wrap
+	// ErrUnsupported or ErrBadPixelData: quarantine material).
+	Err error
+}
+
+// NewEngine checks the options and returns an engine.
+func NewEngine(o EngineOptions) (*Engine, error) {
+	if o.Backbone == nil || o.Scorer == nil || o.Preprocessor == nil {
+		return nil, errors.New("inference: engine needs a backbone, a scorer and a preprocessor")
+	}
+	if o.Batch < 1 {
+		o.Batch = 1
+	}
+	if o.TopFraction <= 0 || o.TopFraction > 1 {
+		o.TopFraction = DefaultTopFraction
+	}
+	e := &Engine{o: o}
+	if o.Registerer != nil {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "anomalynode_inference_stage_seconds",
+			Help:    "Per-slice time spent in each inference stage.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"stage"})
+		if err := o.Registerer.Register(h); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("inference: engine metrics: %w", err)
+			}
+			h = are.ExistingCollector.(*prometheus.HistogramVec)
+		}
+		e.stageHx = h
+	}
+	return e, nil
+}
+
+// pending is a decoded, preprocessed slice waiting for a model run.
+type pending struct {
+	res *Result
+	pr  *Prepared
+}
+
+// Process runs every input through the pipeline and returns one Result per
+// decoded slice (in input order, frames in order) plus one per input that
+// failed to decode. Slices are batched up to Batch per model run while
+// consecutive slices share the input size; at most Batch preprocessed slices
+// are held at once. It stops early, with ctx's error, when ctx is done.
+func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error) {
+	var out []*Result
+	var queue []pending
+	flush := func() error {
+		if len(queue) == 0 {
+			return nil
+		}
+		err := e.runBatch(queue)
+		queue = queue[:0]
+		return err
+	}
+	for i, in := range inputs {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		t0 := time.Now()
+		slices, err := e.decode(in)
+		dec := time.Since(t0)
+		if err != nil {
+			out = append(out, &Result{Input: i, Source: in.Path, Err: err})
+			continue
+		}
+		prs := e.preprocessAll(slices)
+		for j, s := range slices {
+			r := &Result{Input: i, Source: in.Path, Slice: s}
+			r.Timings.Decode = dec / time.Duration(len(slices))
+			out = append(out, r)
+			p := prs[j]
+			if p.err != nil {
+				r.Err = p.err
+				continue
+			}
+			r.Timings.Preprocess = p.took
+			r.Geometry, r.VOI = p.pr.Geometry, p.pr.VOI
+			if len(queue) > 0 && !sameInput(queue[0].pr.Geometry, p.pr.Geometry) {
+				if err := flush(); err != nil {
+					return out, err
+				}
+			}
+			queue = append(queue, pending{res: r, pr: p.pr})
+			if len(queue) >= e.o.Batch {
+				if err := flush(); err != nil {
+					return out, err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+func sameInput(a, b Geometry) bool { return a.Rows == b.Rows && a.Cols == b.Cols }
+
+func (e *Engine) decode(in Input) ([]*Slice, error) {
+	switch {
+	case in.Slices != nil:
+		return in.Slices, nil
+	case in.Data != nil:
+		return Decode(in.Data)
+	case in.Path != "":
+		return DecodeFile(in.Path)
+	}
+	return nil, errors.New("inference: engine: empty input")
+}
+
+type prepResult struct {
+	pr   *Prepared
+	took time.Duration
+	err  error
+}
+
+// preprocessAll preprocesses the frames of one input, in parallel when there
+// are several.
+func (e *Engine) preprocessAll(slices []*Slice) []prepResult {
+	out := make([]prepResult, len(slices))
+	one := func(i int) {
+		t0 := time.Now()
+		pr, err := e.o.Preprocessor.Preprocess(slices[i])
+		out[i] = prepResult{pr: pr, took: time.Since(t0), err: err}
+	}
+	if len(slices) == 1 {
+		one(0)
+		return out
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range slices {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			one(i)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// runBatch embeds the queued slices in one model run, then scores and maps
+// each. A model failure fails the batch's slices (and is returned: it is not a
+// property of the data).
+func (e *Engine) runBatch(q []pending) error {
+	g := q[0].pr.Geometry
+	n := 3 * g.Rows * g.Cols
+	var input []float32
+	if len(q) == 1 {
+		input = q[0].pr.Tensor
+	} else {
+		input = make([]float32, 0, len(q)*n)
+		for _, p := range q {
+			input = append(input, p.pr.Tensor...)
+		}
+	}
+	t0 := time.Now()
+	emb, err := e.o.Backbone.Embed(input, len(q), g.Rows, g.Cols)
+	model := time.Since(t0) / time.Duration(len(q))
+	if err == nil && emb.Patches != g.Patches() {
+		err = fmt.Errorf("inference: engine: model returned %d patches for a %dx%d grid", emb.Patches, g.GridRows, g.GridCols)
+	}
+	if err != nil {
+		for _, p := range q {
+			p.res.Err = err
+		}
+		return err
+	}
+	for i, p := range q {
+		r := p.res
+		r.Timings.Model = model
+		t1 := time.Now()
+		r.PatchScores = make([]float32, emb.Patches)
+		e.o.Scorer.Score(emb.Slice(i), emb.Patches, r.PatchScores)
+		r.Timings.Score = time.Since(t1)
+
+		t2 := time.Now()
+		src := g.SrcRows * g.SrcCols
+		r.Map = make([]float32, src)
+		Upsample(r.PatchScores, p.pr.Geometry, r.Map)
+		r.Mask = make([]uint8, src)
+		r.MaskedPixels = Threshold(r.Map, e.o.Threshold, r.Mask)
+		r.Max, r.TopMean = TopMean(r.Map, e.o.TopFraction)
+		r.Display = make([]uint8, src)
+		for k, v := range p.pr.Grey {
+			r.Display[k] = uint8(math.Round(float64(v) * 255))
+		}
+		r.Timings.Upsample = time.Since(t2)
+		e.observe(r.Timings)
+	}
+	return nil
+}
+
+func (e *Engine) observe(t Timings) {
+	if e.stageHx == nil {
+		return
+	}
+	e.stageHx.WithLabelValues("decode").Observe(t.Decode.Seconds())
+	e.stageHx.WithLabelValues("preprocess").Observe(t.Preprocess.Seconds())
+	e.stageHx.WithLabelValues("model").Observe(t.Model.Seconds())
+	e.stageHx.WithLabelValues("score").Observe(t.Score.Seconds())
+	e.stageHx.WithLabelValues("upsample").Observe(t.Upsample.Seconds())
+}
+
+// Job is an input queued for Run, carrying its completion callback: the
+// callback is the acknowledgement and is called exactly once.
+type Job struct {
+	// Input is the work.
+	Input Input
+	// Done receives the job's results (and the model error, if the batch failed).
+	Done func(results []*Result, err error)
+}
+
+// Run serves jobs until ctx is done or jobs is closed. Each model run takes the
+// jobs already queued, up to Batch, so batches form from whichever series are
+// waiting without delaying a lone slice. The batch in flight when ctx ends is
+// finished and acknowledged; Run then returns nil.
+func (e *Engine) Run(ctx context.Context, jobs <-chan Job) error {
+	for {
+		var batch []Job
+		select {
+		case <-ctx.Done():
+			return nil
+		case j, ok := <-jobs:
+			if !ok {
+				return nil
+			}
+			batch = append(batch, j)
+		}
+	drain:
+		for len(batch) < e.o.Batch {
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		inputs := make([]Input, len(batch))
+		for i, j := range batch {
+			inputs[i] = j.Input
+		}
+		// The in-flight batch finishes even if ctx is cancelled meanwhile.
+		results, err := e.Process(context.WithoutCancel(ctx), inputs)
+		per := make([][]*Result, len(batch))
+		for _, r := range results {
+			per[r.Input] = append(per[r.Input], r)
+		}
+		for i, j := range batch {
+			if j.Done != nil {
+				j.Done(per[i], err)
+			}
+		}
+	}
+}

@@ -1,0 +1,226 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"anomalynode/inference/synth"
+)
+
+// testEngine builds an engine on the tiny ViT (4 registers) with a random
+// 48-dim DPMM model.
+func testEngine(t *testing.T, batch int, reg prometheus.Registerer) (*Engine, *Embedder, *DPMMScorer) {
+	t.Helper()
+	initORT(t)
+	emb, err := NewEmbedder(EmbedderOptions{ModelPath: testViT(t, "tiny", 4), Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	m := testModel(8, 48, 11)
+	sc, err := NewDPMMScorer(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := &Preprocessor{Resolution: 112, PatchSize: 14, VOI: PreprocessSpec{VOI: VOIPercentile, PercentileLo: 0.5, PercentileHi: 99.5}}
+	e, err := NewEngine(EngineOptions{Backbone: emb, Scorer: sc, Preprocessor: pre, Threshold: 0.9, Batch: batch, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, emb, sc
+}
+
+func writeSynth(t *testing.T, dir string, seed uint64, slices int) *synth.Manifest {
+	t.Helper()
+	m, err := synth.WriteSeries(dir, synth.Options{Seed: seed, Slices: slices, Rows: 72, Cols: 90, Source: synth.SourcePhantom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func seriesInputs(m *synth.Manifest) []Input {
+	var in []Input
+	for _, s := range m.Slices {
+		in = append(in, Input{Path: filepath.Join(m.Dir, s.File)})
+	}
+	return in
+}
+
+func TestEngineMatchesStages(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e, emb, sc := testEngine(t, 1, reg)
+	man := writeSynth(t, t.TempDir(), 3, 2)
+	res, err := e.Process(context.Background(), seriesInputs(man))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 {
+		t.Fatalf("%d results", len(res))
+	}
+	for i, r := range res {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		if r.Slice.SOPInstanceUID != man.Slices[i].SOPInstanceUID {
+			t.Fatalf("result %d is %s", i, r.Slice.SOPInstanceUID)
+		}
+		n := man.Rows * man.Cols
+		if len(r.Map) != n || len(r.Mask) != n || len(r.Display) != n || len(r.PatchScores) != r.Geometry.Patches() {
+			t.Fatalf("sizes: map %d mask %d display %d patches %d", len(r.Map), len(r.Mask), len(r.Display), len(r.PatchScores))
+		}
+		if r.Timings.Model <= 0 || r.Timings.Decode <= 0 || r.Timings.Preprocess <= 0 {
+			t.Fatalf("timings %+v", r.Timings)
+		}
+		// Recompute by hand through the public stages.
+		slices, err := DecodeFile(r.Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := e.o.Preprocessor.Preprocess(slices[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := pr.Geometry
+		tok, err := emb.Embed(pr.Tensor, 1, g.Rows, g.Cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.Registers != 4 {
+			t.Fatalf("registers %d", tok.Registers)
+		}
+		want := make([]float32, tok.Patches)
+		sc.Score(tok.Tokens, tok.Patches, want)
+		for k := range want {
+			if math.Abs(float64(want[k]-r.PatchScores[k])) > 1e-5 {
+				t.Fatalf("patch %d: %v, want %v", k, r.PatchScores[k], want[k])
+			}
+		}
+		m := make([]float32, n)
+		Upsample(want, g, m)
+		sorted := append([]float32(nil), m...)
+		sort.Slice(sorted, func(a, b int) bool { return sorted[a] > sorted[b] })
+		k := int(math.Ceil(0.01 * float64(n)))
+		var s float64
+		for _, v := range sorted[:k] {
+			s += float64(v)
+		}
+		if r.Max != sorted[0] || math.Abs(s/float64(k)-float64(r.TopMean)) > 1e-5 {
+			t.Fatalf("slice scores %v %v, want %v %v", r.Max, r.TopMean, sorted[0], s/float64(k))
+		}
+		ones := 0
+		for p, v := range r.Mask {
+			if (v == 1) != (r.Map[p] > 0.9) {
+				t.Fatalf("mask pixel %d = %d for score %v", p, v, r.Map[p])
+			}
+			ones += int(v)
+		}
+		if ones != r.MaskedPixels {
+			t.Fatalf("MaskedPixels %d, counted %d", r.MaskedPixels, ones)
+		}
+		if r.Display[0] != uint8(math.Round(float64(pr.Grey[0])*255)) {
+			t.Fatal("display does not match the VOI grey")
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 1 || len(mfs[0].GetMetric()) != 5 || mfs[0].GetMetric()[0].GetHistogram().GetSampleCount() != 2 {
+		t.Fatalf("stage histogram: %v", mfs)
+	}
+}
+
+// TestEngineBatching: a batched run gives the maps of one-at-a-time runs,
+// across two series and a multi-frame file, and a bad file does not stop the rest.
+func TestEngineBatching(t *testing.T) {
+	dir := t.TempDir()
+	m1 := writeSynth(t, filepath.Join(dir, "a"), 1, 3)
+	m2 := writeSynth(t, filepath.Join(dir, "b"), 2, 2)
+	bad := writeDICOM(t, dir, "j2k.dcm", dcmSpec{ts: "1.2.840.10008.1.2.4.90", rows: 8, cols: 8, fragments: [][]byte{{1, 2}}})
+	multi := writeDICOM(t, dir, "multi.dcm", dcmSpec{rows: 72, cols: 90, frames: 2, raw: ramp(2*72*90, func(i int) uint32 { return uint32((i * 37) % 4000) })})
+	inputs := append(seriesInputs(m1), Input{Path: bad}, Input{Path: multi})
+	inputs = append(inputs, seriesInputs(m2)...)
+
+	e1, _, _ := testEngine(t, 1, nil)
+	e4, _, _ := testEngine(t, 4, nil)
+	r1, err := e1.Process(context.Background(), inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r4, err := e4.Process(context.Background(), inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r1) != 8 || len(r4) != 8 {
+		t.Fatalf("%d and %d results, want 8 (3 + bad + 2 frames + 2)", len(r1), len(r4))
+	}
+	for i := range r1 {
+		if r1[i].Input != r4[i].Input || (r1[i].Err == nil) != (r4[i].Err == nil) {
+			t.Fatalf("result %d differs in input/error", i)
+		}
+		if r1[i].Err != nil {
+			if !errors.Is(r1[i].Err, ErrUnsupportedTransferSyntax) || r1[i].Source != bad {
+				t.Fatalf("result %d: %v", i, r1[i].Err)
+			}
+			continue
+		}
+		for k := range r1[i].Map {
+			if math.Abs(float64(r1[i].Map[k]-r4[i].Map[k])) > 1e-4 {
+				t.Fatalf("result %d pixel %d: batch 1 %v, batch 4 %v", i, k, r1[i].Map[k], r4[i].Map[k])
+			}
+		}
+	}
+	if r4[5].Slice.Frame != 1 || r4[5].Slice.Frames != 2 {
+		t.Fatalf("multi-frame result: %+v", r4[5].Slice)
+	}
+}
+
+func TestEngineRun(t *testing.T) {
+	e, _, _ := testEngine(t, 3, nil)
+	man := writeSynth(t, t.TempDir(), 5, 4)
+	jobs := make(chan Job, 8)
+	type done struct {
+		idx int
+		n   int
+		err error
+	}
+	got := make(chan done, 8)
+	for i, in := range seriesInputs(man) {
+		jobs <- Job{Input: in, Done: func(r []*Result, err error) { got <- done{i, len(r), err} }}
+	}
+	jobs <- Job{Input: Input{Data: []byte("not dicom")}, Done: func(r []*Result, err error) {
+		if len(r) != 1 || r[0].Err == nil {
+			t.Errorf("bad job: %d results", len(r))
+		}
+		got <- done{-1, len(r), err}
+	}}
+	close(jobs)
+	if err := e.Run(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	close(got)
+	seen := 0
+	for d := range got {
+		if d.err != nil || d.n != 1 {
+			t.Fatalf("job %d: %d results, %v", d.idx, d.n, d.err)
+		}
+		seen++
+	}
+	if seen != 5 {
+		t.Fatalf("%d jobs acknowledged, want 5", seen)
+	}
+	// A cancelled context stops Run.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.Run(ctx, make(chan Job)); err != nil {
+		t.Fatal(err)
+	}
+}
