@@ -1,0 +1,26 @@
+package configs
+
+import "testing"
+
+// TestInferenceDefaults checks the defaults the inference engine relies on.
+func TestInferenceDefaults(t *testing.T) {
+	c, err := Parse([]byte("models:\n  m:\n    path: m.safetensors\n    embedder: e.onnx\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.Inference
+	if in.Device != "cpu" || in.Batch != 4 || in.GraphOptimization != "all" || in.TopFraction != 0.01 || in.Threads != 0 {
+		t.Errorf("unexpected inference defaults: %+v", in)
+	}
+	m := c.Models["m"]
+	if m.FPR != 0.01 || m.FPRKey() != "0.01" || !m.Verify() || m.VOI != "" {
+		t.Errorf("unexpected model defaults: %+v", m)
+	}
+	c, err = Parse([]byte("models:\n  m:\n    path: m\n    embedder: e\n    fpr: 0.1\n    verify_embedder: false\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Models["m"]; m.FPRKey() != "0.10" || m.Verify() {
+		t.Errorf("fpr 0.1 / verify false: %+v", m)
+	}
+}
