@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"anomalynode/configs"
+	"anomalynode/ingest"
+	"anomalynode/output"
+)
+
+func init() {
+	register(&command{
+		name:    "exports",
+		summary: "list or replay undelivered outputs (exports list|replay --config FILE)",
+		run:     runExports,
+	})
+}
+
+func runExports(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "exports", "list|replay --config FILE [--seq N,N...] [--json]")
+	config := fs.String("config", "", "configuration file (required)")
+	seqs := fs.String("seq", "", "replay: only these dead-letter sequence numbers (comma-separated); default all")
+	asJSON := fs.Bool("json", false, "list: one JSON object per line instead of a table")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		fs.Usage()
+		return errors.New("expected 'exports list' or 'exports replay'")
+	}
+	sub := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if sub != "list" && sub != "replay" {
+		fs.Usage()
+		return fmt.Errorf("unknown action %q (list or replay)", sub)
+	}
+	if *config == "" {
+		fs.Usage()
+		return errors.New("--config is required")
+	}
+	var want []uint64
+	if *seqs != "" {
+		for _, s := range strings.Split(*seqs, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+			if err != nil {
+				return fmt.Errorf("--seq: %q is not a sequence number", s)
+			}
+			want = append(want, n)
+		}
+	}
+	cfg, err := configs.Load(*config)
+	if err != nil {
+		return err
+	}
+	js, err := ingest.OpenJetStream(ctx, cfg.NATS, cfg.Node.DataDir, e.log)
+	if err != nil {
+		return err
+	}
+	defer js.Close()
+	q, err := output.NewQueue(ctx, js.JetStream, output.QueueConfigFrom(cfg), nil, e.log, nil)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		dead, err := q.DeadLetters(ctx)
+		if err != nil {
+			return err
+		}
+		return printDeadLetters(e, dead, *asJSON)
+	default:
+		n, err := q.Replay(ctx, want...)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "replayed %d job(s)\n", n)
+		if len(want) > 0 && n < len(want) {
+			return fmt.Errorf("%d of the %d sequence numbers given were not in the dead-letter store", len(want)-n, len(want))
+		}
+		return nil
+	}
+}
+
+func printDeadLetters(e *env, dead []output.DeadLetter, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		for _, d := range dead {
+			if err := enc.Encode(struct {
+				Seq uint64 `json:"seq"`
+				output.Job
+			}{d.Seq, d.Job}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tDESTINATION\tSOP INSTANCE UID\tATTEMPTS\tDEAD AT\tLAST ERROR")
+	for _, d := range dead {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Job.Destination, d.Job.SOPInstanceUID, d.Job.Attempts,
+			d.Job.DeadAt.Format("2006-01-02T15:04:05Z"), d.Job.LastError)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d dead-lettered job(s)\n", len(dead))
+	return nil
+}
