@@ -168,7 +168,8 @@ func (c *converter) items(out []byte, length uint32, end int) ([]byte, error) {
 			if length != undefinedLength {
 				return nil, fmt.Errorf("sequence delimiter in a defined-length sequence")
 			}
-			return binary.LittleEndian.AppendUint32(out, 0xE0DDFFFE), nil
+			out = binary.LittleEndian.AppendUint32(out, 0xE0DDFFFE)
+			return binary.LittleEndian.AppendUint32(out, 0), nil
 		case 0xE000:
 			out = binary.LittleEndian.AppendUint32(out, 0xE000FFFE)
 			out = binary.LittleEndian.AppendUint32(out, undefinedLength)

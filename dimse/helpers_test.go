@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -110,6 +111,8 @@ func makeSeries(t testing.TB, dir string, s synthSpec) []string {
 			elems = append(elems, el(tag.ProcedureCodeSequence, [][]*dicom.Element{item, item}))
 		}
 		elems = append(elems, el(tag.PixelData, dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: pix}))
+		// suyashkumar/dicom writes elements in the order given: keep them ascending.
+		sort.SliceStable(elems, func(a, b int) bool { return elems[a].Tag.Uint32() < elems[b].Tag.Uint32() })
 		var buf bytes.Buffer
 		if err := dicom.Write(&buf, dicom.Dataset{Elements: elems}, dicom.SkipVRVerification()); err != nil {
 			t.Fatalf("write test instance: %v", err)

@@ -3,6 +3,7 @@ package dimse
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"sync"
 	"testing"
@@ -16,12 +17,18 @@ func runTool(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, peers.Tool(t, name), args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, peers.Tool(t, name), args...)
+	cmd.Env = dcmtkEnv()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return string(out)
 }
+
+// dcmtkEnv disables Nagle's algorithm in dcmtk tools (TCP_NODELAY=1, read by
+// dcmnet); without it each small PDU waits for a delayed ACK, ~40 ms a message.
+func dcmtkEnv() []string { return append(os.Environ(), "TCP_NODELAY=1") }
 
 // checkArrived asserts every file arrived with its data set byte-identical
 // (same transfer syntax) and with the right UIDs.
@@ -132,7 +139,9 @@ func TestStoreSCUConcurrentAssociations(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := exec.Command(peers.Tool(t, "storescu"), append([]string{"-aec", "NODE", h, p}, files...)...).CombinedOutput()
+			cmd := exec.Command(peers.Tool(t, "storescu"), append([]string{"-aec", "NODE", h, p}, files...)...)
+			cmd.Env = dcmtkEnv()
+			out, err := cmd.CombinedOutput()
 			if err != nil {
 				errs <- fmt.Errorf("storescu: %v\n%s", err, out)
 			}
