@@ -50,6 +50,9 @@ type Header struct {
 	TransferSyntaxUID string
 	// HasPixelData is true when a top-level pixel data element was reached.
 	HasPixelData bool
+	// PixelDataLength is that element's value length (0xFFFFFFFF when
+	// encapsulated); the value follows the bytes ReadHeader consumed.
+	PixelDataLength uint32
 	attrs        map[tag.Tag]string
 }
 
@@ -221,7 +224,7 @@ func (p *hparser) elements(depth int, inItem bool) error {
 			return err
 		}
 		if depth == 0 && !inItem && t.Group == 0x7FE0 && (t.Element == 0x0010 || t.Element == 0x0008 || t.Element == 0x0009) {
-			p.h.HasPixelData = true
+			p.h.HasPixelData, p.h.PixelDataLength = true, length
 			return errPixelData
 		}
 		if length == tag.VLUndefinedLength {
@@ -370,6 +373,11 @@ type FileInfo struct {
 	Part10 bool
 	// SOPClassUID is MediaStorageSOPClassUID from the meta (or the data set).
 	SOPClassUID string
+	// TransferSyntaxUID of the data set.
+	TransferSyntaxUID string
+	// PixelDataEnd is the file offset where a defined-length pixel data value
+	// ends (0 when unknown): a shorter file is truncated.
+	PixelDataEnd int64
 }
 
 // IsDICOMDIR reports whether the file is a media directory (never ingested).
@@ -420,7 +428,8 @@ func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 	if fi.IsDICOMDIR() {
 		return fi, nil
 	}
-	h, _, err := ReadHeader(br, ts, max)
+	fi.TransferSyntaxUID = ts
+	h, prefix, err := ReadHeader(br, ts, max)
 	if err != nil {
 		if !fi.Part10 && errors.Is(err, ErrMalformed) && h != nil && h.Len() == 0 {
 			return nil, ErrNotDICOM
@@ -428,6 +437,9 @@ func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 		return nil, err
 	}
 	fi.Header = h
+	if h.HasPixelData && h.PixelDataLength != tag.VLUndefinedLength {
+		fi.PixelDataEnd = off + int64(len(prefix)) + int64(h.PixelDataLength)
+	}
 	if fi.SOPClassUID == "" {
 		fi.SOPClassUID = h.Str(tag.SOPClassUID)
 	}

@@ -156,13 +156,21 @@ var nonImageSOPPrefixes = map[string]string{
 	"1.2.840.10008.5.1.4.1.1.91.":  "real-world value mapping",
 }
 
-// nonImage returns why an instance must not enter inference, "" when it may.
-func nonImage(h *Header) string {
-	sop := h.Str(tag.SOPClassUID)
+// nonImageClass returns why a SOP class is never an image to score, "" when
+// it may be one.
+func nonImageClass(sop string) string {
 	for prefix, what := range nonImageSOPPrefixes {
 		if strings.HasPrefix(sop, prefix) {
 			return fmt.Sprintf("SOP class %s is a %s", sop, what)
 		}
+	}
+	return ""
+}
+
+// nonImage returns why an instance must not enter inference, "" when it may.
+func nonImage(h *Header) string {
+	if why := nonImageClass(h.Str(tag.SOPClassUID)); why != "" {
+		return why
 	}
 	for _, t := range []tag.Tag{tag.Manufacturer, tag.ManufacturerModelName, tag.SoftwareVersions} {
 		if strings.Contains(strings.ToLower(h.Str(t)), "anomalynode") {

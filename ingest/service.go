@@ -264,6 +264,11 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 		return res, fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
 	res.Size = int64(info.Size)
+	if h.HasPixelData && h.PixelDataLength != tag.VLUndefinedLength && src.n-int64(len(prefix)) < int64(h.PixelDataLength) {
+		// A short pixel data value: the sender or the file was cut off.
+		s.m.refused.WithLabelValues("malformed").Inc()
+		return res, fmt.Errorf("%w: pixel data truncated (%d of %d bytes)", ErrMalformed, src.n-int64(len(prefix)), h.PixelDataLength)
+	}
 	item := workItem{
 		SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: h.Str(tag.SOPClassUID),
 		SeriesInstanceUID: res.SeriesInstanceUID, StudyInstanceUID: h.Str(tag.StudyInstanceUID),
