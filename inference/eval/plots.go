@@ -10,8 +10,6 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
-
-	"anomalynode/inference/dpmm"
 )
 
 // Curve is a named line for a plot.
@@ -74,25 +72,6 @@ func SaveCurves(path string, roc, pr []Curve) error {
 		return err
 	}
 	return saveGrid(path, [][]*plot.Plot{{rp, pp}}, 12*vg.Inch, 5*vg.Inch)
-}
-
-// SaveTrainingCurve draws the validation log-likelihood and the number of
-// active components per epoch, one above the other, into a PNG.
-func SaveTrainingCurve(path string, history []dpmm.EpochStats) error {
-	var ll, active []Point
-	for _, h := range history {
-		ll = append(ll, Point{float64(h.Epoch), h.ValLogLikelihood})
-		active = append(active, Point{float64(h.Epoch), float64(h.Active)})
-	}
-	lp, err := linePlot("Validation mean log-likelihood", "epoch", "log-likelihood", []Curve{{Points: ll}}, false)
-	if err != nil {
-		return err
-	}
-	ap, err := linePlot("Active components (weight > tau)", "epoch", "components", []Curve{{Points: active}}, false)
-	if err != nil {
-		return err
-	}
-	return saveGrid(path, [][]*plot.Plot{{lp}, {ap}}, 8*vg.Inch, 8*vg.Inch)
 }
 
 func saveGrid(path string, plots [][]*plot.Plot, w, h vg.Length) error {

@@ -5,8 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"anomalynode/inference/dpmm"
 )
 
 func checkPNG(t *testing.T, path string) {
@@ -32,9 +30,4 @@ func TestPlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPNG(t, filepath.Join(dir, "curves.png"))
-	h := []dpmm.EpochStats{{Epoch: 1, ValLogLikelihood: -5, Active: 30}, {Epoch: 2, ValLogLikelihood: -4, Active: 20}}
-	if err := SaveTrainingCurve(filepath.Join(dir, "train.png"), h); err != nil {
-		t.Fatal(err)
-	}
-	checkPNG(t, filepath.Join(dir, "train.png"))
 }

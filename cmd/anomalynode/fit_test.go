@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"anomalynode/inference"
+	"anomalynode/inference/eval"
+	"anomalynode/inference/vit"
+)
+
+func quietEnv() (*env, *bytes.Buffer) {
+	var out bytes.Buffer
+	return &env{log: zerolog.Nop(), stdout: &out, stderr: &out}, &out
+}
+
+// writeMixtureNPY writes slices x patches unit vectors around a few centres.
+func writeMixtureNPY(t *testing.T, path string, rng *rand.Rand, centres [][]float64, slices, patches int) {
+	t.Helper()
+	d := len(centres[0])
+	x := make([]float32, slices*patches*d)
+	for i := 0; i < slices*patches; i++ {
+		c := centres[rng.IntN(len(centres))]
+		norm := 0.0
+		row := make([]float64, d)
+		for j := range row {
+			row[j] = c[j] + 0.05*rng.NormFloat64()
+			norm += row[j] * row[j]
+		}
+		for j := range row {
+			x[i*d+j] = float32(row[j] / math.Sqrt(norm))
+		}
+	}
+	if err := inference.WriteNPY(path, &inference.Array{Shape: []int{slices * patches, d}, Dtype: inference.DtypeFloat32, F32: x}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFitNPY(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var centres [][]float64
+	for i := 0; i < 6; i++ {
+		c := make([]float64, 32)
+		for j := range c {
+			c[j] = rng.NormFloat64()
+		}
+		centres = append(centres, c)
+	}
+	train, val := filepath.Join(dir, "train.npy"), filepath.Join(dir, "val.npy")
+	writeMixtureNPY(t, train, rng, centres, 30, 64)
+	writeMixtureNPY(t, val, rng, centres, 6, 64)
+	model := filepath.Join(dir, "m.safetensors")
+	e, out := quietEnv()
+	err := runFit(t.Context(), e, []string{"--normal", train, "--val", val, "--out", model,
+		"--components", "20", "--epochs", "4", "--batch", "3", "--patches-per-slice", "64", "--seed", "5"})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Log(out.String())
+	if n := strings.Count(out.String(), "\nepoch ") + strings.Count(out.String()[:6], "epoch"); n != 4 {
+		t.Errorf("%d epoch lines, want 4", n)
+	}
+	m, err := inference.LoadModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.K != 20 || m.D != 32 || m.Meta.Fit.BestEpoch < 1 || len(m.Meta.Thresholds) != 3 {
+		t.Fatalf("model K=%d D=%d fit %+v thresholds %v", m.K, m.D, m.Meta.Fit, m.Meta.Thresholds)
+	}
+	if a := m.ActiveComponents(m.Meta.Tau); a < 6 || a > 20 {
+		t.Errorf("%d active components for 6 clusters", a)
+	}
+	for _, f := range []string{"m.training.png", "m.history.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(model + ".ckpt"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("checkpoint left behind: %v", err)
+	}
+}
+
+func TestFitEvalErrors(t *testing.T) {
+	cases := [][]string{
+		{"fit", "--val", "x.npy", "--out", "m"},
+		{"fit", "--normal", "x.npy", "--out", "m"},
+		{"fit", "--normal", "missing.npy", "--val", "missing.npy", "--out", "m"},
+		{"fit", "--normal", "a", "--val", "b", "--out", "m", "--schedule", "cosine"},
+		{"eval", "--images", "a", "--labels", "b", "--out", "c"},
+		{"eval", "--model", "missing", "--images", "a", "--labels", "b", "--out", "c"},
+	}
+	for _, c := range cases {
+		e, _ := quietEnv()
+		if err := commands[c[0]].run(t.Context(), e, c[1:]); err == nil {
+			t.Errorf("%v: no error", c)
+		}
+	}
+	e, _ := quietEnv()
+	if err := runFit(t.Context(), e, []string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v", err)
+	}
+}
+
+func TestParseWithLists(t *testing.T) {
+	e, _ := quietEnv()
+	fs := newFlagSet(e, "x", "")
+	var a, b listFlag
+	fs.Var(&a, "normal", "")
+	fs.Var(&b, "val", "")
+	out := fs.String("out", "", "")
+	if err := parseWithLists(fs, []string{"--normal", "p", "q", "r", "--val=v,w", "--out", "o"}, map[string]*listFlag{"normal": &a, "val": &b}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(a, " ") != "p q r" || strings.Join(b, " ") != "v w" || *out != "o" {
+		t.Fatalf("normal %v val %v out %q", a, b, *out)
+	}
+	if err := parseWithLists(fs, []string{"--out", "o", "stray"}, map[string]*listFlag{"normal": &a}); err == nil {
+		t.Fatal("stray argument accepted")
+	}
+}
+
+// TestFitEvalDICOM runs the whole model side on real files: synthetic MR
+// series (synth), a DINOv2-architecture ONNX model with random weights (tiny
+// preset) in ONNX Runtime, fit on healthy series with an embedding cache,
+// then eval of lesion series with all three scorers.
+func TestFitEvalDICOM(t *testing.T) {
+	if os.Getenv("ONNXRUNTIME_LIB") == "" {
+		if lib, err := filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1"); err == nil {
+			if _, err := os.Stat(lib); err == nil {
+				t.Setenv("ONNXRUNTIME_LIB", lib)
+			}
+		}
+	}
+	dir := t.TempDir()
+	onnx := filepath.Join(dir, "tiny.onnx")
+	c, err := vit.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := vit.WriteFile(onnx, c); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		e, out := quietEnv()
+		if err := commands[args[0]].run(t.Context(), e, args[1:]); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out.String()
+	}
+	run("synth", "--out", filepath.Join(dir, "train"), "--series", "2", "--slices", "6", "--rows", "96", "--cols", "112", "--seed", "1")
+	run("synth", "--out", filepath.Join(dir, "val"), "--slices", "4", "--rows", "96", "--cols", "112", "--seed", "7")
+	run("synth", "--out", filepath.Join(dir, "test"), "--lesions", "--slices", "6", "--rows", "96", "--cols", "112", "--seed", "9")
+	model := filepath.Join(dir, "model.safetensors")
+	cache := filepath.Join(dir, "cache")
+	fitArgs := []string{"fit", "--normal", filepath.Join(dir, "train"), "--val", filepath.Join(dir, "val"), "--out", model,
+		"--embedder", onnx, "--resolution", "112", "--components", "40", "--epochs", "3", "--batch", "4", "--cache", cache}
+	out := run(fitArgs...)
+	t.Log(out)
+	if !strings.Contains(out, "pixel scores of the healthy") {
+		t.Errorf("thresholds not calibrated on pixels: %s", out)
+	}
+	cached, _ := filepath.Glob(filepath.Join(cache, "*.npy"))
+	if len(cached) != 16 {
+		t.Fatalf("%d cached embedding files, want 16 (12 train + 4 val slices)", len(cached))
+	}
+	// A second fit reads the cache: same model bytes.
+	first, _ := os.ReadFile(model)
+	run(fitArgs...)
+	second, _ := os.ReadFile(model)
+	if !bytes.Equal(first, second) {
+		t.Error("refit from the cache gave a different model")
+	}
+	m, err := inference.LoadModel(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Meta.Embedder.SHA256 == "" || m.Meta.Resolution != 112 {
+		t.Errorf("model meta %+v", m.Meta)
+	}
+	test := filepath.Join(dir, "test")
+	for _, sc := range [][]string{{"--scorer", "dpmm"}, {"--scorer", "knn", "--bank", cache}, {"--scorer", "coreset", "--bank", cache, "--coreset-size", "50", "--val", filepath.Join(dir, "val")}} {
+		outDir := filepath.Join(dir, "eval-"+sc[1])
+		args := append([]string{"eval", "--model", model, "--images", filepath.Join(test, "images"), "--labels", filepath.Join(test, "labels"), "--out", outDir, "--embedder", onnx}, sc...)
+		out := run(args...)
+		t.Log(out)
+		var sum eval.Summary
+		b, err := os.ReadFile(filepath.Join(outDir, "summary.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &sum); err != nil {
+			t.Fatal(err)
+		}
+		if sum.Slices != 6 || sum.Pixels != 6*96*112 || sum.LesionSlices == 0 || sum.UnlabelledFiles != 0 {
+			t.Errorf("%s: summary %+v", sc[1], sum)
+		}
+		if sum.Metrics.AUROC == nil || *sum.Metrics.AUROC < 0 || *sum.Metrics.AUROC > 1 || sum.Metrics.AUPR == nil {
+			t.Errorf("%s: metrics %+v", sc[1], sum.Metrics)
+		}
+		if sc[1] != "knn" && len(sum.Metrics.Dice) != 3 {
+			t.Errorf("%s: %d Dice entries", sc[1], len(sum.Metrics.Dice))
+		}
+		if sum.Time.Mean <= 0 || sum.PeakRSSMiB <= 0 {
+			t.Errorf("%s: time %+v rss %v", sc[1], sum.Time, sum.PeakRSSMiB)
+		}
+		if _, err := os.Stat(filepath.Join(outDir, "curves.png")); err != nil {
+			t.Error(err)
+		}
+	}
+}

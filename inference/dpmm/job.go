@@ -1,0 +1,461 @@
+package dpmm
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"anomalynode/inference"
+)
+
+// EmbeddedSlice is one slice's patch embeddings and the geometry that maps its
+// patch grid back to the source pixels.
+type EmbeddedSlice struct {
+	// Patches holds the unit-length patch tokens, Geometry.Patches() rows of D.
+	Patches []float32
+	// D is the embedding dimension.
+	D int
+	// Geometry is the slice's resize/crop geometry.
+	Geometry inference.Geometry
+}
+
+// SliceEmbedder embeds every frame of a DICOM file (the inference package's
+// engine behind a small seam, so fitting can be tested without a model).
+type SliceEmbedder interface {
+	// EmbedFile returns one EmbeddedSlice per frame of the DICOM file at path.
+	EmbedFile(ctx context.Context, path string) ([]EmbeddedSlice, error)
+	// Identity names the embedder and preprocessing; it keys the cache.
+	Identity() string
+}
+
+// LoadOptions controls how inputs become embeddings.
+type LoadOptions struct {
+	// Embedder embeds DICOM inputs; nil makes a DICOM input an error.
+	Embedder SliceEmbedder
+	// CacheDir, when set, stores each DICOM file's embeddings as .npy (plus a
+	// .json geometry sidecar) on first use and reads them afterwards.
+	CacheDir string
+	// PatchesPerSlice groups the rows of a 2-D [N, D] .npy array into slices
+	// (1024, a 32 x 32 grid); a 3-D [S, P, D] array gives its slices directly.
+	PatchesPerSlice int
+}
+
+// Loaded is a set of inputs turned into embeddings.
+type Loaded struct {
+	// Data holds the slices' embeddings.
+	Data *Data
+	// Geometries has one entry per slice: the source geometry of slices embedded
+	// from DICOM, the zero Geometry for slices read from .npy.
+	Geometries []inference.Geometry
+	// DICOMFiles, CacheHits and NPYFiles count what was read.
+	DICOMFiles, CacheHits, NPYFiles int
+}
+
+// HasGeometry reports whether every slice came from DICOM (pixel maps possible).
+func (l *Loaded) HasGeometry() bool {
+	for _, g := range l.Geometries {
+		if g.SrcRows == 0 {
+			return false
+		}
+	}
+	return len(l.Geometries) > 0
+}
+
+// ErrNoInputs is returned when the inputs hold no slices.
+var ErrNoInputs = errors.New("dpmm: no embeddings in the inputs")
+
+// skipExt lists extensions in input folders that are never DICOM.
+var skipExt = map[string]bool{".json": true, ".png": true, ".txt": true, ".md": true, ".csv": true, ".jpg": true, ".yaml": true, ".yml": true, ".onnx": true, ".tmp": true}
+
+// Load reads .npy files and DICOM files (directly or in folders, recursively,
+// in path order) into embeddings.
+func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error) {
+	if opt.PatchesPerSlice == 0 {
+		opt.PatchesPerSlice = 1024
+	}
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("dpmm: input: %w", err)
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || skipExt[strings.ToLower(filepath.Ext(path))] || strings.HasPrefix(d.Name(), ".") {
+				return nil
+			}
+			found = append(found, path)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dpmm: input: %w", err)
+		}
+		sort.Strings(found)
+		files = append(files, found...)
+	}
+	l := &Loaded{Data: &Data{}}
+	add := func(rows []float32, n, d int, g inference.Geometry) error {
+		if l.Data.D == 0 {
+			l.Data.D = d
+		}
+		if d != l.Data.D {
+			return fmt.Errorf("dpmm: embedding dimension %d differs from the first input's %d", d, l.Data.D)
+		}
+		l.Data.Append(rows, n)
+		l.Geometries = append(l.Geometries, g)
+		return nil
+	}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if strings.EqualFold(filepath.Ext(f), ".npy") {
+			if err := loadNPY(f, opt.PatchesPerSlice, add); err != nil {
+				return nil, err
+			}
+			l.NPYFiles++
+			continue
+		}
+		if !isDICOM(f) {
+			continue
+		}
+		if opt.Embedder == nil {
+			return nil, fmt.Errorf("dpmm: %s is DICOM but no embedder is configured", f)
+		}
+		slices, hit, err := embedCached(ctx, f, opt)
+		if err != nil {
+			return nil, err
+		}
+		l.DICOMFiles++
+		if hit {
+			l.CacheHits++
+		}
+		for _, s := range slices {
+			if err := add(s.Patches, len(s.Patches)/s.D, s.D, s.Geometry); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if l.Data.Slices() == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNoInputs, strings.Join(paths, ", "))
+	}
+	return l, nil
+}
+
+// isDICOM checks for the Part-10 preamble's "DICM" magic.
+func isDICOM(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [132]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	return string(b[128:132]) == "DICM"
+}
+
+func loadNPY(path string, perSlice int, add func([]float32, int, int, inference.Geometry) error) error {
+	a, err := inference.ReadNPY(path)
+	if err != nil {
+		return fmt.Errorf("dpmm: %w", err)
+	}
+	if a.F32 == nil {
+		return fmt.Errorf("dpmm: %s: dtype %s is not floating point", path, a.Dtype)
+	}
+	var slices, rows, d int
+	switch len(a.Shape) {
+	case 2:
+		n := a.Shape[0]
+		d = a.Shape[1]
+		for lo := 0; lo < n; lo += perSlice {
+			r := min(perSlice, n-lo)
+			if err := add(a.F32[lo*d:(lo+r)*d], r, d, inference.Geometry{}); err != nil {
+				return fmt.Errorf("dpmm: %s: %w", path, err)
+			}
+		}
+		return nil
+	case 3:
+		slices, rows, d = a.Shape[0], a.Shape[1], a.Shape[2]
+	default:
+		return fmt.Errorf("dpmm: %s: shape %v, want [N, D] or [slices, patches, D]", path, a.Shape)
+	}
+	for s := 0; s < slices; s++ {
+		if err := add(a.F32[s*rows*d:(s+1)*rows*d], rows, d, inference.Geometry{}); err != nil {
+			return fmt.Errorf("dpmm: %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// cacheKey names a DICOM file's cache entry: its absolute path, size and
+// modification time, and the embedder identity.
+func cacheKey(path string, e SliceEmbedder) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s|%d|%d|%s", abs, st.Size(), st.ModTime().UnixNano(), e.Identity())))
+	return hex.EncodeToString(h[:16]), nil
+}
+
+// cacheMeta is the .json sidecar of a cached file: one geometry per frame.
+type cacheMeta struct {
+	Source     string               `json:"source"`
+	Geometries []inference.Geometry `json:"geometries"`
+}
+
+func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedSlice, bool, error) {
+	if opt.CacheDir == "" {
+		s, err := opt.Embedder.EmbedFile(ctx, path)
+		if err != nil {
+			return nil, false, fmt.Errorf("dpmm: embed %s: %w", path, err)
+		}
+		return s, false, nil
+	}
+	key, err := cacheKey(path, opt.Embedder)
+	if err != nil {
+		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+	}
+	npyPath := filepath.Join(opt.CacheDir, key+".npy")
+	jsonPath := filepath.Join(opt.CacheDir, key+".json")
+	if mb, err := os.ReadFile(jsonPath); err == nil {
+		var meta cacheMeta
+		a, err2 := inference.ReadNPY(npyPath)
+		if err := json.Unmarshal(mb, &meta); err == nil && err2 == nil && len(a.Shape) == 3 && a.Shape[0] == len(meta.Geometries) {
+			out := make([]EmbeddedSlice, a.Shape[0])
+			p, d := a.Shape[1], a.Shape[2]
+			for i := range out {
+				out[i] = EmbeddedSlice{Patches: a.F32[i*p*d : (i+1)*p*d], D: d, Geometry: meta.Geometries[i]}
+			}
+			return out, true, nil
+		}
+	}
+	s, err := opt.Embedder.EmbedFile(ctx, path)
+	if err != nil {
+		return nil, false, fmt.Errorf("dpmm: embed %s: %w", path, err)
+	}
+	if len(s) == 0 {
+		return s, false, nil
+	}
+	// Frames of one file share a geometry and patch count; if not, skip caching.
+	p, d := len(s[0].Patches)/s[0].D, s[0].D
+	meta := cacheMeta{Source: path}
+	var all []float32
+	for _, e := range s {
+		if e.D != d || len(e.Patches) != p*d {
+			return s, false, nil
+		}
+		all = append(all, e.Patches...)
+		meta.Geometries = append(meta.Geometries, e.Geometry)
+	}
+	if err := os.MkdirAll(opt.CacheDir, 0o755); err != nil {
+		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+	}
+	if err := inference.WriteNPY(npyPath, &inference.Array{Shape: []int{len(s), p, d}, Dtype: inference.DtypeFloat32, F32: all}); err != nil {
+		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+	}
+	mb, _ := json.Marshal(meta)
+	if err := os.WriteFile(jsonPath, mb, 0o644); err != nil {
+		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+	}
+	return s, false, nil
+}
+
+// Tensors returns the mixture as model tensors: means, variances and
+// log weights (-Inf for a weight of exactly 0).
+func (m *Mixture) Tensors() (means, variances, logWeights []float32) {
+	means = append([]float32(nil), m.Mu...)
+	variances = append([]float32(nil), m.S2...)
+	logWeights = make([]float32, m.K)
+	for k, l := range m.LogPi {
+		logWeights[k] = float32(l)
+	}
+	return means, variances, logWeights
+}
+
+// JobOptions describes one `anomalynode fit` run.
+type JobOptions struct {
+	// Config holds the EM hyper-parameters.
+	Config Config
+	// Fit holds the schedule; Fit.Checkpoint defaults to Out + ".ckpt".
+	Fit FitOptions
+	// Out is the model file to write.
+	Out string
+	// Meta is the model metadata the caller knows (embedder, preprocessing,
+	// resolution, patch size); the fit and calibration fields are filled in.
+	Meta inference.ModelMeta
+	// FPRs are the calibration false-positive rates (DefaultFPRs).
+	FPRs []float64
+}
+
+// JobResult is what a fit produced.
+type JobResult struct {
+	// Model is the written model.
+	Model *inference.Model
+	// Fit is the EM result with its history.
+	Fit *Result
+	// CurvePath is the training-curve PNG beside the model.
+	CurvePath string
+	// HistoryPath is the per-epoch JSON beside the model.
+	HistoryPath string
+	// CalibrationUnit is "pixel" (validation slices from DICOM, scores mapped
+	// back to source pixels) or "patch" (validation .npy embeddings).
+	CalibrationUnit string
+	// CalibrationScores counts the scores the thresholds were taken from.
+	CalibrationScores int
+}
+
+// RunJob fits, calibrates on the validation slices and writes the model, its
+// training curve and history. The checkpoint is removed once the model is saved.
+func RunJob(ctx context.Context, train, val *Loaded, opt JobOptions) (*JobResult, error) {
+	if opt.Fit.Checkpoint == "" {
+		opt.Fit.Checkpoint = opt.Out + ".ckpt"
+	}
+	if len(opt.FPRs) == 0 {
+		opt.FPRs = DefaultFPRs
+	}
+	cfg := opt.Config.Defaults()
+	res, err := Fit(ctx, cfg, train.Data, val.Data, opt.Fit)
+	if err != nil {
+		return nil, err
+	}
+	best := res.Best
+	model := &inference.Model{K: best.K, D: best.D, Meta: opt.Meta}
+	model.Means, model.Variances, model.LogWeights = best.Tensors()
+	model.Meta.FormatVersion = inference.ModelFormatVersion
+	model.Meta.Tau = float32(cfg.Tau)
+	if model.Meta.Resolution == 0 {
+		model.Meta.Resolution = inference.DefaultResolution
+	}
+	if model.Meta.PatchSize == 0 {
+		model.Meta.PatchSize = inference.DefaultPatchSize
+	}
+	if model.Meta.Preprocessing.VOI == "" {
+		// .npy inputs carry no VOI policy; record METHOD.md's MR default.
+		model.Meta.Preprocessing = inference.PreprocessSpec{VOI: inference.VOIPercentile, PercentileLo: 0.5, PercentileHi: 99.5}
+	}
+	fo := opt.Fit
+	if fo.Epochs == 0 {
+		fo.Epochs = 40
+	}
+	if fo.BatchSlices == 0 {
+		fo.BatchSlices = 12
+	}
+	bh := res.History[res.BestEpoch-1]
+	model.Meta.Fit = inference.FitInfo{Components: cfg.K, Epochs: fo.Epochs, BatchSlices: fo.BatchSlices,
+		Gamma: cfg.Gamma, Schedule: cfg.Schedule, Reg: cfg.Reg, AlphaInit: cfg.Alpha, AlphaFixed: cfg.AlphaFixed,
+		Seed: cfg.Seed, BestEpoch: res.BestEpoch, ValLogLikelihood: bh.ValLogLikelihood,
+		ActiveComponents: best.Active(cfg.Tau), Alpha: best.Alpha, TrainSlices: train.Data.Slices(),
+		ValSlices: val.Data.Slices(), TrainPatches: int64(train.Data.Rows())}
+	if cfg.Schedule == ScheduleExp {
+		model.Meta.Fit.Rate = cfg.Rate
+	}
+
+	unit, count, ths, err := Calibrate(model, val, opt.FPRs)
+	if err != nil {
+		return nil, err
+	}
+	model.Meta.Thresholds = map[string]float32{}
+	for i, f := range opt.FPRs {
+		model.Meta.Thresholds[inference.FPRKey(f)] = ths[i]
+	}
+	if err := inference.SaveModel(opt.Out, model); err != nil {
+		return nil, err
+	}
+	base := strings.TrimSuffix(opt.Out, filepath.Ext(opt.Out))
+	jr := &JobResult{Model: model, Fit: res, CurvePath: base + ".training.png", HistoryPath: base + ".history.json",
+		CalibrationUnit: unit, CalibrationScores: count}
+	if err := SaveTrainingCurve(jr.CurvePath, res.History); err != nil {
+		return nil, err
+	}
+	var hb bytes.Buffer
+	enc := json.NewEncoder(&hb)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(struct {
+		BestEpoch int          `json:"best_epoch"`
+		Epochs    []EpochStats `json:"epochs"`
+	}{res.BestEpoch, res.History}); err != nil {
+		return nil, fmt.Errorf("dpmm: history: %w", err)
+	}
+	if err := os.WriteFile(jr.HistoryPath, hb.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("dpmm: history: %w", err)
+	}
+	if err := os.Remove(opt.Fit.Checkpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("dpmm: remove checkpoint: %w", err)
+	}
+	return jr, nil
+}
+
+// Calibrate scores the validation slices with the model's DPMM scorer (the one
+// the node uses) and returns the thresholds for fprs. Slices embedded from DICOM
+// are mapped back to their source pixels (unit "pixel"); when any validation
+// slice came from .npy, the patch scores themselves are used (unit "patch").
+func Calibrate(model *inference.Model, val *Loaded, fprs []float64) (unit string, count int, ths []float32, err error) {
+	sc, err := inference.NewDPMMScorer(model)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	return CalibrateScorer(sc, val, fprs)
+}
+
+// CalibrateScorer is Calibrate for any scorer (the kNN and coreset baselines
+// get their own thresholds this way).
+func CalibrateScorer(sc inference.Scorer, val *Loaded, fprs []float64) (unit string, count int, ths []float32, err error) {
+	pixel := val.HasGeometry()
+	unit = "patch"
+	if pixel {
+		unit = "pixel"
+	}
+	var cal Calibrator
+	d := val.Data.D
+	for i := 0; i < val.Data.Slices(); i++ {
+		lo, hi := val.Data.Offsets[i], val.Data.Offsets[i+1]
+		n := hi - lo
+		scores := make([]float32, n)
+		sc.Score(val.Data.X[lo*d:hi*d], n, scores)
+		if !pixel {
+			cal.Add(scores)
+			continue
+		}
+		g := val.Geometries[i]
+		if g.Patches() != n {
+			return "", 0, nil, fmt.Errorf("dpmm: calibrate: slice %d has %d patches, geometry %d", i, n, g.Patches())
+		}
+		pix := make([]float32, g.SrcRows*g.SrcCols)
+		inference.Upsample(scores, g, pix)
+		cal.Add(pix)
+	}
+	ths, err = cal.Thresholds(fprs)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	for _, t := range ths {
+		if math.IsNaN(float64(t)) {
+			return "", 0, nil, errors.New("dpmm: calibrate: NaN threshold")
+		}
+	}
+	return unit, cal.Count(), ths, nil
+}

@@ -1,0 +1,64 @@
+package dpmm
+
+import (
+	"fmt"
+	"os"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// SaveTrainingCurve draws the validation mean log-likelihood and the number of
+// active components per epoch, one above the other, into a PNG at path.
+func SaveTrainingCurve(path string, history []EpochStats) error {
+	ll := make(plotter.XYs, len(history))
+	active := make(plotter.XYs, len(history))
+	for i, h := range history {
+		ll[i].X, ll[i].Y = float64(h.Epoch), h.ValLogLikelihood
+		active[i].X, active[i].Y = float64(h.Epoch), float64(h.Active)
+	}
+	mk := func(title, yl string, xys plotter.XYs) (*plot.Plot, error) {
+		p := plot.New()
+		p.Title.Text = title
+		p.X.Label.Text = "epoch"
+		p.Y.Label.Text = yl
+		p.Add(plotter.NewGrid())
+		l, s, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return nil, fmt.Errorf("dpmm: plot: %w", err)
+		}
+		l.Width = vg.Points(1.5)
+		p.Add(l, s)
+		return p, nil
+	}
+	lp, err := mk("Validation mean log-likelihood per patch", "log-likelihood", ll)
+	if err != nil {
+		return err
+	}
+	ap, err := mk("Active components (weight > tau)", "components", active)
+	if err != nil {
+		return err
+	}
+	img := vgimg.New(8*vg.Inch, 8*vg.Inch)
+	plots := [][]*plot.Plot{{lp}, {ap}}
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: 6 * vg.Millimeter, PadTop: 2 * vg.Millimeter,
+		PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	canvases := plot.Align(plots, tiles, draw.New(img))
+	lp.Draw(canvases[0][0])
+	ap.Draw(canvases[1][0])
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("dpmm: %w", err)
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return fmt.Errorf("dpmm: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("dpmm: write %s: %w", path, err)
+	}
+	return nil
+}
