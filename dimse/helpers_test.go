@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -205,7 +206,7 @@ func startServer(t testing.TB, cfg ServerConfig, h StoreHandler) (*Server, strin
 		cancel()
 		select {
 		case err := <-done:
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrServerClosed) {
 				t.Errorf("Serve: %v", err)
 			}
 		case <-time.After(20 * time.Second):

@@ -233,6 +233,9 @@ type association struct {
 	ctx    context.Context
 	log    zerolog.Logger
 	accept map[byte]PresentationContext // accepted contexts by ID
+	// freeSlot gives back the association slot; called before the connection
+	// is closed so a peer that sees the close can associate again at once.
+	freeSlot func()
 }
 
 func (s *Server) serveConn(conn net.Conn, slots int) {
@@ -247,14 +250,22 @@ func (s *Server) serveConn(conn net.Conn, slots int) {
 	s.mu.Lock()
 	s.conns[u] = cancel
 	s.mu.Unlock()
+	var once sync.Once
+	a.freeSlot = func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.open--
+			s.mu.Unlock()
+			s.m.active.Dec()
+		})
+	}
 	defer func() {
 		cancel()
+		a.freeSlot()
 		_ = conn.Close()
 		s.mu.Lock()
 		delete(s.conns, u)
-		s.open--
 		s.mu.Unlock()
-		s.m.active.Dec()
 		s.wg.Done()
 	}()
 	defer func() {
@@ -320,6 +331,7 @@ func (a *association) run(slots int) (string, error) {
 
 // fail aborts after a protocol error, or just ends after a timeout or close.
 func (a *association) fail(err error) (string, error) {
+	a.freeSlot()
 	var pe *pduError
 	var ae *AbortError
 	switch {
