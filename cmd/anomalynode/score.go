@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+
+	"anomalynode/configs"
+	"anomalynode/inference"
+)
+
+func init() {
+	register(&command{
+		name:    "score",
+		summary: "score every series under a folder offline (score maps as .npy + a JSON summary per series)",
+		run:     runScore,
+	})
+}
+
+func runScore(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "score", "--config FILE --model MODEL --in DIR --out DIR [--embedder ONNX] [--fpr F]")
+	cfgPath := fs.String("config", "", "node configuration (inference runtime settings and models)")
+	model := fs.String("model", "", "model file, or the name of a model in the config (required)")
+	in := fs.String("in", "", "folder of DICOM files, any layout; grouped by SeriesInstanceUID (required)")
+	out := fs.String("out", "", "output folder; each series gets OUT/<SeriesInstanceUID>/ (required)")
+	embedder := fs.String("embedder", "", "ONNX backbone (default: the config model's embedder)")
+	fpr := fs.Float64("fpr", 0, "false-positive rate whose threshold makes the masks (default: the model config's, else 0.01)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	if *model == "" || *in == "" || *out == "" {
+		fs.Usage()
+		return errors.New("--model, --in and --out are required")
+	}
+	cfg := configs.Default()
+	if *cfgPath != "" {
+		var err error
+		if cfg, err = configs.Load(*cfgPath); err != nil {
+			return err
+		}
+	}
+	setup, err := scoreSetup(cfg, *model, *embedder, *fpr)
+	if err != nil {
+		return err
+	}
+	served, err := inference.OpenModel(setup)
+	if err != nil {
+		return err
+	}
+	defer served.Close()
+
+	series, problems, err := inference.ScanSeries(*in)
+	if err != nil {
+		return err
+	}
+	for _, p := range problems {
+		e.log.Warn().Str("file", p.Path).Err(p.Err).Msg("score: skipped file")
+	}
+	if len(series) == 0 {
+		return fmt.Errorf("no DICOM series under %s", *in)
+	}
+	total := 0
+	for _, s := range series {
+		total += len(s.Files)
+	}
+	e.log.Info().Int("series", len(series)).Int("files", total).Str("model", setup.ModelPath).
+		Str("embedder", setup.EmbedderPath).Float32("threshold", served.Threshold).Msg("score: start")
+	bar := newProgress(e.stderr, total)
+	opts := inference.OfflineOptions{Out: *out, Model: setup.ModelPath, FPR: inference.FPRKey(setup.FPR),
+		Threshold: served.Threshold, Chunk: 2 * max(setup.Batch, 1), OnSlice: bar.step}
+	failed := 0
+	for _, s := range series {
+		sum, err := inference.ScoreSeries(ctx, served.Engine, s, opts)
+		if err != nil {
+			bar.finish()
+			return err
+		}
+		failed += sum.Errors
+		bar.finish()
+		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d\n",
+			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d slices or files could not be scored (see the summaries)", failed)
+	}
+	return nil
+}
+
+// scoreSetup maps the configuration and flags onto inference.ModelSetup.
+func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (inference.ModelSetup, error) {
+	inf := cfg.Inference
+	s := inference.ModelSetup{ModelPath: model, EmbedderPath: embedder, VerifyEmbedder: true,
+		ORTLibrary: inf.ORTLibrary, Device: inf.Device, CUDADevice: inf.CUDADevice, Threads: inf.Threads,
+		GraphOptimization: inf.GraphOptimization, Batch: inf.Batch, TopFraction: inf.TopFraction, FPR: 0.01}
+	var mc *configs.Model
+	if m, ok := cfg.Models[model]; ok {
+		mc = &m
+	} else {
+		abs, _ := filepath.Abs(model)
+		for name, m := range cfg.Models {
+			if p, _ := filepath.Abs(m.Path); p == abs {
+				m := cfg.Models[name]
+				mc = &m
+				break
+			}
+		}
+	}
+	if mc == nil && len(cfg.Models) == 1 && embedder == "" {
+		for _, m := range cfg.Models {
+			mc = &m
+		}
+		mc.Path = model
+	}
+	if mc != nil {
+		s.ModelPath = mc.Path
+		if s.EmbedderPath == "" {
+			s.EmbedderPath = mc.Embedder
+		}
+		s.InputName, s.OutputName, s.FPR, s.VerifyEmbedder = mc.InputName, mc.OutputName, mc.FPR, mc.Verify()
+		if mc.VOI != "" {
+			v := &inference.PreprocessSpec{VOI: mc.VOI, PercentileLo: 0.5, PercentileHi: 99.5}
+			if mc.WindowCenter != nil {
+				v.WindowCenter = *mc.WindowCenter
+			}
+			if mc.WindowWidth != nil {
+				v.WindowWidth = *mc.WindowWidth
+			}
+			if mc.PercentileLo != nil {
+				v.PercentileLo = *mc.PercentileLo
+			}
+			if mc.PercentileHi != nil {
+				v.PercentileHi = *mc.PercentileHi
+			}
+			s.VOI = v
+		}
+	}
+	if fpr != 0 {
+		s.FPR = fpr
+	}
+	if s.EmbedderPath == "" {
+		return s, errors.New("no embedder: give --embedder or a config whose model names one")
+	}
+	return s, nil
+}
+
+// progress draws a one-line bar on a terminal and nothing elsewhere.
+type progress struct {
+	w           io.Writer
+	on          bool
+	total, done int
+	start       time.Time
+	last        time.Time
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	f, ok := w.(*os.File)
+	return &progress{w: w, on: ok && isatty.IsTerminal(f.Fd()), total: total, start: time.Now()}
+}
+
+func (p *progress) step() {
+	p.done++
+	if !p.on || (time.Since(p.last) < 100*time.Millisecond && p.done < p.total) {
+		return
+	}
+	p.last = time.Now()
+	const width = 30
+	n := width * p.done / max(p.total, 1)
+	rate := float64(p.done) / time.Since(p.start).Seconds()
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d slices  %.1f/s ", strings.Repeat("#", n), strings.Repeat(".", max(width-n, 0)), p.done, p.total, rate)
+}
+
+func (p *progress) finish() {
+	if p.on {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/inference"
+	"anomalynode/inference/synth"
+	"anomalynode/inference/vit"
+)
+
+// scoreFixture writes a tiny ViT, a model file fitted "for" it (random
+// prototypes, real embedder sha256) and a config naming both.
+func scoreFixture(t *testing.T) (cfgPath, modelPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	c, err := vit.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Registers = 4
+	onnx := filepath.Join(dir, "tiny.onnx")
+	sum, _, err := vit.WriteFile(onnx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, d := 6, c.Dim
+	m := &inference.Model{K: k, D: d, Means: make([]float32, k*d), Variances: make([]float32, k*d), LogWeights: make([]float32, k)}
+	for i := range m.Means {
+		m.Means[i] = float32((i*7919)%13) - 6
+		m.Variances[i] = 1
+	}
+	for i := range m.LogWeights {
+		m.LogWeights[i] = -1.791759 // log(1/6)
+	}
+	m.Meta = inference.ModelMeta{
+		FormatVersion: inference.ModelFormatVersion, Resolution: 112, PatchSize: 14, Tau: inference.DefaultTau,
+		Embedder:      inference.EmbedderInfo{Name: "tiny", SHA256: sum, InputName: vit.InputName, OutputName: vit.OutputName},
+		Preprocessing: inference.PreprocessSpec{VOI: inference.VOIPercentile, PercentileLo: 0.5, PercentileHi: 99.5},
+		Thresholds:    map[string]float32{"0.01": 0.9, "0.05": 0.8, "0.10": 0.7},
+	}
+	modelPath = filepath.Join(dir, "model.safetensors")
+	if err := inference.SaveModel(modelPath, m); err != nil {
+		t.Fatal(err)
+	}
+	lib := os.Getenv("ONNXRUNTIME_LIB")
+	if lib == "" {
+		lib, _ = filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1")
+	}
+	cfgPath = filepath.Join(dir, "node.yaml")
+	cfg := fmt.Sprintf("inference:\n  ort_library: %s\n  threads: 1\n  batch: 3\nmodels:\n  brain:\n    path: %s\n    embedder: %s\n    fpr: 0.05\n", lib, modelPath, onnx)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, modelPath
+}
+
+func TestScoreCommand(t *testing.T) {
+	cfgPath, modelPath := scoreFixture(t)
+	in, out := t.TempDir(), t.TempDir()
+	var mans []*synth.Manifest
+	for i, sub := range []string{"a", "nested/b"} {
+		m, err := synth.WriteSeries(filepath.Join(in, sub), synth.Options{Seed: uint64(10 + i), Slices: 3, Rows: 60, Cols: 76, Source: synth.SourcePhantom})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mans = append(mans, m)
+	}
+	os.WriteFile(filepath.Join(in, "README.txt"), []byte("not dicom"), 0o644)
+
+	var stdout bytes.Buffer
+	e := &env{log: zerolog.Nop(), stdout: &stdout, stderr: &stdout}
+	if err := runScore(t.Context(), e, []string{"--config", cfgPath, "--model", modelPath, "--in", in, "--out", out}); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	for _, m := range mans {
+		b, err := os.ReadFile(filepath.Join(out, m.SeriesInstanceUID, "summary.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum inference.SeriesSummary
+		if err := json.Unmarshal(b, &sum); err != nil {
+			t.Fatal(err)
+		}
+		if len(sum.Slices) != 3 || sum.Errors != 0 || sum.FPR != "0.05" || sum.Threshold != 0.8 || sum.MeanMS.Model <= 0 {
+			t.Fatalf("summary: %s", b)
+		}
+		for i, s := range sum.Slices {
+			if s.SOPInstanceUID != m.Slices[i].SOPInstanceUID {
+				t.Fatalf("slice %d is %s, want %s (InstanceNumber order)", i, s.SOPInstanceUID, m.Slices[i].SOPInstanceUID)
+			}
+			a, err := inference.ReadNPY(filepath.Join(out, m.SeriesInstanceUID, s.Map))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Dtype != inference.DtypeFloat32 || a.Shape[0] != 60 || a.Shape[1] != 76 {
+				t.Fatalf("map %s: %v %v", s.Map, a.Dtype, a.Shape)
+			}
+			var mx float32
+			for _, v := range a.F32 {
+				mx = max(mx, v)
+			}
+			if mx != s.Max {
+				t.Fatalf("map max %v, summary max %v", mx, s.Max)
+			}
+		}
+		if !strings.Contains(stdout.String(), m.SeriesInstanceUID) {
+			t.Fatalf("no line for %s in %q", m.SeriesInstanceUID, stdout.String())
+		}
+	}
+}
+
+func TestScoreCommandErrors(t *testing.T) {
+	cfgPath, modelPath := scoreFixture(t)
+	e := &env{log: zerolog.Nop(), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	if err := runScore(t.Context(), e, []string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	if err := runScore(t.Context(), e, []string{"--model", modelPath}); err == nil {
+		t.Fatal("missing --in/--out accepted")
+	}
+	// An embedder that is not the one the model was fitted with.
+	other := filepath.Join(t.TempDir(), "other.onnx")
+	c, _ := vit.Preset("tiny")
+	c.Seed = 99
+	if _, _, err := vit.WriteFile(other, c); err != nil {
+		t.Fatal(err)
+	}
+	err := runScore(t.Context(), e, []string{"--config", cfgPath, "--model", modelPath, "--embedder", other, "--in", t.TempDir(), "--out", t.TempDir()})
+	if !errors.Is(err, inference.ErrEmbedderMismatch) {
+		t.Fatalf("wrong embedder: %v", err)
+	}
+	// A series with one JPEG 2000 instance: the rest is scored and the summary
+	// marks that slice unsupported; the command reports the failure.
+	in, out := t.TempDir(), t.TempDir()
+	m, err := synth.WriteSeries(in, synth.Options{Seed: 3, Slices: 2, Rows: 40, Cols: 40, Source: synth.SourcePhantom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j2k := filepath.Join(in, m.Slices[1].File)
+	ds, err := dicom.ParseFile(j2k, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := ds.FindElementByTag(tag.TransferSyntaxUID)
+	ts.Value, _ = dicom.NewValue([]string{"1.2.840.10008.1.2.4.90"})
+	var buf bytes.Buffer
+	if err := dicom.Write(&buf, ds, dicom.SkipVRVerification()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(j2k, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = runScore(t.Context(), e, []string{"--config", cfgPath, "--model", "brain", "--in", in, "--out", out})
+	if err == nil || !strings.Contains(err.Error(), "1 slices or files could not be scored") {
+		t.Fatalf("err = %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, m.SeriesInstanceUID, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum inference.SeriesSummary
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Errors != 1 || len(sum.Slices) != 2 || sum.Slices[0].Map == "" || !sum.Slices[1].Unsupported {
+		t.Fatalf("summary: %s", b)
+	}
+}

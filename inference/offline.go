@@ -1,0 +1,298 @@
+package inference
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// Series is a set of DICOM files sharing a SeriesInstanceUID.
+type Series struct {
+	// UID is the SeriesInstanceUID.
+	UID string
+	// StudyUID is the StudyInstanceUID.
+	StudyUID string
+	// Modality is the series modality.
+	Modality string
+	// Files are the instance paths, by InstanceNumber then name.
+	Files []string
+}
+
+// ScanProblem is a file under the scanned folder that is not a usable DICOM
+// instance.
+type ScanProblem struct {
+	// Path is the file.
+	Path string
+	// Err says why it was skipped.
+	Err error
+}
+
+// ScanSeries walks dir, reads every file's header (no pixel data) and groups
+// the DICOM instances by SeriesInstanceUID. Files that are not DICOM or lack a
+// series UID are returned as problems, not errors.
+func ScanSeries(dir string) ([]*Series, []ScanProblem, error) {
+	type inst struct {
+		path string
+		num  int
+	}
+	bySeries := map[string]*Series{}
+	insts := map[string][]inst{}
+	var problems []ScanProblem
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			return nil
+		}
+		ds, err := parseHeader(p)
+		if err != nil {
+			problems = append(problems, ScanProblem{Path: p, Err: err})
+			return nil
+		}
+		uid := str(&ds, tag.SeriesInstanceUID)
+		if uid == "" {
+			problems = append(problems, ScanProblem{Path: p, Err: fmt.Errorf("no SeriesInstanceUID")})
+			return nil
+		}
+		if _, err := ds.FindElementByTag(tag.Rows); err != nil {
+			problems = append(problems, ScanProblem{Path: p, Err: fmt.Errorf("not an image (no Rows)")})
+			return nil
+		}
+		s := bySeries[uid]
+		if s == nil {
+			s = &Series{UID: uid, StudyUID: str(&ds, tag.StudyInstanceUID), Modality: str(&ds, tag.Modality)}
+			bySeries[uid] = s
+		}
+		n, _ := strconv.Atoi(str(&ds, tag.InstanceNumber))
+		insts[uid] = append(insts[uid], inst{p, n})
+		return nil
+	})
+	if err != nil {
+		return nil, problems, fmt.Errorf("inference: scan %s: %w", dir, err)
+	}
+	out := make([]*Series, 0, len(bySeries))
+	for uid, s := range bySeries {
+		list := insts[uid]
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].num != list[j].num {
+				return list[i].num < list[j].num
+			}
+			return list[i].path < list[j].path
+		})
+		for _, in := range list {
+			s.Files = append(s.Files, in.path)
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out, problems, nil
+}
+
+func parseHeader(path string) (ds dicom.Dataset, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ds, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ds, err
+	}
+	if st.Size() < 132 {
+		return ds, fmt.Errorf("not DICOM: %d bytes", st.Size())
+	}
+	var magic [4]byte
+	if _, err := f.ReadAt(magic[:], 128); err != nil || string(magic[:]) != "DICM" {
+		return ds, fmt.Errorf("not a DICOM Part-10 file (no DICM prefix)")
+	}
+	return dicom.Parse(f, st.Size(), nil, dicom.SkipPixelData())
+}
+
+// SeriesSummary is the JSON summary 'anomalynode score' writes per series.
+type SeriesSummary struct {
+	// SeriesInstanceUID identifies the series.
+	SeriesInstanceUID string `json:"series_instance_uid"`
+	// StudyInstanceUID is the series' study.
+	StudyInstanceUID string `json:"study_instance_uid"`
+	// Modality of the series.
+	Modality string `json:"modality"`
+	// Model is the model file used.
+	Model string `json:"model"`
+	// Threshold is the pixel threshold of the masks.
+	Threshold float32 `json:"threshold"`
+	// FPR is the false-positive rate the threshold was calibrated for.
+	FPR string `json:"fpr"`
+	// Max is the largest pixel score of the series.
+	Max float32 `json:"max"`
+	// TopMean is the largest slice TopMean of the series.
+	TopMean float32 `json:"top_mean"`
+	// Slices lists every slice (and every file that failed).
+	Slices []SliceSummary `json:"slices"`
+	// Errors counts failed files/slices.
+	Errors int `json:"errors"`
+	// MeanMS is the mean per-slice time of each stage in milliseconds.
+	MeanMS StageMS `json:"mean_ms"`
+	// TotalMS is the series' summed stage time in milliseconds.
+	TotalMS StageMS `json:"total_ms"`
+	// WallMS is the wall-clock time of the series in milliseconds.
+	WallMS float64 `json:"wall_ms"`
+}
+
+// StageMS is Timings in milliseconds.
+type StageMS struct {
+	Decode     float64 `json:"decode"`
+	Preprocess float64 `json:"preprocess"`
+	Model      float64 `json:"model"`
+	Score      float64 `json:"score"`
+	Upsample   float64 `json:"upsample"`
+	Total      float64 `json:"total"`
+}
+
+func stageMS(t Timings, div int) StageMS {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(max(div, 1)) }
+	return StageMS{ms(t.Decode), ms(t.Preprocess), ms(t.Model), ms(t.Score), ms(t.Upsample), ms(t.Total())}
+}
+
+// SliceSummary is one slice's line in the summary.
+type SliceSummary struct {
+	// File is the source path.
+	File string `json:"file"`
+	// SOPInstanceUID of the source.
+	SOPInstanceUID string `json:"sop_instance_uid,omitempty"`
+	// InstanceNumber of the source.
+	InstanceNumber int `json:"instance_number,omitempty"`
+	// Frame is the frame index in a multi-frame instance.
+	Frame int `json:"frame"`
+	// Rows and Cols are the map size.
+	Rows int `json:"rows,omitempty"`
+	// Cols is the number of columns.
+	Cols int `json:"cols,omitempty"`
+	// Map is the .npy score map, relative to the summary.
+	Map string `json:"map,omitempty"`
+	// Max and TopMean are the slice scores.
+	Max float32 `json:"max"`
+	// TopMean is the mean of the top pixel scores.
+	TopMean float32 `json:"top_mean"`
+	// MaskedPixels counts pixels above the threshold.
+	MaskedPixels int `json:"masked_pixels"`
+	// VOI is the VOI policy applied.
+	VOI string `json:"voi,omitempty"`
+	// MS are the stage times in milliseconds.
+	MS StageMS `json:"ms"`
+	// Error says why the slice has no map.
+	Error string `json:"error,omitempty"`
+	// Unsupported marks errors the node would quarantine.
+	Unsupported bool `json:"unsupported,omitempty"`
+}
+
+// OfflineOptions configures ScoreSeries.
+type OfflineOptions struct {
+	// Out is the output root; each series gets OUT/<SeriesInstanceUID>/.
+	Out string
+	// Model and FPR are recorded in the summary.
+	Model string
+	// FPR is the threshold's false-positive-rate key.
+	FPR string
+	// Threshold is recorded in the summary.
+	Threshold float32
+	// Chunk is the number of files handed to the engine at once (bounds memory).
+	Chunk int
+	// OnSlice, when set, is called after each slice (or failed file).
+	OnSlice func()
+}
+
+// ScoreSeries scores every file of a series with the engine and writes one
+// float32 .npy score map per slice and summary.json to OUT/<SeriesInstanceUID>/.
+func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*SeriesSummary, error) {
+	start := time.Now()
+	dir := filepath.Join(o.Out, safeName(s.UID))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("inference: score: %w", err)
+	}
+	sum := &SeriesSummary{SeriesInstanceUID: s.UID, StudyInstanceUID: s.StudyUID, Modality: s.Modality,
+		Model: o.Model, Threshold: o.Threshold, FPR: o.FPR, Slices: []SliceSummary{}}
+	chunk := o.Chunk
+	if chunk < 1 {
+		chunk = 8
+	}
+	var total Timings
+	ok := 0
+	for lo := 0; lo < len(s.Files); lo += chunk {
+		files := s.Files[lo:min(lo+chunk, len(s.Files))]
+		inputs := make([]Input, len(files))
+		for i, f := range files {
+			inputs[i] = Input{Path: f}
+		}
+		results, err := e.Process(ctx, inputs)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range results {
+			ss := SliceSummary{File: r.Source}
+			if r.Slice != nil {
+				ss.SOPInstanceUID, ss.InstanceNumber, ss.Frame, ss.Rows, ss.Cols = r.Slice.SOPInstanceUID, r.Slice.InstanceNumber, r.Slice.Frame, r.Slice.Rows, r.Slice.Cols
+			}
+			if r.Err != nil {
+				ss.Error = r.Err.Error()
+				ss.Unsupported = isUnsupported(r.Err)
+				sum.Errors++
+			} else {
+				name := safeName(r.Slice.SOPInstanceUID)
+				if r.Slice.Frames > 1 {
+					name += fmt.Sprintf("_f%04d", r.Slice.Frame)
+				}
+				name += ".npy"
+				if err := WriteNPY(filepath.Join(dir, name), &Array{Shape: []int{r.Slice.Rows, r.Slice.Cols}, F32: r.Map}); err != nil {
+					return nil, err
+				}
+				ss.Map, ss.Max, ss.TopMean, ss.MaskedPixels, ss.VOI = name, r.Max, r.TopMean, r.MaskedPixels, r.VOI
+				ss.MS = stageMS(r.Timings, 1)
+				sum.Max, sum.TopMean = max(sum.Max, r.Max), max(sum.TopMean, r.TopMean)
+				total = total.Add(r.Timings)
+				ok++
+			}
+			sum.Slices = append(sum.Slices, ss)
+			if o.OnSlice != nil {
+				o.OnSlice()
+			}
+		}
+	}
+	sum.TotalMS, sum.MeanMS = stageMS(total, 1), stageMS(total, ok)
+	sum.WallMS = float64(time.Since(start)) / float64(time.Millisecond)
+	b, err := json.MarshalIndent(sum, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("inference: score: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.json"), append(b, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("inference: score: %w", err)
+	}
+	return sum, nil
+}
+
+func isUnsupported(err error) bool { return errors.Is(err, ErrUnsupported) }
+
+// safeName keeps a UID usable as a file name.
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] == '.' {
+		return "_" + string(b)
+	}
+	return string(b)
+}
