@@ -17,8 +17,8 @@ import (
 var ErrNotNIfTI = errors.New("synth: not a NIfTI-1 file")
 
 // maxVoxels bounds what ReadNIfTI allocates, so a hostile header cannot ask
-// for terabytes (a 512^3 volume is 134M voxels).
-const maxVoxels = 1 << 28
+// for terabytes (512^3, 134M voxels, is the limit).
+const maxVoxels = 1 << 27
 
 // NIfTI data type codes (nifti1.h) that ReadNIfTI decodes.
 const (
@@ -162,10 +162,17 @@ func ReadNIfTI(r io.Reader) (*NIfTI, error) {
 	if _, err := io.CopyN(io.Discard, src, int64(voxOffset)-348); err != nil {
 		return nil, fmt.Errorf("%w: extensions: %v", ErrNotNIfTI, err)
 	}
-	raw := make([]byte, total*size)
-	if _, err := io.ReadFull(src, raw); err != nil {
+	// Grow with the data actually present, so a lying header on a short
+	// input cannot make us allocate gigabytes up front.
+	want := int64(total) * int64(size)
+	buf := bytes.NewBuffer(make([]byte, 0, min(want, 1<<22)))
+	if _, err := buf.ReadFrom(io.LimitReader(src, want)); err != nil {
 		return nil, fmt.Errorf("synth: nifti voxel data: %w", err)
 	}
+	if int64(buf.Len()) != want {
+		return nil, fmt.Errorf("synth: nifti voxel data: %w (%d of %d bytes)", io.ErrUnexpectedEOF, buf.Len(), want)
+	}
+	raw := buf.Bytes()
 	if n.Datatype == dtUint8 && n.SclSlope == 1 && n.SclInter == 0 {
 		n.U8 = raw
 		return n, nil

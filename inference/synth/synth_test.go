@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"anomalynode/internal/peers"
 
@@ -496,6 +497,45 @@ func TestRealVolume(t *testing.T) {
 	for d, want := range [3]float64{70, 87, 62} {
 		if math.Abs(a.half[d]-want) > 15 {
 			t.Errorf("half extent %d = %.1f mm, want about %.0f", d, a.half[d], want)
+		}
+	}
+}
+
+// BenchmarkGenerate measures the default series (24 slices of 256x256 MR
+// with lesions) in memory and written to disk.
+func BenchmarkGenerate(b *testing.B) {
+	if _, err := Generate(Options{Slices: 1}); err != nil { // load the volume once
+		b.Fatal(err)
+	}
+	var gen, write float64
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		r, err := Generate(Options{Seed: uint64(i), Lesions: 3})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := r.Write(b.TempDir()); err != nil {
+			b.Fatal(err)
+		}
+		gen += t1.Sub(t0).Seconds()
+		write += time.Since(t1).Seconds()
+	}
+	n := float64(b.N)
+	b.ReportMetric(1000*gen/n, "gen-ms/series")
+	b.ReportMetric(1000*write/n, "write-ms/series")
+	b.ReportMetric(write/gen, "write/gen")
+}
+
+// BenchmarkLoadVolume measures decoding ch2better (done once per process).
+func BenchmarkLoadVolume(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		n, err := LoadNIfTI(DefaultVolume)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := anatomyFromNIfTI(DefaultVolume, n); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

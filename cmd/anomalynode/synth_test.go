@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"anomalynode/inference/synth"
+
+	"github.com/rs/zerolog"
+)
+
+func synthEnv() (*env, *bytes.Buffer) {
+	var out bytes.Buffer
+	return &env{log: zerolog.Nop(), stdout: &out, stderr: &out}, &out
+}
+
+func TestSynthCommand(t *testing.T) {
+	dir := t.TempDir()
+	e, out := synthEnv()
+	args := []string{"--out", dir, "--lesions", "--slices", "4", "--rows", "40", "--cols", "52", "--series", "2", "--seed", "9", "--modality", "CT"}
+	if err := runSynth(t.Context(), e, args); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for i, sub := range []string{"S001", "S002"} {
+		raw, err := os.ReadFile(filepath.Join(dir, sub, synth.ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m synth.Manifest
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Seed != uint64(9+i) || m.Modality != "CT" || m.Rows != 40 || m.Cols != 52 || len(m.Slices) != 4 || len(m.Lesions) != 3 {
+			t.Errorf("%s manifest: %+v", sub, m)
+		}
+		for _, s := range m.Slices {
+			for _, f := range []string{s.File, s.LabelPNG, s.LabelNPY} {
+				if _, err := os.Stat(filepath.Join(dir, sub, f)); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+	if n := strings.Count(out.String(), "\n"); n != 2 {
+		t.Errorf("summary has %d lines: %q", n, out)
+	}
+
+	// A healthy series has no labels folder.
+	healthy := filepath.Join(t.TempDir(), "h")
+	if err := runSynth(t.Context(), e, []string{"--out", healthy, "--slices", "2", "--rows", "16", "--cols", "16"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(healthy, synth.LabelsDir)); !os.IsNotExist(err) {
+		t.Errorf("healthy series has labels: %v", err)
+	}
+}
+
+func TestSynthCommandErrors(t *testing.T) {
+	e, out := synthEnv()
+	if err := runSynth(t.Context(), e, []string{"--help"}); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "--out DIR") {
+		t.Errorf("--help: %v %q", err, out)
+	}
+	for _, args := range [][]string{
+		{},
+		{"--out", t.TempDir(), "--modality", "XA"},
+		{"--out", t.TempDir(), "--rows", "3"},
+		{"--out", t.TempDir(), "--series", "0"},
+		{"--out", t.TempDir(), "extra"},
+	} {
+		e, _ := synthEnv()
+		if err := runSynth(t.Context(), e, args); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}
