@@ -39,7 +39,6 @@ const (
 	nodeName      = 3
 	nodeOpType    = 4
 	nodeAttribute = 5
-	nodeDomain    = 7
 
 	// AttributeProto
 	attrName        = 1
@@ -141,7 +140,6 @@ func encodeNode(i int, n node) []byte {
 	for _, a := range n.attrs {
 		b = appendMessage(b, nodeAttribute, encodeAttr(a))
 	}
-	b = appendString(b, nodeDomain, n.domain)
 	return b
 }
 

@@ -114,7 +114,6 @@ type valueInfo struct {
 
 type node struct {
 	op      string
-	domain  string
 	inputs  []string
 	outputs []string
 	attrs   []Attr
