@@ -198,6 +198,10 @@ func Model(c Config, w *Weights) (*onnxgen.Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	// Tensor sizes are checked when the model is encoded; the block count is not a tensor.
+	if len(w.Blocks) != c.Depth {
+		return nil, fmt.Errorf("%w: %d blocks of weights for depth %d", ErrConfig, len(w.Blocks), c.Depth)
+	}
 	d, m, p, gs := int64(c.Dim), int64(c.MLPDim), int64(c.PatchSize), int64(c.PosGrid)
 	heads, hd := int64(c.Heads), int64(c.Dim/c.Heads)
 	r := int64(c.Registers)

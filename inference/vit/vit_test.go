@@ -335,6 +335,28 @@ func TestParams(t *testing.T) {
 	}
 }
 
+func TestWeightsMustMatchConfig(t *testing.T) {
+	c := tinyConfig(t, 0)
+	w, err := NewWeights(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deeper := c
+	deeper.Depth++
+	if _, err := Model(deeper, w); !errors.Is(err, ErrConfig) {
+		t.Errorf("depth mismatch: err = %v, want ErrConfig", err)
+	}
+	wider := c
+	wider.Registers = 2 // two register tokens declared, none in the weights
+	m, err := Model(wider, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Marshal(); err == nil {
+		t.Error("register tensor of the wrong size was encoded")
+	}
+}
+
 func TestPresetAndValidate(t *testing.T) {
 	if _, err := Preset("vitg14"); !errors.Is(err, ErrConfig) {
 		t.Errorf("unknown preset: err = %v", err)
