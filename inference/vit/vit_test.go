@@ -161,6 +161,32 @@ func TestOutputShapes(t *testing.T) {
 	}
 }
 
+// TestVitS14Runs loads the full-size preset and runs it on a small input
+// (cheap: a 4 x 3 patch grid), so a graph that only the large model breaks fails here too.
+func TestVitS14Runs(t *testing.T) {
+	c, err := Preset("vits14")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Registers = 4
+	model, err := Generate(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSession(t, model, 2)
+	shape, data := s.run(t, pixels(1, 56, 42), 1, 56, 42)
+	if want := ort.NewShape(1, 1+4+4*3, 384); !shape.Equals(want) {
+		t.Fatalf("shape = %v, want %v", shape, want)
+	}
+	var sumSq float64
+	for _, v := range data {
+		sumSq += float64(v) * float64(v)
+	}
+	if rms := math.Sqrt(sumSq / float64(len(data))); math.IsNaN(rms) || rms < 0.5 || rms > 2 {
+		t.Errorf("output rms %.3f, want about 1 (LayerNorm'd, unit gamma)", rms)
+	}
+}
+
 // TestMatchesReference compares ORT's output with the float64 reference pass
 // over the same weights: at the position grid's own size (no resample), and at
 // a non-square size that resamples the grid down in one axis and up in the other.
