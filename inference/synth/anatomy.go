@@ -16,7 +16,7 @@ const DefaultVolume = "/usr/share/mricron/templates/ch2better.nii.gz"
 // SourcePhantom is Result.Source when the analytic phantom was used.
 const SourcePhantom = "phantom"
 
-// t1Units is the scale anatomy values are normalised to: white matter of a
+// t1White is the scale anatomy values are normalised to: white matter of a
 // T1 volume at about 105, grey matter about 78, CSF and background near 0
 // (what ch2better stores natively).
 const t1White = 105.0
@@ -31,6 +31,7 @@ type anatomy struct {
 	lpsToVox   [3][4]float64 // LPS mm -> voxel index
 	center     [3]float64    // brain bounding-box centre, LPS mm
 	half       [3]float64    // brain bounding-box half extents, mm
+	head       *headField    // distance from the brain, for CSF/skull/scalp shells
 }
 
 // defaultVolume is DefaultVolume; tests point it elsewhere to exercise the
@@ -70,6 +71,7 @@ func loadAnatomy(path string) (*anatomy, error) {
 			return nil, err
 		}
 	}
+	a.head = buildHead(a)
 	anatomyCache[path] = a
 	return a, nil
 }
@@ -79,6 +81,7 @@ func loadPhantomLocked() *anatomy {
 		return a
 	}
 	a := newPhantom()
+	a.head = buildHead(a)
 	anatomyCache[SourcePhantom] = a
 	return a
 }

@@ -216,7 +216,6 @@ type generator struct {
 	toSrc, toVox [3][4]float64
 	gain         float64
 	bias         [3]float64 // relative gain change per mm, patient frame
-	headHalf     [3]float64
 }
 
 func newGenerator(o Options, a *anatomy) *generator {
@@ -225,9 +224,6 @@ func newGenerator(o Options, a *anatomy) *generator {
 	rng := rand.New(rand.NewPCG(seedFor(o.Seed, "geometry")))
 	u := func(lo, hi float64) float64 { return lo + (hi-lo)*rng.Float64() }
 
-	for d := 0; d < 3; d++ {
-		g.headHalf[d] = a.half[d] + 4
-	}
 	ps := o.PixelSpacing
 	if ps == 0 {
 		fov := 2 * (math.Max(a.half[0], a.half[1]) + 20)
@@ -434,7 +430,8 @@ const (
 	ctScalp, ctAir     = 25.0, -1000.0
 	mrMax              = 4095
 	mrNoise, ctNoise   = 10.0, 5.0
-	skullMM, scalpMM   = 6.0, 11.0
+	csfMM              = 2.5
+	skullMM, scalpMM   = 8.5, 14.0
 	brainLo, brainSpan = 10.0, 40.0
 )
 
@@ -480,8 +477,7 @@ func (g *generator) renderSlice(k int) {
 	if t >= 1.5 {
 		offsets = []float64{-t / 3, 0, t / 3}
 	}
-	hm := (g.headHalf[0] + g.headHalf[1] + g.headHalf[2]) / 3
-	srcCenter := g.a.center
+	head := g.a.head
 	// Lesions that reach this slice, in plane coordinates.
 	w := g.zs[k]
 	type near struct {
@@ -511,7 +507,6 @@ func (g *generator) renderSlice(k int) {
 	vRow, vCol := linear(g.toVox, dRow), linear(g.toVox, dCol)
 	src00 := apply(g.toSrc, p00)
 	sRow, sCol := linear(g.toSrc, dRow), linear(g.toSrc, dCol)
-	inv := [3]float64{1 / g.headHalf[0], 1 / g.headHalf[1], 1 / g.headHalf[2]}
 	for r := 0; r < rows; r++ {
 		vv := (float64(r) - float64(rows-1)/2) * ps
 		fr := float64(r)
@@ -523,11 +518,9 @@ func (g *generator) renderSlice(k int) {
 				s[d] = src00[d] + fr*sRow[d] + fc*sCol[d]
 				p[d] = p00[d] + fr*dRow[d] + fc*dCol[d]
 			}
-			e0, e1, e2 := (s[0]-srcCenter[0])*inv[0], (s[1]-srcCenter[1])*inv[1], (s[2]-srcCenter[2])*inv[2]
-			rho := math.Sqrt(e0*e0 + e1*e1 + e2*e2)
-			dmm := (rho - 1) * hm
+			dmm := head.dist(s)
 			v := 0.0
-			if rho < 1.6 {
+			if dmm < csfMM {
 				for i := range offsets {
 					x := vox00[i]
 					v += float64(g.a.sample(x[0]+fr*vRow[0]+fc*vCol[0], x[1]+fr*vRow[1]+fc*vCol[1], x[2]+fr*vRow[2]+fc*vCol[2]))
@@ -544,7 +537,7 @@ func (g *generator) renderSlice(k int) {
 			if o.Modality == ModalityMR {
 				bg := mrAir
 				switch {
-				case dmm < 0:
+				case dmm < csfMM:
 					bg = mrCSF
 				case dmm < skullMM:
 					bg = mrSkull
@@ -556,7 +549,7 @@ func (g *generator) renderSlice(k int) {
 			} else {
 				bg := ctAir
 				switch {
-				case dmm < 0:
+				case dmm < csfMM:
 					bg = ctCSF
 				case dmm < skullMM:
 					bg = ctSkull
