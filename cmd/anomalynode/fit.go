@@ -162,12 +162,19 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	}
 	job := dpmm.JobOptions{Out: *out, Meta: meta, Fit: fo, Config: dpmm.Config{K: *components, Gamma: *step,
 		Schedule: *schedule, Rate: *rate, Reg: *reg, Alpha: *alpha, AlphaFixed: *alphaFixed, Tau: *tau, Seed: *seed}}
+	ckpt := *out + ".ckpt"
+	if _, err := os.Stat(ckpt); err == nil {
+		fmt.Fprintf(e.stdout, "resuming from the checkpoint %s\n", ckpt)
+	}
 	res, err := dpmm.RunJob(ctx, train, valData, job)
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted; run the same command again to resume from %s (last completed epoch)", ckpt)
+	}
 	if err != nil {
 		return err
 	}
 	if res.Fit.ResumedFrom > 0 {
-		fmt.Fprintf(e.stdout, "(resumed after epoch %d from the checkpoint)\n", res.Fit.ResumedFrom)
+		fmt.Fprintf(e.stdout, "(epochs 1-%d came from the checkpoint)\n", res.Fit.ResumedFrom)
 	}
 	fi := res.Model.Meta.Fit
 	fmt.Fprintf(e.stdout, "best epoch %d: val_loglik %.4f, %d active components, alpha %.4f\n", fi.BestEpoch, fi.ValLogLikelihood, fi.ActiveComponents, fi.Alpha)
