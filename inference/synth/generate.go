@@ -371,7 +371,7 @@ func (g *generator) placeLesions() {
 	minR := 2.5 * g.res.PixelSpacing // at least a few pixels across
 	for i := 0; i < o.Lesions; i++ {
 		r := math.Max(sizes[i%len(sizes)]*u(0.85, 1.15), minR)
-		radii := [3]float64{r, math.Max(r*u(0.6, 1.0), minR), math.Max(r*u(0.7, 1.1), 1.2*t)}
+		radii := [3]float64{roundDS(r, 3), roundDS(math.Max(r*u(0.6, 1.0), minR), 3), roundDS(math.Max(r*u(0.7, 1.1), 1.2*t), 3)}
 		var amp float64
 		if o.Modality == ModalityMR {
 			amp = u(30, 55)
@@ -380,7 +380,7 @@ func (g *generator) placeLesions() {
 		}
 		angle := u(0, 180)
 		var best Lesion
-		bestScore := -1.0
+		bestScore := math.Inf(-1)
 		for try := 0; try < 400; try++ {
 			w := 0.0
 			if span := (zhi - zlo) - 2*radii[2]; span > 0 {
@@ -399,9 +399,11 @@ func (g *generator) placeLesions() {
 					overlap = true
 				}
 			}
+			// Prefer white matter, and any free spot over an overlapping one;
+			// on a crowded small image the lesions may have to overlap.
 			score := val
 			if overlap {
-				score = -1
+				score = val - 1000
 			}
 			if score > bestScore {
 				bestScore = score

@@ -80,6 +80,7 @@ func ints(t *testing.T, ds dicom.Dataset, tg tag.Tag) []int {
 func TestFilesValidate(t *testing.T) {
 	dciodvfy := peers.Tool(t, "dciodvfy")
 	dcmdump := peers.Tool(t, "dcmdump")
+	dcentvfy := peers.Tool(t, "dcentvfy")
 	cases := []struct {
 		name string
 		o    Options
@@ -112,6 +113,14 @@ func TestFilesValidate(t *testing.T) {
 				if out, err := exec.Command(dcmdump, f).CombinedOutput(); err != nil {
 					t.Errorf("dcmdump %s: %v\n%s", f, err, out)
 				}
+			}
+			// Patient, study, series and frame attributes agree across the series.
+			var all []string
+			for _, s := range m.Slices {
+				all = append(all, filepath.Join(dir, s.File))
+			}
+			if out, err := exec.Command(dcentvfy, all...).CombinedOutput(); err != nil || strings.Contains(string(out), "Error") {
+				t.Errorf("dcentvfy: %v\n%s", err, out)
 			}
 		})
 	}
@@ -220,6 +229,8 @@ func TestMasksMatchPaintedPixels(t *testing.T) {
 		{Seed: 11, Lesions: 3, Rows: 96, Cols: 80, Slices: 10},
 		{Seed: 12, Lesions: 2, Modality: ModalityCT, Rows: 61, Cols: 61, Slices: 8},
 		{Seed: 13, Lesions: 3, Source: SourcePhantom, Rows: 64, Cols: 72, Slices: 8},
+		{Seed: 14, Lesions: 3, Rows: 9, Cols: 8, Slices: 1},
+		{Seed: 15, Lesions: 6, Rows: 31, Cols: 45, Slices: 2, Tilt: -20},
 	} {
 		healthy := o
 		healthy.Lesions = 0
