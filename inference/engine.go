@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -301,7 +300,7 @@ func (e *Engine) runBatch(q []pending) error {
 		r.Max, r.TopMean = TopMean(r.Map, e.o.TopFraction)
 		r.Display = make([]uint8, src)
 		for k, v := range p.pr.Grey {
-			r.Display[k] = uint8(math.Round(float64(v) * 255))
+			r.Display[k] = uint8(v*255 + 0.5) // v is in [0,1]
 		}
 		r.Timings.Upsample = time.Since(t2)
 		e.observe(r.Timings)
