@@ -280,17 +280,24 @@ func newPhantom() *anatomy {
 			for x := 0; x < dims[0]; x++ {
 				p := [3]float64{origin[0] + vs*float64(x), origin[1] + vs*float64(j), origin[2] + vs*float64(k)}
 				rho := math.Sqrt(sq(p[0]/half[0]) + sq(p[1]/half[1]) + sq(p[2]/half[2]))
+				// Gyri: the grey rim's inner edge undulates; sulci are thin
+				// radial CSF clefts; the interhemispheric fissure splits the top.
+				theta := math.Atan2(p[1], p[0])
+				phi := math.Atan2(p[2], math.Hypot(p[0], p[1]))
+				inner := 0.83 + 0.05*math.Sin(9*theta)*math.Sin(7*phi)
 				v := 0.0
 				switch {
 				case rho > 1:
-				case rho > 0.86:
+				case rho > inner:
 					v = 78
-					// Sulci: CSF clefts through the grey rim.
-					if math.Sin(0.35*p[0]+0.2*p[2])*math.Sin(0.3*p[1]-0.15*p[2]) > 0.75 {
+					if math.Cos(16*theta+3*math.Sin(5*phi)) > 0.92 {
 						v = 0
 					}
 				default:
 					v = t1White
+				}
+				if math.Abs(p[0]) < 1.2 && p[2] > -10 && rho > 0.45 {
+					v = 0
 				}
 				if v > 0 {
 					for _, b := range nuclei {
