@@ -37,7 +37,7 @@ type Manifest struct {
 	FrameOfReferenceUID string `json:"frame_of_reference_uid"`
 	// PatientID is the synthetic patient ID.
 	PatientID string `json:"patient_id"`
-	// Rows and Cols are the image size.
+	// Rows is the number of image rows.
 	Rows int `json:"rows"`
 	// Cols is the number of columns.
 	Cols int `json:"cols"`
@@ -47,7 +47,7 @@ type Manifest struct {
 	SliceSpacing float64 `json:"slice_spacing_mm"`
 	// Orientation is ImageOrientationPatient.
 	Orientation [6]float64 `json:"image_orientation_patient"`
-	// Lesions is the number of painted lesions.
+	// Lesions are the painted lesions (empty for a healthy series).
 	Lesions []ManifestLesion `json:"lesions"`
 	// LargestLesionSlice is the index into Slices with the most lesion pixels (-1: none).
 	LargestLesionSlice int `json:"largest_lesion_slice"`
