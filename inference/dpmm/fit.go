@@ -138,7 +138,9 @@ func fingerprint(cfg Config, opt FitOptions, train, val *Data) string {
 	}
 	sample(train)
 	sample(val)
-	return fmt.Sprintf("%+v|e%d|b%d|t%d/%d/%d|v%d/%d|%.6f", cfg, opt.Epochs, opt.BatchSlices,
+	// Epochs is left out: the slice order of an epoch does not depend on it, so
+	// an interrupted fit may be resumed with a different epoch count.
+	return fmt.Sprintf("%+v|b%d|t%d/%d/%d|v%d/%d|%.6f", cfg, opt.BatchSlices,
 		train.Slices(), train.Rows(), train.D, val.Slices(), val.Rows(), h)
 }
 

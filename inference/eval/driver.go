@@ -57,6 +57,7 @@ type Options struct {
 
 // Timing summarises per-slice wall times in milliseconds.
 type Timing struct {
+	// Mean, Median, P95 and Max are over slices of the total (embed + score).
 	Mean   float64 `json:"mean_ms"`
 	Median float64 `json:"median_ms"`
 	P95    float64 `json:"p95_ms"`
@@ -69,15 +70,24 @@ type Timing struct {
 
 // Summary is the JSON report of an evaluation.
 type Summary struct {
-	Scorer          string   `json:"scorer"`
-	References      int      `json:"references"`
-	Images          string   `json:"images"`
-	Slices          int      `json:"slices"`
-	LesionSlices    int      `json:"lesion_slices"`
-	UnlabelledFiles int      `json:"unlabelled_files"`
-	Pixels          int64    `json:"pixels"`
-	ThresholdSource string   `json:"threshold_source"`
-	Metrics         *Metrics `json:"metrics"`
+	// Scorer names the scorer (dpmm, knn, coreset-greedy-1024, ...).
+	Scorer string `json:"scorer"`
+	// References counts its prototypes or memory-bank vectors.
+	References int `json:"references"`
+	// Images is the test folder.
+	Images string `json:"images"`
+	// Slices counts the scored slices (frames).
+	Slices int `json:"slices"`
+	// LesionSlices counts slices whose mask is not empty.
+	LesionSlices int `json:"lesion_slices"`
+	// UnlabelledFiles counts images without a mask file (scored as healthy).
+	UnlabelledFiles int `json:"unlabelled_files"`
+	// Pixels counts the scored pixels.
+	Pixels int64 `json:"pixels"`
+	// ThresholdSource says where the Dice thresholds came from.
+	ThresholdSource string `json:"threshold_source"`
+	// Metrics holds AUROC, AUPR and Dice.
+	Metrics *Metrics `json:"metrics"`
 	// Time is per slice at batch size 1 (decode excluded).
 	Time Timing `json:"time"`
 	// PeakRSSMiB is the process's maximum resident set (getrusage), which

@@ -11,17 +11,45 @@ import (
 )
 
 // Blocking of the packed product (GotoBLAS/BLIS loop order). A kc x nr panel of
-// B (16 KiB) stays in L1 while it meets every mr-row sliver of an mc x kc block of
-// A (at most 120 KiB, in L2); the kc x nc panel of B (3 MiB) lives in L3.
+// B (16-32 KiB) stays in L1/L2 while it meets every mr-row sliver of an mc x kc
+// block of A (at most 144 KiB, in L2); the kc x nc panel of B (3 MiB) lives in L3.
 const (
-	mr    = 6
-	nr    = 16
 	kc    = 256
-	mcMax = 120
+	mcMax = 144
 	nc    = 3072
 	// smallWork is the m*n*k below which a plain loop beats packing.
 	smallWork = 16 * 16 * 16
+	// maxTile bounds mr*nr of any micro-kernel (scratch tile size).
+	maxTile = 12 * 32
 )
+
+// microKernel adds a packed mr x k panel of A times a packed k x nr panel of B
+// to an mr x nr tile of C.
+type microKernel struct {
+	name   string
+	mr, nr int
+	fn     func(k int, a, b, c *float32, ldc int)
+}
+
+// active is the micro-kernel Sgemm uses; haveKernel is false when none runs here.
+var (
+	active     microKernel
+	haveKernel bool
+)
+
+func init() {
+	if ks := kernels(); len(ks) > 0 {
+		active, haveKernel = ks[0], true
+	}
+}
+
+// Kernel names the micro-kernel in use ("gonum" when there is none).
+func Kernel() string {
+	if !haveKernel {
+		return "gonum"
+	}
+	return active.name
+}
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C on row-major float32 matrices,
 // where op(X) is X or its transpose. op(A) is m x k, op(B) is k x n and C is
@@ -44,7 +72,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		naiveAdd(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc)
 		return
 	}
-	packed(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, runtime.GOMAXPROCS(0))
+	packed(active, transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, runtime.GOMAXPROCS(0))
 }
 
 // SgemmGonum is Sgemm computed by gonum's pure-Go implementation; it is kept for
@@ -147,7 +175,8 @@ func getBuf(n int) *[]float32 {
 // workItem is one mc-row block of C restricted to a range of nr-column slivers.
 type workItem struct{ i0, mb, j0, j1 int }
 
-func packed(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, workers int) {
+func packed(kern microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, workers int) {
+	mr, nr := kern.mr, kern.nr
 	// Choose mc so the row blocks divide evenly among the workers.
 	blocks := (m + mcMax - 1) / mcMax
 	if workers > 1 {
@@ -179,12 +208,12 @@ func packed(transA, transB bool, m, n, k int, alpha float32, a []float32, lda in
 		}
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
-			packB(transB, b, ldb, pc, kb, jc, nb, bp)
+			packB(nr, transB, b, ldb, pc, kb, jc, nb, bp)
 			run := func(next *atomic.Int64) {
 				apBuf := getBuf(mc * kb)
 				defer bufPool.Put(apBuf)
 				ap := *apBuf
-				var tile [mr * nr]float32
+				var tile [maxTile]float32
 				last := -1
 				for {
 					idx := int(next.Add(1)) - 1
@@ -193,10 +222,10 @@ func packed(transA, transB bool, m, n, k int, alpha float32, a []float32, lda in
 					}
 					it := items[idx]
 					if it.i0 != last {
-						packA(transA, a, lda, alpha, it.i0, it.mb, pc, kb, ap)
+						packA(mr, transA, a, lda, alpha, it.i0, it.mb, pc, kb, ap)
 						last = it.i0
 					}
-					macro(it, kb, ap, bp, c, ldc, jc, nb, &tile)
+					macro(kern, it, kb, ap, bp, c, ldc, jc, nb, &tile)
 				}
 			}
 			var next atomic.Int64
@@ -216,7 +245,8 @@ func packed(transA, transB bool, m, n, k int, alpha float32, a []float32, lda in
 }
 
 // macro runs the micro-kernel over one item; edge tiles go through a scratch tile.
-func macro(it workItem, kb int, ap, bp, c []float32, ldc, jc, nb int, tile *[mr * nr]float32) {
+func macro(kern microKernel, it workItem, kb int, ap, bp, c []float32, ldc, jc, nb int, tile *[maxTile]float32) {
+	mr, nr := kern.mr, kern.nr
 	for s := it.j0; s < it.j1; s++ {
 		jr := s * nr
 		nw := min(nr, nb-jr)
@@ -226,11 +256,11 @@ func macro(it workItem, kb int, ap, bp, c []float32, ldc, jc, nb int, tile *[mr 
 			apan := &ap[ir*kb]
 			ci := (it.i0+ir)*ldc + jc + jr
 			if mw == mr && nw == nr {
-				kern6x16(kb, apan, bpan, &c[ci], ldc)
+				kern.fn(kb, apan, bpan, &c[ci], ldc)
 				continue
 			}
-			clear(tile[:])
-			kern6x16(kb, apan, bpan, &tile[0], nr)
+			clear(tile[:mr*nr])
+			kern.fn(kb, apan, bpan, &tile[0], nr)
 			for i := 0; i < mw; i++ {
 				row := c[ci+i*ldc : ci+i*ldc+nw]
 				t := tile[i*nr : i*nr+nw]
@@ -244,7 +274,7 @@ func macro(it workItem, kb int, ap, bp, c []float32, ldc, jc, nb int, tile *[mr 
 
 // packA copies alpha*op(A)[i0:i0+mb, pc:pc+kb] into mr-row slivers, each stored
 // column by column (mr values per k step), zero-padding the last sliver.
-func packA(trans bool, a []float32, lda int, alpha float32, i0, mb, pc, kb int, ap []float32) {
+func packA(mr int, trans bool, a []float32, lda int, alpha float32, i0, mb, pc, kb int, ap []float32) {
 	for ir := 0; ir < mb; ir += mr {
 		mw := min(mr, mb-ir)
 		dst := ap[ir*kb : ir*kb+mr*kb]
@@ -273,7 +303,7 @@ func packA(trans bool, a []float32, lda int, alpha float32, i0, mb, pc, kb int, 
 
 // packB copies op(B)[pc:pc+kb, jc:jc+nb] into nr-column slivers, each stored row
 // by row (nr values per k step), zero-padding the last sliver.
-func packB(trans bool, b []float32, ldb, pc, kb, jc, nb int, bp []float32) {
+func packB(nr int, trans bool, b []float32, ldb, pc, kb, jc, nb int, bp []float32) {
 	for jr := 0; jr < nb; jr += nr {
 		nw := min(nr, nb-jr)
 		dst := bp[jr*kb : jr*kb+nr*kb]

@@ -45,7 +45,19 @@ func randSlice(r *rand.Rand, n int) []float32 {
 	return x
 }
 
+// TestSgemmAgainstFloat64 checks every micro-kernel this CPU can run (and the
+// gonum fallback) on odd shapes, strides, all transposes and alpha/beta cases.
 func TestSgemmAgainstFloat64(t *testing.T) {
+	saved, savedHave := active, haveKernel
+	defer func() { active, haveKernel = saved, savedHave }()
+	variants := append(kernels(), microKernel{name: "gonum"})
+	for _, kern := range variants {
+		active, haveKernel = kern, kern.fn != nil
+		t.Run(kern.name, testSgemmShapes)
+	}
+}
+
+func testSgemmShapes(t *testing.T) {
 	shapes := [][3]int{{1, 1, 1}, {3, 5, 7}, {6, 16, 1}, {7, 17, 9}, {13, 31, 257}, {50, 33, 300}, {121, 47, 19}, {5, 3100, 13}, {300, 20, 530}, {1, 100, 600}}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range shapes {
