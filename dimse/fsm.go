@@ -122,7 +122,7 @@ func (s state) next(ev event) (state, bool) {
 		}
 	case sta13AwaitTransClose:
 		// Anything but close/abort/timeout is ignored while waiting for close.
-		return sta13AwaitTransClose, ev != evRecvInvalid
+		return sta13AwaitTransClose, true
 	}
 	return sta1Idle, false
 }

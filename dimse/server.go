@@ -238,15 +238,22 @@ type association struct {
 	freeSlot func()
 }
 
-func (s *Server) serveConn(conn net.Conn, slots int) {
+// newAssociation prepares the server side of a new connection.
+func (s *Server) newAssociation(ctx context.Context, conn net.Conn) *association {
 	pol := s.policy.Load()
-	ctx, cancel := context.WithCancel(context.Background())
 	u := newULConn(conn, pol.cfg.MaxPDU, sta2AwaitAssocRQ)
 	u.writeTimeout = pol.cfg.DIMSETimeout
-	a := &association{s: s, u: u, pol: pol, ctx: ctx}
+	a := &association{s: s, u: u, pol: pol, ctx: ctx, freeSlot: func() {}}
 	a.info.ID = s.nextID.Add(1)
 	a.info.RemoteAddr = conn.RemoteAddr()
 	a.log = s.log.With().Uint64("assoc", a.info.ID).Str("remote", conn.RemoteAddr().String()).Logger()
+	return a
+}
+
+func (s *Server) serveConn(conn net.Conn, slots int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := s.newAssociation(ctx, conn)
+	u := a.u
 	s.mu.Lock()
 	s.conns[u] = cancel
 	s.mu.Unlock()
@@ -332,6 +339,7 @@ func (a *association) run(slots int) (string, error) {
 // fail aborts after a protocol error, or just ends after a timeout or close.
 func (a *association) fail(err error) (string, error) {
 	a.freeSlot()
+	a.u.st, _ = a.u.st.next(evSendAbort)
 	var pe *pduError
 	var ae *AbortError
 	switch {
