@@ -53,7 +53,7 @@ type Header struct {
 	// PixelDataLength is that element's value length (0xFFFFFFFF when
 	// encapsulated); the value follows the bytes ReadHeader consumed.
 	PixelDataLength uint32
-	attrs        map[tag.Tag]string
+	attrs           map[tag.Tag]string
 }
 
 // Get returns the value of a top-level attribute and whether it was present.

@@ -135,7 +135,7 @@ func TestSniffSynthAndDcmtkVariants(t *testing.T) {
 func TestSniffNotDICOM(t *testing.T) {
 	for name, data := range map[string][]byte{
 		"empty": nil, "text": []byte("hello world, this is not a DICOM file at all"),
-		"png": append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 200)...),
+		"png":   append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 200)...),
 		"zeros": make([]byte, 300),
 	} {
 		if _, err := SniffFile(bytes.NewReader(data), 1<<20); !errors.Is(err, ErrNotDICOM) {

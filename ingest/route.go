@@ -172,15 +172,34 @@ func nonImage(h *Header) string {
 	if why := nonImageClass(h.Str(tag.SOPClassUID)); why != "" {
 		return why
 	}
-	for _, t := range []tag.Tag{tag.Manufacturer, tag.ManufacturerModelName, tag.SoftwareVersions} {
-		if strings.Contains(strings.ToLower(h.Str(t)), "anomalynode") {
-			return "our own output coming back (" + tag.DebugString(t) + " names anomalynode)"
-		}
+	if ownOutput(h) {
+		return "our own output coming back (derived/secondary-capture object made by anomalynode)"
 	}
 	if !h.HasPixelData {
 		return "no pixel data"
 	}
 	return ""
+}
+
+// ownOutput recognises the heat-map series the output stage writes (SEG is
+// already excluded by its SOP class): made by anomalynode and derived or a
+// secondary capture. Synthetic test series carry the same manufacturer but are
+// ORIGINAL images, so they are routed normally.
+func ownOutput(h *Header) bool {
+	made := false
+	for _, t := range []tag.Tag{tag.Manufacturer, tag.ManufacturerModelName, tag.SecondaryCaptureDeviceManufacturer} {
+		if strings.Contains(strings.ToLower(h.Str(t)), "anomalynode") {
+			made = true
+		}
+	}
+	if !made {
+		return false
+	}
+	if strings.HasPrefix(h.Str(tag.SOPClassUID), "1.2.840.10008.5.1.4.1.1.7") {
+		return true
+	}
+	first, _, _ := strings.Cut(h.Str(tag.ImageType), `\`)
+	return strings.EqualFold(strings.TrimSpace(first), "DERIVED")
 }
 
 func compileRule(rc configs.Route) (rule, error) {
@@ -195,9 +214,9 @@ func compileRule(rc configs.Route) (rule, error) {
 			for _, p := range pats {
 				switch {
 				case p == s.Kind:
-					return true, fmt.Sprintf("%s is %q", s.Kind, p)
+					return true, fmt.Sprintf("%s is \"%s\"", s.Kind, p)
 				case s.Kind == SourceFolder && globPath(p, s.Path):
-					return true, fmt.Sprintf("path %s matches %q", s.Path, p)
+					return true, fmt.Sprintf("path %s matches \"%s\"", s.Path, p)
 				}
 			}
 			what := s.Kind
@@ -251,10 +270,10 @@ func compileRule(rc configs.Route) (rule, error) {
 			}
 			for _, w := range want {
 				if !have[strings.ToUpper(w)] {
-					return false, fmt.Sprintf("%q lacks %s", v, w)
+					return false, fmt.Sprintf("\"%s\" lacks %s", v, w)
 				}
 			}
-			return true, fmt.Sprintf("%q has %v", v, want)
+			return true, fmt.Sprintf("\"%s\" has %v", v, want)
 		})
 	}
 	if rg := m.SliceThickness; rg != nil {
@@ -316,10 +335,10 @@ func listCond(pats []string, fold bool, get func(Source, *Header) (string, bool)
 				pp = strings.ToUpper(p)
 			}
 			if m, _ := path.Match(pp, cmp); m {
-				return true, fmt.Sprintf("%q matches %q", v, p)
+				return true, fmt.Sprintf("\"%s\" matches \"%s\"", v, p)
 			}
 		}
-		return false, fmt.Sprintf("%q not in %v", v, pats)
+		return false, fmt.Sprintf("\"%s\" not in %v", v, pats)
 	}
 }
 
@@ -334,9 +353,9 @@ func regexCond(expr string, t tag.Tag) (func(Source, *Header) (bool, string), er
 			return false, "absent"
 		}
 		if re.MatchString(v) {
-			return true, fmt.Sprintf("%q matches /%s/", v, expr)
+			return true, fmt.Sprintf("\"%s\" matches /%s/", v, expr)
 		}
-		return false, fmt.Sprintf("%q does not match /%s/", v, expr)
+		return false, fmt.Sprintf("\"%s\" does not match /%s/", v, expr)
 	}, nil
 }
 
