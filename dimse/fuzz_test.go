@@ -35,9 +35,11 @@ func (c *bytesConn) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-func (c *bytesConn) Close() error                     { c.closed = true; return nil }
-func (c *bytesConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 104} }
-func (c *bytesConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000} }
+func (c *bytesConn) Close() error        { c.closed = true; return nil }
+func (c *bytesConn) LocalAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 104} }
+func (c *bytesConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+}
 func (c *bytesConn) SetDeadline(time.Time) error      { return nil }
 func (c *bytesConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *bytesConn) SetWriteDeadline(time.Time) error { return nil }
@@ -248,8 +250,8 @@ func FuzzDecodeCommand(f *testing.F) {
 // DIMSE_WRITE_CORPUS is set; otherwise it checks they exist.
 func TestWriteFuzzCorpus(t *testing.T) {
 	corpus := map[string][][]byte{
-		"FuzzAssociation":   associationSeeds(),
-		"FuzzDecodePDU":     {seedAssociateRQ(), seedEcho(), seedStore(3), encodeReject(1, 1, 3), encodeAbort(0, 0), encodeRelease(pduReleaseRQ)},
+		"FuzzAssociation": associationSeeds(),
+		"FuzzDecodePDU":   {seedAssociateRQ(), seedEcho(), seedStore(3), encodeReject(1, 1, 3), encodeAbort(0, 0), encodeRelease(pduReleaseRQ)},
 		"FuzzStateMachine": {
 			{byte(evSendAssocRQ), byte(evRecvAssocAC), byte(evSendPData), byte(evRecvPData), byte(evSendReleaseRQ), byte(evRecvReleaseRP)},
 			{0, byte(evRecvAssocRQ), byte(evSendAssocAC), byte(evRecvPData), byte(evRecvReleaseRQ), byte(evSendReleaseRP), byte(evRecvInvalid)},
