@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The clinician's view, end to end: a synthetic lesion series and our SEG + SC
+# in a real archive (Orthanc + DICOMweb), shown by a real viewer (OHIF 3.13.2
+# in headless Chromium), judged from screenshot pixels. See docs/viewer-e2e.md.
+#
+#   bash test/e2e/viewer/run.sh        (make e2e-viewer builds bin/ first)
+#
+# Everything it downloads or builds lives under .e2e/ (ignored) and is reused:
+# the second run only starts the servers and the browser. Screenshots and
+# results: .e2e/artifacts/. The last line is always
+# "e2e-viewer: N passed, M failed"; the exit status is non-zero on any failure.
+#
+# E2E_PRODUCER selects who makes the SEG + SC the viewer is shown:
+#   fixture (default)  the output package's builders on the ground-truth
+#                      masks, stored into Orthanc by C-STORE (dcmsend);
+#   node               `anomalynode serve`: the series is sent to the node,
+#                      the node returns SEG + SC to Orthanc by C-STORE.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+cd "$ROOT"
+E2E="$ROOT/.e2e"
+ARTIFACTS="$E2E/artifacts"
+OHIF_VERSION=3.13.2
+PLAYWRIGHT_VERSION=1.65.1
+PRODUCER="${E2E_PRODUCER:-fixture}"
+BIN="${ANOMALYNODE_BIN:-$ROOT/bin/anomalynode}"
+
+passed=0
+failed=0
+pids=()
+
+say() { echo "e2e-viewer: $*" >&2; }
+finish() {
+  local rc=$?
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  echo "e2e-viewer: $passed passed, $failed failed"
+  if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+  exit "$rc"
+}
+trap finish EXIT
+# die counts a set-up failure as a failed test and stops.
+die() { say "FAIL: $*"; failed=$((failed + 1)); exit 1; }
+
+# --- set-up (idempotent; cached under .e2e/) ---------------------------------
+need=()
+for c in Orthanc dcmsend chromium node npm; do command -v "$c" >/dev/null || need+=("$c"); done
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing test tools (missing: ${need[*]})"
+  bash scripts/install-test-tools.sh || die "scripts/install-test-tools.sh failed"
+fi
+mkdir -p "$E2E/cache" "$E2E/bin"
+
+OHIF_DIST="$E2E/ohif-$OHIF_VERSION/package/dist"
+if [ ! -f "$OHIF_DIST/index.html" ]; then
+  tgz="$E2E/cache/ohif-app-$OHIF_VERSION.tgz"
+  if [ ! -f "$tgz" ]; then
+    say "fetching @ohif/app@$OHIF_VERSION from the npm registry"
+    (cd "$E2E/cache" && npm pack --silent "@ohif/app@$OHIF_VERSION" >/dev/null) || die "npm pack @ohif/app@$OHIF_VERSION"
+  fi
+  rm -rf "$E2E/ohif-$OHIF_VERSION"
+  mkdir -p "$E2E/ohif-$OHIF_VERSION"
+  tar -xzf "$tgz" -C "$E2E/ohif-$OHIF_VERSION" package/dist || die "extract $tgz"
+fi
+PLAYWRIGHT_CORE="$E2E/node_modules/playwright-core/index.mjs"
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" "$E2E/node_modules/playwright-core/package.json"; then
+  say "installing playwright-core@$PLAYWRIGHT_VERSION into .e2e/"
+  npm install --silent --no-audit --no-fund --prefix "$E2E" "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null || die "npm install playwright-core"
+fi
+go build -o "$E2E/bin/e2e-server" ./test/e2e/viewer/server || die "build the viewer server"
+go build -o "$E2E/bin/fixture" ./test/e2e/viewer/fixture || die "build the fixture"
+
+rm -rf "$E2E"/run-*
+RUN="$(mktemp -d "$E2E/run-XXXXXX")"
+rm -rf "$ARTIFACTS"
+mkdir -p "$ARTIFACTS"
+say "run folder $RUN"
+
+# --- Orthanc with DICOMweb, and our same-origin server -------------------------
+wait_http() { # URL SECONDS
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+read -r ORTHANC_HTTP ORTHANC_DICOM NODE_DICOM NODE_ADMIN < <("$E2E/bin/fixture" ports 4 | tr '\n' ' ')
+mkdir -p "$RUN/orthanc"
+cat >"$RUN/orthanc/orthanc.json" <<EOF
+{
+  "Name": "E2E-ARCHIVE",
+  "StorageDirectory": "$RUN/orthanc/storage",
+  "IndexDirectory": "$RUN/orthanc/storage",
+  "HttpPort": $ORTHANC_HTTP,
+  "DicomPort": $ORTHANC_DICOM,
+  "DicomAet": "ARCHIVE",
+  "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": false,
+  "DicomAlwaysAllowStore": true,
+  "DicomAlwaysAllowEcho": true,
+  "DicomCheckModalityHost": false,
+  "UnknownSopClassAccepted": true,
+  "OverwriteInstances": true,
+  "DicomModalities": { "node": ["ANOMALYNODE", "127.0.0.1", $NODE_DICOM] },
+  "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+  "DicomWeb": { "Enable": true, "Root": "/dicom-web/" }
+}
+EOF
+Orthanc "$RUN/orthanc/orthanc.json" >"$RUN/orthanc/orthanc.log" 2>&1 &
+pids+=($!)
+ORTHANC="http://127.0.0.1:$ORTHANC_HTTP"
+wait_http "$ORTHANC/system" 30 || { tail -20 "$RUN/orthanc/orthanc.log" >&2; die "Orthanc did not start"; }
+curl -fs "$ORTHANC/plugins" | grep -q dicom-web || die "Orthanc's DICOMweb plugin is not loaded"
+
+"$E2E/bin/e2e-server" --dist "$OHIF_DIST" --orthanc "$ORTHANC" --addr-file "$RUN/server.addr" >"$RUN/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$RUN/server.addr" ] && break; sleep 0.1; done
+VIEWER="http://$(cat "$RUN/server.addr" 2>/dev/null)"
+wait_http "$VIEWER/dicom-web/studies" 10 || die "the viewer server did not start"
+say "Orthanc $ORTHANC (DICOM $ORTHANC_DICOM), viewer $VIEWER"
+
+# --- data ----------------------------------------------------------------------
+"$E2E/bin/fixture" build --out "$RUN/data" || die "fixture build"
+
+store() { # FILES... -> Orthanc by C-STORE
+  dcmsend -q -aet E2E -aec ARCHIVE 127.0.0.1 "$ORTHANC_DICOM" "$@"
+}
+
+# produce_fixture stands in for the node: the SEG + SC the output package
+# builds from the ground-truth masks, stored the way the node stores them.
+produce_fixture() {
+  store "$RUN/data/series/images/"*.dcm || return 1
+  store "$RUN/data/fixture/fixture-seg.dcm" "$RUN/data/fixture/sc/"*.dcm || return 1
+}
+
+# ==> THE REAL NODE PATH (E2E_PRODUCER=node) <==================================
+# The series goes to `anomalynode serve` by C-STORE; the node scores it and
+# sends SEG + SC to this Orthanc (AE ARCHIVE at 127.0.0.1:$ORTHANC_DICOM). The
+# source series also goes straight to Orthanc (the viewer needs it; an archive
+# would already hold it). Wire the config keys here as `serve` settles.
+produce_node() {
+  [ -x "$BIN" ] || { say "no $BIN (make build)"; return 1; }
+  "$BIN" serve --help >/dev/null 2>&1 || { say "anomalynode serve is not available yet"; return 1; }
+  store "$RUN/data/series/images/"*.dcm || return 1
+  mkdir -p "$RUN/node"
+  cat >"$RUN/node/config.yaml" <<EOF
+# Written by test/e2e/viewer/run.sh: the node exports SEG + SC to the test's Orthanc.
+# (Adjust to the final configs/ schema: destination = ARCHIVE@127.0.0.1:$ORTHANC_DICOM.)
+EOF
+  "$BIN" serve --config "$RUN/node/config.yaml" --listen "127.0.0.1:$NODE_DICOM" --ae ANOMALYNODE \
+    --data "$RUN/node/data" >"$RUN/node/serve.log" 2>&1 &
+  pids+=($!)
+  local i
+  for ((i = 0; i < 300; i++)); do echoscu -q -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" 2>/dev/null && break; sleep 0.1; done
+  dcmsend -q -aet E2E -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" "$RUN/data/series/images/"*.dcm || return 1
+  # Wait for the node's SEG (modality SEG, not one of the fixture's negatives).
+  local study
+  study=$(jq -r .study_uid "$RUN/data/truth.json")
+  for ((i = 0; i < 240; i++)); do
+    if curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=SEG" | grep -q 00080060; then
+      sleep 3 # let the SC series finish arriving
+      return 0
+    fi
+    sleep 0.5
+  done
+  say "the node returned no SEG within 120 s; log tail:"
+  tail -20 "$RUN/node/serve.log" >&2
+  return 1
+}
+# ==============================================================================
+
+case "$PRODUCER" in
+  fixture) produce_fixture || die "storing the fixture's series, SEG and SC into Orthanc" ;;
+  node) produce_node || die "the node did not deliver SEG + SC" ;;
+  *) die "unknown E2E_PRODUCER=$PRODUCER (fixture|node)" ;;
+esac
+# The deliberately broken SEGs: the viewer check must catch each of them.
+store "$RUN/data/negative/"*.dcm || die "storing the negative SEGs"
+
+"$E2E/bin/fixture" cases --orthanc "$ORTHANC" --truth "$RUN/data/truth.json" \
+  --out "$RUN/cases.json" --probe-dir "$RUN/probes" || die "listing the cases"
+jq -e '[.cases[] | select(.test == "seg")] | length > 0' "$RUN/cases.json" >/dev/null || die "no SEG from the producer in Orthanc"
+jq -e '[.cases[] | select(.test == "sc")] | length > 0' "$RUN/cases.json" >/dev/null || die "no SC from the producer in Orthanc"
+
+# --- the browser -------------------------------------------------------------
+PLAYWRIGHT_CORE="$PLAYWRIGHT_CORE" node test/e2e/viewer/view.mjs "$RUN/cases.json" "$VIEWER" "$ARTIFACTS" "$ARTIFACTS/results.json" 2>&1 | tee "$RUN/view.log"
+[ -f "$ARTIFACTS/results.json" ] || die "the browser run wrote no results"
+cp "$RUN/cases.json" "$ARTIFACTS/"
+passed=$((passed + $(jq '[.tests[] | select(.pass)] | length' "$ARTIFACTS/results.json")))
+failed=$((failed + $(jq '[.tests[] | select(.pass | not)] | length' "$ARTIFACTS/results.json")))
+say "artifacts in $ARTIFACTS (results.json, screenshots)"

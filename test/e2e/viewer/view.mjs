@@ -1,0 +1,344 @@
+// view.mjs drives OHIF in headless Chromium (playwright-core) through the
+// checks listed in a cases file (written by `fixture cases`) and judges each
+// one from screenshot pixels:
+//
+//   seg: open the study, map the largest lesion's ground-truth mask from image
+//        pixels to screen pixels through the viewport's own camera, check that
+//        the painted lesion is where the mapping says (calibration), load the
+//        SEG (double-click, accept the prompt), go to that slice and check the
+//        overlay colour covers the mapped lesion (Dice, centroid distance);
+//        then go to a lesion-free slice and check there is no overlay.
+//   sc:  open the heat-map series, go to the same slice, check colour pixels
+//        are present and centred on the lesion.
+//
+// usage: node view.mjs CASES.json BASE_URL ARTIFACT_DIR RESULTS.json
+// Environment: PLAYWRIGHT_CORE (path of playwright-core's index.mjs),
+// CHROMIUM (default /usr/bin/chromium), and thresholds E2E_MIN_DICE (0.6),
+// E2E_MAX_CENTROID_MM (3), E2E_SC_MAX_CENTROID_MM (6), E2E_MAX_EMPTY_FRACTION
+// (0.05 of the lesion's screen area).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const [casesPath, base, artifacts, resultsPath] = process.argv.slice(2);
+if (!resultsPath) {
+  console.error('usage: node view.mjs CASES.json BASE_URL ARTIFACT_DIR RESULTS.json');
+  process.exit(2);
+}
+const { chromium } = await import(process.env.PLAYWRIGHT_CORE || 'playwright-core');
+const env = (k, d) => (process.env[k] ? Number(process.env[k]) : d);
+const limits = {
+  minDice: env('E2E_MIN_DICE', 0.6),
+  maxCentroidMM: env('E2E_MAX_CENTROID_MM', 3),
+  scMaxCentroidMM: env('E2E_SC_MAX_CENTROID_MM', 6),
+  maxEmptyFraction: env('E2E_MAX_EMPTY_FRACTION', 0.05),
+};
+const { truth, cases } = JSON.parse(fs.readFileSync(casesPath, 'utf8'));
+fs.mkdirSync(artifacts, { recursive: true });
+
+// An automation problem (a timeout, a missing button) is an error, not a
+// failed pixel check: a deliberately broken SEG only counts as caught when
+// its pixels were judged and found wrong.
+class AutomationError extends Error {}
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-viewer-chromium-'));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  viewport: { width: 1400, height: 900 },
+  deviceScaleFactor: 1,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-gl=swiftshader', '--enable-unsafe-swiftshader',
+  ],
+});
+
+const log = (...a) => console.log(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
+const slug = (s) => s.replace(/[^A-Za-z0-9._-]+/g, '_');
+
+async function openStudy(page) {
+  await page.goto(`${base}/viewer?StudyInstanceUIDs=${truth.study_uid}`, { waitUntil: 'domcontentloaded' });
+  // The first-visit tour and similar notices cover the viewport; dismiss
+  // them whenever they show up.
+  await page.addLocatorHandler(page.getByText('Skip all', { exact: true }), async (l) => { await l.click(); });
+  await waitFor(page, 'the first image', () => {
+    const cs = window.cornerstone;
+    if (!cs) return false;
+    return cs.getEnabledElements().some((ee) => ee.viewport.getCurrentImageId && ee.viewport.getCurrentImageId());
+  }, 90000);
+  const skip = page.getByText('Skip all', { exact: true });
+  if (await skip.count()) await skip.first().click().catch(() => {});
+}
+
+async function waitFor(page, what, fn, timeout = 30000, arg) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout, polling: 250 });
+  } catch (e) {
+    throw new AutomationError(`timed out waiting for ${what}`);
+  }
+}
+
+// showSlice puts the image at position ipp of the series into the viewport
+// that shows the series (cornerstone's own stack navigation, like a scroll).
+async function showSlice(page, seriesUID, ipp) {
+  const r = await page.evaluate(async ({ seriesUID, ipp }) => {
+    const cs = window.cornerstone;
+    for (const ee of cs.getEnabledElements()) {
+      const vp = ee.viewport;
+      if (!vp.getImageIds) continue;
+      const ids = vp.getImageIds();
+      if (!ids.some((id) => id.includes(seriesUID))) continue;
+      const idx = ids.findIndex((id) => {
+        const p = cs.metaData.get('imagePlaneModule', id);
+        const q = p && p.imagePositionPatient;
+        return q && Math.hypot(q[0] - ipp[0], q[1] - ipp[1], q[2] - ipp[2]) < 0.05;
+      });
+      if (idx < 0) return { error: `no image of the series at ${ipp}` };
+      await vp.setImageIdIndex(idx);
+      return { viewportId: vp.id, idx, n: ids.length };
+    }
+    return { error: `no viewport shows series ${seriesUID}` };
+  }, { seriesUID, ipp });
+  if (r.error) throw new AutomationError(r.error);
+  await waitFor(page, 'the slice', ({ viewportId, idx }) => {
+    const ee = window.cornerstone.getEnabledElements().find((e) => e.viewport.id === viewportId);
+    return ee && ee.viewport.getCurrentImageIdIndex() === idx;
+  }, 20000, r);
+  // Let the image, the labelmap and the DOM overlays paint.
+  await page.waitForTimeout(1500);
+  return r;
+}
+
+// measure takes a screenshot and judges it in the page: every screen pixel
+// inside the image is mapped back to image (column, row) through the
+// viewport's camera (worldToCanvas of the image's own plane), so the
+// ground-truth mask can be compared pixel by pixel with what is on screen.
+async function measure(page, shot, { viewportId, mask, colour, centroid }) {
+  const png = await page.screenshot({ path: shot });
+  return page.evaluate(async ({ b64, viewportId, maskB64, colour, centroid }) => {
+    const cs = window.cornerstone;
+    const ee = cs.getEnabledElements().find((e) => e.viewport.id === viewportId);
+    const vp = ee.viewport;
+    const imageId = vp.getCurrentImageId();
+    const plane = cs.metaData.get('imagePlaneModule', imageId);
+    const { imagePositionPatient: o, rowCosines: rc, columnCosines: cc, rowPixelSpacing: rs, columnPixelSpacing: csp, rows, columns } = plane;
+    const rect = vp.canvas.getBoundingClientRect();
+    const toPage = (c, r) => {
+      const w = [0, 1, 2].map((i) => o[i] + c * csp * rc[i] + r * rs * cc[i]);
+      const p = vp.worldToCanvas(w);
+      return [rect.left + p[0], rect.top + p[1]];
+    };
+    const p0 = toPage(0, 0), pc = toPage(1, 0), pr = toPage(0, 1);
+    const a = pc[0] - p0[0], b = pr[0] - p0[0], c = pc[1] - p0[1], d = pr[1] - p0[1];
+    const det = a * d - b * c;
+    const toImage = (x, y) => {
+      const dx = x - p0[0], dy = y - p0[1];
+      return [(d * dx - b * dy) / det, (-c * dx + a * dy) / det];
+    };
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const bmp = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const oc = new OffscreenCanvas(bmp.width, bmp.height);
+    const ctx = oc.getContext('2d');
+    ctx.drawImage(bmp, 0, 0);
+    const img = ctx.getImageData(0, 0, bmp.width, bmp.height).data;
+    const m = maskB64 ? Uint8Array.from(atob(maskB64), (ch) => ch.charCodeAt(0)) : null;
+    // Overlay pixels: their colour departs from grey in the direction of the
+    // segment's colour (a blend of grey and that colour), or, without a
+    // known colour, any clearly coloured pixel.
+    let sv = null;
+    if (colour) {
+      const mean = (colour[0] + colour[1] + colour[2]) / 3;
+      sv = [colour[0] - mean, colour[1] - mean, colour[2] - mean];
+      const n = Math.hypot(...sv) || 1;
+      sv = sv.map((x) => x / n);
+    }
+    const x0 = Math.max(0, Math.floor(rect.left)), x1 = Math.min(bmp.width, Math.ceil(rect.right));
+    const y0 = Math.max(0, Math.floor(rect.top)), y1 = Math.min(bmp.height, Math.ceil(rect.bottom));
+    let inImage = 0, lum = 0, ov = 0, gt = 0, tp = 0, sc = 0, sr = 0, gtIn = 0, ring = 0, gtLum = 0, ringLum = 0;
+    const rad = centroid ? centroid.radius : 0;
+    for (let y = y0; y < y1; y++) {
+      for (let x = x0; x < x1; x++) {
+        const [ic, ir] = toImage(x + 0.5, y + 0.5);
+        const col = Math.round(ic), row = Math.round(ir);
+        if (col < 0 || row < 0 || col >= columns || row >= rows) continue;
+        const k = (y * bmp.width + x) * 4;
+        const R = img[k], G = img[k + 1], B = img[k + 2];
+        inImage++;
+        const l = (R + G + B) / 3;
+        lum += l;
+        const ch = [R - l, G - l, B - l];
+        const chroma = Math.hypot(...ch);
+        let isOv = false;
+        if (sv) isOv = chroma >= 25 && (ch[0] * sv[0] + ch[1] * sv[1] + ch[2] * sv[2]) / chroma >= 0.9;
+        else isOv = chroma >= 40;
+        const isGt = m ? m[row * columns + col] === 1 : false;
+        if (isOv) { ov++; sc += ic; sr += ir; }
+        if (isGt) { gt++; gtLum += l; }
+        if (isOv && isGt) tp++;
+        if (centroid && !isGt) {
+          const dd = Math.hypot(ic - centroid.col, ir - centroid.row);
+          if (dd > rad + 3 && dd < rad + 8) { ring++; ringLum += l; }
+        }
+      }
+    }
+    const res = {
+      image: imageId.replace(/^.*\/instances\//, ''),
+      imageRect: [p0, toPage(columns, rows)].map((p) => p.map((v) => Math.round(v))),
+      screenPxPerImagePx: Math.hypot(a, c),
+      inImage, meanLum: inImage ? lum / inImage : 0,
+      overlayPx: ov, truthPx: gt, truePositivePx: tp,
+      dice: ov + gt ? (2 * tp) / (ov + gt) : 0,
+      truthMeanLum: gt ? gtLum / gt : null, ringMeanLum: ring ? ringLum / ring : null,
+    };
+    if (ov) {
+      res.overlayCentroid = [sc / ov, sr / ov];
+      if (centroid) {
+        const dc = (sc / ov - centroid.col) * csp, dr = (sr / ov - centroid.row) * rs;
+        res.centroidDistanceMM = Math.hypot(dc, dr);
+      }
+    }
+    return res;
+  }, { b64: png.toString('base64'), viewportId, maskB64: mask, colour, centroid });
+}
+
+async function segColour(page) {
+  return page.evaluate(() => {
+    const st = window.cornerstoneTools.segmentation;
+    const segs = st.state.getSegmentations();
+    const vp = window.cornerstone.getEnabledElements()[0].viewport;
+    try {
+      return st.config.color.getSegmentIndexColor(vp.id, segs[segs.length - 1].segmentationId, 1).slice(0, 3);
+    } catch (e) {
+      return null;
+    }
+  });
+}
+
+const target = truth.target;
+const lesionRadiusPx = Math.sqrt(target.lesion_pixels / Math.PI);
+const centroid = { col: target.centroid_col, row: target.centroid_row, radius: lesionRadiusPx };
+
+async function runSEG(page, c, res) {
+  await openStudy(page);
+  // Calibration, before any overlay: the painted lesion must be brighter than
+  // a ring around it where the mapping puts it, or the mapping (and so every
+  // later verdict) means nothing.
+  const before = await showSlice(page, truth.source_series_uid, target.image_position_patient);
+  const calShot = path.join(artifacts, `${slug(c.name)}-0-before.png`);
+  const cal = await measure(page, calShot, { viewportId: before.viewportId, mask: target.mask_b64, centroid });
+  res.screenshots.push(calShot);
+  res.metrics.calibration = cal;
+  if (!(cal.truthMeanLum > cal.ringMeanLum + 10)) {
+    throw new AutomationError(`calibration: the painted lesion is not where the mapping puts it (inside ${cal.truthMeanLum}, ring ${cal.ringMeanLum})`);
+  }
+
+  const entry = page.getByText(c.description, { exact: true });
+  try {
+    await entry.first().waitFor({ timeout: 20000 });
+  } catch {
+    throw new AutomationError(`no study-panel entry "${c.description}"`);
+  }
+  await entry.first().dblclick();
+  const yes = page.getByRole('button', { name: 'Yes', exact: true });
+  try {
+    await yes.first().waitFor({ timeout: 30000 });
+    await yes.first().click();
+  } catch {
+    throw new AutomationError('no hydration prompt after the double-click');
+  }
+  await waitFor(page, 'the segmentation to load', () => {
+    const st = window.cornerstoneTools && window.cornerstoneTools.segmentation;
+    return st && st.state.getSegmentations().length > 0;
+  }, 30000);
+  await page.waitForTimeout(1000);
+  const colour = await segColour(page);
+  res.metrics.segmentColour = colour;
+
+  const at = await showSlice(page, truth.source_series_uid, target.image_position_patient);
+  const shot = path.join(artifacts, `${slug(c.name)}-1-lesion.png`);
+  const m = await measure(page, shot, { viewportId: at.viewportId, mask: target.mask_b64, colour, centroid });
+  res.screenshots.push(shot);
+  res.metrics.lesionSlice = m;
+  if (m.meanLum < 5) res.failures.push(`the lesion slice looks blank (mean luminance ${m.meanLum.toFixed(1)})`);
+  if (m.overlayPx < 0.3 * m.truthPx) res.failures.push(`overlay missing on the lesion slice: ${m.overlayPx} overlay px for ${m.truthPx} lesion px`);
+  if (m.dice < limits.minDice) res.failures.push(`overlay does not cover the lesion: Dice ${m.dice.toFixed(3)} < ${limits.minDice}`);
+  if (m.overlayPx && m.centroidDistanceMM > limits.maxCentroidMM) res.failures.push(`overlay centroid ${m.centroidDistanceMM.toFixed(2)} mm from the lesion's (max ${limits.maxCentroidMM})`);
+
+  const em = await showSlice(page, truth.source_series_uid, truth.empty.image_position_patient);
+  const eshot = path.join(artifacts, `${slug(c.name)}-2-empty.png`);
+  const e = await measure(page, eshot, { viewportId: em.viewportId, mask: truth.empty.mask_b64, colour });
+  res.screenshots.push(eshot);
+  res.metrics.emptySlice = e;
+  const allowed = Math.max(10, limits.maxEmptyFraction * m.truthPx);
+  if (e.meanLum < 2) res.failures.push(`the lesion-free slice looks blank (mean luminance ${e.meanLum.toFixed(1)})`);
+  if (e.overlayPx > allowed) res.failures.push(`overlay on a lesion-free slice: ${e.overlayPx} px (max ${Math.round(allowed)})`);
+}
+
+async function runSC(page, c, res) {
+  await openStudy(page);
+  const entry = page.getByText(c.description, { exact: true });
+  try {
+    await entry.first().waitFor({ timeout: 20000 });
+  } catch {
+    throw new AutomationError(`no study-panel entry "${c.description}"`);
+  }
+  await entry.first().dblclick();
+  await waitFor(page, 'the heat-map series in the viewport', (uid) => window.cornerstone.getEnabledElements()
+    .some((ee) => ee.viewport.getCurrentImageId && (ee.viewport.getCurrentImageId() || '').includes(uid)), 30000, c.series_uid);
+  const at = await showSlice(page, c.series_uid, target.image_position_patient);
+  const shot = path.join(artifacts, `${slug(c.name)}-1-lesion.png`);
+  const m = await measure(page, shot, { viewportId: at.viewportId, mask: target.mask_b64, centroid });
+  res.screenshots.push(shot);
+  res.metrics.lesionSlice = m;
+  if (m.overlayPx < 0.3 * m.truthPx) res.failures.push(`no heat map: ${m.overlayPx} coloured px for ${m.truthPx} lesion px`);
+  if (m.overlayPx && m.centroidDistanceMM > limits.scMaxCentroidMM) res.failures.push(`heat-map centroid ${m.centroidDistanceMM.toFixed(2)} mm from the lesion's (max ${limits.scMaxCentroidMM})`);
+}
+
+const results = [];
+for (const c of cases) {
+  const res = { name: c.name, test: c.test, expectFail: c.expect_fail, screenshots: [], metrics: {}, failures: [], error: null };
+  const page = await context.newPage();
+  page.on('pageerror', (e) => log(`  page error: ${e.message.slice(0, 200)}`));
+  const t0 = Date.now();
+  try {
+    if (c.kind === 'seg') await runSEG(page, c, res);
+    else await runSC(page, c, res);
+  } catch (e) {
+    res.error = e instanceof AutomationError ? e.message : `${e.name}: ${e.message}`;
+    const shot = path.join(artifacts, `${slug(c.name)}-error.png`);
+    await page.screenshot({ path: shot }).catch(() => {});
+    res.screenshots.push(shot);
+  }
+  res.seconds = (Date.now() - t0) / 1000;
+  await page.close();
+  const ls = res.metrics.lesionSlice;
+  const summary = ls ? `overlay ${ls.overlayPx}px, truth ${ls.truthPx}px, Dice ${ls.dice.toFixed(3)}, centroid ${ls.centroidDistanceMM === undefined ? '-' : ls.centroidDistanceMM.toFixed(2) + ' mm'}` : '';
+  const verdict = res.error ? `ERROR ${res.error}` : res.failures.length ? `MISMATCH ${res.failures.join('; ')}` : 'OK';
+  log(`${c.name}: ${verdict} ${summary ? '(' + summary + ')' : ''} [${res.seconds.toFixed(1)}s]`);
+  for (const s of res.screenshots) log(`  screenshot ${s}`);
+  results.push(res);
+}
+await context.close();
+fs.rmSync(userDataDir, { recursive: true, force: true });
+
+// A test passes when all its checks are OK; a negative test passes when at
+// least one of its checks judged the pixels and found them wrong, and none
+// of them hit an automation error.
+const tests = {};
+for (const r of results) (tests[r.test] ||= { name: r.test, expectFail: r.expectFail, checks: [] }).checks.push(r);
+let passed = 0, failed = 0;
+for (const t of Object.values(tests)) {
+  const errors = t.checks.filter((r) => r.error);
+  const mismatches = t.checks.filter((r) => !r.error && r.failures.length);
+  if (t.expectFail) t.pass = errors.length === 0 && mismatches.length > 0;
+  else t.pass = errors.length === 0 && mismatches.length === 0;
+  const how = t.expectFail
+    ? (t.pass ? `caught by ${mismatches.map((r) => r.name).join(', ')}` : errors.length ? 'automation error' : 'NOT caught: every check passed')
+    : (t.pass ? 'all checks OK' : `${errors.length} errors, ${mismatches.length} mismatches`);
+  console.log(`TEST ${t.pass ? 'PASS' : 'FAIL'} ${t.name}${t.expectFail ? ' (must be caught)' : ''}: ${how}`);
+  t.pass ? passed++ : failed++;
+}
+fs.writeFileSync(resultsPath, JSON.stringify({ limits, tests: Object.values(tests).map(({ name, expectFail, pass }) => ({ name, expectFail, pass })), checks: results }, null, 2));
+console.log(`view: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
