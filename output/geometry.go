@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/suyashkumar/dicom"
-	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
 // ErrBadSource means a source slice lacks what an output needs (geometry,
@@ -20,7 +19,7 @@ func getElement(ds *dicom.Dataset, keyword string) *dicom.Element {
 	if ds == nil {
 		return nil
 	}
-	info, err := tag.FindByKeyword(keyword)
+	info, err := findKeyword(keyword)
 	if err != nil {
 		return nil
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/suyashkumar/dicom"
-	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
 // SOP classes and transfer syntax of the objects this package builds.
@@ -121,7 +120,7 @@ func (e *elems) fail(err error) {
 // add appends the attribute named by its DICOM keyword with value v
 // ([]string, []int, []float64, []byte, [][]*dicom.Element or dicom.PixelDataInfo).
 func (e *elems) add(keyword string, v any) {
-	info, err := tag.FindByKeyword(keyword)
+	info, err := findKeyword(keyword)
 	if err != nil {
 		e.fail(fmt.Errorf("output: attribute %s: %w", keyword, err))
 		return
@@ -156,7 +155,7 @@ func (e *elems) seq(keyword string, items ...*elems) {
 // copy appends the source's attribute when present; a Type 2 attribute that
 // the source lacks is written empty so the output stays valid.
 func (e *elems) copy(src *dicom.Dataset, keyword string, type2 bool) {
-	info, err := tag.FindByKeyword(keyword)
+	info, err := findKeyword(keyword)
 	if err != nil {
 		e.fail(fmt.Errorf("output: attribute %s: %w", keyword, err))
 		return

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"anomalynode/internal/peers"
-	"github.com/suyashkumar/dicom"
 )
 
 // expectedFrames is the test's own idea of the SEG frames: the sources with
@@ -52,6 +51,9 @@ func checkSEG(t *testing.T, res *SeriesResult, part10 []byte, want []*SourceSlic
 	}
 	if seg.SliceThickness != getString(h, "SliceThickness") {
 		t.Errorf("SliceThickness %q, source %q", seg.SliceThickness, getString(h, "SliceThickness"))
+	}
+	if seg.SharedSegmentIdentification {
+		t.Error("Segment Identification is in the shared functional groups")
 	}
 	if len(seg.Frames) != len(want) {
 		t.Fatalf("%d frames, want %d", len(seg.Frames), len(want))
@@ -94,7 +96,7 @@ func TestSEGGolden(t *testing.T) {
 	if seg.SpacingBetweenSlices != "2.5" {
 		t.Errorf("SpacingBetweenSlices %q, want 2.5", seg.SpacingBetweenSlices)
 	}
-	if n := (len(want)*37*29 + 7) / 8; len(dicom.MustGetPixelDataInfo(getElement(&seg.Dataset, "PixelData").Value).UnprocessedValueData) != n+n%2 {
+	if n := (len(want)*37*29 + 7) / 8; seg.PixelDataLength != n+n%2 {
 		t.Errorf("pixel data length is not the packed length padded to even (%d)", n+n%2)
 	}
 
@@ -219,7 +221,7 @@ func TestUIDDeterminism(t *testing.T) {
 		t.Fatalf("version 2: instance %s (v1 %s), series %s (v1 %s)", c.SOPInstanceUID, a.SOPInstanceUID, c.SeriesInstanceUID, a.SeriesInstanceUID)
 	}
 	seg, _ := ReadSEG(c.Part10)
-	if d := getString(&seg.Dataset, "SeriesDescription"); !strings.Contains(d, "v2") {
+	if d := seg.Attrs.String("SeriesDescription"); !strings.Contains(d, "v2") {
 		t.Errorf("version 2 description %q does not name the version", d)
 	}
 	// Another model: another series.
@@ -271,38 +273,41 @@ func TestSC(t *testing.T) {
 		p := writeTemp(t, "sc.dcm", o.Part10)
 		dciodvfy(t, p)
 		dcmdumpE(t, p)
-		ds, err := dicom.ParseFile(p, nil, dicom.SkipProcessingPixelDataValue())
+		body, err := o.DataSet()
 		if err != nil {
 			t.Fatal(err)
 		}
-		srcItem := firstItem(&ds, "SourceImageSequence")
-		src := bySOP[getString(srcItem, "ReferencedSOPInstanceUID")]
+		a, err := parseExplicitLE(body, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := bySOP[a.First("SourceImageSequence").String("ReferencedSOPInstanceUID")]
 		if src == nil {
 			t.Fatal("SC does not reference a source slice")
 		}
 		for _, kw := range []string{"StudyInstanceUID", "FrameOfReferenceUID", "InstanceNumber", "PatientID", "BodyPartExamined"} {
-			if getString(&ds, kw) != getString(src.Header, kw) {
-				t.Errorf("%s %q, source %q", kw, getString(&ds, kw), getString(src.Header, kw))
+			if a.String(kw) != getString(src.Header, kw) {
+				t.Errorf("%s %q, source %q", kw, a.String(kw), getString(src.Header, kw))
 			}
 		}
-		if !slices.Equal(getStrings(&ds, "ImagePositionPatient"), getStrings(src.Header, "ImagePositionPatient")) {
+		if !slices.Equal(a.Strings("ImagePositionPatient"), getStrings(src.Header, "ImagePositionPatient")) {
 			t.Error("SC position differs from its source's")
 		}
 		for kw, want := range map[string]string{"Modality": "OT", "ConversionType": "WSD", "BurnedInAnnotation": "YES", "PhotometricInterpretation": "RGB"} {
-			if got := getString(&ds, kw); got != want {
+			if got := a.String(kw); got != want {
 				t.Errorf("%s %q, want %q", kw, got, want)
 			}
 		}
-		if !strings.Contains(getString(&ds, "ImageComments"), Legend) || !strings.Contains(getString(&ds, "SeriesDescription"), Legend) {
+		if a.Int("SamplesPerPixel") != 3 || a.Int("PlanarConfiguration") != 0 || a.Int("BitsAllocated") != 8 {
+			t.Error("SC is not interleaved 8-bit RGB")
+		}
+		if !strings.Contains(a.String("ImageComments"), Legend) || !strings.Contains(a.String("SeriesDescription"), Legend) {
 			t.Error("legend missing from ImageComments or SeriesDescription")
 		}
-		if got := strings.Join(getStrings(&ds, "PatientOrientation"), `\`); got != `L\P` {
+		if got := strings.Join(a.Strings("PatientOrientation"), `\`); got != `L\P` {
 			t.Errorf("PatientOrientation %q, want L\\P", got)
 		}
-		pix := dicom.MustGetPixelDataInfo(getElement(&ds, "PixelData").Value).UnprocessedValueData
-		if len(pix) != 37*29*3+1 {
-			t.Fatalf("pixel data %d bytes, want %d", len(pix), 37*29*3+1)
-		}
+		pix := a.Bytes("PixelData")
 		// Where the mask is set the pixel is coloured (heat or outline), and
 		// far from any score it stays grey.
 		for i, m := range src.Mask {
@@ -331,5 +336,25 @@ func TestHeatMapLegend(t *testing.T) {
 	}
 	if yellow < 100 {
 		t.Fatalf("legend has %d yellow pixels; not drawn", yellow)
+	}
+}
+
+// TestWriteFuzzSeed keeps testdata/seg_small.dcm (the fuzz seed and a
+// ready-made sample for viewers) in step with the builder.
+func TestWriteFuzzSeed(t *testing.T) {
+	s := makeSeries(t, 3, 11, 13, true, 6)
+	obj, err := BuildSEG(s.res, SEGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join("testdata", "seg_small.dcm")
+	if *update {
+		if err := os.WriteFile(p, obj.Part10, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(b, obj.Part10) {
+		t.Fatalf("%s is missing or stale (go test -run TestWriteFuzzSeed -update): %v", p, err)
 	}
 }
