@@ -195,6 +195,7 @@ type recorder struct {
 	slices      []*Slice
 	completions []*SeriesCompletion
 	noAck       bool
+	acked       int
 	fail        int // fail this many first deliveries
 }
 
@@ -211,7 +212,19 @@ func (r *recorder) ConsumeSlice(ctx context.Context, s *Slice) error {
 	if noAck {
 		return nil
 	}
-	return s.Ack(ctx)
+	if err := s.Ack(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.acked++
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) ackedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.acked
 }
 
 func (r *recorder) ConsumeCompletion(ctx context.Context, c *SeriesCompletion) error {

@@ -17,6 +17,7 @@ type metrics struct {
 	quarantined  prometheus.Counter
 	dispatched   prometheus.Counter
 	acked        prometheus.Counter
+	redundant    prometheus.Counter
 	reopened     prometheus.Counter
 	completed    *prometheus.CounterVec
 	openSeries   prometheus.Gauge
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			Help: "Slice deliveries to the slice consumer (redeliveries included)."}),
 		acked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slices_acked_total",
 			Help: "Slices acknowledged by the slice consumer."}),
+		redundant: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slices_redundant_total",
+			Help: "Work items dropped because their instance was already processed (lost ack or re-send after a crash)."}),
 		reopened: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_reopened_total",
 			Help: "Completed series re-opened by a late instance."}),
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_completed_total",
@@ -72,7 +75,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		return float64(info.State.Msgs)
 	})
 	for _, c := range []prometheus.Collector{m.received, m.refused, m.stored, m.storedBytes, m.duplicate, m.ignored,
-		m.quarantined, m.dispatched, m.acked, m.reopened, m.completed, m.openSeries, m.storeSeconds, depth} {
+		m.quarantined, m.dispatched, m.acked, m.redundant, m.reopened, m.completed, m.openSeries, m.storeSeconds, depth} {
 		if err := reg.Register(c); err != nil {
 			s.log.Warn().Err(err).Msg("ingest: metric not registered")
 		}

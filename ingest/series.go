@@ -70,8 +70,12 @@ type Slice struct {
 	// SeriesVersion is the series version this slice belongs to (1 first;
 	// bumped when a slice re-opens a completed series).
 	SeriesVersion int
-	// Delivery is 1 on the first delivery, more on redeliveries.
+	// Delivery is 1 on the first delivery, more on redeliveries (a crash of
+	// the node can lose the count, so a redelivery may also say 1).
 	Delivery int
+	// WorkSequence identifies the work item (its stream sequence): a
+	// redelivery carries the same number.
+	WorkSequence uint64
 
 	svc *Service
 	msg jetstream.Msg
@@ -273,13 +277,20 @@ func (s *Service) updateSeries(ctx context.Context, seriesUID string, f func(st 
 // trackInstance adds a dispatched instance to its series (idempotently: a
 // redelivery changes nothing) and returns the series version it belongs to. A
 // new instance in a completed series re-opens it as the next version.
-func (s *Service) trackInstance(ctx context.Context, it *workItem) (int, error) {
+//
+// done is true when the instance was already processed: the work item is a
+// redelivery whose acknowledgement a crash lost, or a second work item for the
+// same instance (a re-send that raced a crash); either way it must not be
+// processed again.
+func (s *Service) trackInstance(ctx context.Context, it *workItem) (version int, done bool, err error) {
 	now := s.now().UTC()
 	st, err := s.updateSeries(ctx, it.SeriesInstanceUID, func(st *seriesState, exists bool) bool {
 		if !exists {
 			*st = seriesState{SeriesUID: it.SeriesInstanceUID, StudyUID: it.StudyInstanceUID, Decision: it.Decision, Version: 1}
 		}
-		if st.index(it.SOPInstanceUID) >= 0 {
+		done = false
+		if i := st.index(it.SOPInstanceUID); i >= 0 {
+			done = st.Instances[i].Done
 			return false
 		}
 		if st.Complete {
@@ -295,9 +306,9 @@ func (s *Service) trackInstance(ctx context.Context, it *workItem) (int, error) 
 		return true
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return st.Version, nil
+	return st.Version, done, nil
 }
 
 // expectedFrames is the series size an instance announces: ImagesInAcquisition

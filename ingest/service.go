@@ -413,14 +413,21 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			_ = msg.TermWithReason("undecodable")
 			return
 		}
-		delivery := 1
+		delivery, seq := 1, uint64(0)
 		if md, err := msg.Metadata(); err == nil {
-			delivery = int(md.NumDelivered)
+			delivery, seq = int(md.NumDelivered), md.Sequence.Stream
 		}
-		version, err := s.trackInstance(ctx, &it)
+		version, already, err := s.trackInstance(ctx, &it)
 		if err != nil {
 			s.log.Warn().Err(err).Str("series", it.SeriesInstanceUID).Msg("ingest: series tracking failed; will retry")
 			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		if already {
+			s.m.redundant.Inc()
+			if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn().Err(err).Str("sop", it.SOPInstanceUID).Msg("ingest: ack of an already processed slice failed")
+			}
 			return
 		}
 		sl := &Slice{
@@ -429,7 +436,7 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			TransferSyntaxUID: it.TransferSyntaxUID, Size: it.Size, Decision: it.Decision,
 			Source: it.Source, Received: it.Received, InstanceNumber: it.InstanceNumber,
 			Frames: it.Frames, ImagePositionPatient: it.Position, SeriesVersion: version,
-			Delivery: delivery, svc: s, msg: msg,
+			Delivery: delivery, WorkSequence: seq, svc: s, msg: msg,
 		}
 		s.m.dispatched.Inc()
 		if err := sc.ConsumeSlice(ctx, sl); err != nil {

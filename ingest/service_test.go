@@ -240,7 +240,7 @@ func TestRestartResumesOpenSeries(t *testing.T) {
 	done := make(chan struct{})
 	go func() { svc.Run(ctx, Consumers{Slices: rec}); close(done) }()
 	accept(t, svc, inst{series: "1.3", sop: "1.3.1"})
-	waitFor(t, 10*time.Second, "slice", func() bool { s, _ := rec.counts(); return s == 1 })
+	waitFor(t, 10*time.Second, "slice acknowledged", func() bool { return rec.ackedCount() == 1 })
 	cancel()
 	<-done
 	js.Close()
@@ -256,6 +256,6 @@ func TestRestartResumesOpenSeries(t *testing.T) {
 		t.Fatalf("completion after restart: %d instances, version %d", len(c.Instances), c.Version)
 	}
 	if s, _ := rec2.counts(); s != 1 {
-		t.Fatalf("acknowledged slice redelivered after restart (%d slices)", s)
+		t.Fatalf("acknowledged slice redelivered after restart (%d slices: %s %s)", s, rec2.slices[0].SOPInstanceUID, rec2.slices[1].SOPInstanceUID)
 	}
 }
