@@ -14,7 +14,8 @@ import (
 )
 
 // expectedFrames is the test's own idea of the SEG frames: the sources with
-// any anomalous pixel (or all), ordered by z (the slice normal is +z here).
+// any anomalous pixel (or all), ordered by position along the slice normal
+// (row direction x column direction).
 func expectedFrames(res *SeriesResult, all bool) []*SourceSlice {
 	var out []*SourceSlice
 	for i := range res.Sources {
@@ -22,11 +23,13 @@ func expectedFrames(res *SeriesResult, all bool) []*SourceSlice {
 			out = append(out, &res.Sources[i])
 		}
 	}
-	z := func(s *SourceSlice) float64 {
-		f, _ := ParseFloats(getStrings(s.Header, "ImagePositionPatient"))
-		return f[2]
+	along := func(s *SourceSlice) float64 {
+		p, _ := ParseFloats(getStrings(s.Header, "ImagePositionPatient"))
+		o, _ := ParseFloats(getStrings(s.Header, "ImageOrientationPatient"))
+		n := [3]float64{o[1]*o[5] - o[2]*o[4], o[2]*o[3] - o[0]*o[5], o[0]*o[4] - o[1]*o[3]}
+		return p[0]*n[0] + p[1]*n[1] + p[2]*n[2]
 	}
-	sort.Slice(out, func(i, j int) bool { return z(out[i]) < z(out[j]) })
+	sort.Slice(out, func(i, j int) bool { return along(out[i]) < along(out[j]) })
 	return out
 }
 
