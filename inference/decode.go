@@ -120,9 +120,9 @@ func DecodeFile(path string) ([]*Slice, error) {
 
 // Decode parses Part-10 DICOM bytes and decodes every frame.
 func Decode(data []byte) ([]*Slice, error) {
-	ds, err := dicom.Parse(bytes.NewReader(data), int64(len(data)), nil, dicom.SkipProcessingPixelDataValue())
+	ds, err := parseGuarded(data, dicom.SkipProcessingPixelDataValue())
 	if err != nil {
-		return nil, fmt.Errorf("inference: decode: parse: %w", err)
+		return nil, fmt.Errorf("inference: decode: %w", err)
 	}
 	return DecodeDataset(&ds)
 }

@@ -522,8 +522,9 @@ func DecodeModel(data []byte) (*Model, error) {
 		}
 		n := int64(1)
 		for _, s := range e.Shape {
-			if s < 0 || s > 1<<31 {
-				return nil, nil, corrupt("tensor %q has shape %v", name, e.Shape)
+			// Bound the product by the bytes present so it cannot overflow.
+			if s < 0 || (s > 0 && n > int64(len(body))/int64(s)) {
+				return nil, nil, corrupt("tensor %q has shape %v, more than the file holds", name, e.Shape)
 			}
 			n *= int64(s)
 		}

@@ -183,3 +183,30 @@ func TestVerifyEmbedder(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func FuzzDecodeModel(f *testing.F) {
+	var buf bytes.Buffer
+	if err := EncodeModel(&buf, testModel(3, 4, 9)); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeModel(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptModel) {
+				t.Fatalf("error %v does not wrap ErrCorruptModel", err)
+			}
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("decoded model fails validation: %v", err)
+		}
+		var out bytes.Buffer
+		if err := EncodeModel(&out, m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeModel(out.Bytes()); err != nil {
+			t.Fatalf("re-encoded model does not decode: %v", err)
+		}
+	})
+}

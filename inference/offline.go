@@ -100,24 +100,12 @@ func ScanSeries(dir string) ([]*Series, []ScanProblem, error) {
 	return out, problems, nil
 }
 
-func parseHeader(path string) (ds dicom.Dataset, err error) {
-	f, err := os.Open(path)
+func parseHeader(path string) (dicom.Dataset, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return ds, err
+		return dicom.Dataset{}, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ds, err
-	}
-	if st.Size() < 132 {
-		return ds, fmt.Errorf("not DICOM: %d bytes", st.Size())
-	}
-	var magic [4]byte
-	if _, err := f.ReadAt(magic[:], 128); err != nil || string(magic[:]) != "DICM" {
-		return ds, fmt.Errorf("not a DICOM Part-10 file (no DICM prefix)")
-	}
-	return dicom.Parse(f, st.Size(), nil, dicom.SkipPixelData())
+	return parseGuarded(data, dicom.SkipPixelData())
 }
 
 // SeriesSummary is the JSON summary 'anomalynode score' writes per series.

@@ -1,0 +1,207 @@
+package inference
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/suyashkumar/dicom"
+)
+
+// maxNesting bounds sequence depth in untrusted data.
+const maxNesting = 32
+
+// undefinedLength is the DICOM undefined value length.
+const undefinedLength = 0xFFFFFFFF
+
+// parseGuarded runs suyashkumar/dicom on untrusted bytes. It first walks the
+// element structure and rejects any value length that runs past the data (the
+// parser allocates a declared length before reading it, so a 1 KB file could
+// ask for 4 GB), then recovers from parser panics (seen on corrupt input),
+// turning both into ErrBadPixelData.
+func parseGuarded(data []byte, opts ...dicom.ParseOption) (ds dicom.Dataset, err error) {
+	if err := checkStructure(data); err != nil {
+		return ds, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: DICOM parser panicked on corrupt data: %v", ErrBadPixelData, r)
+		}
+	}()
+	ds, err = dicom.Parse(bytes.NewReader(data), int64(len(data)), nil, opts...)
+	if err != nil {
+		return ds, fmt.Errorf("parse: %w", err)
+	}
+	return ds, nil
+}
+
+// checkStructure walks a Part-10 file's elements (file meta in explicit VR
+// little endian, the data set in its transfer syntax) and checks every length.
+func checkStructure(data []byte) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadPixelData, fmt.Sprintf(format, args...))
+	}
+	if len(data) < 132 || string(data[128:132]) != "DICM" {
+		return bad("not a DICOM Part-10 file (no DICM prefix)")
+	}
+	// File meta: explicit VR little endian, group 0002 only.
+	pos := 132
+	ts := ""
+	for pos+8 <= len(data) && binary.LittleEndian.Uint16(data[pos:]) == 0x0002 {
+		elem := binary.LittleEndian.Uint16(data[pos+2:])
+		hdr, vl := explicitHeader(data[pos:], binary.LittleEndian)
+		if hdr == 0 || vl == undefinedLength || pos+hdr+int(vl) > len(data) || int(vl) < 0 {
+			return bad("file meta element (0002,%04X) length runs past the data", elem)
+		}
+		if elem == 0x0010 {
+			ts = strings.TrimRight(string(data[pos+hdr:pos+hdr+int(vl)]), "\x00 ")
+		}
+		pos += hdr + int(vl)
+	}
+	if ts == "" {
+		return bad("file meta has no TransferSyntaxUID")
+	}
+	w := walker{data: data, explicit: ts != TSImplicitVRLittleEndian, order: binary.LittleEndian}
+	switch ts {
+	case TSExplicitVRBigEndian:
+		w.order = binary.BigEndian
+	case "1.2.840.10008.1.2.1.99":
+		return &UnsupportedError{TransferSyntax: ts, Reason: "no decoder for Deflated Explicit VR Little Endian", syntax: true}
+	}
+	_, err := w.walk(pos, len(data), 0, false)
+	return err
+}
+
+type walker struct {
+	data     []byte
+	explicit bool
+	order    binary.ByteOrder
+}
+
+// longVR are the explicit VRs with a 2-byte reserved field and a 4-byte length.
+var longVR = map[string]bool{"OB": true, "OD": true, "OF": true, "OL": true, "OV": true, "OW": true,
+	"SQ": true, "SV": true, "UC": true, "UN": true, "UR": true, "UT": true, "UV": true}
+
+// explicitHeader returns the header size and value length of an explicit-VR
+// element at b (0 header when b is too short or the VR is not two letters).
+func explicitHeader(b []byte, order binary.ByteOrder) (int, uint32) {
+	if len(b) < 8 {
+		return 0, 0
+	}
+	vr := string(b[4:6])
+	if vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z' {
+		return 0, 0
+	}
+	if longVR[vr] {
+		if len(b) < 12 {
+			return 0, 0
+		}
+		return 12, order.Uint32(b[8:])
+	}
+	return 8, uint32(order.Uint16(b[6:]))
+}
+
+// walk checks the elements in data[pos:end]; inItem stops at an item
+// delimiter, which it consumes. It returns the position after what it read.
+func (w *walker) walk(pos, end, depth int, inItem bool) (int, error) {
+	bad := func(format string, args ...any) (int, error) {
+		return 0, fmt.Errorf("%w: %s", ErrBadPixelData, fmt.Sprintf(format, args...))
+	}
+	if depth > maxNesting {
+		return bad("sequences nested deeper than %d", maxNesting)
+	}
+	for pos < end {
+		if pos+8 > end {
+			return bad("element header at byte %d cut off", pos)
+		}
+		group, elem := w.order.Uint16(w.data[pos:]), w.order.Uint16(w.data[pos+2:])
+		if group == 0xFFFE && elem == 0xE00D {
+			if inItem {
+				return pos + 8, nil
+			}
+			pos += 8
+			continue
+		}
+		var hdr int
+		var vl uint32
+		isSQ := false
+		if w.explicit {
+			hdr, vl = explicitHeader(w.data[pos:end], w.order)
+			if hdr == 0 {
+				return bad("element (%04X,%04X) at byte %d has no valid VR", group, elem, pos)
+			}
+			isSQ = string(w.data[pos+4:pos+6]) == "SQ"
+		} else {
+			hdr, vl = 8, w.order.Uint32(w.data[pos+4:])
+		}
+		pos += hdr
+		if vl == undefinedLength {
+			// A sequence or encapsulated pixel data: items until the sequence delimiter.
+			next, err := w.items(pos, end, depth+1, group == 0x7FE0 && elem == 0x0010)
+			if err != nil {
+				return 0, err
+			}
+			pos = next
+			continue
+		}
+		if int64(pos)+int64(vl) > int64(end) {
+			return bad("element (%04X,%04X) declares %d bytes, only %d remain", group, elem, vl, end-pos)
+		}
+		if isSQ {
+			if _, err := w.items(pos, pos+int(vl), depth+1, false); err != nil {
+				return 0, err
+			}
+		}
+		pos += int(vl)
+	}
+	if inItem {
+		return bad("item without its delimiter")
+	}
+	return pos, nil
+}
+
+// items checks sequence items (or, with fragments, encapsulated pixel data
+// fragments, which hold bytes rather than elements) from pos until a sequence
+// delimiter or end.
+func (w *walker) items(pos, end, depth int, fragments bool) (int, error) {
+	bad := func(format string, args ...any) (int, error) {
+		return 0, fmt.Errorf("%w: %s", ErrBadPixelData, fmt.Sprintf(format, args...))
+	}
+	for pos < end {
+		if pos+8 > end {
+			return bad("item header at byte %d cut off", pos)
+		}
+		group, elem := w.order.Uint16(w.data[pos:]), w.order.Uint16(w.data[pos+2:])
+		vl := w.order.Uint32(w.data[pos+4:])
+		pos += 8
+		if group != 0xFFFE {
+			return bad("expected an item at byte %d, found (%04X,%04X)", pos-8, group, elem)
+		}
+		switch elem {
+		case 0xE0DD: // sequence delimiter
+			return pos, nil
+		case 0xE000:
+			if vl == undefinedLength {
+				next, err := w.walk(pos, end, depth+1, true)
+				if err != nil {
+					return 0, err
+				}
+				pos = next
+				continue
+			}
+			if int64(pos)+int64(vl) > int64(end) {
+				return bad("item declares %d bytes, only %d remain", vl, end-pos)
+			}
+			if !fragments {
+				if _, err := w.walk(pos, pos+int(vl), depth+1, false); err != nil {
+					return 0, err
+				}
+			}
+			pos += int(vl)
+		default:
+			return bad("unexpected (FFFE,%04X) in a sequence", elem)
+		}
+	}
+	return pos, nil
+}
