@@ -107,7 +107,7 @@ func FuzzAssociation(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		conn := &bytesConn{r: bytes.NewReader(data)}
 		a := s.newAssociation(context.Background(), conn)
-		_, _ = a.run(1)
+		_, _ = a.run()
 		if a.u.st != sta1Idle && a.u.st != sta13AwaitTransClose && a.u.st != sta6Established && a.u.st != sta8AwaitLocalRel {
 			t.Fatalf("association ended in state Sta%d", a.u.st)
 		}

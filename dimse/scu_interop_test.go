@@ -43,7 +43,7 @@ func startStoreSCP(t *testing.T, extra ...string) (addr, dir string) {
 	return addr, dir
 }
 
-func waitPort(t *testing.T, addr string) {
+func waitPort(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

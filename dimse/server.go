@@ -176,15 +176,23 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			continue
 		}
 		s.open++
-		slots := s.open
 		s.wg.Add(1)
 		s.mu.Unlock()
 		s.m.active.Inc()
-		go s.serveConn(conn, slots)
+		go s.serveConn(conn)
 	}
 }
 
 var errTooManyFiles = errors.New("too many open files")
+
+// openConns counts connections holding a slot: every accepted connection
+// does, from accept until it is closed (or aborted), so silent peers count too
+// until ARTIM frees them.
+func (s *Server) openConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
+}
 
 func (s *Server) isClosing() bool {
 	s.mu.Lock()
@@ -250,7 +258,7 @@ func (s *Server) newAssociation(ctx context.Context, conn net.Conn) *association
 	return a
 }
 
-func (s *Server) serveConn(conn net.Conn, slots int) {
+func (s *Server) serveConn(conn net.Conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := s.newAssociation(ctx, conn)
 	u := a.u
@@ -282,7 +290,7 @@ func (s *Server) serveConn(conn net.Conn, slots int) {
 			u.abort(abortSourceUser, abortReasonNone)
 		}
 	}()
-	outcome, err := a.run(slots)
+	outcome, err := a.run()
 	s.m.associations.WithLabelValues(outcome).Inc()
 	ev := a.log.Debug()
 	if err != nil {
@@ -292,7 +300,7 @@ func (s *Server) serveConn(conn net.Conn, slots int) {
 }
 
 // run negotiates and serves the association and returns its outcome label.
-func (a *association) run(slots int) (string, error) {
+func (a *association) run() (string, error) {
 	u, pol := a.u, a.pol
 	if pol.cfg.TLS != nil {
 		tc := tls.Server(u.conn, pol.cfg.TLS)
@@ -319,10 +327,11 @@ func (a *association) run(slots int) (string, error) {
 	a.info.ImplementationClassUID, a.info.ImplementationVersion = rq.ImplClassUID, rq.ImplVersion
 	a.info.MaxPDU = rq.MaxPDU
 	a.log = a.log.With().Str("calling_ae", rq.CallingAE).Logger()
-	if result, source, reason, why := a.check(rq, slots); result != 0 {
+	if result, source, reason, why := a.check(rq); result != 0 {
 		if err := u.write(evSendAssocRJ, encodeReject(result, source, reason)); err != nil {
 			return "rejected", err
 		}
+		a.freeSlot()
 		a.awaitClose()
 		return "rejected", fmt.Errorf("%w: %s", ErrAssociationRejected, why)
 	}
@@ -365,7 +374,7 @@ func (a *association) awaitClose() {
 }
 
 // check applies the acceptance policy; result 0 accepts.
-func (a *association) check(rq *associate, slots int) (result, source, reason byte, why string) {
+func (a *association) check(rq *associate) (result, source, reason byte, why string) {
 	cfg := a.pol.cfg
 	switch {
 	case rq.ProtocolVersion&1 == 0:
@@ -378,7 +387,7 @@ func (a *association) check(rq *associate, slots int) (result, source, reason by
 		return RejectPermanent, RejectSourceServiceUser, RejectReasonCallingAENotRecognized, fmt.Sprintf("calling AE %q not allowed", rq.CallingAE)
 	case a.s.isClosing():
 		return RejectTransient, RejectSourceServiceProviderPres, RejectReasonTemporaryCongestion, "shutting down"
-	case slots > cfg.MaxAssociations:
+	case a.s.openConns() > cfg.MaxAssociations:
 		return RejectTransient, RejectSourceServiceProviderPres, RejectReasonLocalLimitExceeded, fmt.Sprintf("more than %d associations", cfg.MaxAssociations)
 	}
 	return 0, 0, 0, ""
@@ -495,6 +504,9 @@ func (a *association) serve() (string, error) {
 					if err := u.write(evSendReleaseRP, encodeRelease(pduReleaseRP)); err != nil {
 						return "failed", err
 					}
+					// The association is over: let the next one in while the
+					// peer closes the transport.
+					a.freeSlot()
 					a.awaitClose()
 					return "released", nil
 				case pduAbort:
