@@ -25,7 +25,15 @@ import (
 // openJS starts an embedded JetStream with its store in a temp folder.
 func openJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: t.TempDir(), DontListen: true, NoSigs: true, NoLog: true})
+	js, stop := openJSAt(t, t.TempDir())
+	t.Cleanup(stop)
+	return js
+}
+
+// openJSAt starts an embedded JetStream storing under dir; stop shuts it down.
+func openJSAt(t *testing.T, dir string) (jetstream.JetStream, func()) {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, DontListen: true, NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +49,7 @@ func openJS(t *testing.T) jetstream.JetStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close(); srv.Shutdown(); srv.WaitForShutdown() })
-	return js
+	return js, func() { nc.Close(); srv.Shutdown(); srv.WaitForShutdown() }
 }
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -148,6 +155,9 @@ func TestQueueFolderAndStuckDestination(t *testing.T) {
 			t.Fatalf("folder copy of %s: %v", o.SOPInstanceUID, err)
 		}
 	}
+	waitFor(t, "the queue depth gauge to show the stuck destination's 4 jobs", 10*time.Second, func() bool {
+		return value(q.m.depth.WithLabelValues("stuck")) == 4
+	})
 	close(stuck)
 	waitFor(t, "the stuck destination to catch up", 10*time.Second, func() bool {
 		return value(q.m.delivered.WithLabelValues("stuck")) == 4
@@ -272,4 +282,35 @@ func value(c prometheus.Metric) float64 {
 		return m.Counter.GetValue()
 	}
 	return m.Gauge.GetValue()
+}
+
+// TestQueueSurvivesRestart enqueues jobs, stops JetStream before any
+// delivery, starts it again from the same store, and delivers them all.
+func TestQueueSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	js, stop := openJSAt(t, dir)
+	q, err := NewQueue(context.Background(), js, QueueConfig{Prefix: "T"}, nil, zerolog.Nop(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := q.Enqueue(context.Background(), fakeObject(300+i), "share"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+
+	js, stop = openJSAt(t, dir)
+	defer stop()
+	out := t.TempDir()
+	q, err = NewQueue(context.Background(), js, QueueConfig{Prefix: "T"}, []Destination{{Name: "share", Sender: &Folder{Dir: out}}}, testLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runQueue(t, q)
+	waitFor(t, "3 deliveries after the restart", 10*time.Second, func() bool { return value(q.m.delivered.WithLabelValues("share")) == 3 })
+	files, _ := filepath.Glob(filepath.Join(out, "*", "*", "*.dcm"))
+	if len(files) != 3 {
+		t.Fatalf("%d files delivered, want 3", len(files))
+	}
 }
