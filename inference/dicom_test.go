@@ -315,12 +315,23 @@ func TestDecodeErrors(t *testing.T) {
 	rleFrag := encodeRLE(rle.raw, 16)
 	shortRLE := rle
 	shortRLE.fragments = [][]byte{rleFrag[:len(rleFrag)-6]}
+	// A PixelData length of nearly 4 GB in a small file must be rejected before
+	// the parser allocates it.
+	huge := append([]byte(nil), good...)
+	i := bytes.Index(huge, []byte("\xe0\x7f\x10\x00OW"))
+	if i < 0 {
+		t.Fatal("no PixelData header found")
+	}
+	binary.LittleEndian.PutUint32(huge[i+8:], 0xFFFFFFF0)
+	nested := buildDICOM(t, dcmSpec{rows: 2, cols: 2, raw: make([]uint32, 4)})
 	cases := []struct {
 		name        string
 		data        []byte
 		unsupported bool
 		syntax      bool
 	}{
+		{"huge length", huge, false, false},
+		{"trailing garbage", append(append([]byte(nil), nested...), 1, 2, 3), false, false},
 		{"truncated native", good[:len(good)-20], false, false},
 		{"truncated header", good[:200], false, false},
 		{"jpeg 2000", buildDICOM(t, dcmSpec{ts: "1.2.840.10008.1.2.4.90", rows: 8, cols: 8, fragments: [][]byte{{1, 2, 3, 4}}}), true, true},

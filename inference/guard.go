@@ -205,3 +205,4 @@ func (w *walker) items(pos, end, depth int, fragments bool) (int, error) {
 	}
 	return pos, nil
 }
+
