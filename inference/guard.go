@@ -205,4 +205,3 @@ func (w *walker) items(pos, end, depth int, fragments bool) (int, error) {
 	}
 	return pos, nil
 }
-
