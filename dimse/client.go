@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -89,6 +90,11 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.DIMSETimeout <= 0 {
 		cfg.DIMSETimeout = 2 * time.Minute
+	}
+	for _, ae := range []string{cfg.CallingAE, cfg.CalledAE} {
+		if err := checkAE(ae); err != nil {
+			return nil, err
+		}
 	}
 	contexts := cfg.Contexts
 	if len(contexts) == 0 {
@@ -411,5 +417,19 @@ func (c *Client) Abort() error {
 	}
 	c.closed = true
 	c.u.abort(abortSourceUser, abortReasonNone)
+	return nil
+}
+
+// checkAE rejects AE titles that do not fit PS3.5's AE VR: 1-16 characters of
+// the default repertoire, no backslash or control characters, not all spaces.
+func checkAE(ae string) error {
+	if len(ae) > 16 || strings.TrimSpace(ae) == "" {
+		return fmt.Errorf("dimse: AE title %q must be 1-16 characters", ae)
+	}
+	for _, r := range ae {
+		if r < 0x20 || r > 0x7e || r == '\\' {
+			return fmt.Errorf("dimse: AE title %q has a character not allowed in an AE title", ae)
+		}
+	}
 	return nil
 }

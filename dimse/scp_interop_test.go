@@ -3,7 +3,6 @@ package dimse
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"sync"
 	"testing"
@@ -28,7 +27,7 @@ func runTool(t *testing.T, name string, args ...string) string {
 
 // dcmtkEnv disables Nagle's algorithm in dcmtk tools (TCP_NODELAY=1, read by
 // dcmnet); without it each small PDU waits for a delayed ACK, ~40 ms a message.
-func dcmtkEnv() []string { return append(os.Environ(), "TCP_NODELAY=1") }
+func dcmtkEnv() []string { return peers.DcmtkEnv() }
 
 // checkArrived asserts every file arrived with its data set byte-identical
 // (same transfer syntax) and with the right UIDs.

@@ -6,41 +6,25 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"anomalynode/internal/peers"
 )
 
-// startStoreSCP runs dcmtk's storescp writing into a temp folder.
+// startStoreSCP runs dcmtk's storescp (verbose log shown on failure).
 func startStoreSCP(t *testing.T, extra ...string) (addr, dir string) {
 	t.Helper()
-	dir = t.TempDir()
-	port := peers.FreePort(t)
-	args := append([]string{"-d", "-aet", "STORESCP", "-od", dir}, extra...)
-	args = append(args, strconv.Itoa(port))
-	cmd := exec.Command(peers.Tool(t, "storescp"), args...)
-	cmd.Env = dcmtkEnv()
-	logf, _ := os.Create(filepath.Join(t.TempDir(), "storescp.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	s := peers.StartStoreSCP(t, "STORESCP", append([]string{"-d"}, extra...)...)
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
 		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
+			b, _ := os.ReadFile(s.Log)
 			t.Logf("storescp log:\n%s", b)
 		}
 	})
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
-	waitPort(t, addr)
-	return addr, dir
+	return s.Addr(), s.Dir
 }
 
 func waitPort(t testing.TB, addr string) {
@@ -195,5 +179,4 @@ func TestOrthancBothWays(t *testing.T) {
 	if out, err := o.Post("/modalities/node/echo", "{}"); err != nil {
 		t.Fatalf("Orthanc echo to node: %v %s", err, out)
 	}
-	_ = strings.TrimSpace
 }

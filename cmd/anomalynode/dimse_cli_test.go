@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"anomalynode/dimse"
+)
+
+// writeTestInstance writes a small valid CT instance (Explicit VR LE).
+func writeTestInstance(t *testing.T, path, sopInstance string) {
+	t.Helper()
+	var ds bytes.Buffer
+	el := func(g, e uint16, vr, v string) {
+		if len(v)%2 == 1 {
+			if vr == "UI" {
+				v += "\x00"
+			} else {
+				v += " "
+			}
+		}
+		ds.Write([]byte{byte(g), byte(g >> 8), byte(e), byte(e >> 8), vr[0], vr[1], byte(len(v)), byte(len(v) >> 8)})
+		ds.WriteString(v)
+	}
+	el(0x0008, 0x0016, "UI", dimse.CTImageStorage)
+	el(0x0008, 0x0018, "UI", sopInstance)
+	el(0x0008, 0x0060, "CS", "CT")
+	el(0x0020, 0x000D, "UI", "1.2.3.4")
+	el(0x0020, 0x000E, "UI", "1.2.3.4.5")
+	var f bytes.Buffer
+	if err := dimse.WriteFileMeta(&f, dimse.FileMeta{MediaStorageSOPClassUID: dimse.CTImageStorage, MediaStorageSOPInstanceUID: sopInstance,
+		TransferSyntaxUID: dimse.ExplicitVRLittleEndian}); err != nil {
+		t.Fatal(err)
+	}
+	f.Write(ds.Bytes())
+	if err := os.WriteFile(path, f.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testEnv() (*env, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	return &env{log: zerolog.Nop(), stdout: &out, stderr: &errb}, &out, &errb
+}
+
+func TestServeEchoSend(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	data, out := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		e, _, _ := testEnv()
+		served <- runServe(ctx, e, []string{"--listen", addr, "--ae", "NODE", "--data", data, "--out", out})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not start listening")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	e, stdout, _ := testEnv()
+	if err := runEcho(ctx, e, []string{"--addr", addr, "--called-ae", "NODE"}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "success") {
+		t.Fatalf("echo printed %q", stdout)
+	}
+
+	src := t.TempDir()
+	for i := 0; i < 5; i++ {
+		writeTestInstance(t, filepath.Join(src, fmt.Sprintf("i%d.dcm", i)), fmt.Sprintf("1.2.3.4.5.%d", i))
+	}
+	if err := os.WriteFile(filepath.Join(src, "README.txt"), []byte("not dicom"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, stdout, stderr := testEnv()
+	if err := runSend(ctx, e, []string{"--addr", addr, "--called-ae", "NODE", src}); err != nil {
+		t.Fatalf("send: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stdout.String(), "sent 5 of 5") || !strings.Contains(stderr.String(), "README.txt") {
+		t.Fatalf("send output %q / %q", stdout, stderr)
+	}
+	for i := 0; i < 5; i++ {
+		p := filepath.Join(out, fmt.Sprintf("1.2.3.4.5.%d.dcm", i))
+		if b, err := exec.Command("dcmdump", "-q", p).CombinedOutput(); err != nil {
+			t.Fatalf("stored %s does not parse: %v\n%s", p, err, b)
+		}
+	}
+
+	// Errors are returned, not printed and swallowed.
+	e, _, _ = testEnv()
+	if err := runEcho(ctx, e, []string{"--addr", addr, "--called-ae", "NODE", "--calling-ae", strings.Repeat("X", 20)}); err == nil {
+		t.Fatal("echo with a 20-character AE title succeeded")
+	}
+	e, _, _ = testEnv()
+	if err := runSend(ctx, e, []string{"--addr", addr}); err == nil {
+		t.Fatal("send without files succeeded")
+	}
+
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
