@@ -60,7 +60,7 @@ func runExports(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	js, err := ingest.OpenJetStream(ctx, cfg.NATS, cfg.Node.DataDir, e.log)
+	js, err := openExportsJetStream(ctx, e, cfg)
 	if err != nil {
 		return err
 	}
@@ -113,4 +113,19 @@ func printDeadLetters(e *env, dead []output.DeadLetter, asJSON bool) error {
 	}
 	fmt.Fprintf(e.stdout, "%d dead-lettered job(s)\n", len(dead))
 	return nil
+}
+
+// openExportsJetStream reaches the node's JetStream: the external cluster when
+// nats.url is set; else a running node's embedded server when it listens
+// (nats.listen); else the embedded store under node.data_dir, which works only
+// while the node is stopped (one process owns it).
+func openExportsJetStream(ctx context.Context, e *env, cfg *configs.Config) (*ingest.JS, error) {
+	if cfg.NATS.URL == "" && cfg.NATS.Listen != "" {
+		remote := cfg.NATS
+		remote.URL, remote.Listen = "nats://"+cfg.NATS.Listen, ""
+		if js, err := ingest.OpenJetStream(ctx, remote, cfg.Node.DataDir, e.log); err == nil {
+			return js, nil
+		}
+	}
+	return ingest.OpenJetStream(ctx, cfg.NATS, cfg.Node.DataDir, e.log)
 }

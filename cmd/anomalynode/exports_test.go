@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,15 +15,31 @@ import (
 
 	"anomalynode/configs"
 	"anomalynode/ingest"
+	"anomalynode/internal/peers"
 	"anomalynode/output"
 )
 
 // TestExportsListReplay dead-letters a job in a node's on-disk JetStream,
-// then lists and replays it with the subcommand against the same store.
+// then lists and replays it with the subcommand: once through the running
+// node's loopback listener, once against the store with the node stopped.
 func TestExportsListReplay(t *testing.T) {
+	for _, running := range []bool{true, false} {
+		name := "node stopped"
+		if running {
+			name = "node running with nats.listen"
+		}
+		t.Run(name, func(t *testing.T) { testExportsListReplay(t, running) })
+	}
+}
+
+func testExportsListReplay(t *testing.T, running bool) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "node.yaml")
-	if err := os.WriteFile(cfgPath, []byte("node:\n  data_dir: "+dir+"\nexport:\n  max_attempts: 1\n"), 0o644); err != nil {
+	yaml := "node:\n  data_dir: " + dir + "\nexport:\n  max_attempts: 1\n"
+	if running {
+		yaml += fmt.Sprintf("nats:\n  listen: 127.0.0.1:%d\n", peers.FreePort(t))
+	}
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := configs.Load(cfgPath)
@@ -64,7 +81,9 @@ func TestExportsListReplay(t *testing.T) {
 	}
 	stop()
 	<-done
-	if err := js.Close(); err != nil {
+	if running {
+		defer js.Close()
+	} else if err := js.Close(); err != nil {
 		t.Fatal(err)
 	}
 
