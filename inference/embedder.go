@@ -214,7 +214,11 @@ func graphOptLevel(s string) (ort.GraphOptimizationLevel, error) {
 
 // Dim is the token width D (-1 or 0 when the model leaves it dynamic, until
 // the first run).
-func (e *Embedder) Dim() int { return e.dim }
+func (e *Embedder) Dim() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.dim
+}
 
 // Names returns the input and output names in use.
 func (e *Embedder) Names() (input, output string) { return e.in, e.out }
@@ -301,6 +305,8 @@ func (e *Embedder) Embed(input []float32, b, h, w int) (*Embedding, error) {
 			return nil, errors.New("inference: embed: model produced NaN/Inf")
 		}
 	}
+	e.mu.Lock()
 	e.dim = d
+	e.mu.Unlock()
 	return emb, nil
 }
