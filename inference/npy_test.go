@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -134,4 +135,50 @@ func FuzzDecodeNPY(f *testing.F) {
 			t.Fatalf("shape %v but %d/%d values", a.Shape, len(a.F32), len(a.U8))
 		}
 	})
+}
+
+// TestNPYWrittenByNumPy reads files numpy.save wrote (testdata/gen_golden.py).
+func TestNPYWrittenByNumPy(t *testing.T) {
+	want := make([]float32, 12)
+	for i := range want {
+		want[i] = (float32(i) - 5.5) / 4 // exact in float16 too
+	}
+	for _, name := range []string{"f4_3x4", "f2_3x4", "f8_3x4"} {
+		a, err := ReadNPY(filepath.Join("testdata", "npy", name+".npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Shape) != 2 || a.Shape[0] != 3 || a.Shape[1] != 4 {
+			t.Fatalf("%s: shape %v", name, a.Shape)
+		}
+		for i, v := range want {
+			if a.F32[i] != v {
+				t.Fatalf("%s[%d] = %v, want %v", name, i, a.F32[i], v)
+			}
+		}
+	}
+	u, err := ReadNPY(filepath.Join("testdata", "npy", "u1_2x3.npy"))
+	if err != nil || !bytes.Equal(u.U8, []byte{0, 1, 255, 7, 0, 1}) || u.Shape[1] != 3 {
+		t.Fatalf("u1: %+v %v", u, err)
+	}
+	b, err := ReadNPY(filepath.Join("testdata", "npy", "b1_4.npy"))
+	if err != nil || !bytes.Equal(b.U8, []byte{1, 0, 0, 1}) {
+		t.Fatalf("b1: %+v %v", b, err)
+	}
+	be, err := ReadNPY(filepath.Join("testdata", "npy", "f4_be_2.npy"))
+	if err != nil || be.F32[0] != 1.5 || be.F32[1] != -2.25 {
+		t.Fatalf("big-endian: %+v %v", be, err)
+	}
+	// Our writer's bytes for the float32 array equal NumPy's.
+	mine := &bytes.Buffer{}
+	if err := EncodeNPY(mine, &Array{Shape: []int{3, 4}, F32: want}); err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := os.ReadFile(filepath.Join("testdata", "npy", "f4_3x4.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mine.Bytes(), theirs) {
+		t.Fatalf("EncodeNPY differs from numpy.save:\n%q\n%q", mine.Bytes()[:80], theirs[:80])
+	}
 }
