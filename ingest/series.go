@@ -320,6 +320,22 @@ func expectedFrames(it *workItem) int {
 	return it.ImagesInAcq
 }
 
+// seriesHas reports whether the series record lists the instance.
+func (s *Service) seriesHas(ctx context.Context, seriesUID, sop string) (bool, error) {
+	e, err := s.series.Get(ctx, uidKey("s", seriesUID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var st seriesState
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return false, fmt.Errorf("ingest: series %s record: %w", seriesUID, err)
+	}
+	return st.index(sop) >= 0, nil
+}
+
 func (s *Service) markDone(ctx context.Context, seriesUID, sop string) error {
 	_, err := s.updateSeries(ctx, seriesUID, func(st *seriesState, exists bool) bool {
 		i := st.index(sop)

@@ -96,6 +96,9 @@ type workItem struct {
 	Position          []float64 `json:"position,omitempty"`
 }
 
+// objectChunkSize is the object store chunk size (below the server's max payload).
+const objectChunkSize = 1 << 20
+
 // Service is the ingest stage: it accepts instances into the durable store
 // (Accept, ServeStore), and Run feeds the queued work to the next stages and
 // tracks series to completion.
@@ -104,7 +107,6 @@ type Service struct {
 	log       zerolog.Logger
 	router    *Router
 	objects   jetstream.ObjectStore
-	seen      jetstream.KeyValue
 	series    jetstream.KeyValue
 	workName  string
 	workSubj  string
@@ -137,13 +139,6 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: object store: %w", err)
-	}
-	s.seen, err = j.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: js.Name("SEEN"), Description: "accepted SOP Instance UIDs (duplicate detection)",
-		Storage: jetstream.FileStorage, Replicas: js.Replicas, TTL: cfg.Ingest.Retention, History: 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ingest: seen bucket: %w", err)
 	}
 	s.series, err = j.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: js.Name("SERIES"), Description: "open and completed series",
@@ -235,33 +230,54 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 		s.m.ignored.Inc()
 		return res, nil
 	}
-	seenKey := uidKey("i", res.SOPInstanceUID)
-	if _, err := s.seen.Get(ctx, seenKey); err == nil {
+	// Duplicates: an instance already in its series record was dispatched
+	// before; one still waiting in the work queue is caught by the message ID
+	// below. Either way the copy is not queued again.
+	dup, err := s.seriesHas(ctx, res.SeriesInstanceUID, res.SOPInstanceUID)
+	if err != nil {
+		s.m.refused.WithLabelValues("store").Inc()
+		return res, fmt.Errorf("%w: series index: %v", ErrUnavailable, err)
+	}
+	if dup {
 		if _, err := io.Copy(io.Discard, src); err != nil {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
 		}
 		res.Outcome = Duplicate
 		s.m.duplicate.Inc()
 		return res, nil
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		s.m.refused.WithLabelValues("store").Inc()
-		return res, fmt.Errorf("%w: duplicate index: %v", ErrUnavailable, err)
 	}
 	meta := jetstream.ObjectMeta{
 		Name: res.SOPInstanceUID,
+		// 1 MiB chunks: a typical slice is one chunk plus the meta record,
+		// and every record costs one synced write.
+		Opts: &jetstream.ObjectMetaOptions{ChunkSize: objectChunkSize},
 		Headers: nats.Header{
 			"Transfer-Syntax-UID": []string{in.TransferSyntaxUID},
 			"SOP-Class-UID":       []string{h.Str(tag.SOPClassUID)},
 			"Series-Instance-UID": []string{res.SeriesInstanceUID},
 		},
 	}
-	info, err := s.objects.Put(ctx, meta, io.MultiReader(bytes.NewReader(prefix), src))
-	if err != nil {
-		if src.err != nil {
-			return res, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
+	// An object stored by an attempt whose work item never got queued (a
+	// crash in between) is kept as it was: a stored object never changes
+	// under a queued work item.
+	info, err := s.objects.GetInfo(ctx, res.SOPInstanceUID)
+	switch {
+	case err == nil && !info.Deleted:
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
 		}
+	case err == nil || errors.Is(err, jetstream.ErrObjectNotFound):
+		info, err = s.objects.Put(ctx, meta, io.MultiReader(bytes.NewReader(prefix), src))
+		if err != nil {
+			if src.err != nil {
+				return res, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
+			}
+			s.m.refused.WithLabelValues("store").Inc()
+			return res, fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
+		}
+	default:
 		s.m.refused.WithLabelValues("store").Inc()
-		return res, fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
+		return res, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
 	res.Size = int64(info.Size)
 	if h.HasPixelData && h.PixelDataLength != tag.VLUndefinedLength && src.n-int64(len(prefix)) < int64(h.PixelDataLength) {
@@ -289,13 +305,15 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	data, _ := json.Marshal(item)
 	// The SOP Instance UID as message ID makes a re-send that races a crash
 	// (stored and queued, but the sender never saw success) a no-op.
-	if _, err := s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID)); err != nil {
+	ack, err := s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID))
+	if err != nil {
 		s.m.refused.WithLabelValues("store").Inc()
 		return res, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
-	if _, err := s.seen.Put(ctx, seenKey, []byte(res.SeriesInstanceUID)); err != nil {
-		s.m.refused.WithLabelValues("store").Inc()
-		return res, fmt.Errorf("%w: duplicate index: %v", ErrUnavailable, err)
+	if ack.Duplicate {
+		res.Outcome = Duplicate
+		s.m.duplicate.Inc()
+		return res, nil
 	}
 	res.Outcome = Stored
 	s.m.stored.Inc()

@@ -20,6 +20,9 @@ func startWatcher(t *testing.T, before func(in string)) (in, done, quar string, 
 	t.Helper()
 	base := t.TempDir()
 	in, done, quar = filepath.Join(base, "in"), filepath.Join(base, "done"), filepath.Join(base, "quarantine")
+	if err := os.MkdirAll(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if before != nil {
 		before(in)
 	}
