@@ -47,6 +47,7 @@ type UnsupportedError struct {
 	syntax bool
 }
 
+// Error implements error.
 func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("unsupported image (transfer syntax %s): %s", e.TransferSyntax, e.Reason)
 }

@@ -63,11 +63,17 @@ type Input struct {
 // Timings are the per-slice durations of each stage; batch-level stages
 // (decoding a multi-frame file, a model run) are split evenly over their slices.
 type Timings struct {
-	Decode     time.Duration `json:"decode_ns"`
+	// Decode is parsing and pixel decoding.
+	Decode time.Duration `json:"decode_ns"`
+	// Preprocess is VOI, resize, crop and normalisation.
 	Preprocess time.Duration `json:"preprocess_ns"`
-	Model      time.Duration `json:"model_ns"`
-	Score      time.Duration `json:"score_ns"`
-	Upsample   time.Duration `json:"upsample_ns"`
+	// Model is the slice's share of its ONNX Runtime run.
+	Model time.Duration `json:"model_ns"`
+	// Score is the patch scoring.
+	Score time.Duration `json:"score_ns"`
+	// Upsample is the map back to source pixels, the mask, the slice scores
+	// and the display image.
+	Upsample time.Duration `json:"upsample_ns"`
 }
 
 // Total is the sum of the stages.

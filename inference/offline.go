@@ -140,6 +140,7 @@ type SeriesSummary struct {
 
 // StageMS is Timings in milliseconds.
 type StageMS struct {
+	// Decode, Preprocess, Model, Score and Upsample are the stages; Total their sum.
 	Decode     float64 `json:"decode"`
 	Preprocess float64 `json:"preprocess"`
 	Model      float64 `json:"model"`
