@@ -155,6 +155,10 @@ async function measure(page, shot, { viewportId, mask, colour, centroid }) {
     }
     const x0 = Math.max(0, Math.floor(rect.left)), x1 = Math.min(bmp.width, Math.ceil(rect.right));
     const y0 = Math.max(0, Math.floor(rect.top)), y1 = Math.min(bmp.height, Math.ceil(rect.bottom));
+    // flag marks overlay pixels for the connected-component pass below.
+    const W = x1 - x0, H = y1 - y0;
+    const flag = new Uint8Array(Math.max(0, W * H));
+    const imgAt = new Float64Array(Math.max(0, W * H) * 2);
     let inImage = 0, lum = 0, ov = 0, gt = 0, tp = 0, sc = 0, sr = 0, gtIn = 0, ring = 0, gtLum = 0, ringLum = 0;
     const rad = centroid ? centroid.radius : 0;
     for (let y = y0; y < y1; y++) {
@@ -162,6 +166,8 @@ async function measure(page, shot, { viewportId, mask, colour, centroid }) {
         const [ic, ir] = toImage(x + 0.5, y + 0.5);
         const col = Math.round(ic), row = Math.round(ir);
         if (col < 0 || row < 0 || col >= columns || row >= rows) continue;
+        imgAt[2 * ((y - y0) * W + (x - x0))] = ic;
+        imgAt[2 * ((y - y0) * W + (x - x0)) + 1] = ir;
         const k = (y * bmp.width + x) * 4;
         const R = img[k], G = img[k + 1], B = img[k + 2];
         inImage++;
@@ -173,7 +179,7 @@ async function measure(page, shot, { viewportId, mask, colour, centroid }) {
         if (sv) isOv = chroma >= 25 && (ch[0] * sv[0] + ch[1] * sv[1] + ch[2] * sv[2]) / chroma >= 0.9;
         else isOv = chroma >= 40;
         const isGt = m ? m[row * columns + col] === 1 : false;
-        if (isOv) { ov++; sc += ic; sr += ir; }
+        if (isOv) { ov++; sc += ic; sr += ir; flag[(y - y0) * W + (x - x0)] = 1; }
         if (isGt) { gt++; gtLum += l; }
         if (isOv && isGt) tp++;
         if (centroid && !isGt) {
@@ -191,6 +197,31 @@ async function measure(page, shot, { viewportId, mask, colour, centroid }) {
       dice: ov + gt ? (2 * tp) / (ov + gt) : 0,
       truthMeanLum: gt ? gtLum / gt : null, ringMeanLum: ring ? ringLum / ring : null,
     };
+    // The largest 4-connected blob of overlay pixels: burned-in text and
+    // other small coloured marks do not move its centroid.
+    let best = { n: 0, c: 0, r: 0 };
+    const queue = new Int32Array(Math.max(1, W * H));
+    for (let start = 0; start < W * H; start++) {
+      if (flag[start] !== 1) continue;
+      let head = 0, tail = 0, n = 0, cc0 = 0, rr0 = 0;
+      queue[tail++] = start;
+      flag[start] = 2;
+      while (head < tail) {
+        const q = queue[head++];
+        n++; cc0 += imgAt[2 * q]; rr0 += imgAt[2 * q + 1];
+        const qx = q % W, qy = (q - qx) / W;
+        if (qx > 0 && flag[q - 1] === 1) { flag[q - 1] = 2; queue[tail++] = q - 1; }
+        if (qx < W - 1 && flag[q + 1] === 1) { flag[q + 1] = 2; queue[tail++] = q + 1; }
+        if (qy > 0 && flag[q - W] === 1) { flag[q - W] = 2; queue[tail++] = q - W; }
+        if (qy < H - 1 && flag[q + W] === 1) { flag[q + W] = 2; queue[tail++] = q + W; }
+      }
+      if (n > best.n) best = { n, c: cc0 / n, r: rr0 / n };
+    }
+    if (best.n) {
+      res.largestBlobPx = best.n;
+      res.largestBlobCentroid = [best.c, best.r];
+      if (centroid) res.largestBlobDistanceMM = Math.hypot((best.c - centroid.col) * csp, (best.r - centroid.row) * rs);
+    }
     if (ov) {
       res.overlayCentroid = [sc / ov, sr / ov];
       if (centroid) {
@@ -219,8 +250,16 @@ const target = truth.target;
 const lesionRadiusPx = Math.sqrt(target.lesion_pixels / Math.PI);
 const centroid = { col: target.centroid_col, row: target.centroid_row, radius: lesionRadiusPx };
 
+// mark records how long each step took (slow steps show in the log).
+function mark(res, label) {
+  const now = Date.now();
+  res.steps.push(`${label} ${((now - (res.lastMark || res.start)) / 1000).toFixed(1)}s`);
+  res.lastMark = now;
+}
+
 async function runSEG(page, c, res) {
   await openStudy(page);
+  mark(res, 'open');
   // Calibration, before any overlay: the painted lesion must be brighter than
   // a ring around it where the mapping puts it, or the mapping (and so every
   // later verdict) means nothing.
@@ -232,6 +271,7 @@ async function runSEG(page, c, res) {
   if (!(cal.truthMeanLum > cal.ringMeanLum + 10)) {
     throw new AutomationError(`calibration: the painted lesion is not where the mapping puts it (inside ${cal.truthMeanLum}, ring ${cal.ringMeanLum})`);
   }
+  mark(res, 'calibrate');
 
   const entry = page.getByText(c.description, { exact: true });
   try {
@@ -251,6 +291,7 @@ async function runSEG(page, c, res) {
     const st = window.cornerstoneTools && window.cornerstoneTools.segmentation;
     return st && st.state.getSegmentations().length > 0;
   }, 30000);
+  mark(res, 'load SEG');
   await page.waitForTimeout(1000);
   const colour = await segColour(page);
   res.metrics.segmentColour = colour;
@@ -265,6 +306,7 @@ async function runSEG(page, c, res) {
   if (m.dice < limits.minDice) res.failures.push(`overlay does not cover the lesion: Dice ${m.dice.toFixed(3)} < ${limits.minDice}`);
   if (m.overlayPx && m.centroidDistanceMM > limits.maxCentroidMM) res.failures.push(`overlay centroid ${m.centroidDistanceMM.toFixed(2)} mm from the lesion's (max ${limits.maxCentroidMM})`);
 
+  mark(res, 'lesion slice');
   const em = await showSlice(page, truth.source_series_uid, truth.empty.image_position_patient);
   const eshot = path.join(artifacts, `${slug(c.name)}-2-empty.png`);
   const e = await measure(page, eshot, { viewportId: em.viewportId, mask: truth.empty.mask_b64, colour });
@@ -277,6 +319,7 @@ async function runSEG(page, c, res) {
 
 async function runSC(page, c, res) {
   await openStudy(page);
+  mark(res, 'open');
   const entry = page.getByText(c.description, { exact: true });
   try {
     await entry.first().waitFor({ timeout: 20000 });
@@ -286,18 +329,22 @@ async function runSC(page, c, res) {
   await entry.first().dblclick();
   await waitFor(page, 'the heat-map series in the viewport', (uid) => window.cornerstone.getEnabledElements()
     .some((ee) => ee.viewport.getCurrentImageId && (ee.viewport.getCurrentImageId() || '').includes(uid)), 30000, c.series_uid);
+  mark(res, 'load SC');
   const at = await showSlice(page, c.series_uid, target.image_position_patient);
   const shot = path.join(artifacts, `${slug(c.name)}-1-lesion.png`);
   const m = await measure(page, shot, { viewportId: at.viewportId, mask: target.mask_b64, centroid });
   res.screenshots.push(shot);
   res.metrics.lesionSlice = m;
   if (m.overlayPx < 0.3 * m.truthPx) res.failures.push(`no heat map: ${m.overlayPx} coloured px for ${m.truthPx} lesion px`);
-  if (m.overlayPx && m.centroidDistanceMM > limits.scMaxCentroidMM) res.failures.push(`heat-map centroid ${m.centroidDistanceMM.toFixed(2)} mm from the lesion's (max ${limits.scMaxCentroidMM})`);
+  // The legend burned into every heat map is coloured too; the hot spot is
+  // the largest coloured blob.
+  if (m.largestBlobPx && m.largestBlobDistanceMM > limits.scMaxCentroidMM) res.failures.push(`heat-map hot spot ${m.largestBlobDistanceMM.toFixed(2)} mm from the lesion (max ${limits.scMaxCentroidMM})`);
+  if (m.truePositivePx < 0.5 * m.truthPx) res.failures.push(`the lesion is not coloured: ${m.truePositivePx} of ${m.truthPx} lesion px`);
 }
 
 const results = [];
 for (const c of cases) {
-  const res = { name: c.name, test: c.test, expectFail: c.expect_fail, screenshots: [], metrics: {}, failures: [], error: null };
+  const res = { name: c.name, test: c.test, expectFail: c.expect_fail, screenshots: [], metrics: {}, failures: [], error: null, steps: [], start: Date.now() };
   const page = await context.newPage();
   page.on('pageerror', (e) => log(`  page error: ${e.message.slice(0, 200)}`));
   const t0 = Date.now();
@@ -313,9 +360,13 @@ for (const c of cases) {
   res.seconds = (Date.now() - t0) / 1000;
   await page.close();
   const ls = res.metrics.lesionSlice;
-  const summary = ls ? `overlay ${ls.overlayPx}px, truth ${ls.truthPx}px, Dice ${ls.dice.toFixed(3)}, centroid ${ls.centroidDistanceMM === undefined ? '-' : ls.centroidDistanceMM.toFixed(2) + ' mm'}` : '';
+  const mm = (v) => (v === undefined ? '-' : `${v.toFixed(2)} mm`);
+  const summary = !ls ? '' : c.kind === 'sc'
+    ? `coloured ${ls.overlayPx}px, lesion ${ls.truthPx}px of which coloured ${ls.truePositivePx}px, hot spot ${mm(ls.largestBlobDistanceMM)} from the lesion`
+    : `overlay ${ls.overlayPx}px, lesion ${ls.truthPx}px, Dice ${ls.dice.toFixed(3)}, centroid ${mm(ls.centroidDistanceMM)} from the lesion's; lesion-free slice ${res.metrics.emptySlice ? res.metrics.emptySlice.overlayPx : '-'}px`;
   const verdict = res.error ? `ERROR ${res.error}` : res.failures.length ? `MISMATCH ${res.failures.join('; ')}` : 'OK';
   log(`${c.name}: ${verdict} ${summary ? '(' + summary + ')' : ''} [${res.seconds.toFixed(1)}s]`);
+  log(`  steps: ${res.steps.join(', ')}`);
   for (const s of res.screenshots) log(`  screenshot ${s}`);
   results.push(res);
 }

@@ -156,6 +156,9 @@ func newHandler(dist, upstream string) (http.Handler, error) {
 		p := path.Clean("/" + r.URL.Path)
 		if p != "/" {
 			if fi, err := os.Stat(filepath.Join(dist, filepath.FromSlash(strings.TrimPrefix(p, "/")))); err == nil && !fi.IsDir() {
+				// The bundles never change under a name: let every page
+				// load after the first take them from the browser's cache.
+				w.Header().Set("Cache-Control", "public, max-age=86400")
 				files.ServeHTTP(w, r)
 				return
 			}
