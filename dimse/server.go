@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -161,7 +162,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				time.Sleep(backoff)
 				continue
@@ -182,8 +183,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		go s.serveConn(conn)
 	}
 }
-
-var errTooManyFiles = errors.New("too many open files")
 
 // openConns counts connections holding a slot: every accepted connection
 // does, from accept until it is closed (or aborted), so silent peers count too
