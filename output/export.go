@@ -90,6 +90,8 @@ type Job struct {
 	StudyInstanceUID  string    `json:"study_instance_uid"`
 	SeriesInstanceUID string    `json:"series_instance_uid"`
 	Enqueued          time.Time `json:"enqueued"`
+	// Object is the object store key of the bytes to deliver.
+	Object string `json:"object"`
 	// Attempts, LastError and DeadAt are filled in when the job is dead-lettered.
 	Attempts  int       `json:"attempts,omitempty"`
 	LastError string    `json:"last_error,omitempty"`
@@ -216,26 +218,37 @@ func (q *Queue) Enqueue(ctx context.Context, obj *Object, destinations ...string
 			StudyInstanceUID: obj.StudyInstanceUID, SeriesInstanceUID: obj.SeriesInstanceUID,
 			Enqueued: time.Now().UTC(),
 		}
+		// Each enqueue stores its own copy under a fresh key, so the job that
+		// wins deduplication owns exactly one object and deletes it when done.
+		job.Object = fmt.Sprintf("%s#%016x", job.ID, rand.Uint64())
 		// The object goes first: a job must never point at nothing.
-		if _, err := q.objects.PutBytes(ctx, job.ID, obj.Part10); err != nil {
+		if _, err := q.objects.PutBytes(ctx, job.Object, obj.Part10); err != nil {
 			return fmt.Errorf("output: store object %s: %w", job.ID, err)
 		}
-		if err := q.publishJob(ctx, job, jetstream.WithMsgID(job.ID)); err != nil {
+		ack, err := q.publishJob(ctx, job, jetstream.WithMsgID(job.ID))
+		if err != nil {
 			return err
+		}
+		if ack.Duplicate {
+			// The same job is already queued (or was, moments ago) with its own copy.
+			if err := q.objects.Delete(ctx, job.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				q.log.Warn().Err(err).Str("job", job.ID).Msg("export: duplicate object not removed")
+			}
 		}
 	}
 	return nil
 }
 
-func (q *Queue) publishJob(ctx context.Context, job Job, opts ...jetstream.PublishOpt) error {
+func (q *Queue) publishJob(ctx context.Context, job Job, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	data, err := json.Marshal(job)
 	if err != nil {
-		return fmt.Errorf("output: encode job: %w", err)
+		return nil, fmt.Errorf("output: encode job: %w", err)
 	}
-	if _, err := q.js.Publish(ctx, q.jobSubject(job.Destination), data, opts...); err != nil {
-		return fmt.Errorf("output: enqueue %s: %w", job.ID, err)
+	ack, err := q.js.Publish(ctx, q.jobSubject(job.Destination), data, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("output: enqueue %s: %w", job.ID, err)
 	}
-	return nil
+	return ack, nil
 }
 
 // Run delivers jobs to every destination until ctx is done. In-flight
@@ -333,7 +346,7 @@ func (q *Queue) handle(ctx context.Context, d Destination, msg jetstream.Msg) {
 			// destination replaces it, nothing is lost or duplicated.
 			log.Warn().Err(aerr).Msg("export: delivered but ack failed")
 		}
-		if derr := q.objects.Delete(context.WithoutCancel(ctx), job.ID); derr != nil && !errors.Is(derr, jetstream.ErrObjectNotFound) {
+		if derr := q.objects.Delete(context.WithoutCancel(ctx), job.Object); derr != nil && !errors.Is(derr, jetstream.ErrObjectNotFound) {
 			log.Warn().Err(derr).Msg("export: delivered object not removed")
 		}
 		q.m.delivered.WithLabelValues(d.Name).Inc()
@@ -366,7 +379,7 @@ func (q *Queue) handle(ctx context.Context, d Destination, msg jetstream.Msg) {
 }
 
 func (q *Queue) deliver(ctx context.Context, d Destination, job Job, msg jetstream.Msg) error {
-	data, err := q.objects.GetBytes(ctx, job.ID)
+	data, err := q.objects.GetBytes(ctx, job.Object)
 	if err != nil {
 		return fmt.Errorf("output: load object %s: %w", job.ID, err)
 	}
@@ -461,7 +474,7 @@ func (q *Queue) Replay(ctx context.Context, seqs ...uint64) (int, error) {
 		}
 		j := dl.Job
 		j.Attempts, j.LastError, j.DeadAt, j.Enqueued = 0, "", time.Time{}, time.Now().UTC()
-		if err := q.publishJob(ctx, j); err != nil {
+		if _, err := q.publishJob(ctx, j); err != nil {
 			return n, err
 		}
 		if err := q.dead.DeleteMsg(ctx, dl.Seq); err != nil {

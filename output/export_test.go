@@ -314,3 +314,37 @@ func TestQueueSurvivesRestart(t *testing.T) {
 		t.Fatalf("%d files delivered, want 3", len(files))
 	}
 }
+
+// TestEnqueueTwiceLeavesNoObject enqueues an object twice (a retried
+// enqueue): it is delivered once and the object store ends up empty.
+func TestEnqueueTwiceLeavesNoObject(t *testing.T) {
+	js := openJS(t)
+	q, err := NewQueue(context.Background(), js, QueueConfig{Prefix: "T"}, []Destination{{Name: "share", Sender: &Folder{Dir: t.TempDir()}}}, testLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := fakeObject(400)
+	for i := 0; i < 2; i++ {
+		if err := q.Enqueue(context.Background(), o, "share"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runQueue(t, q)
+	waitFor(t, "delivery", 10*time.Second, func() bool { return value(q.m.delivered.WithLabelValues("share")) == 1 })
+	// Enqueued again after delivery, inside the duplicate window: nothing
+	// new is queued and nothing is left behind.
+	if err := q.Enqueue(context.Background(), o, "share"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := value(q.m.delivered.WithLabelValues("share")); got != 1 {
+		t.Errorf("delivered %v times, want 1", got)
+	}
+	lister, err := q.objects.List(context.Background())
+	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+		t.Fatal(err)
+	}
+	if len(lister) != 0 {
+		t.Errorf("object store still holds %d objects", len(lister))
+	}
+}
