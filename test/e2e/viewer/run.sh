@@ -30,7 +30,7 @@ passed=0
 failed=0
 pids=()
 
-say() { echo "e2e-viewer: $*" >&2; }
+say() { echo "e2e-viewer: [$(date +%T)] $*" >&2; }
 finish() {
   local rc=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
