@@ -1,7 +1,15 @@
 package dimse
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -42,6 +50,117 @@ func TestConvertDataSetRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			sameElements(t, "back", ds, from, back, from)
+		}
+	}
+}
+
+// TestCommandSetParsesInDcmdump checks our command sets against dcmtk's
+// parser, including CommandGroupLength.
+func TestCommandSetParsesInDcmdump(t *testing.T) {
+	cmds := map[string]*command{
+		"store-rq":  {Field: cmdCStoreRQ, MessageID: 7, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: "1.2.3.45", Priority: PriorityHigh, MoveOriginatorAE: "MOVER", MoveOriginatorMessageID: 3},
+		"store-rsp": {Field: cmdCStoreRSP, MessageIDRespondedTo: 7, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: "1.2.3.45", DataSetType: commandDataSetNone, Status: StatusOutOfResources, ErrorComment: "disk full"},
+		"echo-rq":   {Field: cmdCEchoRQ, MessageID: 1, AffectedSOPClassUID: VerificationSOPClass, DataSetType: commandDataSetNone},
+	}
+	for name, c := range cmds {
+		b := c.encode()
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("dcmdump", "-q", "-f", "-ti", p).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: dcmdump: %v\n%s", name, err, out)
+		}
+		if want := fmt.Sprintf("(0000,0000) UL %d", len(b)-12); !strings.Contains(string(out), want) {
+			t.Errorf("%s: dcmdump shows no %q:\n%s", name, want, out)
+		}
+		got, err := decodeCommand(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Responses carry a Status; decode reports HasStatus when it was present.
+		want := *c
+		want.HasStatus = c.Field&0x8000 != 0
+		if *got != want {
+			t.Errorf("%s: decoded %+v, want %+v", name, *got, want)
+		}
+	}
+}
+
+// TestFragmentationHonoursPeerMax sends a message through a pipe to a peer
+// with a small maximum PDU and checks every PDU and the reassembled data.
+func TestFragmentationHonoursPeerMax(t *testing.T) {
+	for _, peerMax := range []uint32{4096, 16384, 0} {
+		a, b := net.Pipe()
+		u := newULConn(a, 0, sta6Established)
+		u.peerMax = peerMax
+		data := make([]byte, 100_000)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		cmd := (&command{Field: cmdCStoreRQ, MessageID: 1, AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: "1.2"}).encode()
+		go func() {
+			_ = u.sendMessage(1, cmd, bytes.NewReader(data), int64(len(data)))
+			a.Close()
+		}()
+		r := newULConn(b, peerMax, sta6Established)
+		var got []byte
+		pdus := 0
+		for {
+			var h [6]byte
+			if _, err := io.ReadFull(r.br, h[:]); err != nil {
+				break
+			}
+			n := binary.BigEndian.Uint32(h[2:])
+			if peerMax != 0 && n > peerMax {
+				t.Fatalf("PDU of %d bytes to a peer accepting %d", n, peerMax)
+			}
+			body := make([]byte, n)
+			if _, err := io.ReadFull(r.br, body); err != nil {
+				t.Fatal(err)
+			}
+			pdvs, err := decodePData(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range pdvs {
+				if !v.Command {
+					got = append(got, v.Data...)
+				}
+			}
+			pdus++
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("peer max %d: reassembled %d bytes, want %d", peerMax, len(got), len(data))
+		}
+		t.Logf("peer max %d: %d PDUs", peerMax, pdus)
+	}
+}
+
+func TestStatusClasses(t *testing.T) {
+	cases := []struct {
+		s                         Status
+		success, warning, failure bool
+	}{
+		{StatusSuccess, true, false, false},
+		{StatusWarningCoercion, false, true, false},
+		{StatusWarningElementsDiscarded, false, true, false},
+		{StatusWarningDataSetMismatch, false, true, false},
+		{StatusWarningAttributeListError, false, true, false},
+		{StatusOutOfResources, false, false, true},
+		{0xA7FF, false, false, true},
+		{StatusDataSetMismatch, false, false, true},
+		{StatusCannotUnderstand, false, false, true},
+		{0xC123, false, false, true},
+		{StatusProcessingFailure, false, false, true},
+		{StatusSOPClassNotSupported, false, false, true},
+		{StatusPending, false, false, false},
+		{StatusCancel, false, false, false},
+	}
+	for _, c := range cases {
+		if c.s.IsSuccess() != c.success || c.s.IsWarning() != c.warning || c.s.IsFailure() != c.failure {
+			t.Errorf("%v: success %v warning %v failure %v", c.s, c.s.IsSuccess(), c.s.IsWarning(), c.s.IsFailure())
 		}
 	}
 }
