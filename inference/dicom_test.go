@@ -351,8 +351,11 @@ func TestDecodeErrors(t *testing.T) {
 			if isU != tc.unsupported || errorsIs(err, ErrUnsupportedTransferSyntax) != tc.syntax {
 				t.Fatalf("err = %v (unsupported %v)", err, isU)
 			}
-			if !tc.unsupported && !errorsIs(err, ErrBadPixelData) && !bytes.Contains([]byte(err.Error()), []byte("parse")) {
-				t.Fatalf("err = %v, want ErrBadPixelData or a parse error", err)
+			if !tc.unsupported && !errorsIs(err, ErrBadPixelData) && !errorsIs(err, ErrInvalidDICOM) {
+				t.Fatalf("err = %v, want ErrBadPixelData or ErrInvalidDICOM", err)
+			}
+			if !Quarantinable(err) {
+				t.Fatalf("err = %v is not quarantinable", err)
 			}
 		})
 	}

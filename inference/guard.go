@@ -3,11 +3,27 @@ package inference
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/suyashkumar/dicom"
 )
+
+// ErrInvalidDICOM reports data that is not well-formed DICOM (lengths past the
+// end, broken sequences, a parser failure).
+var ErrInvalidDICOM = errors.New("invalid DICOM data")
+
+// ErrNotDICOM reports a file without the Part-10 "DICM" prefix; it wraps
+// ErrInvalidDICOM.
+var ErrNotDICOM = fmt.Errorf("%w: not a DICOM Part-10 file (no DICM prefix)", ErrInvalidDICOM)
+
+// Quarantinable reports whether err is about the data itself (unsupported,
+// invalid or bad pixel data), so retrying cannot help and the input belongs in
+// quarantine.
+func Quarantinable(err error) bool {
+	return errors.Is(err, ErrUnsupported) || errors.Is(err, ErrInvalidDICOM) || errors.Is(err, ErrBadPixelData)
+}
 
 // maxNesting bounds sequence depth in untrusted data.
 const maxNesting = 32
@@ -19,19 +35,19 @@ const undefinedLength = 0xFFFFFFFF
 // element structure and rejects any value length that runs past the data (the
 // parser allocates a declared length before reading it, so a 1 KB file could
 // ask for 4 GB), then recovers from parser panics (seen on corrupt input),
-// turning both into ErrBadPixelData.
+// turning both into ErrInvalidDICOM.
 func parseGuarded(data []byte, opts ...dicom.ParseOption) (ds dicom.Dataset, err error) {
 	if err := checkStructure(data); err != nil {
 		return ds, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: DICOM parser panicked on corrupt data: %v", ErrBadPixelData, r)
+			err = fmt.Errorf("%w: DICOM parser panicked: %v", ErrInvalidDICOM, r)
 		}
 	}()
 	ds, err = dicom.Parse(bytes.NewReader(data), int64(len(data)), nil, opts...)
 	if err != nil {
-		return ds, fmt.Errorf("parse: %w", err)
+		return ds, fmt.Errorf("%w: parse: %w", ErrInvalidDICOM, err)
 	}
 	return ds, nil
 }
@@ -40,10 +56,10 @@ func parseGuarded(data []byte, opts ...dicom.ParseOption) (ds dicom.Dataset, err
 // little endian, the data set in its transfer syntax) and checks every length.
 func checkStructure(data []byte) error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrBadPixelData, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", ErrInvalidDICOM, fmt.Sprintf(format, args...))
 	}
 	if len(data) < 132 || string(data[128:132]) != "DICM" {
-		return bad("not a DICOM Part-10 file (no DICM prefix)")
+		return ErrNotDICOM
 	}
 	// File meta: explicit VR little endian, group 0002 only.
 	pos := 132
@@ -106,7 +122,7 @@ func explicitHeader(b []byte, order binary.ByteOrder) (int, uint32) {
 // delimiter, which it consumes. It returns the position after what it read.
 func (w *walker) walk(pos, end, depth int, inItem bool) (int, error) {
 	bad := func(format string, args ...any) (int, error) {
-		return 0, fmt.Errorf("%w: %s", ErrBadPixelData, fmt.Sprintf(format, args...))
+		return 0, fmt.Errorf("%w: %s", ErrInvalidDICOM, fmt.Sprintf(format, args...))
 	}
 	if depth > maxNesting {
 		return bad("sequences nested deeper than %d", maxNesting)
@@ -166,7 +182,7 @@ func (w *walker) walk(pos, end, depth int, inItem bool) (int, error) {
 // delimiter or end.
 func (w *walker) items(pos, end, depth int, fragments bool) (int, error) {
 	bad := func(format string, args ...any) (int, error) {
-		return 0, fmt.Errorf("%w: %s", ErrBadPixelData, fmt.Sprintf(format, args...))
+		return 0, fmt.Errorf("%w: %s", ErrInvalidDICOM, fmt.Sprintf(format, args...))
 	}
 	for pos < end {
 		if pos+8 > end {

@@ -39,17 +39,17 @@ type ScanProblem struct {
 }
 
 // ScanSeries walks dir, reads every file's header (no pixel data) and groups
-// the DICOM instances by SeriesInstanceUID. Files that are not DICOM or lack a
-// series UID are returned as problems, not errors.
-func ScanSeries(dir string) ([]*Series, []ScanProblem, error) {
+// the DICOM instances by SeriesInstanceUID. Files without the DICM prefix are
+// counted in notDICOM; DICOM files that cannot be used (corrupt, no series
+// UID, not an image) are returned as problems, not errors.
+func ScanSeries(dir string) (series []*Series, problems []ScanProblem, notDICOM int, err error) {
 	type inst struct {
 		path string
 		num  int
 	}
 	bySeries := map[string]*Series{}
 	insts := map[string][]inst{}
-	var problems []ScanProblem
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -57,6 +57,10 @@ func ScanSeries(dir string) ([]*Series, []ScanProblem, error) {
 			return nil
 		}
 		ds, err := parseHeader(p)
+		if errors.Is(err, ErrNotDICOM) {
+			notDICOM++
+			return nil
+		}
 		if err != nil {
 			problems = append(problems, ScanProblem{Path: p, Err: err})
 			return nil
@@ -80,7 +84,7 @@ func ScanSeries(dir string) ([]*Series, []ScanProblem, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, problems, fmt.Errorf("inference: scan %s: %w", dir, err)
+		return nil, problems, notDICOM, fmt.Errorf("inference: scan %s: %w", dir, err)
 	}
 	out := make([]*Series, 0, len(bySeries))
 	for uid, s := range bySeries {
@@ -97,7 +101,7 @@ func ScanSeries(dir string) ([]*Series, []ScanProblem, error) {
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
-	return out, problems, nil
+	return out, problems, notDICOM, nil
 }
 
 func parseHeader(path string) (dicom.Dataset, error) {
@@ -182,8 +186,9 @@ type SliceSummary struct {
 	MS StageMS `json:"ms"`
 	// Error says why the slice has no map.
 	Error string `json:"error,omitempty"`
-	// Unsupported marks errors the node would quarantine.
-	Unsupported bool `json:"unsupported,omitempty"`
+	// Quarantine marks errors about the data itself, which the node would
+	// quarantine (unsupported or invalid), as opposed to e.g. I/O errors.
+	Quarantine bool `json:"quarantine,omitempty"`
 }
 
 // OfflineOptions configures ScoreSeries.
@@ -235,7 +240,7 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 			}
 			if r.Err != nil {
 				ss.Error = r.Err.Error()
-				ss.Unsupported = isUnsupported(r.Err)
+				ss.Quarantine = Quarantinable(r.Err)
 				sum.Errors++
 			} else {
 				name := safeName(r.Slice.SOPInstanceUID)
@@ -270,7 +275,6 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 	return sum, nil
 }
 
-func isUnsupported(err error) bool { return errors.Is(err, ErrUnsupported) }
 
 // safeName keeps a UID usable as a file name.
 func safeName(s string) string {

@@ -59,9 +59,12 @@ func runScore(ctx context.Context, e *env, args []string) error {
 	}
 	defer served.Close()
 
-	series, problems, err := inference.ScanSeries(*in)
+	series, problems, notDICOM, err := inference.ScanSeries(*in)
 	if err != nil {
 		return err
+	}
+	if notDICOM > 0 {
+		e.log.Info().Int("files", notDICOM).Msg("score: skipped files that are not DICOM")
 	}
 	for _, p := range problems {
 		e.log.Warn().Str("file", p.Path).Err(p.Err).Msg("score: skipped file")

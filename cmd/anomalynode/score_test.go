@@ -174,7 +174,7 @@ func TestScoreCommandErrors(t *testing.T) {
 	if err := json.Unmarshal(b, &sum); err != nil {
 		t.Fatal(err)
 	}
-	if sum.Errors != 1 || len(sum.Slices) != 2 || sum.Slices[0].Map == "" || !sum.Slices[1].Unsupported {
+	if sum.Errors != 1 || len(sum.Slices) != 2 || sum.Slices[0].Map == "" || !sum.Slices[1].Quarantine {
 		t.Fatalf("summary: %s", b)
 	}
 }
