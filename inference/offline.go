@@ -275,7 +275,6 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 	return sum, nil
 }
 
-
 // safeName keeps a UID usable as a file name.
 func safeName(s string) string {
 	b := []byte(s)
