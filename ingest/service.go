@@ -11,6 +11,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -105,7 +106,7 @@ const objectChunkSize = 1 << 20
 type Service struct {
 	js        *JS
 	log       zerolog.Logger
-	router    *Router
+	router    atomic.Pointer[Router]
 	objects   jetstream.ObjectStore
 	series    jetstream.KeyValue
 	workName  string
@@ -127,11 +128,12 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		return nil, err
 	}
 	s := &Service{
-		js: js, log: log, router: router, cfg: cfg.Ingest, dataDir: cfg.Node.DataDir,
+		js: js, log: log, cfg: cfg.Ingest, dataDir: cfg.Node.DataDir,
 		workName: js.Name("WORK"), workSubj: js.Subject("work.slice"),
 		doneName: js.Name("SERIES_DONE"), doneSubj: js.Subject("series.complete"),
 		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond,
 	}
+	s.router.Store(router)
 	j := js.JetStream
 	s.objects, err = j.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: js.Name("INSTANCES"), Description: "received DICOM data sets by SOP Instance UID",
@@ -164,7 +166,7 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 }
 
 // Router returns the routing rules in use.
-func (s *Service) Router() *Router { return s.router }
+func (s *Service) Router() *Router { return s.router.Load() }
 
 // uidKey maps a UID to a KV key (UIDs may hold characters keys may not).
 func uidKey(prefix, uid string) string {
@@ -221,7 +223,7 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 		s.m.refused.WithLabelValues("malformed").Inc()
 		return res, fmt.Errorf("%w: SOPInstanceUID %q SeriesInstanceUID %q", ErrIncomplete, res.SOPInstanceUID, res.SeriesInstanceUID)
 	}
-	res.Decision = s.router.Route(in.Source, h)
+	res.Decision = s.router.Load().Route(in.Source, h)
 	if res.Decision.Ignore {
 		if _, err := io.Copy(io.Discard, src); err != nil {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)

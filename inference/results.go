@@ -1,0 +1,98 @@
+package inference
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// SliceRecord is what the node keeps of one scored slice until its series is
+// finalised: enough to build the SEG (mask) and the SC heat map (scores and
+// the windowed source) without running the model again.
+type SliceRecord struct {
+	SOPInstanceUID    string
+	SeriesInstanceUID string
+	// Frame is the 0-based frame of a multi-frame source.
+	Frame      int
+	Rows, Cols int
+	Scores     []float32
+	Mask       []uint8
+	Display    []uint8
+	// Max and TopMean are the slice scores.
+	Max, TopMean float32
+	// MaskedPixels counts the anomalous pixels.
+	MaskedPixels int
+	// Model names the model (config name) that scored the slice.
+	Model string
+	// Scored is when the slice was scored; the finaliser derives the outputs'
+	// content date from it so that a retried build is byte-identical.
+	Scored time.Time
+	// Timings are the slice's stage durations.
+	Timings Timings
+}
+
+// ErrNoRecord means a slice has no stored result.
+var ErrNoRecord = errors.New("inference: no result for slice")
+
+// ResultStore keeps SliceRecords durably in a JetStream object store, keyed by
+// series and SOP instance, so that a restart loses no scored slice and a late
+// slice can re-finalise its series without re-scoring the others.
+type ResultStore struct {
+	obj jetstream.ObjectStore
+}
+
+// OpenResultStore creates (or opens) the object-store bucket named bucket.
+// ttl bounds how long results are kept (0: forever).
+func OpenResultStore(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration) (*ResultStore, error) {
+	if replicas < 1 {
+		replicas = 1
+	}
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      bucket,
+		Description: "anomalynode scored slices awaiting series finalisation",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		TTL:         ttl,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inference: result store %s: %w", bucket, err)
+	}
+	return &ResultStore{obj: obj}, nil
+}
+
+func recordKey(series, sop string, frame int) string {
+	return fmt.Sprintf("%s/%s/%d", series, sop, frame)
+}
+
+// Put stores a record, replacing any earlier one for the same slice.
+func (s *ResultStore) Put(ctx context.Context, r *SliceRecord) error {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(r); err != nil {
+		return fmt.Errorf("inference: encode result: %w", err)
+	}
+	if _, err := s.obj.PutBytes(ctx, recordKey(r.SeriesInstanceUID, r.SOPInstanceUID, r.Frame), buf.Bytes()); err != nil {
+		return fmt.Errorf("inference: store result: %w", err)
+	}
+	return nil
+}
+
+// Get loads the record of one slice; ErrNoRecord when there is none.
+func (s *ResultStore) Get(ctx context.Context, series, sop string, frame int) (*SliceRecord, error) {
+	data, err := s.obj.GetBytes(ctx, recordKey(series, sop, frame))
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("%w: %s frame %d", ErrNoRecord, sop, frame)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inference: load result: %w", err)
+	}
+	var r SliceRecord
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&r); err != nil {
+		return nil, fmt.Errorf("inference: decode result %s: %w", sop, err)
+	}
+	return &r, nil
+}

@@ -1,0 +1,188 @@
+package inference
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"anomalynode/ingest"
+)
+
+// Worker is the node's inference stage: it takes routed slices from ingest as
+// soon as they are durable, runs them through the Engine of the model their
+// rule names (batching across series: each engine run takes whatever slices
+// are queued, up to its batch size), stores each slice's result durably and
+// only then acknowledges the slice. A slice that cannot be decoded is
+// terminated with the reason (it never blocks its series); a model failure
+// hands the slice back for redelivery.
+type Worker struct {
+	engines map[string]*Engine
+	queues  map[string]chan Job
+	results *ResultStore
+	log     zerolog.Logger
+	now     func() time.Time
+
+	scored  *prometheus.CounterVec
+	failed  *prometheus.CounterVec
+	waiting prometheus.Gauge
+}
+
+var _ ingest.SliceConsumer = (*Worker)(nil)
+
+// WorkerOptions configures a Worker.
+type WorkerOptions struct {
+	// Engines maps model names (as routing rules name them) to their engines.
+	Engines map[string]*Engine
+	// Results keeps scored slices until their series is finalised.
+	Results *ResultStore
+	// Queue is how many slices may wait per model (default 2 x 8).
+	Queue int
+	// Log receives one line per failed slice.
+	Log zerolog.Logger
+	// Registerer receives the worker's metrics (optional).
+	Registerer prometheus.Registerer
+}
+
+// NewWorker returns a worker; Run must be running for slices to be processed.
+func NewWorker(o WorkerOptions) (*Worker, error) {
+	if len(o.Engines) == 0 {
+		return nil, errors.New("inference: worker needs at least one model")
+	}
+	if o.Results == nil {
+		return nil, errors.New("inference: worker needs a result store")
+	}
+	if o.Queue <= 0 {
+		o.Queue = 16
+	}
+	w := &Worker{
+		engines: o.Engines,
+		queues:  map[string]chan Job{},
+		results: o.Results,
+		log:     o.Log,
+		now:     time.Now,
+		scored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalynode_slices_scored_total", Help: "Slices scored and stored, by model.",
+		}, []string{"model"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anomalynode_slices_failed_total", Help: "Slices that could not be scored, by model and reason (decode: terminated; model, store: redelivered).",
+		}, []string{"model", "reason"}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "anomalynode_inference_queue_depth", Help: "Slices waiting for a model run.",
+		}),
+	}
+	for name := range o.Engines {
+		w.queues[name] = make(chan Job, o.Queue)
+	}
+	if o.Registerer != nil {
+		for _, c := range []prometheus.Collector{w.scored, w.failed, w.waiting} {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("inference: register worker metrics: %w", err)
+			}
+		}
+	}
+	return w, nil
+}
+
+// Run runs every model's engine until ctx is done; the batch in flight then
+// finishes and is acknowledged before Run returns.
+func (w *Worker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for name, e := range w.engines {
+		wg.Add(1)
+		go func(e *Engine, q chan Job) {
+			defer wg.Done()
+			_ = e.Run(ctx, q)
+		}(e, w.queues[name])
+	}
+	wg.Wait()
+	return nil
+}
+
+// ConsumeSlice implements ingest.SliceConsumer: it reads the stored instance
+// and queues it for its model; the acknowledgement happens once the result
+// is stored.
+func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
+	model := sl.Decision.Model
+	q, ok := w.queues[model]
+	if !ok {
+		w.failed.WithLabelValues(model, "unknown-model").Inc()
+		w.log.Error().Str("sop", sl.SOPInstanceUID).Str("series", sl.SeriesInstanceUID).Str("model", model).
+			Msg("inference: routed to a model this node does not serve; slice terminated")
+		return sl.Term(ctx, "unknown model "+model)
+	}
+	rc, err := sl.OpenPart10(ctx)
+	if err != nil {
+		return fmt.Errorf("inference: open %s: %w", sl.SOPInstanceUID, err)
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("inference: read %s: %w", sl.SOPInstanceUID, err)
+	}
+	job := Job{Input: Input{Data: data}, Done: func(results []*Result, err error) {
+		w.waiting.Dec()
+		w.finish(context.WithoutCancel(ctx), sl, model, results, err)
+	}}
+	w.waiting.Inc()
+	select {
+	case q <- job:
+		return nil
+	case <-ctx.Done():
+		w.waiting.Dec()
+		return ctx.Err()
+	}
+}
+
+// finish stores a slice's results and acknowledges it; it runs on the engine's
+// goroutine, so it must not block for long.
+func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, results []*Result, err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	log := w.log.With().Str("sop", sl.SOPInstanceUID).Str("series", sl.SeriesInstanceUID).Str("model", model).Logger()
+	if err != nil {
+		w.failed.WithLabelValues(model, "model").Inc()
+		log.Error().Err(err).Msg("inference: model run failed; slice handed back for redelivery")
+		_ = sl.Nak(5 * time.Second)
+		return
+	}
+	now := w.now().UTC()
+	for _, r := range results {
+		if r.Err != nil || r.Slice == nil {
+			w.failed.WithLabelValues(model, "decode").Inc()
+			reason := "no image"
+			if r.Err != nil {
+				reason = r.Err.Error()
+			}
+			log.Warn().Str("reason", reason).Msg("inference: slice cannot be decoded; terminated (its series completes without it)")
+			if err := sl.Term(ctx, reason); err != nil {
+				log.Error().Err(err).Msg("inference: terminate slice")
+			}
+			return
+		}
+		rec := &SliceRecord{
+			SOPInstanceUID: sl.SOPInstanceUID, SeriesInstanceUID: sl.SeriesInstanceUID,
+			Frame: r.Slice.Frame, Rows: r.Slice.Rows, Cols: r.Slice.Cols,
+			Scores: r.Map, Mask: r.Mask, Display: r.Display,
+			Max: r.Max, TopMean: r.TopMean, MaskedPixels: r.MaskedPixels,
+			Model: model, Scored: now, Timings: r.Timings,
+		}
+		if err := w.results.Put(ctx, rec); err != nil {
+			w.failed.WithLabelValues(model, "store").Inc()
+			log.Error().Err(err).Msg("inference: result not stored; slice handed back for redelivery")
+			_ = sl.Nak(5 * time.Second)
+			return
+		}
+	}
+	if err := sl.Ack(ctx); err != nil {
+		log.Error().Err(err).Msg("inference: ack failed; the slice will be redelivered and re-scored")
+		return
+	}
+	w.scored.WithLabelValues(model).Inc()
+	log.Debug().Int("frames", len(results)).Msg("inference: slice scored")
+}
