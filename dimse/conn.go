@@ -307,6 +307,8 @@ func (u *ulConn) writeLocked(b []byte) error {
 // abort sends A-ABORT (best effort, short deadline) and closes the connection.
 // It is safe to call from another goroutine.
 func (u *ulConn) abort(source, reason byte) {
+	// Unblock a read or a write in progress on another goroutine first.
+	_ = u.conn.SetDeadline(time.Now())
 	u.wmu.Lock()
 	_ = u.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = u.conn.Write(encodeAbort(source, reason))
