@@ -230,9 +230,9 @@ func (b *buffer) slice(n int) []float32 {
 	return unsafe.Slice((*float32)(*(*unsafe.Pointer)(unsafe.Pointer(&u))), n)
 }
 
-// sgemm is cublasSgemm in cuBLAS's column-major convention (device thread
-// only). A row-major R = A B^T is the column-major R^T = B A^T.
-func (d *device) sgemm(tA, tB bool, m, n, k int, alpha float32, a *buffer, lda int, b *buffer, ldb int, beta float32, c *buffer, ldc int) error {
+// gemm runs c (cuBLAS's column-major convention, see plan.go) on the
+// buffers (device thread only).
+func (d *device) gemm(c gemmCall, a, b, out *buffer) error {
 	op := func(t bool) blas.Transpose {
 		if t {
 			return blas.Trans
@@ -240,14 +240,14 @@ func (d *device) sgemm(tA, tB bool, m, n, k int, alpha float32, a *buffer, lda i
 		return blas.NoTrans
 	}
 	// Sizes of the stored column-major arrays, for the binding's slices.
-	acols, bcols := k, n
-	if tA {
-		acols = m
+	acols, bcols := c.k, c.n
+	if c.tA {
+		acols = c.m
 	}
-	if tB {
-		bcols = k
+	if c.tB {
+		bcols = c.k
 	}
-	d.blas.Sgemm(op(tA), op(tB), m, n, k, alpha, a.slice(lda*acols), lda, b.slice(ldb*bcols), ldb, beta, c.slice(ldc*n), ldc)
+	d.blas.Sgemm(op(c.tA), op(c.tB), c.m, c.n, c.k, c.alpha, a.slice(c.lda*acols), c.lda, b.slice(c.ldb*bcols), c.ldb, 0, out.slice(c.ldc*c.n), c.ldc)
 	if err := d.blas.Err(); err != nil {
 		return fmt.Errorf("cuda: cublasSgemm: %w", err)
 	}
@@ -333,8 +333,7 @@ func (s *Scorer) ScoreErr(patches []float32, n int, out []float32) error {
 			if err := s.out.ensure(qn); err != nil {
 				return err
 			}
-			// Row-major C[qn, m] = Q P^T is column-major C^T = P^T Q.
-			if err := s.dev.sgemm(true, false, s.m, qn, s.d, 1, s.protos, s.d, s.q, s.d, 0, s.c, s.m); err != nil {
+			if err := s.dev.gemm(scoreGEMM(s.m, qn, s.d), s.protos, s.q, s.c); err != nil {
 				return err
 			}
 			if err := s.dev.launch(s.dev.rowMax, qn, uint64(s.c.p), uint64(qn), uint64(s.m), uint64(s.out.p)); err != nil {
@@ -399,7 +398,7 @@ func (s *Stepper) Stats(p Params, x []float32, n int) (*Stats, error) {
 		return nil, fmt.Errorf("%w: stepper for K=%d, D=%d given K=%d, D=%d", ErrShape, s.k, s.d, p.K, p.D)
 	}
 	k, d := s.k, s.d
-	w2 := 2*d + 1 // Z's row: [x^2 | x | 1]
+	w2 := zWidth(d)
 	buildW(p, s.hw, s.hc)
 	if cap(s.hll) < n {
 		s.hll = make([]float32, n)
@@ -418,17 +417,11 @@ func (s *Stepper) Stats(p Params, x []float32, n int) (*Stats, error) {
 				grid := min((n*d+threads-1)/threads, 4096)
 				return s.dev.launch(s.dev.buildZ, grid, uint64(s.x.p), uint64(n), uint64(d), uint64(s.z.p))
 			},
-			// Row-major L[n, k] = Z[:, :2d] W^T is column-major L^T = W^T Z^T.
-			func() error {
-				return s.dev.sgemm(true, false, k, n, 2*d, 1, s.w, 2*d, s.z, w2, 0, s.l, k)
-			},
+			func() error { return s.dev.gemm(eStepGEMM(k, n, d), s.w, s.z, s.l) },
 			func() error {
 				return s.dev.launch(s.dev.respKernel, n, uint64(s.l.p), uint64(s.c.p), uint64(n), uint64(k), uint64(s.ll.p))
 			},
-			// Row-major G[k, 2d+1] = (1/n) L^T Z is column-major G^T = (1/n) Z^T L.
-			func() error {
-				return s.dev.sgemm(false, true, w2, k, n, 1/float32(n), s.z, w2, s.l, k, 0, s.g, w2)
-			},
+			func() error { return s.dev.gemm(statsGEMM(k, n, d), s.z, s.l, s.g) },
 			func() error { return s.g.download(s.hg) },
 			func() error { return s.ll.download(hll) },
 		}
@@ -442,18 +435,7 @@ func (s *Stepper) Stats(p Params, x []float32, n int) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Stats{K: k, D: d, N: n, R: make([]float64, k), G: make([]float32, k*2*d)}
-	for j := 0; j < k; j++ {
-		row := s.hg[j*w2 : (j+1)*w2]
-		copy(st.G[j*2*d:(j+1)*2*d], row[:2*d])
-		st.R[j] = float64(row[2*d]) * float64(n)
-	}
-	ll := 0.0
-	for _, v := range hll {
-		ll += float64(v)
-	}
-	st.LogLik = ll / float64(n)
-	return st, nil
+	return statsFromDevice(s.hg, hll, k, d, n), nil
 }
 
 // Step runs one EM step of m on the batch x (n rows of D) and returns the

@@ -22,11 +22,19 @@ const tolerance = 1e-4
 // scripts/gpu-check.sh sets it.
 var full = flag.Bool("cuda.full", false, "compare GPU and CPU at N=12288, K=500, D=384 too")
 
-// needDevice skips when no CUDA device is present. With the tag and no driver
-// the test binary never gets here: gorgonia.org/cu exits at start-up.
+// require turns the skip without a device into a failure; gpu-check.sh sets
+// it, so a run that checked nothing cannot pass.
+var require = flag.Bool("cuda.require", false, "fail instead of skipping when no CUDA device is present")
+
+// needDevice skips (or fails, with -cuda.require) when no CUDA device is
+// present. With the tag and no driver at all the test binary never gets here:
+// gorgonia.org/cu exits at start-up.
 func needDevice(t testing.TB) {
 	t.Helper()
 	if ok, why := Available(); !ok {
+		if *require {
+			t.Fatalf("no CUDA device: %s", why)
+		}
 		t.Skipf("no CUDA device: %s", why)
 	}
 }

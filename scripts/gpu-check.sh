@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# gpu-check.sh: prove the cuda/ package on a machine with an NVIDIA GPU.
+#
+# 1. builds the cuda-tagged test binary of ./cuda;
+# 2. compares GPU and CPU results on random (clustered) inputs: DPMM scoring
+#    and the statistics of one EM step, plus the means after a whole step,
+#    at small sizes and at N=12288, K=500, D=384; norm-wise relative error
+#    must be < 1e-4 (fp32);
+# 3. benchmarks scoring and one EM step at N=12288, K=500, D=384 against the
+#    CPU code in the same run and prints a table.
+#
+# Without an NVIDIA device it prints that nothing was checked and exits 0; any
+# other failure (no toolkit, build error, mismatch, a test that skipped) exits
+# non-zero. Designed for a few minutes of device time: one build, one test run,
+# two benchmarks. Needs Go and the CUDA toolkit libraries (cuBLAS) on the
+# machine; NVRTC is not needed (the kernels are embedded as PTX).
+#
+# Environment:
+#   GPU_CHECK_LOG   also write the full log here (default: $OUT/gpu-check.log when $OUT is set)
+#   CUDA_HOME       toolkit root when it is not /usr or /usr/local/cuda
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'gpu-check: %s\n' "$*" >&2; }
+
+# --- Is there a device at all? ------------------------------------------------
+gpus=""
+if command -v nvidia-smi >/dev/null 2>&1; then
+	gpus=$(nvidia-smi -L 2>/dev/null | grep -E '^GPU [0-9]+' || true)
+fi
+if [[ -z $gpus ]] && ! ls /dev/nvidia[0-9]* >/dev/null 2>&1; then
+	echo "gpu-check: NOT RUN - no NVIDIA device on this machine (nvidia-smi lists no GPU and there is no /dev/nvidia0)."
+	echo "gpu-check: nothing was checked; run 'make gpu-check' on a machine with an NVIDIA GPU and driver."
+	exit 0
+fi
+log "device(s): ${gpus:-/dev/nvidia* present, nvidia-smi unavailable}"
+
+# --- Toolkit: headers to compile, cuBLAS to link and run -------------------------
+roots=("${CUDA_HOME:-}" /usr/local/cuda /usr)
+inc="" lib=""
+for r in "${roots[@]}"; do
+	[[ -n $r ]] || continue
+	if [[ -z $inc && -f $r/include/cuda.h && -f $r/include/cublas_v2.h ]]; then inc=$r/include; fi
+	for l in "$r/lib64" "$r/lib/x86_64-linux-gnu" "$r/lib"; do
+		if [[ -z $lib ]] && ls "$l"/libcublas.so* >/dev/null 2>&1; then lib=$l; fi
+	done
+done
+if [[ -z $inc || -z $lib ]]; then
+	log "FAILED: an NVIDIA device is present but the CUDA toolkit is not (need cuda.h, cublas_v2.h and libcublas)."
+	log "install it (Debian: make check-cuda, which needs network; or NVIDIA's toolkit under /usr/local/cuda, or set CUDA_HOME)"
+	exit 1
+fi
+ldflags="-L$lib"
+# libcuda.so (unversioned) may exist only as the toolkit's link stub; the
+# driver's libcuda.so.1 is what runs.
+for s in "$lib/stubs" "${lib%/lib64}/lib64/stubs"; do
+	if [[ -d $s ]]; then ldflags="$ldflags -L$s"; fi
+done
+export CGO_ENABLED=1
+export CGO_CFLAGS="${CGO_CFLAGS:-} -I$inc"
+export CGO_LDFLAGS="${CGO_LDFLAGS:-} $ldflags"
+export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+command -v go >/dev/null || { log "FAILED: go not found"; exit 1; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+logf=${GPU_CHECK_LOG:-${OUT:+$OUT/gpu-check.log}}
+logf=$(realpath -m "${logf:-/tmp/anomalynode-gpu-check.log}")
+: >"$logf"
+
+# --- Build ----------------------------------------------------------------------
+t0=$SECONDS
+log "building the cuda-tagged tests (include $inc, lib $lib)"
+go test -c -tags cuda -o "$tmp/cuda.test" ./cuda
+log "built in $((SECONDS - t0)) s"
+
+# --- Compare -------------------------------------------------------------------------
+cd cuda
+status=0
+log "GPU vs CPU (relative error < 1e-4), small sizes and N=12288 K=500 D=384"
+if ! "$tmp/cuda.test" -test.run 'Available|Matches' -test.v -test.count 1 -test.timeout 5m \
+	-cuda.full -cuda.require >"$tmp/compare.txt" 2>&1; then
+	status=1
+fi
+cat "$tmp/compare.txt" >>"$logf"
+
+# --- Benchmark ----------------------------------------------------------------------------
+log "benchmarks at N=12288 K=500 D=384"
+if ! "$tmp/cuda.test" -test.run '^$' -test.bench 'Score|Step' -test.benchtime 2s -test.count 1 \
+	-test.timeout 5m -cuda.require >"$tmp/bench.txt" 2>&1; then
+	status=1
+fi
+cat "$tmp/bench.txt" >>"$logf"
+
+# --- Report ------------------------------------------------------------------------------
+echo
+echo "## GPU check ($(date -u +%Y-%m-%dT%H:%MZ))"
+echo
+grep -E 'device:' "$tmp/compare.txt" | sed 's/^ *[a-z_]*\.go:[0-9]*: /- /' || true
+echo
+echo "### GPU vs CPU (norm-wise relative error, limit 1e-4)"
+echo
+grep -E 'relative error' "$tmp/compare.txt" | sed 's/^ *[a-z_]*\.go:[0-9]*: /- /' || true
+grep -E '^(--- |FAIL|ok|PASS)' "$tmp/compare.txt" | grep -v '^--- PASS' || true
+echo
+echo "### Timings, N=12288 K=500 D=384 (CPU median and GPU mean in the same run)"
+echo
+echo "| operation | CPU ms | GPU ms | speed-up | GPU GFLOP/s |"
+echo "|---|---:|---:|---:|---:|"
+awk '/^Benchmark/ {
+	name=$1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
+	cpu=gpu=sp=gf="?"
+	for (i = 2; i < NF; i++) {
+		if ($(i+1) == "cpu-ms") cpu=$i
+		if ($(i+1) == "gpu-ms") gpu=$i
+		if ($(i+1) == "speedup") sp=$i
+		if ($(i+1) == "gpu-GFLOP/s") gf=$i
+	}
+	op = (name == "Score") ? "DPMM scoring (GEMM + row max)" : "one EM step (E-step, log-sum-exp, statistics; M-step on host)"
+	printf "| %s | %s | %s | %sx | %s |\n", op, cpu, gpu, sp, gf
+}' "$tmp/bench.txt"
+grep -E '^(--- (FAIL|SKIP)|FAIL)' "$tmp/bench.txt" || true
+echo
+if [[ $status -ne 0 ]]; then
+	log "FAILED (full log: $logf)"
+	tail -n 40 "$tmp/compare.txt" "$tmp/bench.txt" >&2
+	exit 1
+fi
+log "ok (full log: $logf)"
