@@ -103,3 +103,18 @@ func TestStepperIsMixtureStep(t *testing.T) {
 		t.Fatalf("NewStepper(0, ...): err = %v", err)
 	}
 }
+
+func TestRequireWithoutTag(t *testing.T) {
+	for _, dev := range []string{"", DeviceCPU} {
+		if err := Require(dev); err != nil {
+			t.Errorf("Require(%q) = %v", dev, err)
+		}
+	}
+	err := Require(DeviceCUDA)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "cuda tag") {
+		t.Errorf("Require(cuda) = %v, want ErrUnavailable naming the missing tag", err)
+	}
+	if err := Require("tpu"); err == nil || errors.Is(err, ErrUnavailable) {
+		t.Errorf("Require(tpu) = %v, want a bad-value error", err)
+	}
+}

@@ -53,6 +53,9 @@ func TestAvailableWithTag(t *testing.T) {
 	needDevice(t)
 	_, why := Available()
 	t.Logf("device: %s", why)
+	if err := Require(DeviceCUDA); err != nil {
+		t.Errorf("Require(cuda) with a device: %v", err)
+	}
 }
 
 func TestScorerMatchesCPU(t *testing.T) {
