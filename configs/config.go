@@ -24,18 +24,30 @@ const Version = "0.1.0"
 
 // Config is the whole configuration file.
 type Config struct {
-	Node         Node                   `yaml:"node"`
-	Log          Log                    `yaml:"log"`
-	Admin        Admin                  `yaml:"admin"`
-	DIMSE        DIMSE                  `yaml:"dimse"`
-	NATS         NATS                   `yaml:"nats"`
-	Ingest       Ingest                 `yaml:"ingest"`
-	Inference    Inference              `yaml:"inference"`
-	Models       map[string]Model       `yaml:"models"`
-	Routes       []Route                `yaml:"routes"`
+	// Node is the node as a whole: its name and data directory.
+	Node Node `yaml:"node"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+	// Admin is the HTTP server for /metrics, /healthz and /readyz.
+	Admin Admin `yaml:"admin"`
+	// DIMSE is the DICOM listener (SCP) and its acceptance policy.
+	DIMSE DIMSE `yaml:"dimse"`
+	// NATS is the durable store and queue: embedded JetStream, or an external cluster.
+	NATS NATS `yaml:"nats"`
+	// Ingest is how instances get in: store limits, watched folders, series completion.
+	Ingest Ingest `yaml:"ingest"`
+	// Inference is the embedder runtime shared by all models.
+	Inference Inference `yaml:"inference"`
+	// Models are the fitted models, by the name routing rules use.
+	Models map[string]Model `yaml:"models"`
+	// Routes are the routing rules, evaluated in order; the first match wins.
+	Routes []Route `yaml:"routes"`
+	// Destinations are where outputs go, by the name routing rules use.
 	Destinations map[string]Destination `yaml:"destinations"`
-	Output       Output                 `yaml:"output"`
-	Export       Export                 `yaml:"export"`
+	// Output configures the SEG and SC objects.
+	Output Output `yaml:"output"`
+	// Export configures delivery retries and the dead-letter store.
+	Export Export `yaml:"export"`
 
 	// source is the file name and parsed tree, kept so validation problems can
 	// name the line of the key they are about.
@@ -53,8 +65,10 @@ type Node struct {
 
 // Log configures logging.
 type Log struct {
-	Level  string `yaml:"level"`  // debug, info, warn, error
-	Format string `yaml:"format"` // json, console, auto (console on a terminal)
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is json, console, or auto (console on a terminal, else json).
+	Format string `yaml:"format"`
 }
 
 // Admin configures the admin HTTP server (/metrics, /healthz, /readyz).

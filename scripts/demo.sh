@@ -80,7 +80,7 @@ got=$(find "$D/out" -name '*.dcm' | wc -l)
 [ "$got" -ge "$want" ] || { say "timed out: $got of $want objects"; tail -20 "$D/serve.log" >&2; exit 1; }
 
 # The summary comes from the node's own log line and metrics.
-fin=$(grep '"series finalised"' "$D/serve.log" | tail -1 || true)
+fin=$(grep "series finalised" "$D/serve.log" | tail -1 || true)
 anom=$(sed -n 's/.*"anomalous_slices":\([0-9]*\).*/\1/p' <<<"$fin")
 metrics=$(curl -fs http://127.0.0.1:19090/metrics || true)
 scored=$(awk '/^anomalynode_slices_scored_total/ {s+=$2} END {print s+0}' <<<"$metrics")
