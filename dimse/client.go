@@ -104,9 +104,17 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("dimse: %d presentation contexts proposed, at most 128 fit", len(contexts))
 	}
 	contexts = append([]PresentationContext(nil), contexts...)
+	ids := map[byte]bool{}
 	for i := range contexts {
 		if contexts[i].ID == 0 {
 			contexts[i].ID = byte(2*i + 1)
+		}
+		if id := contexts[i].ID; id%2 == 0 || ids[id] {
+			return nil, fmt.Errorf("dimse: presentation context ID %d is even or used twice", id)
+		}
+		ids[contexts[i].ID] = true
+		if contexts[i].AbstractSyntax == "" || len(contexts[i].TransferSyntaxes) == 0 {
+			return nil, fmt.Errorf("dimse: presentation context %d needs an abstract syntax and at least one transfer syntax", contexts[i].ID)
 		}
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
@@ -129,6 +137,16 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		}
 		conn = tc
 	}
+	c, err := associateOn(dctx, conn, cfg, contexts)
+	if err != nil {
+		return nil, fmt.Errorf("dimse: associate with %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// associateOn negotiates an association over an open connection; it closes
+// conn on failure.
+func associateOn(dctx context.Context, conn net.Conn, cfg ClientConfig, contexts []PresentationContext) (*Client, error) {
 	c := &Client{u: newULConn(conn, cfg.MaxPDU, sta1Idle), cfg: cfg}
 	c.u.readTimeout = cfg.DialTimeout
 	c.u.writeTimeout = cfg.DialTimeout
@@ -150,12 +168,16 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 			c.u.abort(abortSourceProvider, pe.Reason)
 		}
 		_ = conn.Close()
-		return nil, c.ctxErr(dctx, fmt.Errorf("dimse: associate with %s: %w", addr, err))
+		return nil, c.ctxErr(dctx, err)
 	}
 	switch typ {
 	case pduAssociateRJ:
 		_ = conn.Close()
 		return nil, &RejectError{Result: body[1], Source: body[2], Reason: body[3]}
+	case pduAssociateAC:
+	default: // the state machine admits nothing else in Sta5
+		_ = conn.Close()
+		return nil, fmt.Errorf("%w: PDU type %d in answer to A-ASSOCIATE-RQ", ErrProtocol, typ)
 	case pduAbort:
 		_ = conn.Close()
 		return nil, abortErr(body)

@@ -252,6 +252,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	corpus := map[string][][]byte{
 		"FuzzAssociation": associationSeeds(),
 		"FuzzDecodePDU":   {seedAssociateRQ(), seedEcho(), seedStore(3), encodeReject(1, 1, 3), encodeAbort(0, 0), encodeRelease(pduReleaseRQ)},
+		"FuzzClient":      {encodeReject(1, 1, 3), encodeAbort(2, 0)},
 		"FuzzStateMachine": {
 			{byte(evSendAssocRQ), byte(evRecvAssocAC), byte(evSendPData), byte(evRecvPData), byte(evSendReleaseRQ), byte(evRecvReleaseRP)},
 			{0, byte(evRecvAssocRQ), byte(evSendAssocAC), byte(evRecvPData), byte(evRecvReleaseRQ), byte(evSendReleaseRP), byte(evRecvInvalid)},
@@ -277,4 +278,33 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzClient plays an SCP answering with arbitrary bytes: association
+// negotiation, C-ECHO, C-STORE and release on the client side must end with
+// an error or success, never a panic or a hang.
+func FuzzClient(f *testing.F) {
+	ac := encodeAssociate(pduAssociateAC, &associate{ProtocolVersion: 1, CalledAE: "NODE", CallingAE: "FUZZ", AppContext: ApplicationContextName,
+		Contexts: []PresentationContext{{ID: 1, Result: ContextAccepted, TransferSyntax: ImplicitVRLittleEndian},
+			{ID: 3, Result: ContextAccepted, TransferSyntax: ExplicitVRLittleEndian}}, MaxPDU: 4096, ImplClassUID: "1.2"})
+	echoRsp := encodePData(pdv{ContextID: 1, Command: true, Last: true, Data: (&command{Field: cmdCEchoRSP, MessageIDRespondedTo: 1,
+		AffectedSOPClassUID: VerificationSOPClass, DataSetType: commandDataSetNone}).encode()})
+	storeRsp := encodePData(pdv{ContextID: 3, Command: true, Last: true, Data: (&command{Field: cmdCStoreRSP, MessageIDRespondedTo: 2,
+		AffectedSOPClassUID: CTImageStorage, AffectedSOPInstanceUID: "1.2.3", DataSetType: commandDataSetNone, Status: StatusOutOfResources, ErrorComment: "full"}).encode()})
+	f.Add(bytes.Join([][]byte{ac, echoRsp, storeRsp, encodeRelease(pduReleaseRP)}, nil))
+	f.Add(encodeReject(1, 1, 3))
+	f.Add(bytes.Join([][]byte{ac, encodeAbort(2, 0)}, nil))
+	f.Add(bytes.Join([][]byte{ac, storeRsp, echoRsp}, nil))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		conn := &bytesConn{r: bytes.NewReader(data)}
+		ctx := context.Background()
+		cfg := ClientConfig{CallingAE: "FUZZ", CalledAE: "NODE", MaxPDU: 1 << 16, DialTimeout: time.Second, DIMSETimeout: time.Second}
+		c, err := associateOn(ctx, conn, cfg, DefaultContexts()[:2])
+		if err != nil {
+			return
+		}
+		_ = c.Echo(ctx)
+		_, _ = c.Store(ctx, StoreItem{SOPClassUID: CTImageStorage, SOPInstanceUID: "1.2.3", TransferSyntaxUID: ExplicitVRLittleEndian, DataSet: make([]byte, 5000)})
+		_ = c.Release(ctx)
+	})
 }

@@ -417,7 +417,9 @@ func (a *association) callerAllowed(ae string) bool {
 			}
 			continue
 		}
-		addrs, err := net.DefaultResolver.LookupIPAddr(a.ctx, h)
+		lctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+		addrs, err := net.DefaultResolver.LookupIPAddr(lctx, h)
+		cancel()
 		if err != nil {
 			continue
 		}
