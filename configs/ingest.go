@@ -24,6 +24,11 @@ type NATS struct {
 	// Listen makes the embedded server also listen on this loopback HOST:PORT
 	// (for inspection with the nats CLI); empty means in-process only.
 	Listen string `yaml:"listen"`
+	// SyncInterval is how often the embedded server flushes to disk; 0 (the
+	// default) syncs every write before acknowledging it, so an accepted
+	// instance survives a power cut. A positive interval survives a crash of
+	// the process but not of the machine, for several times the throughput.
+	SyncInterval time.Duration `yaml:"sync_interval"`
 	// Prefix is prepended to every stream, bucket and subject name so several
 	// nodes or test runs can share one cluster.
 	Prefix string `yaml:"prefix"`
@@ -62,6 +67,12 @@ func (n *NATS) validate(p *problems, path string) {
 	}
 	if n.URL == "" && (n.CredentialsFile != "" || n.TLS.CA != "" || n.TLS.Cert != "") {
 		p.add(path+".url", "credentials_file and tls need an external url")
+	}
+	if n.SyncInterval < 0 {
+		p.add(path+".sync_interval", "must not be negative")
+	}
+	if n.URL != "" && n.SyncInterval != 0 {
+		p.add(path+".sync_interval", "only for the embedded server (url is set)")
 	}
 	if n.URL != "" && n.Listen != "" {
 		p.add(path+".listen", "only for the embedded server (url is set)")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,10 +14,10 @@ import (
 	"anomalynode/dimse"
 )
 
-// benchStore sends n C-STOREs of dataSets (round robin, each with a fresh SOP
-// Instance UID) over one association to a server running handler and returns
-// the elapsed time.
-func benchStore(b *testing.B, handler dimse.StoreHandler, n int, size int, tag string) time.Duration {
+// benchStore sends n C-STOREs (each with a fresh SOP Instance UID) over assoc
+// parallel associations to a server running handler and returns the elapsed
+// time.
+func benchStore(b *testing.B, handler dimse.StoreHandler, n, size, assoc int, tag string) time.Duration {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -28,46 +29,76 @@ func benchStore(b *testing.B, handler dimse.StoreHandler, n int, size int, tag s
 	done := make(chan struct{})
 	go func() { srv.Serve(ctx, l); close(done) }()
 	defer func() { cancel(); <-done }()
-	cl, err := dimse.Dial(ctx, l.Addr().String(), dimse.ClientConfig{CalledAE: "NODE", CallingAE: "CT1", MaxPDU: 1 << 20})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Release(ctx)
 	items := make([]dimse.StoreItem, n)
 	for i := range items {
 		in := inst{series: fmt.Sprintf("9.%s.%d", tag, i/100), sop: fmt.Sprintf("9.%s.%d.%d", tag, i/100, i), number: i%100 + 1, z: float64(i % 100), pixels: size}
 		items[i] = dimse.StoreItem{SOPClassUID: ctImage, SOPInstanceUID: in.sop, TransferSyntaxUID: ExplicitVRLittleEndian, DataSet: in.dataSet()}
 	}
-	start := time.Now()
-	for i := range items {
-		st, err := cl.Store(ctx, items[i])
-		if err != nil || st != dimse.StatusSuccess {
-			b.Fatalf("store %d: %v %v", i, st, err)
+	clients := make([]*dimse.Client, assoc)
+	for k := range clients {
+		cl, err := dimse.Dial(ctx, l.Addr().String(), dimse.ClientConfig{CalledAE: "NODE", CallingAE: "CT1", MaxPDU: 1 << 20})
+		if err != nil {
+			b.Fatal(err)
 		}
+		defer cl.Release(ctx)
+		clients[k] = cl
 	}
-	return time.Since(start)
+	var wg sync.WaitGroup
+	errs := make(chan error, assoc)
+	start := time.Now()
+	for k, cl := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < n; i += assoc {
+				st, err := cl.Store(ctx, items[i])
+				if err != nil || st != dimse.StatusSuccess {
+					errs <- fmt.Errorf("store %d: %v %v", i, st, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return elapsed
 }
 
 // BenchmarkCStoreIngest measures instances/s from C-STORE received to durable
-// and routed (the success response), with 512x512 16-bit slices, against the
-// raw SCP throughput of a handler that only reads and discards the data set,
-// in the same run.
+// and routed (the success response) with 512x512 16-bit slices, and its ratio
+// to the raw SCP throughput (a handler that only reads and discards the data
+// set) measured in the same run with the same associations. Sub-benchmarks:
+// one or four associations, every write synced (the default) or synced every
+// second (nats.sync_interval).
 func BenchmarkCStoreIngest(b *testing.B) {
 	const size = 512 * 512 * 2
-	n := b.N
-	raw := benchStore(b, dimse.StoreHandlerFunc(func(ctx context.Context, req *dimse.StoreRequest) (dimse.Status, error) {
-		_, err := io.Copy(io.Discard, req.DataSet)
-		return dimse.StatusSuccess, err
-	}), n, size, "raw")
-	cfg := testConfig(b, b.TempDir())
-	svc, _ := newTestService(b, cfg)
-	b.ResetTimer()
-	stored := benchStore(b, svc, n, size, "store")
-	b.StopTimer()
-	rawRate := float64(n) / raw.Seconds()
-	storeRate := float64(n) / stored.Seconds()
-	b.ReportMetric(storeRate, "inst/s")
-	b.ReportMetric(rawRate, "raw-inst/s")
-	b.ReportMetric(storeRate/rawRate, "ratio")
-	b.ReportMetric(storeRate*size/1e6, "MB/s")
+	for _, bc := range []struct {
+		name  string
+		assoc int
+		sync  time.Duration
+	}{{"assoc=1/sync=always", 1, 0}, {"assoc=4/sync=always", 4, 0}, {"assoc=1/sync=1s", 1, time.Second}, {"assoc=4/sync=1s", 4, time.Second}} {
+		b.Run(bc.name, func(b *testing.B) {
+			n := b.N
+			raw := benchStore(b, dimse.StoreHandlerFunc(func(ctx context.Context, req *dimse.StoreRequest) (dimse.Status, error) {
+				_, err := io.Copy(io.Discard, req.DataSet)
+				return dimse.StatusSuccess, err
+			}), n, size, bc.assoc, "raw")
+			cfg := testConfig(b, b.TempDir())
+			cfg.NATS.SyncInterval = bc.sync
+			svc, _ := newTestService(b, cfg)
+			b.ResetTimer()
+			stored := benchStore(b, svc, n, size, bc.assoc, "store")
+			b.StopTimer()
+			rawRate := float64(n) / raw.Seconds()
+			storeRate := float64(n) / stored.Seconds()
+			b.ReportMetric(storeRate, "inst/s")
+			b.ReportMetric(rawRate, "raw-inst/s")
+			b.ReportMetric(storeRate/rawRate, "ratio")
+			b.ReportMetric(storeRate*size/1e6, "MB/s")
+		})
+	}
 }

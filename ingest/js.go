@@ -114,13 +114,16 @@ func startEmbedded(cfg configs.NATS, dataDir string) (*server.Server, error) {
 		ServerName: "anomalynode",
 		JetStream:  true,
 		StoreDir:   storeDir,
-		// Sync every write: an instance acknowledged to a sender must survive
-		// a power cut, not only a process crash.
+		// Sync every write by default: an instance acknowledged to a sender
+		// must survive a power cut, not only a process crash.
 		SyncAlways: true,
 		DontListen: true,
 		NoSigs:     true,
 		NoLog:      true,
 		MaxPayload: 8 << 20,
+	}
+	if cfg.SyncInterval > 0 {
+		o.SyncAlways, o.SyncInterval = false, cfg.SyncInterval
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)

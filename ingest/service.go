@@ -134,6 +134,7 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond,
 	}
 	s.router.Store(router)
+	s.router.Store(router)
 	j := js.JetStream
 	s.objects, err = j.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: js.Name("INSTANCES"), Description: "received DICOM data sets by SOP Instance UID",
