@@ -67,17 +67,20 @@ func TestStoreSCUTransferSyntaxes(t *testing.T) {
 		flags  []string
 		files  []string
 		wantTS string
+		maxPDU uint32
 	}{
-		{"explicit-only", []string{"-xe"}, explicit, ExplicitVRLittleEndian},
-		{"implicit-only", []string{"-xi"}, implicit, ImplicitVRLittleEndian},
+		// A small maximum PDU makes storescu fragment each data set into several PDUs.
+		{"small-pdu", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 4096},
+		{"explicit-only", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 0},
+		{"implicit-only", []string{"-xi"}, implicit, ImplicitVRLittleEndian, 0},
 		// storescu converts an explicit file when only implicit is proposed.
-		{"implicit-only-from-explicit", []string{"-xi"}, explicit, ImplicitVRLittleEndian},
-		{"default-proposal", nil, explicit, ExplicitVRLittleEndian},
+		{"implicit-only-from-explicit", []string{"-xi"}, explicit, ImplicitVRLittleEndian, 0},
+		{"default-proposal", nil, explicit, ExplicitVRLittleEndian, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
-			_, addr := startServer(t, ServerConfig{}, rec)
+			_, addr := startServer(t, ServerConfig{MaxPDU: tc.maxPDU}, rec)
 			h, p := hostPort(t, addr)
 			args := append([]string{"-aec", "NODE"}, tc.flags...)
 			args = append(append(args, h, p), tc.files...)
