@@ -55,7 +55,8 @@ Suites: $codename ${codename}-updates
 Components: contrib non-free
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
-	$sudo apt-get update -o Dir::Etc::sourcelist="$list" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 -qq
+	# A full update: the dependencies from main need current lists too.
+	$sudo apt-get update -qq
 	log "installing nvidia-cuda-dev (about 770 MB, once per machine)"
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nvidia-cuda-dev
 }
