@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,12 +62,18 @@ func TestServeEchoSend(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	data, out := t.TempDir(), t.TempDir()
+	data := t.TempDir()
+	admin := freeAddr(t)
+	cfg := filepath.Join(data, "node.yaml")
+	// No model and no rule: instances are stored durably and routed nowhere.
+	if err := os.WriteFile(cfg, []byte("node:\n  data_dir: "+data+"\nadmin:\n  listen: "+admin+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
 		e, _, _ := testEnv()
-		served <- runServe(ctx, e, []string{"--listen", addr, "--ae", "NODE", "--data", data, "--out", out})
+		served <- runServe(ctx, e, []string{"--config", cfg, "--listen", addr, "--ae", "NODE"})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -101,11 +109,8 @@ func TestServeEchoSend(t *testing.T) {
 	if !strings.Contains(stdout.String(), "sent 5 of 5") || !strings.Contains(stderr.String(), "README.txt") {
 		t.Fatalf("send output %q / %q", stdout, stderr)
 	}
-	for i := 0; i < 5; i++ {
-		p := filepath.Join(out, fmt.Sprintf("1.2.3.4.5.%d.dcm", i))
-		if b, err := exec.Command("dcmdump", "-q", p).CombinedOutput(); err != nil {
-			t.Fatalf("stored %s does not parse: %v\n%s", p, err, b)
-		}
+	if got := metricSum(t, admin, "anomalynode_ingest_instances_received_total"); got != 5 {
+		t.Fatalf("node received %v instances, want 5", got)
 	}
 
 	// Errors are returned, not printed and swallowed.
@@ -127,4 +132,37 @@ func TestServeEchoSend(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// metricSum adds up every sample of a metric on the node's /metrics page.
+func metricSum(t *testing.T, admin, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
 }

@@ -55,17 +55,25 @@ func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 	return fs
 }
 
-func newLogger(w *os.File) zerolog.Logger {
-	level, err := zerolog.ParseLevel(strings.ToLower(os.Getenv("ANOMALYNODE_LOG_LEVEL")))
-	if err != nil || os.Getenv("ANOMALYNODE_LOG_LEVEL") == "" {
-		level = zerolog.InfoLevel
+// newLogger builds the process logger: level and format from the
+// environment (ANOMALYNODE_LOG_LEVEL, ANOMALYNODE_LOG_FORMAT), else from the
+// given defaults; "auto" means console on a terminal and JSON elsewhere.
+func newLogger(w *os.File, level, format string) zerolog.Logger {
+	if v := os.Getenv("ANOMALYNODE_LOG_LEVEL"); v != "" {
+		level = v
+	}
+	if v := os.Getenv("ANOMALYNODE_LOG_FORMAT"); v != "" {
+		format = v
+	}
+	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
+	if err != nil || level == "" {
+		lvl = zerolog.InfoLevel
 	}
 	var out io.Writer = w
-	format := os.Getenv("ANOMALYNODE_LOG_FORMAT")
-	if format == "console" || (format == "" && isatty.IsTerminal(w.Fd())) {
+	if format == "console" || ((format == "" || format == "auto") && isatty.IsTerminal(w.Fd())) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
-	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
 }
 
 func usage(w io.Writer) {
@@ -86,7 +94,7 @@ func main() {
 }
 
 func runMain(args []string) int {
-	e := &env{log: newLogger(os.Stderr), stdout: os.Stdout, stderr: os.Stderr}
+	e := &env{log: newLogger(os.Stderr, "info", "auto"), stdout: os.Stdout, stderr: os.Stderr}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(e.stdout)
 		if len(args) == 0 {

@@ -89,6 +89,9 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 	if err != nil {
 		return nil, err
 	}
+	if log.GetLevel() != zerolog.Disabled {
+		log = newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	}
 	n = &node{path: path, over: over, cfg: cfg, log: log, reg: prometheus.NewRegistry(), served: map[string]*inference.Served{}}
 	defer func() {
 		if err != nil {
