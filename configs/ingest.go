@@ -100,6 +100,9 @@ type Ingest struct {
 	// MaxDeliver bounds redeliveries of one work item (then it is dropped and
 	// logged); -1 retries forever.
 	MaxDeliver int `yaml:"max_deliver"`
+	// MaxInFlight bounds the slices handed to the slice consumer and not yet
+	// acknowledged; keep MaxInFlight x (time per slice) well below AckWait.
+	MaxInFlight int `yaml:"max_in_flight"`
 	// MaxHeaderBytes bounds the part of a data set read before the pixel data
 	// to route it; larger headers are refused.
 	MaxHeaderBytes int64 `yaml:"max_header_bytes"`
@@ -148,6 +151,9 @@ func (i *Ingest) setDefaults() {
 	if i.MaxHeaderBytes == 0 {
 		i.MaxHeaderBytes = 64 << 20
 	}
+	if i.MaxInFlight == 0 {
+		i.MaxInFlight = 256
+	}
 	for k := range i.Watch {
 		w := &i.Watch[k]
 		if w.StableFor == 0 {
@@ -180,6 +186,9 @@ func (i *Ingest) validate(p *problems, path string) {
 	}
 	if i.Retention < time.Minute {
 		p.add(path+".retention", "must be at least 1m")
+	}
+	if i.MaxInFlight < 1 {
+		p.add(path+".max_in_flight", "must be at least 1")
 	}
 	if i.MaxHeaderBytes < 4096 {
 		p.add(path+".max_header_bytes", "must be at least 4096")

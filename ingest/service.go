@@ -401,7 +401,7 @@ func (s *Service) consume(ctx context.Context, stream, durable, subject string, 
 	maxDeliver := s.cfg.MaxDeliver
 	cons, err := s.js.JetStream.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
-		MaxDeliver: maxDeliver, MaxAckPending: 4096, FilterSubject: subject,
+		MaxDeliver: maxDeliver, MaxAckPending: max(s.cfg.MaxInFlight, 1), FilterSubject: subject,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: consumer %s: %w", durable, err)
