@@ -139,35 +139,78 @@ produce_fixture() {
 
 # ==> THE REAL NODE PATH (E2E_PRODUCER=node) <==================================
 # The series goes to `anomalynode serve` by C-STORE; the node scores it and
-# sends SEG + SC to this Orthanc (AE ARCHIVE at 127.0.0.1:$ORTHANC_DICOM). The
-# source series also goes straight to Orthanc (the viewer needs it; an archive
-# would already hold it). Wire the config keys here as `serve` settles.
+# sends SEG + SC to this Orthanc (AE ARCHIVE at 127.0.0.1:$ORTHANC_DICOM) by
+# C-STORE. The source series also goes straight to Orthanc (the viewer needs
+# it; a real archive would already hold it). The model (a tiny ViT with the
+# DINOv2 contract and a DPMM fitted on synthetic normal series, as in
+# scripts/demo.sh) is cached in .e2e/node-model/. E2E_NODE_CONFIG may name a
+# config of your own; @ORTHANC_DICOM@, @NODE_DICOM@, @NODE_ADMIN@, @RUN@ and
+# @MODEL@ in it are replaced.
+node_config() {
+  cat <<'EOF'
+# Written by test/e2e/viewer/run.sh: results go to the test's Orthanc.
+node: {name: e2e-viewer, data_dir: "@RUN@/node/data"}
+log: {level: info, format: json}
+admin: {listen: "127.0.0.1:@NODE_ADMIN@"}
+dimse: {listen: "127.0.0.1:@NODE_DICOM@", ae_title: ANOMALYNODE}
+ingest: {series_timeout: 3s, min_free_bytes: 104857600}
+inference: {threads: 2, batch: 4}
+models:
+  mr-brain: {path: "@MODEL@/model.dpmm", embedder: "@MODEL@/tiny.onnx", fpr: 0.01}
+destinations:
+  archive: {address: "127.0.0.1:@ORTHANC_DICOM@", called_ae: ARCHIVE, calling_ae: ANOMALYNODE}
+export: {max_attempts: 5, backoff_initial: 1s, backoff_max: 10s}
+output: {seg_series_description: "Anomaly segmentation (anomalynode e2e)"}
+routes:
+  - {name: mr-brain, match: {modality: [MR]}, model: mr-brain, destinations: [archive]}
+  - {name: everything-else, ignore: true}
+EOF
+}
+
 produce_node() {
   [ -x "$BIN" ] || { say "no $BIN (make build)"; return 1; }
-  "$BIN" serve --help >/dev/null 2>&1 || { say "anomalynode serve is not available yet"; return 1; }
+  "$BIN" serve --help >/dev/null 2>&1 || { say "$BIN serve is not available"; return 1; }
+  local model="$E2E/node-model" cfg="$RUN/node/config.yaml" i
+  mkdir -p "$RUN/node" "$model"
+  if [ -n "${E2E_NODE_CONFIG:-}" ]; then cat "$E2E_NODE_CONFIG"; else node_config; fi |
+    sed -e "s|@ORTHANC_DICOM@|$ORTHANC_DICOM|g" -e "s|@NODE_DICOM@|$NODE_DICOM|g" \
+      -e "s|@NODE_ADMIN@|$NODE_ADMIN|g" -e "s|@RUN@|$RUN|g" -e "s|@MODEL@|$model|g" >"$cfg"
+  if [ ! -f "$model/model.dpmm" ]; then
+    say "making the node's model (cached in $model)"
+    "$BIN" mkvit --out "$model/tiny.onnx" --preset tiny --seed 1 >/dev/null || return 1
+    rm -rf "$model/normal" "$model/val"
+    "$BIN" synth --out "$model/normal" --series 4 --slices 12 --seed 100 >/dev/null || return 1
+    "$BIN" synth --out "$model/val" --series 2 --slices 12 --seed 200 >/dev/null || return 1
+    "$BIN" fit --config "$cfg" --normal "$model/normal" --val "$model/val" --out "$model/model.dpmm.tmp" \
+      --components 100 --epochs 12 --batch 8 --seed 1 --cache "$model/cache" >"$RUN/node/fit.log" 2>&1 ||
+      { tail -20 "$RUN/node/fit.log" >&2; return 1; }
+    mv "$model/model.dpmm.tmp" "$model/model.dpmm"
+  fi
   store "$RUN/data/series/images/"*.dcm || return 1
-  mkdir -p "$RUN/node"
-  cat >"$RUN/node/config.yaml" <<EOF
-# Written by test/e2e/viewer/run.sh: the node exports SEG + SC to the test's Orthanc.
-# (Adjust to the final configs/ schema: destination = ARCHIVE@127.0.0.1:$ORTHANC_DICOM.)
-EOF
-  "$BIN" serve --config "$RUN/node/config.yaml" --listen "127.0.0.1:$NODE_DICOM" --ae ANOMALYNODE \
-    --data "$RUN/node/data" >"$RUN/node/serve.log" 2>&1 &
-  pids+=($!)
-  local i
-  for ((i = 0; i < 300; i++)); do echoscu -q -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" 2>/dev/null && break; sleep 0.1; done
+  "$BIN" serve --config "$cfg" >"$RUN/node/serve.log" 2>&1 &
+  local node_pid=$!
+  pids+=("$node_pid")
+  for ((i = 0; i < 300; i++)); do
+    curl -fs "http://127.0.0.1:$NODE_ADMIN/readyz" >/dev/null 2>&1 && break
+    kill -0 "$node_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  curl -fs "http://127.0.0.1:$NODE_ADMIN/readyz" >/dev/null 2>&1 || { say "the node is not ready"; tail -20 "$RUN/node/serve.log" >&2; return 1; }
   dcmsend -q -aet E2E -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" "$RUN/data/series/images/"*.dcm || return 1
-  # Wait for the node's SEG (modality SEG, not one of the fixture's negatives).
+  # The first SEG in the study is the node's (the negatives are stored
+  # later); wait for the SC series too.
   local study
   study=$(jq -r .study_uid "$RUN/data/truth.json")
-  for ((i = 0; i < 240; i++)); do
-    if curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=SEG" | grep -q 00080060; then
-      sleep 3 # let the SC series finish arriving
+  for ((i = 0; i < 600; i++)); do
+    if curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=SEG" | grep -q 00080060 &&
+      curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=OT" | grep -q 00080060; then
+      sleep 3 # let the last heat maps arrive
       return 0
     fi
+    kill -0 "$node_pid" 2>/dev/null || { say "the node exited"; break; }
     sleep 0.5
   done
-  say "the node returned no SEG within 120 s; log tail:"
+  say "the node did not deliver SEG + SC within 300 s; log tail:"
   tail -20 "$RUN/node/serve.log" >&2
   return 1
 }
@@ -187,7 +230,7 @@ jq -e '[.cases[] | select(.test == "seg")] | length > 0' "$RUN/cases.json" >/dev
 jq -e '[.cases[] | select(.test == "sc")] | length > 0' "$RUN/cases.json" >/dev/null || die "no SC from the producer in Orthanc"
 
 # --- the browser -------------------------------------------------------------
-PLAYWRIGHT_CORE="$PLAYWRIGHT_CORE" node test/e2e/viewer/view.mjs "$RUN/cases.json" "$VIEWER" "$ARTIFACTS" "$ARTIFACTS/results.json" 2>&1 | tee "$RUN/view.log"
+PLAYWRIGHT_CORE="$PLAYWRIGHT_CORE" timeout 900 node test/e2e/viewer/view.mjs "$RUN/cases.json" "$VIEWER" "$ARTIFACTS" "$ARTIFACTS/results.json" 2>&1 | tee "$RUN/view.log"
 [ -f "$ARTIFACTS/results.json" ] || die "the browser run wrote no results"
 cp "$RUN/cases.json" "$ARTIFACTS/"
 passed=$((passed + $(jq '[.tests[] | select(.pass)] | length' "$ARTIFACTS/results.json")))

@@ -54,6 +54,10 @@ const context = await chromium.launchPersistentContext(userDataDir, {
   ],
 });
 
+// No step may hang the run: every action and wait gives up after 30 s.
+context.setDefaultTimeout(30000);
+context.setDefaultNavigationTimeout(60000);
+
 const log = (...a) => console.log(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 const slug = (s) => s.replace(/[^A-Za-z0-9._-]+/g, '_');
 
