@@ -1,7 +1,9 @@
 package inference
 
 import (
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,6 +39,10 @@ type ModelSetup struct {
 	VOI *PreprocessSpec
 	// Registerer receives the engine's metrics (optional).
 	Registerer prometheus.Registerer
+	// NewScorer, when set, builds the scorer the engine uses (e.g. the cuda
+	// package's GPU scorer, which this package cannot import); by default the
+	// engine uses the CPU DPMMScorer.
+	NewScorer func(m *Model) (Scorer, error)
 }
 
 // Served is an opened model: its engine and the parts it was built from.
@@ -45,8 +51,11 @@ type Served struct {
 	Model *Model
 	// Embedder is the ONNX session (closed by Close).
 	Embedder *Embedder
-	// Scorer is the DPMM prototype scorer.
+	// Scorer is the CPU DPMM prototype scorer.
 	Scorer *DPMMScorer
+	// Active is the scorer the engine uses: Scorer, or what
+	// ModelSetup.NewScorer built.
+	Active Scorer
 	// Preprocessor is the preprocessing in use.
 	Preprocessor *Preprocessor
 	// Threshold is the pixel threshold for FPR.
@@ -55,8 +64,14 @@ type Served struct {
 	Engine *Engine
 }
 
-// Close releases the ONNX session.
-func (s *Served) Close() error { return s.Embedder.Close() }
+// Close releases the ONNX session and a scorer that holds resources.
+func (s *Served) Close() error {
+	err := s.Embedder.Close()
+	if c, ok := s.Active.(io.Closer); ok && s.Active != Scorer(s.Scorer) {
+		err = errors.Join(err, c.Close())
+	}
+	return err
+}
 
 // OpenModel loads a model file, checks its embedder, starts ONNX Runtime and
 // builds the engine.
@@ -92,7 +107,19 @@ func OpenModel(s ModelSetup) (*Served, error) {
 	if err != nil {
 		return nil, err
 	}
+	var active Scorer = sc
+	if s.NewScorer != nil {
+		if active, err = s.NewScorer(m); err != nil {
+			return nil, err
+		}
+	}
+	closeActive := func() {
+		if c, ok := active.(io.Closer); ok && s.NewScorer != nil {
+			c.Close()
+		}
+	}
 	if err := InitRuntime(s.ORTLibrary); err != nil {
+		closeActive()
 		return nil, err
 	}
 	in, out := s.InputName, s.OutputName
@@ -105,16 +132,19 @@ func OpenModel(s ModelSetup) (*Served, error) {
 	emb, err := NewEmbedder(EmbedderOptions{ModelPath: s.EmbedderPath, Device: s.Device, CUDADevice: s.CUDADevice,
 		Threads: s.Threads, GraphOptimization: s.GraphOptimization, InputName: in, OutputName: out, PatchSize: pre.PatchSize})
 	if err != nil {
+		closeActive()
 		return nil, err
 	}
 	if d := emb.Dim(); d > 0 && d != m.D {
+		closeActive()
 		emb.Close()
 		return nil, fmt.Errorf("inference: embedder %s outputs %d-dim tokens, model %s has D=%d", s.EmbedderPath, d, s.ModelPath, m.D)
 	}
-	eng, err := NewEngine(EngineOptions{Backbone: emb, Scorer: sc, Preprocessor: pre, Threshold: th, Batch: s.Batch, TopFraction: s.TopFraction, Registerer: s.Registerer})
+	eng, err := NewEngine(EngineOptions{Backbone: emb, Scorer: active, Preprocessor: pre, Threshold: th, Batch: s.Batch, TopFraction: s.TopFraction, Registerer: s.Registerer})
 	if err != nil {
+		closeActive()
 		emb.Close()
 		return nil, err
 	}
-	return &Served{Model: m, Embedder: emb, Scorer: sc, Preprocessor: pre, Threshold: th, Engine: eng}, nil
+	return &Served{Model: m, Embedder: emb, Scorer: sc, Active: active, Preprocessor: pre, Threshold: th, Engine: eng}, nil
 }
