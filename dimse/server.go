@@ -248,12 +248,18 @@ type association struct {
 // newAssociation prepares the server side of a new connection.
 func (s *Server) newAssociation(ctx context.Context, conn net.Conn) *association {
 	pol := s.policy.Load()
+	remote := conn.RemoteAddr()
+	if pol.cfg.TLS != nil {
+		// Wrapped before anyone else sees the connection; the handshake runs
+		// at the start of run, under ARTIM.
+		conn = tls.Server(conn, pol.cfg.TLS)
+	}
 	u := newULConn(conn, pol.cfg.MaxPDU, sta2AwaitAssocRQ)
 	u.writeTimeout = pol.cfg.DIMSETimeout
 	a := &association{s: s, u: u, pol: pol, ctx: ctx, freeSlot: func() {}}
 	a.info.ID = s.nextID.Add(1)
-	a.info.RemoteAddr = conn.RemoteAddr()
-	a.log = s.log.With().Uint64("assoc", a.info.ID).Str("remote", conn.RemoteAddr().String()).Logger()
+	a.info.RemoteAddr = remote
+	a.log = s.log.With().Uint64("assoc", a.info.ID).Str("remote", remote.String()).Logger()
 	return a
 }
 
@@ -301,16 +307,14 @@ func (s *Server) serveConn(conn net.Conn) {
 // run negotiates and serves the association and returns its outcome label.
 func (a *association) run() (string, error) {
 	u, pol := a.u, a.pol
-	if pol.cfg.TLS != nil {
-		tc := tls.Server(u.conn, pol.cfg.TLS)
+	if tc, ok := u.conn.(*tls.Conn); ok {
 		_ = tc.SetDeadline(time.Now().Add(pol.cfg.ARTIMTimeout))
 		if err := tc.HandshakeContext(a.ctx); err != nil {
+			a.freeSlot()
 			return "failed", fmt.Errorf("dimse: TLS handshake: %w", err)
 		}
 		_ = tc.SetDeadline(time.Time{})
 		a.info.PeerCertificates = tc.ConnectionState().PeerCertificates
-		u.conn = tc
-		u.br.Reset(tc)
 	}
 	u.readTimeout = pol.cfg.ARTIMTimeout
 	typ, body, err := u.readPDU()
