@@ -68,19 +68,24 @@ func TestStoreSCUTransferSyntaxes(t *testing.T) {
 		files  []string
 		wantTS string
 		maxPDU uint32
+		ts     []string // our accepted syntaxes (default: all defaults)
 	}{
 		// A small maximum PDU makes storescu fragment each data set into several PDUs.
-		{"small-pdu", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 4096},
-		{"explicit-only", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 0},
-		{"implicit-only", []string{"-xi"}, implicit, ImplicitVRLittleEndian, 0},
+		{"small-pdu", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 4096, nil},
+		{"explicit-only", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 0, nil},
+		{"implicit-only", []string{"-xi"}, implicit, ImplicitVRLittleEndian, 0, nil},
 		// storescu converts an explicit file when only implicit is proposed.
-		{"implicit-only-from-explicit", []string{"-xi"}, explicit, ImplicitVRLittleEndian, 0},
-		{"default-proposal", nil, explicit, ExplicitVRLittleEndian, 0},
+		{"implicit-only-from-explicit", []string{"-xi"}, explicit, ImplicitVRLittleEndian, 0, nil},
+		{"default-proposal", nil, explicit, ExplicitVRLittleEndian, 0, nil},
+		// The retired big-endian syntax is accepted and passed through as is.
+		{"big-endian", []string{"-xb"}, explicit, ExplicitVRBigEndian, 0, []string{ExplicitVRBigEndian}},
+		// Deflated data sets reach the handler inflated, as Explicit VR LE.
+		{"deflated", []string{"-xd"}, explicit, ExplicitVRLittleEndian, 0, []string{DeflatedExplicitVRLittleEndian}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newRecorder()
-			_, addr := startServer(t, ServerConfig{MaxPDU: tc.maxPDU}, rec)
+			_, addr := startServer(t, ServerConfig{MaxPDU: tc.maxPDU, TransferSyntaxes: tc.ts}, rec)
 			h, p := hostPort(t, addr)
 			args := append([]string{"-aec", "NODE"}, tc.flags...)
 			args = append(append(args, h, p), tc.files...)
