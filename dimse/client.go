@@ -34,6 +34,7 @@ type StatusError struct {
 	Comment string
 }
 
+// Error describes the status and its comment.
 func (e *StatusError) Error() string {
 	if e.Comment != "" {
 		return fmt.Sprintf("dimse: status %s: %s", e.Status, e.Comment)

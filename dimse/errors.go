@@ -51,6 +51,7 @@ type RejectError struct {
 	Result, Source, Reason byte
 }
 
+// Error describes the rejection with its result, source and reason.
 func (e *RejectError) Error() string {
 	return fmt.Sprintf("dimse: association rejected (result %d %s, source %d, reason %d %s)",
 		e.Result, map[byte]string{1: "permanent", 2: "transient"}[e.Result], e.Source, e.Reason, rejectReasonText(e.Source, e.Reason))
@@ -95,6 +96,7 @@ type AbortError struct {
 	Source, Reason byte
 }
 
+// Error describes the abort source and reason.
 func (e *AbortError) Error() string {
 	return fmt.Sprintf("dimse: association aborted by peer (source %d, reason %d)", e.Source, e.Reason)
 }
