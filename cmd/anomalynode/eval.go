@@ -12,6 +12,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/eval"
+	"anomalynode/inference/eval/seglabel"
 )
 
 func init() {
@@ -28,7 +29,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	cfgPath := fs.String("config", "", "node configuration (ONNX Runtime library, threads, device, model embedder)")
 	modelPath := fs.String("model", "", "model file from 'anomalynode fit' (required)")
 	images := fs.String("images", "", "folder of test DICOM files, searched recursively (required)")
-	labels := fs.String("labels", "", "folder of masks named like the images (.npy or .png) (required)")
+	labels := fs.String("labels", "", "folder of masks named like the images (.npy or .png), or of binary DICOM SEG objects (required)")
 	out := fs.String("out", "", "folder for summary.json, slices.csv and curves.png (required)")
 	scorer := fs.String("scorer", "dpmm", "dpmm (model prototypes), knn (full memory bank) or coreset")
 	fs.Var(&bank, "bank", "normal embeddings for knn/coreset: .npy files or folders (e.g. fit's --cache folder), or DICOM folders (repeatable)")
@@ -80,6 +81,13 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	defer emb.Embedder.Close()
 
 	opt := eval.Options{Source: emb, ScorerName: *scorer, Images: *images, Labels: *labels, Out: *out}
+	segs, err := seglabel.Load(*labels)
+	if err != nil {
+		return err
+	}
+	if segs.Files > 0 {
+		opt.Extra = segs
+	}
 	lo := dpmm.LoadOptions{Embedder: emb}
 	switch *scorer {
 	case "dpmm":

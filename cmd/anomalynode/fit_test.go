@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/eval"
 	"anomalynode/inference/vit"
+	"anomalynode/output"
 )
 
 func quietEnv() (*env, *bytes.Buffer) {
@@ -218,5 +220,65 @@ func TestFitEvalDICOM(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(outDir, "curves.png")); err != nil {
 			t.Error(err)
 		}
+	}
+
+	// The same test series labelled by a DICOM SEG (built by the output
+	// package from the synth masks) gives the same pixel labels.
+	segDir := filepath.Join(dir, "seg")
+	writeSEGLabels(t, filepath.Join(test, "images"), filepath.Join(test, "labels"), segDir)
+	var byMask, bySEG eval.Summary
+	for i, lab := range []string{filepath.Join(test, "labels"), segDir} {
+		outDir := filepath.Join(dir, fmt.Sprintf("eval-labels-%d", i))
+		run("eval", "--model", model, "--images", filepath.Join(test, "images"), "--labels", lab, "--out", outDir, "--embedder", onnx)
+		b, _ := os.ReadFile(filepath.Join(outDir, "summary.json"))
+		s := &byMask
+		if i == 1 {
+			s = &bySEG
+		}
+		if err := json.Unmarshal(b, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bySEG.Metrics.Positives == 0 || bySEG.Metrics.Positives != byMask.Metrics.Positives || *bySEG.Metrics.AUROC != *byMask.Metrics.AUROC || bySEG.UnlabelledFiles != 0 {
+		t.Errorf("SEG labels: %d positives, AUROC %v, %d unlabelled; mask files: %d, %v",
+			bySEG.Metrics.Positives, *bySEG.Metrics.AUROC, bySEG.UnlabelledFiles, byMask.Metrics.Positives, *byMask.Metrics.AUROC)
+	}
+}
+
+// writeSEGLabels builds one binary SEG for the series in images whose masks are
+// labels/NAME.npy, and writes it to segDir.
+func writeSEGLabels(t *testing.T, images, labels, segDir string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(images, "*.dcm"))
+	res := &output.SeriesResult{Model: output.ModelIdentity{Name: "truth", Version: "1", SHA256: "00"}, Version: 1, Threshold: 0.5}
+	for _, f := range files {
+		sl, err := inference.DecodeFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sl[0]
+		a, err := inference.ReadNPY(filepath.Join(labels, strings.TrimSuffix(filepath.Base(f), ".dcm")+".npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := s.Rows * s.Cols
+		src := output.SourceSlice{Header: s.Header, Rows: s.Rows, Cols: s.Cols, Scores: make([]float32, n), Mask: make([]bool, n), Display: make([]uint8, n)}
+		for i, v := range a.U8 {
+			src.Mask[i] = v != 0
+			if v != 0 {
+				src.Scores[i] = 1
+			}
+		}
+		res.Sources = append(res.Sources, src)
+	}
+	obj, err := output.BuildSEG(res, output.SEGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(segDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(segDir, "seg.dcm"), obj.Part10, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// mask is Labels/REL/NAME.{npy,png}, or Labels/NAME.{npy,png}, or, when REL
 	// contains an "images" folder, the same path with "labels" in its place.
 	Labels string
+	// Extra labels the images without a mask file (e.g. DICOM SEG objects,
+	// package seglabel); nil: none.
+	Extra LabelSource
 	// Out is the folder for summary.json, slices.csv and curves.png.
 	Out string
 	// Progress, when set, receives a progress line per slice.
@@ -101,6 +104,13 @@ type Summary struct {
 	CurvesPNG string `json:"curves_png"`
 }
 
+// LabelSource labels slices from something other than mask files.
+type LabelSource interface {
+	// Masks fills masks (one per frame, Rows*Cols, 1 = anomalous) for the
+	// frames of one image; found is false when it knows nothing of the image.
+	Masks(slices []*inference.Slice, masks [][]uint8) (found bool, err error)
+}
+
 // ErrNoLabels is returned when no image has a matching mask.
 var ErrNoLabels = errors.New("eval: no image has a matching label file")
 
@@ -151,6 +161,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		masks, found, err := loadMasks(o.Images, o.Labels, f, sl)
 		if err != nil {
 			return nil, err
+		}
+		if !found && o.Extra != nil {
+			found, err = o.Extra.Masks(sl, masks)
+			if err != nil {
+				return nil, fmt.Errorf("eval: %s: %w", f, err)
+			}
 		}
 		if found {
 			labelled++
