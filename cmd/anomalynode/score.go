@@ -13,6 +13,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"anomalynode/configs"
+	"anomalynode/cuda"
 	"anomalynode/inference"
 )
 
@@ -152,6 +153,14 @@ func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (infer
 	}
 	if s.EmbedderPath == "" {
 		return s, errors.New("no embedder: give --embedder or a config whose model names one")
+	}
+	if inf.Device == cuda.DeviceCUDA {
+		// The GPU scorer, or a clear error: never a silent fallback to the CPU.
+		if err := cuda.Require(inf.Device); err != nil {
+			return s, err
+		}
+		dev := inf.CUDADevice
+		s.NewScorer = func(m *inference.Model) (inference.Scorer, error) { return cuda.NewScorer(m, dev) }
 	}
 	return s, nil
 }
