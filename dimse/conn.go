@@ -238,8 +238,7 @@ func (d *dataReader) Read(p []byte) (int, error) {
 				if ev.Type == pduAbort {
 					err = abortErr(ev.Body)
 				} else {
-					u := d.u
-					u.st = sta1Idle
+					d.u.st = sta1Idle
 					err = malformed(abortUnexpectedPDU, "PDU type %d inside a data set", ev.Type)
 				}
 			}

@@ -317,11 +317,15 @@ func (a *association) run() (string, error) {
 		a.info.PeerCertificates = tc.ConnectionState().PeerCertificates
 	}
 	u.readTimeout = pol.cfg.ARTIMTimeout
+	// The state machine admits only A-ASSOCIATE-RQ in Sta2 (or an abort,
+	// which readPDU passes on as such).
 	typ, body, err := u.readPDU()
 	if err != nil {
 		return a.fail(err)
 	}
-	_ = typ // the state machine admits only A-ASSOCIATE-RQ in Sta2
+	if typ == pduAbort {
+		return "aborted", nil
+	}
 	rq, err := decodeAssociate(pduAssociateRQ, body)
 	if err != nil {
 		return a.fail(err)
