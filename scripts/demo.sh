@@ -10,6 +10,17 @@ BIN=${BIN:-bin/anomalynode}
 D=.demo
 export ONNXRUNTIME_LIB=${ONNXRUNTIME_LIB:-$PWD/.deps/onnxruntime/libonnxruntime.so.1}
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*" >&2; }
+# http_get HOST PORT PATH prints the body of a plain HTTP GET (bash only, no curl
+# needed on a fresh machine); it fails unless the status is 200.
+http_get() {
+  local resp
+  { exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$3" "$1" >&3
+  resp=$(cat <&3)
+  exec 3<&-
+  [[ "$resp" == "HTTP/1."?" 200"* ]] || return 1
+  printf '%s\n' "${resp#*$'\r\n\r\n'}"
+}
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -56,11 +67,11 @@ say "starting the node (configs/demo.yaml), log in $D/serve.log"
 node_pid=$!
 pids+=($node_pid)
 for _ in $(seq 1 100); do
-  curl -fs http://127.0.0.1:19090/readyz >/dev/null 2>&1 && break
+  http_get 127.0.0.1 19090 /readyz >/dev/null && break
   kill -0 "$node_pid" 2>/dev/null || { tail -20 "$D/serve.log" >&2; exit 1; }
   sleep 0.2
 done
-curl -fs http://127.0.0.1:19090/readyz >/dev/null || { say "node not ready"; tail -20 "$D/serve.log" >&2; exit 1; }
+http_get 127.0.0.1 19090 /readyz >/dev/null || { say "node not ready"; tail -20 "$D/serve.log" >&2; exit 1; }
 
 nslices=$(ls "$D/lesion/images" | wc -l)
 say "sending $nslices slices to ANOMALYNODE@127.0.0.1:11112 by C-STORE"
@@ -82,15 +93,16 @@ got=$(find "$D/out" -name '*.dcm' | wc -l)
 # The summary comes from the node's own log line and metrics.
 fin=$(grep "series finalised" "$D/serve.log" | tail -1 || true)
 anom=$(sed -n 's/.*"anomalous_slices":\([0-9]*\).*/\1/p' <<<"$fin")
-metrics=$(curl -fs http://127.0.0.1:19090/metrics || true)
+metrics=$(http_get 127.0.0.1 19090 /metrics || true)
+printf '%s\n' "$metrics" >"$D/metrics.txt"
 scored=$(awk '/^anomalynode_slices_scored_total/ {s+=$2} END {print s+0}' <<<"$metrics")
 stage_sum=$(awk '/^anomalynode_inference_stage_seconds_sum/ {s+=$2} END {printf "%.0f", s*1000}' <<<"$metrics")
 seg=$(grep -rl --include='*.dcm' -a '1.2.840.10008.5.1.4.1.1.66.4' "$D/out" | head -1 || true)
 orthanc_n=""
 if command -v Orthanc >/dev/null 2>&1; then
   for _ in $(seq 1 50); do
-    orthanc_n=$(curl -fs http://127.0.0.1:18042/series 2>/dev/null | grep -c '"' || true)
-    [ "${orthanc_n:-0}" -ge 2 ] && break
+    orthanc_n=$(http_get 127.0.0.1 18042 /instances 2>/dev/null | grep -c '"' || true)
+    [ "${orthanc_n:-0}" -ge "$want" ] && break
     sleep 0.2
   done
 fi
@@ -101,8 +113,12 @@ echo "  slices scored:          $scored"
 if [ "$scored" -gt 0 ] && [ "$stage_sum" -gt 0 ]; then
   echo "  time per slice:         $((stage_sum / scored)) ms (decode+preprocess+model+score+upsample)"
 fi
-echo "  anomalous slices:       ${anom:-?} (painted lesions on $(grep -o '"lesion_pixels": *[1-9]' "$D/lesion/manifest.json" | wc -l) slices)"
-printf '  last slice sent -> SEG + %d SC delivered: %.1f s\n' "$nslices" "$(echo "$te - $ts" | bc -l 2>/dev/null || echo 0)"
+echo "  anomalous slices:       ${anom:-?} (painted lesions on $(grep -o '"lesion_pixels": *[1-9]' "$D/lesion/manifest.json" | wc -l) slices;"
+echo "                          the demo backbone has random weights, so its maps are not meaningful:"
+echo "                          see README 'Real DINOv2 weights')"
+awk -v a="$ts" -v b="$te" -v n="$nslices" 'BEGIN { printf "  send start -> SEG + %d SC delivered: %.1f s\n", n, b - a }'
 echo "  outputs:                $D/out ($got objects; SEG: ${seg:-?})"
-[ -n "$orthanc_n" ] && echo "  Orthanc:                http://127.0.0.1:18042/app/explorer.html (series stored: source + SEG + SC expected)"
+if [ -n "$orthanc_n" ]; then
+  echo "  Orthanc archive:        $orthanc_n instances received (SEG + SC), http://127.0.0.1:18042/app/explorer.html while it runs"
+fi
 echo "  total demo time:        $(( $(date +%s) - t0 )) s"
