@@ -81,12 +81,20 @@ func TestStorescuIntoStore(t *testing.T) {
 	if d := counterValue(svc.m.duplicate); d != float64(len(files)) {
 		t.Fatalf("duplicates counted %v, want %d", d, len(files))
 	}
-	svc.cfg.MinFreeBytes = 1 << 62 // no disk is that big
+	// A second node on the same store whose free-space floor no disk meets.
+	low := testConfig(t, cfg.Node.DataDir)
+	low.Routes = cfg.Routes
+	low.Ingest.MinFreeBytes = 1 << 62
+	lowSvc, err := NewService(context.Background(), svc.js, low, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ = net.SplitHostPort(serveDIMSE(t, lowSvc))
 	out = send()
 	if !strings.Contains(out, "Refused: OutOfResources") {
 		t.Fatalf("low disk: storescu did not see A700:\n%s", out)
 	}
-	if r := counterValue(svc.m.refused.WithLabelValues("disk")); r < 1 {
+	if r := counterValue(lowSvc.m.refused.WithLabelValues("disk")); r < 1 {
 		t.Fatalf("refused{disk} = %v", r)
 	}
 	time.Sleep(200 * time.Millisecond)
