@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -37,6 +38,9 @@ func InitRuntime(libPath string) error {
 	if libPath == "" {
 		libPath = os.Getenv("ONNXRUNTIME_LIB")
 	}
+	if libPath == "" {
+		libPath = bundledRuntime()
+	}
 	rs := &runtimeState
 	rs.Lock()
 	defer rs.Unlock()
@@ -60,6 +64,21 @@ func InitRuntime(libPath string) error {
 		return rs.err
 	}
 	return nil
+}
+
+// bundledRuntime finds the library 'make deps' installs, beside a binary built
+// by 'make build' (bin/../.deps/onnxruntime/), so a checkout runs without
+// setting $ONNXRUNTIME_LIB; "" when there is none.
+func bundledRuntime() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), "..", ".deps", "onnxruntime", "libonnxruntime.so.1")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 // RuntimeVersion is the loaded ONNX Runtime's version ("" before InitRuntime).
