@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -47,6 +48,8 @@ type Watcher struct {
 	skipped map[string]fileSig
 	work    chan string
 	rescan  chan struct{}
+	// overflows counts kernel queue overflows (each triggers a rescan).
+	overflows atomic.Int64
 }
 
 type fileSig struct {
@@ -146,6 +149,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return errors.New("ingest: watch: error channel closed")
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.overflows.Add(1)
 				w.log.Warn().Msg("ingest: watch: kernel event queue overflowed; rescanning")
 			} else {
 				w.log.Warn().Err(err).Msg("ingest: watch: rescanning after error")

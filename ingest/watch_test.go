@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,11 @@ import (
 // startWatcher runs a Watcher on a real Service and a recorder consuming the
 // slices; it returns the folders and the recorder.
 func startWatcher(t *testing.T, before func(in string)) (in, done, quar string, rec *recorder, svc *Service) {
+	in, done, quar, rec, svc, _ = startWatcherW(t, before)
+	return
+}
+
+func startWatcherW(t *testing.T, before func(in string)) (in, done, quar string, rec *recorder, svc *Service, w *Watcher) {
 	t.Helper()
 	base := t.TempDir()
 	in, done, quar = filepath.Join(base, "in"), filepath.Join(base, "done"), filepath.Join(base, "quarantine")
@@ -32,7 +38,7 @@ func startWatcher(t *testing.T, before func(in string)) (in, done, quar string, 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	w := NewWatcher(svc, configs.WatchFolder{Path: in, DoneDir: done, QuarantineDir: quar, StableFor: 150 * time.Millisecond, RescanInterval: time.Minute}, cfg.Node.DataDir, testLogger(t))
+	w = NewWatcher(svc, configs.WatchFolder{Path: in, DoneDir: done, QuarantineDir: quar, StableFor: 150 * time.Millisecond, RescanInterval: time.Minute}, cfg.Node.DataDir, testLogger(t))
 	wg.Add(2)
 	go func() { defer wg.Done(); w.Run(ctx) }()
 	go func() { defer wg.Done(); svc.Run(ctx, Consumers{Slices: rec}) }()
@@ -189,5 +195,26 @@ func TestWatchDeletedBeforeRead(t *testing.T) {
 	waitFor(t, 15*time.Second, "slice", func() bool { return len(rec.sops()) == 1 })
 	if rec.sops()["2.5.2"] != 1 || countFiles(t, quar) != 0 {
 		t.Fatalf("sops %v, quarantine %d", rec.sops(), countFiles(t, quar))
+	}
+}
+
+// TestWatchOverflowRescan blocks the watcher's event loop while far more
+// events than the kernel queue holds are generated; the overflow triggers a
+// rescan that finds the DICOM file whose events were dropped.
+func TestWatchOverflowRescan(t *testing.T) {
+	in, _, _, rec, _, w := startWatcherW(t, nil)
+	junk := filepath.Join(in, "junk")
+	os.MkdirAll(junk, 0o755)
+	time.Sleep(200 * time.Millisecond) // the new folder is watched
+	w.mu.Lock()
+	for i := 0; i < 12000; i++ {
+		os.WriteFile(filepath.Join(junk, strconv.Itoa(i)), []byte{1}, 0o644)
+	}
+	writeFile(t, filepath.Join(junk, "lost.dcm"), inst{series: "2.6", sop: "2.6.1"}.part10())
+	time.Sleep(100 * time.Millisecond)
+	w.mu.Unlock()
+	waitFor(t, 60*time.Second, "the file whose events were dropped", func() bool { return rec.sops()["2.6.1"] == 1 })
+	if w.overflows.Load() == 0 {
+		t.Fatal("no kernel queue overflow was reported")
 	}
 }
