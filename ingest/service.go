@@ -284,7 +284,9 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	}
 	res.Size = int64(info.Size)
 	if h.HasPixelData && h.PixelDataLength != tag.VLUndefinedLength && src.n-int64(len(prefix)) < int64(h.PixelDataLength) {
-		// A short pixel data value: the sender or the file was cut off.
+		// A short pixel data value: the sender or the file was cut off. The
+		// object was never queued; remove it so a complete re-send replaces it.
+		_ = s.objects.Delete(ctx, res.SOPInstanceUID)
 		s.m.refused.WithLabelValues("malformed").Inc()
 		return res, fmt.Errorf("%w: pixel data truncated (%d of %d bytes)", ErrMalformed, src.n-int64(len(prefix)), h.PixelDataLength)
 	}

@@ -228,6 +228,15 @@ func TestMalformedRefused(t *testing.T) {
 	if st := statusFor(context.Background(), err); st != 0xC000 {
 		t.Fatalf("status %v", st)
 	}
+	// Cut inside the pixel data: refused, and a complete re-send is stored whole.
+	_, err = svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+		DataSet: bytes.NewReader(ds[:len(ds)-100])})
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("pixel data cut: err %v, want ErrMalformed", err)
+	}
+	if r := accept(t, svc, inst{series: "1.4", sop: "1.4.1"}); r.Outcome != Stored || r.Size != int64(len(ds)) {
+		t.Fatalf("complete re-send: outcome %v size %d, want stored %d", r.Outcome, r.Size, len(ds))
+	}
 }
 
 // TestRestartResumesOpenSeries: series state survives a restart of the store.
