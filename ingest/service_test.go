@@ -268,3 +268,35 @@ func TestRestartResumesOpenSeries(t *testing.T) {
 		t.Fatalf("acknowledged slice redelivered after restart (%d slices: %s %s)", s, rec2.slices[0].SOPInstanceUID, rec2.slices[1].SOPInstanceUID)
 	}
 }
+
+// TestLargeMultiFrame streams a 40 MiB multi-frame data set through the store
+// (1 MiB chunks) and completes its series by the expected frame count.
+func TestLargeMultiFrame(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	cfg.Ingest.SeriesTimeout = time.Hour // only the expected count can complete it
+	cfg.Routes[0].SeriesTimeout = time.Hour
+	svc, _ := newTestService(t, cfg)
+	in := inst{series: "5.1", sop: "5.1.1", pixels: 40 << 20, sopClass: "1.2.840.10008.5.1.4.1.1.2.1",
+		extra: []el{str(tag.NumberOfFrames, "IS", "40")}}
+	ds := in.dataSet()
+	res, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+		DataSet: bytes.NewReader(ds)})
+	if err != nil || res.Size != int64(len(ds)) {
+		t.Fatalf("accept: %v, size %d of %d", err, res.Size, len(ds))
+	}
+	rec := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go svc.Run(ctx, Consumers{Slices: rec, Completions: rec})
+	waitFor(t, 30*time.Second, "completion by frame count", func() bool { _, c := rec.counts(); return c == 1 })
+	c := rec.completions[0]
+	if c.Reason != "expected" || c.Frames != 40 || rec.slices[0].Frames != 40 {
+		t.Fatalf("completion reason %q frames %d (slice frames %d)", c.Reason, c.Frames, rec.slices[0].Frames)
+	}
+	r, _ := rec.slices[0].Open(ctx)
+	n, err := io.Copy(io.Discard, r)
+	r.Close()
+	if err != nil || n != int64(len(ds)) {
+		t.Fatalf("read back %d of %d bytes: %v", n, len(ds), err)
+	}
+}
