@@ -123,7 +123,10 @@ func TestExternalNATS(t *testing.T) {
 	if js.Embedded {
 		t.Fatal("embedded server started although nats.url is set")
 	}
-	accept(t, svc, inst{series: "4.1", sop: "4.1.1"})
+	// 3 MiB: several chunks, each within the external server's max payload.
+	if r := accept(t, svc, inst{series: "4.1", sop: "4.1.1", pixels: 3 << 20}); r.Size < 3<<20 {
+		t.Fatalf("stored %d bytes", r.Size)
+	}
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -97,8 +97,20 @@ type workItem struct {
 	Position          []float64 `json:"position,omitempty"`
 }
 
-// objectChunkSize is the object store chunk size (below the server's max payload).
-const objectChunkSize = 1 << 20
+// maxChunkSize is the largest object store chunk; chunkSize keeps chunks
+// below the server's max payload (1 MiB by default on an external server).
+const maxChunkSize = 1 << 20
+
+func chunkSize(maxPayload int64) uint32 {
+	c := int64(maxChunkSize)
+	if lim := maxPayload - 64<<10; lim > 0 && lim < c {
+		c = lim
+	}
+	if c < 64<<10 {
+		c = 64 << 10
+	}
+	return uint32(c)
+}
 
 // Service is the ingest stage: it accepts instances into the durable store
 // (Accept, ServeStore), and Run feeds the queued work to the next stages and
@@ -253,7 +265,7 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 		Name: res.SOPInstanceUID,
 		// 1 MiB chunks: a typical slice is one chunk plus the meta record,
 		// and every record costs one synced write.
-		Opts: &jetstream.ObjectMetaOptions{ChunkSize: objectChunkSize},
+		Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize(s.js.Conn.MaxPayload())},
 		Headers: nats.Header{
 			"Transfer-Syntax-UID": []string{in.TransferSyntaxUID},
 			"SOP-Class-UID":       []string{h.Str(tag.SOPClassUID)},
