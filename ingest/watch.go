@@ -341,6 +341,7 @@ func (w *Watcher) ingestFile(ctx context.Context, p string) (fileOutcome, string
 		if errors.Is(err, fs.ErrNotExist) {
 			return fileGone, ""
 		}
+		w.log.Warn().Err(err).Str("file", p).Msg("ingest: watch: cannot open; will retry")
 		return fileRetry, err.Error()
 	}
 	defer f.Close()
