@@ -6,8 +6,8 @@ package drills
 
 import (
 	"bufio"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -185,6 +185,7 @@ type nodeConfig struct {
 	maxAge, backoffInitial, backoffMx string
 	maxAssociations                   int
 	syncInterval                      string
+	ackWait                           string
 }
 
 type dest struct {
@@ -224,6 +225,9 @@ func (c nodeConfig) yaml() string {
 		}
 	}
 	w("ingest:\n  series_timeout: %s\n  min_free_bytes: 104857600", c.seriesTimeout)
+	if c.ackWait != "" {
+		w("  ack_wait: %s", c.ackWait)
+	}
 	if c.watch != "" {
 		w("  watch:\n    - path: %s\n      done_dir: %s\n      quarantine_dir: %s\n      stable_for: 500ms", c.watch, c.watchDone, c.quarantine)
 	}
@@ -453,6 +457,11 @@ func fileMeta(t testing.TB, path string) dimse.FileMeta {
 // storeFiles sends files on one association with the dimse client and
 // records which instances got a success (or warning) response.
 func storeFiles(ctx context.Context, addr, calling string, files []string) sendResult {
+	return storePaced(ctx, addr, calling, files, 0)
+}
+
+// storePaced is storeFiles with a pause after each instance.
+func storePaced(ctx context.Context, addr, calling string, files []string, pause time.Duration) sendResult {
 	var res sendResult
 	if len(files) == 0 {
 		return res
@@ -477,6 +486,9 @@ func storeFiles(ctx context.Context, addr, calling string, files []string) sendR
 		}
 		if st.IsSuccess() || st.IsWarning() {
 			res.acked = append(res.acked, f)
+		}
+		if pause > 0 {
+			time.Sleep(pause)
 		}
 	}
 	res.err = c.Release(ctx)

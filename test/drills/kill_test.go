@@ -1,0 +1,270 @@
+package drills
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"anomalynode/internal/peers"
+)
+
+// killPoint is a moment to SIGKILL the node at: when its metrics say the
+// pipeline is in that stage.
+type killPoint struct {
+	stage string
+	ready func(m peers.Metrics) bool
+}
+
+// TestKill9Torture: while several associations send several series, the node
+// is SIGKILLed while receiving, inferring, finalising and exporting, and
+// restarted on the same data folder; the senders re-send what was not
+// acknowledged. Afterwards every acknowledged instance has been scored (its
+// heat map is in the folder destination), every source series has exactly one
+// SEG per version, and the work and export queues are empty.
+func TestKill9Torture(t *testing.T) {
+	setup(t)
+	c, out := defaultConfig(t)
+	// Work a killed node held unacknowledged is redelivered after ack_wait
+	// (default 5m); a short one keeps the drill short.
+	c.ackWait = "5s"
+	n := startNode(t, c)
+
+	nSeries, nSlices := 4, 10*scale()
+	series := synthSeries(t, nSeries, nSlices, 64, 64)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 7))
+	t.Logf("seed %d", seed)
+
+	var mu sync.Mutex
+	acked := map[string]string{} // source SOP Instance UID -> file
+	uid := map[string]string{}   // file -> SOP Instance UID
+	seriesOf := map[string]int{} // SOP Instance UID -> series index
+	for i, files := range series {
+		for _, f := range files {
+			u := fileMeta(t, f).MediaStorageSOPInstanceUID
+			uid[f], seriesOf[u] = u, i
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	sendErrs := make([]error, nSeries)
+	for i, files := range series {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			left := files
+			for attempt := 0; len(left) > 0; attempt++ {
+				if ctx.Err() != nil {
+					sendErrs[i] = fmt.Errorf("series %d: %d instances never acknowledged", i, len(left))
+					return
+				}
+				// Paced so that the kills find instances still arriving.
+				res := storePaced(ctx, c.dimse, fmt.Sprintf("MOD%d", i), left, 60*time.Millisecond)
+				mu.Lock()
+				done := map[string]bool{}
+				for _, f := range res.acked {
+					acked[uid[f]] = f
+					done[f] = true
+				}
+				mu.Unlock()
+				var rest []string
+				for _, f := range left {
+					if !done[f] {
+						rest = append(rest, f)
+					}
+				}
+				left = rest
+				if len(left) > 0 {
+					time.Sleep(150 * time.Millisecond)
+				}
+			}
+		}()
+	}
+
+	points := []killPoint{
+		{"receiving", func(m peers.Metrics) bool {
+			return m.Sum("anomalynode_ingest_instances_stored_total") >= float64(2+rng.IntN(6))
+		}},
+		{"inferring", func(m peers.Metrics) bool { return m.Sum("anomalynode_slices_scored_total") >= 1 }},
+		{"finalising", func(m peers.Metrics) bool { return m.Sum("anomalynode_ingest_series_completed_total") >= 1 }},
+		{"exporting", func(m peers.Metrics) bool { return m.Sum("anomalynode_export_delivered_total") >= 1 }},
+	}
+	var killed []string
+	for _, p := range points {
+		deadline := time.Now().Add(40 * time.Second)
+		hit := false
+		for time.Now().Before(deadline) {
+			m, err := peers.ScrapeMetrics("http://" + c.admin + "/metrics")
+			if err == nil && p.ready(m) {
+				hit = true
+				break
+			}
+			time.Sleep(time.Duration(20+rng.IntN(40)) * time.Millisecond)
+		}
+		if !hit {
+			t.Logf("kill point %q not reached in 40s; not killed there", p.stage)
+			continue
+		}
+		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+		m, _ := peers.ScrapeMetrics("http://" + c.admin + "/metrics")
+		n.kill9()
+		killed = append(killed, fmt.Sprintf("%s (stored %v, scored %v, series done %v, exported %v)", p.stage,
+			m.Sum("anomalynode_ingest_instances_stored_total"), m.Sum("anomalynode_slices_scored_total"),
+			m.Sum("anomalynode_ingest_series_completed_total"), m.Sum("anomalynode_export_delivered_total")))
+		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
+		n.start()
+	}
+	t.Logf("SIGKILLs: %d\n  %s", len(killed), strings.Join(killed, "\n  "))
+	if len(killed) < 3 {
+		t.Errorf("only %d of %d kill points reached", len(killed), len(points))
+	}
+	wg.Wait()
+	for _, err := range sendErrs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(acked) != nSeries*nSlices {
+		t.Fatalf("%d instances acknowledged, want %d", len(acked), nSeries*nSlices)
+	}
+
+	// Every acknowledged instance gets its heat map and a frame in the
+	// latest SEG of its series; the queues drain.
+	var outs []output
+	waitFor(t, 120*time.Second, func() string {
+		missing := missingHeatMaps(outs, acked)
+		m := n.metrics()
+		return fmt.Sprintf("%d acknowledged instances without a heat map (e.g. %v); work queue %v, export queue %v, open series %v",
+			len(missing), first(missing, 3), m.Sum("anomalynode_ingest_queue_depth"), m.Sum("anomalynode_export_queue_depth"),
+			m.Sum("anomalynode_ingest_series_open"))
+	}, func() bool {
+		outs = readOutputs(t, out)
+		if len(missingHeatMaps(outs, acked)) > 0 {
+			return false
+		}
+		m := n.metrics()
+		return m.Sum("anomalynode_ingest_queue_depth") == 0 && m.Sum("anomalynode_export_queue_depth") == 0 &&
+			m.Sum("anomalynode_inference_queue_depth") == 0 && m.Sum("anomalynode_ingest_series_open") == 0
+	})
+	checkSEGs(t, outs, acked, seriesOf, nSeries)
+	n.stop()
+
+	// Nothing dead-lettered: exports list on the stopped node's store.
+	b, err := runBin("exports", "list", "--config", n.cfgPath, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(b), "\n") {
+		var j map[string]any
+		if json.Unmarshal([]byte(l), &j) == nil && j["seq"] != nil {
+			t.Errorf("dead-lettered export after the torture: %s", l)
+		}
+	}
+	if st, err := os.Stat(out); err != nil || !st.IsDir() {
+		t.Fatalf("no output folder: %v", err)
+	}
+}
+
+func first(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// missingHeatMaps lists acknowledged source instances no SC refers to.
+func missingHeatMaps(outs []output, acked map[string]string) []string {
+	have := map[string]bool{}
+	for _, o := range outs {
+		if o.sopClass == segClass {
+			continue
+		}
+		for _, r := range o.refs {
+			have[r] = true
+		}
+	}
+	var missing []string
+	for u := range acked {
+		if !have[u] {
+			missing = append(missing, u)
+		}
+	}
+	sort.Strings(missing)
+	return missing
+}
+
+// checkSEGs: per source series one SEG series, exactly one SEG per version,
+// and the latest version has a frame for every acknowledged instance.
+func checkSEGs(t *testing.T, outs []output, acked map[string]string, seriesOf map[string]int, nSeries int) {
+	t.Helper()
+	type segv struct {
+		segSeries string
+		version   int
+	}
+	perVersion := map[segv][]string{}
+	segSeriesOf := map[int]map[string]bool{}
+	latest := map[int]output{}
+	for _, o := range outs {
+		if o.sopClass != segClass {
+			continue
+		}
+		src := -1
+		for _, r := range o.refs {
+			if i, ok := seriesOf[r]; ok {
+				src = i
+				break
+			}
+		}
+		if src < 0 {
+			t.Errorf("SEG %s refers to no source instance", o.path)
+			continue
+		}
+		k := segv{o.series, o.instanceNumber}
+		perVersion[k] = append(perVersion[k], o.sopInstance)
+		if segSeriesOf[src] == nil {
+			segSeriesOf[src] = map[string]bool{}
+		}
+		segSeriesOf[src][o.series] = true
+		if l, ok := latest[src]; !ok || o.instanceNumber > l.instanceNumber {
+			latest[src] = o
+		}
+	}
+	for k, sops := range perVersion {
+		if len(sops) != 1 {
+			t.Errorf("SEG series %s version %d: %d SEG instances %v, want exactly one", k.segSeries, k.version, len(sops), sops)
+		}
+	}
+	versions := map[int]int{}
+	for k := range perVersion {
+		for src, ss := range segSeriesOf {
+			if ss[k.segSeries] {
+				versions[src]++
+			}
+		}
+	}
+	for i := 0; i < nSeries; i++ {
+		if len(segSeriesOf[i]) != 1 {
+			t.Errorf("source series %d: %d SEG series, want 1", i, len(segSeriesOf[i]))
+			continue
+		}
+		refs := map[string]bool{}
+		for _, r := range latest[i].refs {
+			refs[r] = true
+		}
+		for u := range acked {
+			if seriesOf[u] == i && !refs[u] {
+				t.Errorf("source series %d: latest SEG (version %d) has no frame for acknowledged instance %s", i, latest[i].instanceNumber, u)
+			}
+		}
+	}
+	t.Logf("SEG versions per source series: %v", versions)
+}
