@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -83,7 +84,7 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	epochs := fs.Int("epochs", 40, "epochs")
 	batch := fs.Int("batch", 12, "slices per EM step")
 	seed := fs.Int64("seed", 0, "random seed (initialisation, slice order)")
-	cache := fs.String("cache", "", "folder that stores DICOM embeddings as .npy on first pass")
+	cache := fs.String("cache", "", "folder that stores DICOM embeddings as .npy on first pass (DIR/normal, DIR/val)")
 	step := fs.Float64("step-size", 0.2, "EM step size gamma (ema schedule)")
 	schedule := fs.String("schedule", dpmm.ScheduleEMA, "step-size schedule: ema (constant) or exp (t^-rate)")
 	rate := fs.Float64("rate", 0.6, "exponent of the exp schedule")
@@ -140,11 +141,17 @@ func runFit(ctx context.Context, e *env, args []string) error {
 		lo.Embedder = emb
 	}
 	e.log.Info().Strs("normal", normal).Strs("val", val).Msg("fit: reading inputs")
-	train, err := dpmm.Load(ctx, normal, lo)
+	// Training and validation embeddings are cached in separate folders so the
+	// training one can serve as the kNN/coreset memory bank of 'eval --bank'.
+	trainLO, valLO := lo, lo
+	if *cache != "" {
+		trainLO.CacheDir, valLO.CacheDir = filepath.Join(*cache, "normal"), filepath.Join(*cache, "val")
+	}
+	train, err := dpmm.Load(ctx, normal, trainLO)
 	if err != nil {
 		return err
 	}
-	valData, err := dpmm.Load(ctx, val, lo)
+	valData, err := dpmm.Load(ctx, val, valLO)
 	if err != nil {
 		return err
 	}

@@ -173,9 +173,10 @@ func TestFitEvalDICOM(t *testing.T) {
 	if !strings.Contains(out, "pixel scores of the healthy") {
 		t.Errorf("thresholds not calibrated on pixels: %s", out)
 	}
-	cached, _ := filepath.Glob(filepath.Join(cache, "*.npy"))
-	if len(cached) != 16 {
-		t.Fatalf("%d cached embedding files, want 16 (12 train + 4 val slices)", len(cached))
+	cachedTrain, _ := filepath.Glob(filepath.Join(cache, "normal", "*.npy"))
+	cachedVal, _ := filepath.Glob(filepath.Join(cache, "val", "*.npy"))
+	if len(cachedTrain) != 12 || len(cachedVal) != 4 {
+		t.Fatalf("%d + %d cached embedding files, want 12 train + 4 val slices", len(cachedTrain), len(cachedVal))
 	}
 	// A second fit reads the cache: same model bytes.
 	first, _ := os.ReadFile(model)
@@ -192,7 +193,7 @@ func TestFitEvalDICOM(t *testing.T) {
 		t.Errorf("model meta %+v", m.Meta)
 	}
 	test := filepath.Join(dir, "test")
-	for _, sc := range [][]string{{"--scorer", "dpmm"}, {"--scorer", "knn", "--bank", cache}, {"--scorer", "coreset", "--bank", cache, "--coreset-size", "50", "--val", filepath.Join(dir, "val")}} {
+	for _, sc := range [][]string{{"--scorer", "dpmm"}, {"--scorer", "knn", "--bank", filepath.Join(cache, "normal")}, {"--scorer", "coreset", "--bank", filepath.Join(cache, "normal"), "--coreset-size", "50", "--val", filepath.Join(dir, "val")}} {
 		outDir := filepath.Join(dir, "eval-"+sc[1])
 		args := append([]string{"eval", "--model", model, "--images", filepath.Join(test, "images"), "--labels", filepath.Join(test, "labels"), "--out", outDir, "--embedder", onnx}, sc...)
 		out := run(args...)
@@ -210,6 +211,10 @@ func TestFitEvalDICOM(t *testing.T) {
 		}
 		if sum.Metrics.AUROC == nil || *sum.Metrics.AUROC < 0 || *sum.Metrics.AUROC > 1 || sum.Metrics.AUPR == nil {
 			t.Errorf("%s: metrics %+v", sc[1], sum.Metrics)
+		}
+		// 96 x 112 at resolution 112: 112 x 130, cropped to 112 x 126 = 8 x 9 patches.
+		if sc[1] == "knn" && sum.References != 12*8*9 {
+			t.Errorf("knn bank holds %d vectors, want the 12 training slices' %d", sum.References, 12*8*9)
 		}
 		if sc[1] != "knn" && len(sum.Metrics.Dice) != 3 {
 			t.Errorf("%s: %d Dice entries", sc[1], len(sum.Metrics.Dice))
