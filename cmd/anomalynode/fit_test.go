@@ -173,6 +173,15 @@ func TestFitEvalDICOM(t *testing.T) {
 	if !strings.Contains(out, "pixel scores of the healthy") {
 		t.Errorf("thresholds not calibrated on pixels: %s", out)
 	}
+	// Refitting from the cache folders as .npy inputs keeps the pixel geometry
+	// (the .json sidecars), so calibration is still on pixels, with the same
+	// thresholds.
+	model2 := filepath.Join(dir, "model-npy.safetensors")
+	out2 := run("fit", "--normal", filepath.Join(cache, "normal"), "--val", filepath.Join(cache, "val"), "--out", model2,
+		"--resolution", "112", "--components", "40", "--epochs", "3", "--batch", "4")
+	if !strings.Contains(out2, "43008 pixel scores") || !strings.Contains(out, "43008 pixel scores") {
+		t.Errorf("fit from the cache did not calibrate on the same pixels:\n%s\n%s", out, out2)
+	}
 	cachedTrain, _ := filepath.Glob(filepath.Join(cache, "normal", "*.npy"))
 	cachedVal, _ := filepath.Glob(filepath.Join(cache, "val", "*.npy"))
 	if len(cachedTrain) != 12 || len(cachedVal) != 4 {

@@ -55,7 +55,8 @@ type Loaded struct {
 	// Data holds the slices' embeddings.
 	Data *Data
 	// Geometries has one entry per slice: the source geometry of slices embedded
-	// from DICOM, the zero Geometry for slices read from .npy.
+	// from DICOM (or read from a cache entry with its .json sidecar), the zero
+	// Geometry for other .npy slices.
 	Geometries []inference.Geometry
 	// DICOMFiles, CacheHits and NPYFiles count what was read.
 	DICOMFiles, CacheHits, NPYFiles int
@@ -127,7 +128,7 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 			return nil, err
 		}
 		if strings.EqualFold(filepath.Ext(f), ".npy") {
-			if err := loadNPY(f, opt.PatchesPerSlice, add); err != nil {
+			if err := loadNPY(f, opt.PatchesPerSlice, cacheGeometries(f), add); err != nil {
 				return nil, err
 			}
 			l.NPYFiles++
@@ -173,7 +174,21 @@ func isDICOM(path string) bool {
 	return string(b[128:132]) == "DICM"
 }
 
-func loadNPY(path string, perSlice int, add func([]float32, int, int, inference.Geometry) error) error {
+// cacheGeometries reads the .json sidecar a cache entry has beside its .npy
+// (nil when there is none), so cached embeddings keep their pixel geometry.
+func cacheGeometries(npyPath string) []inference.Geometry {
+	b, err := os.ReadFile(strings.TrimSuffix(npyPath, filepath.Ext(npyPath)) + ".json")
+	if err != nil {
+		return nil
+	}
+	var meta cacheMeta
+	if json.Unmarshal(b, &meta) != nil {
+		return nil
+	}
+	return meta.Geometries
+}
+
+func loadNPY(path string, perSlice int, geoms []inference.Geometry, add func([]float32, int, int, inference.Geometry) error) error {
 	a, err := inference.ReadNPY(path)
 	if err != nil {
 		return fmt.Errorf("dpmm: %w", err)
@@ -198,8 +213,17 @@ func loadNPY(path string, perSlice int, add func([]float32, int, int, inference.
 	default:
 		return fmt.Errorf("dpmm: %s: shape %v, want [N, D] or [slices, patches, D]", path, a.Shape)
 	}
+	// A cache entry's sidecar gives each slice's geometry when it fits.
+	usable := len(geoms) == slices
+	for _, g := range geoms {
+		usable = usable && g.Patches() == rows
+	}
 	for s := 0; s < slices; s++ {
-		if err := add(a.F32[s*rows*d:(s+1)*rows*d], rows, d, inference.Geometry{}); err != nil {
+		var g inference.Geometry
+		if usable {
+			g = geoms[s]
+		}
+		if err := add(a.F32[s*rows*d:(s+1)*rows*d], rows, d, g); err != nil {
 			return fmt.Errorf("dpmm: %s: %w", path, err)
 		}
 	}
