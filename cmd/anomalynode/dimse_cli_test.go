@@ -75,14 +75,20 @@ func TestServeEchoSend(t *testing.T) {
 		e, _, _ := testEnv()
 		served <- runServe(ctx, e, []string{"--config", cfg, "--listen", addr, "--ae", "NODE"})
 	}()
-	deadline := time.Now().Add(10 * time.Second)
+	// Opening the store syncs every write: generous on a loaded machine.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
 			break
 		}
+		select {
+		case err := <-served:
+			t.Fatalf("serve stopped before listening: %v", err)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("serve did not start listening")
+			t.Fatal("serve did not start listening in 60s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
