@@ -11,10 +11,14 @@
 # "e2e-viewer: N passed, M failed"; the exit status is non-zero on any failure.
 #
 # E2E_PRODUCER selects who makes the SEG + SC the viewer is shown:
-#   fixture (default)  the output package's builders on the ground-truth
-#                      masks, stored into Orthanc by C-STORE (dcmsend);
-#   node               `anomalynode serve`: the series is sent to the node,
-#                      the node returns SEG + SC to Orthanc by C-STORE.
+#   both (default)  fixture and node, side by side in the same study;
+#   fixture         the output package's builders on the ground-truth masks,
+#                   stored into Orthanc by C-STORE (dcmsend): judged against
+#                   the painted lesion;
+#   node            `anomalynode serve`: the series is sent to the node, the
+#                   node returns SEG + SC to Orthanc by C-STORE: judged
+#                   against the node's own findings (its model has random
+#                   weights, so they are not the lesion).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -23,7 +27,7 @@ E2E="$ROOT/.e2e"
 ARTIFACTS="$E2E/artifacts"
 OHIF_VERSION=3.13.2
 PLAYWRIGHT_VERSION=1.65.1
-PRODUCER="${E2E_PRODUCER:-fixture}"
+PRODUCER="${E2E_PRODUCER:-both}"
 BIN="${ANOMALYNODE_BIN:-$ROOT/bin/anomalynode}"
 
 passed=0
@@ -197,13 +201,18 @@ produce_node() {
   done
   curl -fs "http://127.0.0.1:$NODE_ADMIN/readyz" >/dev/null 2>&1 || { say "the node is not ready"; tail -20 "$RUN/node/serve.log" >&2; return 1; }
   dcmsend -q -aet E2E -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" "$RUN/data/series/images/"*.dcm || return 1
-  # The first SEG in the study is the node's (the negatives are stored
-  # later); wait for the SC series too.
-  local study
+  # Wait for a SEG and an SC series that are not the fixture's (the
+  # negatives are stored later).
+  local study fseg fsc
   study=$(jq -r .study_uid "$RUN/data/truth.json")
+  fseg=$(jq -r .fixture_seg_series_uid "$RUN/data/truth.json")
+  fsc=$(jq -r .fixture_sc_series_uid "$RUN/data/truth.json")
+  new_series() { # MODALITY EXCLUDED-UID
+    curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=$1" 2>/dev/null |
+      jq -e --arg x "$2" '[.[]["0020000E"].Value[0] | select(. != $x)] | length > 0' >/dev/null 2>&1
+  }
   for ((i = 0; i < 600; i++)); do
-    if curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=SEG" | grep -q 00080060 &&
-      curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=OT" | grep -q 00080060; then
+    if new_series SEG "$fseg" && new_series OT "$fsc"; then
       sleep 3 # let the last heat maps arrive
       return 0
     fi
@@ -219,15 +228,21 @@ produce_node() {
 case "$PRODUCER" in
   fixture) produce_fixture || die "storing the fixture's series, SEG and SC into Orthanc" ;;
   node) produce_node || die "the node did not deliver SEG + SC" ;;
-  *) die "unknown E2E_PRODUCER=$PRODUCER (fixture|node)" ;;
+  both)
+    produce_fixture || die "storing the fixture's series, SEG and SC into Orthanc"
+    produce_node || die "the node did not deliver SEG + SC"
+    ;;
+  *) die "unknown E2E_PRODUCER=$PRODUCER (both|fixture|node)" ;;
 esac
 # The deliberately broken SEGs: the viewer check must catch each of them.
 store "$RUN/data/negative/"*.dcm || die "storing the negative SEGs"
 
 "$E2E/bin/fixture" cases --orthanc "$ORTHANC" --truth "$RUN/data/truth.json" \
   --out "$RUN/cases.json" --probe-dir "$RUN/probes" || die "listing the cases"
-jq -e '[.cases[] | select(.test == "seg")] | length > 0' "$RUN/cases.json" >/dev/null || die "no SEG from the producer in Orthanc"
-jq -e '[.cases[] | select(.test == "sc")] | length > 0' "$RUN/cases.json" >/dev/null || die "no SC from the producer in Orthanc"
+for p in $([ "$PRODUCER" = both ] && echo "fixture node" || echo "$PRODUCER"); do
+  jq -e --arg t "seg-$p" '[.cases[] | select(.test == $t)] | length > 0' "$RUN/cases.json" >/dev/null || die "no SEG from the $p in Orthanc"
+  jq -e --arg t "sc-$p" '[.cases[] | select(.test == $t)] | length > 0' "$RUN/cases.json" >/dev/null || die "no SC from the $p in Orthanc"
+done
 
 # --- the browser -------------------------------------------------------------
 PLAYWRIGHT_CORE="$PLAYWRIGHT_CORE" timeout 900 node test/e2e/viewer/view.mjs "$RUN/cases.json" "$VIEWER" "$ARTIFACTS" "$ARTIFACTS/results.json" 2>&1 | tee "$RUN/view.log"
