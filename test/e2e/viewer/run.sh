@@ -29,6 +29,7 @@ OHIF_VERSION=3.13.2
 PLAYWRIGHT_VERSION=1.65.1
 PRODUCER="${E2E_PRODUCER:-both}"
 BIN="${ANOMALYNODE_BIN:-$ROOT/bin/anomalynode}"
+export ONNXRUNTIME_LIB="${ONNXRUNTIME_LIB:-$ROOT/.deps/onnxruntime/libonnxruntime.so.1}"
 
 passed=0
 failed=0
