@@ -54,7 +54,9 @@ func Kernel() string {
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C on row-major float32 matrices,
 // where op(X) is X or its transpose. op(A) is m x k, op(B) is k x n and C is
 // m x n; lda, ldb and ldc are the row strides of the stored (untransposed) arrays.
-// It panics on inconsistent shapes, as BLAS does. It runs on all of GOMAXPROCS.
+// It panics on inconsistent shapes, as BLAS does. It runs on all of GOMAXPROCS,
+// is safe for concurrent use, and computes every element of C in an order that
+// does not depend on the thread count (results are reproducible).
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkShapes(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 {
