@@ -285,7 +285,7 @@ const scoreBlock = 16384
 // NewScorer uploads the prototypes of m (as inference.NewDPMMScorer selects
 // and normalises them) to GPU device (an ordinal).
 func NewScorer(m *inference.Model, device int) (*Scorer, error) {
-	protos, idx, err := prototypes(m)
+	protos, idx, err := m.UnitPrototypes()
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +358,7 @@ func (s *Scorer) Close() error { return s.dev.close() }
 
 // Stepper runs EM steps of a dpmm.Mixture with the data-sized work on a GPU:
 // the E-step GEMM, the log-sum-exp responsibilities and the statistics GEMM.
-// The K x D parameter updates stay on the host (applyStats).
+// The K x D parameter updates stay on the host (dpmm.Mixture.Apply).
 type Stepper struct {
 	dev  *device
 	k, d int
@@ -399,7 +399,7 @@ func (s *Stepper) Stats(p Params, x []float32, n int) (*Stats, error) {
 	}
 	k, d := s.k, s.d
 	w2 := zWidth(d)
-	buildW(p, s.hw, s.hc)
+	p.mixture().EStepWeights(s.hw, s.hc)
 	if cap(s.hll) < n {
 		s.hll = make([]float32, n)
 	}
@@ -445,7 +445,7 @@ func (s *Stepper) Step(m *dpmm.Mixture, x []float32, n int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return applyStats(m, st)
+	return m.Apply(st)
 }
 
 // OnGPU reports whether this stepper runs on a GPU.

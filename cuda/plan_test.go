@@ -43,7 +43,7 @@ func TestScorePlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	protos, idx, err := prototypes(model)
+	protos, idx, err := model.UnitPrototypes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestStatsPlan(t *testing.T) {
 	}
 	w := make([]float32, k*2*d)
 	c := make([]float32, k)
-	buildW(p, w, c)
+	p.mixture().EStepWeights(w, c)
 	l := make([]float32, n*k)
 	colMajorGEMM(eStepGEMM(k, n, d), w, z, l)
 	ll := make([]float32, n)

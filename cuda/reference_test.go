@@ -11,10 +11,11 @@ import (
 	"anomalynode/inference/linalg"
 )
 
-// TestStatsCPUApplyMatchesMixtureStep pins the restated E-step (StatsCPU) and
-// M-step (applyStats) to dpmm.Mixture.Step bit for bit, over several steps and
-// configurations: the GPU path reuses applyStats, so this is what makes its
-// step the CPU's step with only the statistics computed elsewhere.
+// TestStatsCPUApplyMatchesMixtureStep pins StatsCPU (built from Params) plus
+// dpmm.Mixture.Apply to dpmm.Mixture.Step bit for bit, over several steps and
+// configurations: the GPU path runs Apply on its own statistics, so this is
+// what makes its step the CPU's step with only the statistics computed
+// elsewhere.
 func TestStatsCPUApplyMatchesMixtureStep(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -40,7 +41,7 @@ func TestStatsCPUApplyMatchesMixtureStep(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ll, err := applyStats(got, st)
+				ll, err := got.Apply(st)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -119,7 +120,7 @@ func TestPrototypesMatchDPMMScorer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	protos, idx, err := prototypes(model)
+	protos, idx, err := model.UnitPrototypes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestPrototypesNoneActive(t *testing.T) {
 	for i := range model.LogWeights {
 		model.LogWeights[i] = float32(math.Inf(-1))
 	}
-	if _, _, err := prototypes(model); err == nil {
+	if _, _, err := model.UnitPrototypes(); err == nil {
 		t.Fatal("a model without active components gave prototypes")
 	}
 	if _, err := NewScorer(model, 0); err == nil {
@@ -179,7 +180,7 @@ func TestStatsShapeErrors(t *testing.T) {
 		})
 	}
 	m := newMixture(t, k, d, make([]float32, 8), 2, dpmm.Config{Seed: 1})
-	if _, err := applyStats(m, &Stats{K: k + 1, D: d}); !errors.Is(err, ErrShape) {
-		t.Fatalf("applyStats with mismatched K: err = %v", err)
+	if _, err := m.Apply(&Stats{K: k + 1, D: d}); err == nil {
+		t.Fatal("Apply with mismatched K succeeded")
 	}
 }

@@ -116,16 +116,28 @@ type DPMMScorer struct {
 // NewDPMMScorer builds the scorer of a model with the model's Tau (DefaultTau
 // when unset).
 func NewDPMMScorer(m *Model) (*DPMMScorer, error) {
+	protos, idx, err := m.UnitPrototypes()
+	if err != nil {
+		return nil, err
+	}
+	return &DPMMScorer{cm: newCosineMax(protos, len(idx), m.D), Index: idx}, nil
+}
+
+// UnitPrototypes returns the prototypes a DPMMScorer scores against: the means
+// of the components with weight above the model's Tau (DefaultTau when unset),
+// each scaled to unit length, row-major, with their component indices. Every
+// scorer of the model (the GPU's too) selects and normalises them here.
+func (m *Model) UnitPrototypes() ([]float32, []int, error) {
 	tau := m.Meta.Tau
 	if tau <= 0 {
 		tau = DefaultTau
 	}
 	protos, idx := m.Prototypes(tau)
 	if len(idx) == 0 {
-		return nil, fmt.Errorf("inference: model has no component with weight > %g", tau)
+		return nil, nil, fmt.Errorf("inference: model has no component with weight > %g", tau)
 	}
 	normaliseRows(protos, m.D)
-	return &DPMMScorer{cm: newCosineMax(protos, len(idx), m.D), Index: idx}, nil
+	return protos, idx, nil
 }
 
 // Score implements Scorer.

@@ -128,8 +128,8 @@ type Mixture struct {
 
 // stepScratch holds per-batch buffers reused between steps.
 type stepScratch struct {
-	z, w, l, g []float32
-	c          []float32
+	z, w, l []float32
+	c       []float32
 }
 
 // NewMixture initialises a mixture from the first batch x (n rows of d) as
@@ -224,32 +224,84 @@ func (c Config) GammaAt(t int) float64 {
 // on n rows: the log-densities [X^2 | X] x W^T and the statistics R^T x [X^2 | X].
 func StepFLOPs(n, k, d int) float64 { return 2 * 2 * float64(n) * float64(k) * float64(2*d) }
 
+// Stats are the sufficient statistics of one EM step on a batch of N rows
+// under fixed parameters: everything Apply needs from the data. EStep computes
+// them on the CPU; another device may compute them and hand them to Apply.
+type Stats struct {
+	// K, D and N are the components, the dimension and the rows.
+	K, D, N int
+	// R holds sum_n r_nk, K values.
+	R []float64
+	// G holds (1/N) sum_n r_nk [x_n^2 | x_n], K rows of 2D (second moments
+	// first, then first moments).
+	G []float32
+	// LogLik is the batch's mean log-likelihood.
+	LogLik float64
+}
+
+// GEMM is the signature of linalg.Sgemm, the E-step's matrix product.
+type GEMM func(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+
 // Step runs one EM step on the batch x (n rows of D) and returns the batch's
-// mean log-likelihood under the parameters it started from.
+// mean log-likelihood under the parameters it started from: EStep, then Apply.
+func (m *Mixture) Step(x []float32, n int) (float64, error) {
+	st, err := m.EStep(x, n)
+	if err != nil {
+		return 0, err
+	}
+	return m.Apply(st)
+}
+
+// EStep computes the statistics of one EM step on the batch x (n rows of D)
+// under the current parameters, leaving the parameters unchanged. It reads
+// only K, D, Mu, S2 and LogPi.
 //
-// E-step: log N(x|mu,diag s2) = -1/2 sum x^2/s2 + sum x mu/s2 + const_k, so the
-// n x K log-densities are the two products X^2 (-1/(2 s2))^T and X (mu/s2)^T,
+// log N(x|mu,diag s2) = -1/2 sum x^2/s2 + sum x mu/s2 + const_k, so the n x K
+// log-densities are the two products X^2 (-1/(2 s2))^T and X (mu/s2)^T,
 // computed as one GEMM over the stacked inner dimension [X^2 | X] (2D), plus a
 // per-component constant; no D x D matrix exists. The statistics mean_n r x and
 // mean_n r x^2 are likewise one GEMM R^T [X^2 | X].
-func (m *Mixture) Step(x []float32, n int) (float64, error) {
+func (m *Mixture) EStep(x []float32, n int) (*Stats, error) {
+	return m.EStepWith(linalg.Sgemm, x, n)
+}
+
+// EStepWith is EStep with the two matrix products computed by gemm: the seam
+// that sizes how far another summation order (a GPU's) moves the statistics.
+func (m *Mixture) EStepWith(gemm GEMM, x []float32, n int) (*Stats, error) {
 	if n < 1 || len(x) < n*m.D {
-		return 0, fmt.Errorf("dpmm: step: batch has %d values for %d x %d", len(x), n, m.D)
+		return nil, fmt.Errorf("dpmm: step: batch has %d values for %d x %d", len(x), n, m.D)
 	}
 	k, d := m.K, m.D
 	s := m.buffers(n)
 	buildZ(x, n, d, s.z)
 	m.buildW(s.w, s.c, m.LogPi)
-	linalg.Sgemm(false, true, n, k, 2*d, 1, s.z, 2*d, s.w, 2*d, 0, s.l, k)
-	rsum := make([]float64, k)
-	ll := responsibilities(s.l, s.c, n, k, rsum)
-	linalg.Sgemm(true, false, k, 2*d, n, 1/float32(n), s.l, k, s.z, 2*d, 0, s.g, 2*d)
+	gemm(false, true, n, k, 2*d, 1, s.z, 2*d, s.w, 2*d, 0, s.l, k)
+	st := &Stats{K: k, D: d, N: n, R: make([]float64, k), G: make([]float32, k*2*d)}
+	st.LogLik = responsibilities(s.l, s.c, n, k, st.R)
+	gemm(true, false, k, 2*d, n, 1/float32(n), s.l, k, s.z, 2*d, 0, st.G, 2*d)
+	return st, nil
+}
 
+// EStepWeights writes the E-step's GEMM operand [-1/(2 s2) | mu/s2] (K rows of
+// 2D) to w and the per-component constants to c (K values), as EStep builds
+// them: a device computing the statistics elsewhere starts from these.
+func (m *Mixture) EStepWeights(w, c []float32) {
+	m.buildW(w[:m.K*2*m.D], c[:m.K], m.LogPi)
+}
+
+// Apply completes an EM step from its statistics st (computed under the
+// current parameters): the moving averages, the M-step, the sticks, the
+// concentration and log pi. It returns st's mean log-likelihood.
+func (m *Mixture) Apply(st *Stats) (float64, error) {
+	if st.K != m.K || st.D != m.D || st.N < 1 || len(st.R) < m.K || len(st.G) < m.K*2*m.D {
+		return 0, fmt.Errorf("dpmm: apply: statistics for K=%d, D=%d, N=%d applied to a mixture of K=%d, D=%d", st.K, st.D, st.N, m.K, m.D)
+	}
+	k, d, n := m.K, m.D, st.N
 	m.Steps++
 	g := m.Cfg.GammaAt(m.Steps)
 	for j := 0; j < k; j++ {
-		m.R[j] = (1-g)*m.R[j] + g*rsum[j]/float64(n)
-		row := s.g[j*2*d : (j+1)*2*d]
+		m.R[j] = (1-g)*m.R[j] + g*st.R[j]/float64(n)
+		row := st.G[j*2*d : (j+1)*2*d]
 		for i := 0; i < d; i++ {
 			m.S[j*d+i] = (1-g)*m.S[j*d+i] + g*float64(row[i])
 			m.M[j*d+i] = (1-g)*m.M[j*d+i] + g*float64(row[d+i])
@@ -261,7 +313,7 @@ func (m *Mixture) Step(x []float32, n int) (float64, error) {
 		m.updateAlpha(n)
 	}
 	m.updateLogPi()
-	return ll, nil
+	return st.LogLik, nil
 }
 
 // mStep: mu = M/(R+eps); s2 = S/(R+eps) + mu^2 - 2 mu M/(R+eps) + reg, in
@@ -332,7 +384,6 @@ func (m *Mixture) buffers(n int) *stepScratch {
 	s.z = grow(s.z, n*2*m.D)
 	s.w = grow(s.w, m.K*2*m.D)
 	s.l = grow(s.l, n*m.K)
-	s.g = grow(s.g, m.K*2*m.D)
 	s.c = grow(s.c, m.K)
 	return s
 }

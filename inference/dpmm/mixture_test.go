@@ -3,6 +3,7 @@ package dpmm
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/mathext"
@@ -238,5 +239,60 @@ func TestNewMixtureInit(t *testing.T) {
 	}
 	if _, err := NewMixture(Config{K: 15, Alpha: 0.5}, x, 10, 3); err == nil {
 		t.Fatal("alpha < 1 accepted")
+	}
+}
+
+// TestEStepLeavesParamsApplyChecksShape: EStep only reads the parameters (a
+// device computing statistics elsewhere relies on it), EStepWeights writes the
+// operand EStep uses, and Apply refuses statistics of another shape without
+// touching the mixture.
+func TestEStepLeavesParamsApplyChecksShape(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n, d, k = 50, 5, 6
+	x := randData(rng, n, d, 1)
+	m, err := NewMixture(Config{K: k, Seed: 3}, x, n, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := m.Clone()
+	st, err := m.EStep(x, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.K != k || st.D != d || st.N != n || len(st.R) != k || len(st.G) != k*2*d {
+		t.Fatalf("stats shape K=%d D=%d N=%d |R|=%d |G|=%d", st.K, st.D, st.N, len(st.R), len(st.G))
+	}
+	if m.Steps != 0 || !slices.Equal(m.Mu, before.Mu) || !slices.Equal(m.S2, before.S2) || !slices.Equal(m.LogPi, before.LogPi) {
+		t.Fatal("EStep changed the mixture")
+	}
+	w, c := make([]float32, k*2*d), make([]float32, k)
+	m.EStepWeights(w, c)
+	ww, wc := make([]float32, k*2*d), make([]float32, k)
+	m.buildW(ww, wc, m.LogPi)
+	if !slices.Equal(w, ww) || !slices.Equal(c, wc) {
+		t.Fatal("EStepWeights differs from the E-step's operand")
+	}
+	if _, err := m.EStep(x, 0); err == nil {
+		t.Fatal("EStep of no rows succeeded")
+	}
+	for _, bad := range []*Stats{
+		{K: k + 1, D: d, N: n, R: st.R, G: st.G},
+		{K: k, D: d, N: 0, R: st.R, G: st.G},
+		{K: k, D: d, N: n, R: st.R[:k-1], G: st.G},
+	} {
+		if _, err := m.Apply(bad); err == nil {
+			t.Fatalf("Apply of K=%d N=%d |R|=%d succeeded", bad.K, bad.N, len(bad.R))
+		}
+	}
+	if m.Steps != 0 {
+		t.Fatal("a refused Apply counted a step")
+	}
+	ll, err := m.Apply(st)
+	if err != nil || ll != st.LogLik || m.Steps != 1 {
+		t.Fatalf("Apply: ll %v (stats %v), err %v, steps %d", ll, st.LogLik, err, m.Steps)
+	}
+	want, err := before.Step(x, n)
+	if err != nil || want != ll || !slices.Equal(m.Mu, before.Mu) || !slices.Equal(m.LogPi, before.LogPi) {
+		t.Fatal("EStep then Apply differs from Step")
 	}
 }
