@@ -2,13 +2,13 @@ package dpmm
 
 import (
 	"fmt"
-	"os"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
+
+	"anomalynode/inference/internal/pngplot"
 )
 
 // SaveTrainingCurve draws the validation mean log-likelihood and the number of
@@ -42,23 +42,10 @@ func SaveTrainingCurve(path string, history []EpochStats) error {
 	if err != nil {
 		return err
 	}
-	img := vgimg.New(8*vg.Inch, 8*vg.Inch)
-	plots := [][]*plot.Plot{{lp}, {ap}}
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: 6 * vg.Millimeter, PadTop: 2 * vg.Millimeter,
+	pad := draw.Tiles{PadY: 6 * vg.Millimeter, PadTop: 2 * vg.Millimeter,
 		PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
-	canvases := plot.Align(plots, tiles, draw.New(img))
-	lp.Draw(canvases[0][0])
-	ap.Draw(canvases[1][0])
-	f, err := os.Create(path)
-	if err != nil {
+	if err := pngplot.Save(path, [][]*plot.Plot{{lp}, {ap}}, 8*vg.Inch, 8*vg.Inch, pad); err != nil {
 		return fmt.Errorf("dpmm: %w", err)
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
-		return fmt.Errorf("dpmm: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("dpmm: write %s: %w", path, err)
 	}
 	return nil
 }
