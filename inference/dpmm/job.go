@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"anomalynode/inference"
+	"anomalynode/inference/internal/sniff"
 )
 
 // EmbeddedSlice is one slice's patch embeddings and the geometry that maps its
@@ -134,7 +135,7 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 			l.NPYFiles++
 			continue
 		}
-		if !isDICOM(f) {
+		if !sniff.IsDICOM(f) {
 			continue
 		}
 		if opt.Embedder == nil {
@@ -158,20 +159,6 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 		return nil, fmt.Errorf("%w: %s", ErrNoInputs, strings.Join(paths, ", "))
 	}
 	return l, nil
-}
-
-// isDICOM checks for the Part-10 preamble's "DICM" magic.
-func isDICOM(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var b [132]byte
-	if _, err := f.ReadAt(b[:], 0); err != nil {
-		return false
-	}
-	return string(b[128:132]) == "DICM"
 }
 
 // cacheGeometries reads the .json sidecar a cache entry has beside its .npy

@@ -21,6 +21,7 @@ import (
 
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
+	"anomalynode/inference/internal/sniff"
 )
 
 // SliceSource embeds decoded slices; dpmm.ONNXEmbedder is the real one.
@@ -123,7 +124,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return err
 		}
-		if !d.IsDir() && isDICOM(path) {
+		if !d.IsDir() && sniff.IsDICOM(path) {
 			files = append(files, path)
 		}
 		return nil
@@ -277,19 +278,6 @@ func maxRSSMiB() float64 {
 		return 0
 	}
 	return float64(ru.Maxrss) / 1024
-}
-
-func isDICOM(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var b [132]byte
-	if _, err := f.ReadAt(b[:], 0); err != nil {
-		return false
-	}
-	return string(b[128:132]) == "DICM"
 }
 
 // labelCandidates lists where the mask of image f may be, in order.
