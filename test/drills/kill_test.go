@@ -53,7 +53,7 @@ func TestKill9Torture(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(3*envInt("DRILLS_KILL_ROUNDS", 1))*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	sendErrs := make([]error, nSeries)
@@ -99,7 +99,9 @@ func TestKill9Torture(t *testing.T) {
 		{"exporting", func(m peers.Metrics) bool { return m.Sum("anomalynode_export_delivered_total") >= 1 }},
 	}
 	var killed []string
-	for _, p := range points {
+	rounds := envInt("DRILLS_KILL_ROUNDS", 1)
+	for i := 0; i < rounds*len(points); i++ {
+		p := points[i%len(points)]
 		deadline := time.Now().Add(40 * time.Second)
 		hit := false
 		for time.Now().Before(deadline) {
@@ -124,8 +126,8 @@ func TestKill9Torture(t *testing.T) {
 		n.start()
 	}
 	t.Logf("SIGKILLs: %d\n  %s", len(killed), strings.Join(killed, "\n  "))
-	if len(killed) < 3 {
-		t.Errorf("only %d of %d kill points reached", len(killed), len(points))
+	if len(killed) < 3*rounds {
+		t.Errorf("only %d of %d kill points reached", len(killed), rounds*len(points))
 	}
 	wg.Wait()
 	for _, err := range sendErrs {
