@@ -257,19 +257,7 @@ func WriteNPY(path string, a *Array) error {
 	if err := EncodeNPY(&buf, a); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("inference: write npy: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(buf.Bytes()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("inference: write npy: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("inference: write npy: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := writeAtomic(path, buf.Bytes(), false); err != nil {
 		return fmt.Errorf("inference: write npy: %w", err)
 	}
 	return nil
