@@ -8,7 +8,6 @@ import (
 
 	"github.com/mattn/go-isatty"
 
-	"anomalynode/configs"
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/eval"
@@ -49,23 +48,15 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	case *out == "":
 		return errors.New("--out is required")
 	}
-	cfg := configs.Default()
-	if *cfgPath != "" {
-		var err error
-		if cfg, err = configs.Load(*cfgPath); err != nil {
-			return err
-		}
+	cfg, err := configOrDefault(*cfgPath)
+	if err != nil {
+		return err
 	}
 	model, err := inference.LoadModel(*modelPath)
 	if err != nil {
 		return err
 	}
-	embPath := *embedder
-	if embPath == "" && len(cfg.Models) == 1 {
-		for _, m := range cfg.Models {
-			embPath = m.Embedder
-		}
-	}
+	embPath := embedderPath(*embedder, cfg)
 	if embPath == "" {
 		return errors.New("--embedder (or a config with one model) is required to embed the test images")
 	}

@@ -109,12 +109,9 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	case *out == "":
 		return errors.New("--out is required")
 	}
-	cfg := configs.Default()
-	if *cfgPath != "" {
-		var err error
-		if cfg, err = configs.Load(*cfgPath); err != nil {
-			return err
-		}
+	cfg, err := configOrDefault(*cfgPath)
+	if err != nil {
+		return err
 	}
 	meta := inference.ModelMeta{Resolution: *resolution, PatchSize: inference.DefaultPatchSize,
 		Preprocessing: inference.PreprocessSpec{VOI: *voi, WindowCenter: *wc, WindowWidth: *ww}}
@@ -124,12 +121,7 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	if err := meta.Preprocessing.Validate(); err != nil {
 		return err
 	}
-	embPath := *embedder
-	if embPath == "" && len(cfg.Models) == 1 {
-		for _, m := range cfg.Models {
-			embPath = m.Embedder
-		}
-	}
+	embPath := embedderPath(*embedder, cfg)
 	lo := dpmm.LoadOptions{CacheDir: *cache, PatchesPerSlice: *perSlice}
 	if embPath != "" {
 		emb, info, err := openEmbedder(cfg, embPath, meta)
@@ -221,4 +213,24 @@ func baseName(p string) string {
 		return p[i+1:]
 	}
 	return p
+}
+
+// configOrDefault loads the config file at path, or returns the defaults when
+// path is empty (fit and eval run without a node config).
+func configOrDefault(path string) (*configs.Config, error) {
+	if path == "" {
+		return configs.Default(), nil
+	}
+	return configs.Load(path)
+}
+
+// embedderPath is the --embedder flag value, or when it is empty the embedder
+// of the config's model if the config has exactly one.
+func embedderPath(flag string, cfg *configs.Config) string {
+	if flag == "" && len(cfg.Models) == 1 {
+		for _, m := range cfg.Models {
+			return m.Embedder
+		}
+	}
+	return flag
 }
