@@ -53,6 +53,21 @@ func randomModel(k, d int, seed uint64) *inference.Model {
 	return m
 }
 
+// scorerAndPrototypes returns the CPU scorer of model and the unit-length
+// prototypes (with their component indices) the GPU scorer uploads.
+func scorerAndPrototypes(t testing.TB, model *inference.Model) (*inference.DPMMScorer, []float32, []int) {
+	t.Helper()
+	cpu, err := inference.NewDPMMScorer(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	protos, idx, err := model.UnitPrototypes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cpu, protos, idx
+}
+
 // newMixture initialises a mixture on clustered data, as Fit does.
 func newMixture(t testing.TB, k, d int, x []float32, n int, cfg dpmm.Config) *dpmm.Mixture {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"math"
 	"testing"
 
-	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
 )
 
@@ -39,14 +38,7 @@ func colMajorGEMM(c gemmCall, a, b, out []float32) {
 func TestScorePlan(t *testing.T) {
 	k, d, n := 30, 20, 50
 	model := randomModel(k, d, 8)
-	cpu, err := inference.NewDPMMScorer(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	protos, idx, err := model.UnitPrototypes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cpu, protos, idx := scorerAndPrototypes(t, model)
 	m := len(idx)
 	q := clustered(n, d, 5, 0.3, 1)
 	prod := make([]float32, n*m)

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/linalg"
 )
@@ -116,14 +115,7 @@ func TestStatsToleranceUnderReordering(t *testing.T) {
 func TestPrototypesMatchDPMMScorer(t *testing.T) {
 	k, d, n := 40, 48, 200
 	model := randomModel(k, d, 3)
-	cpu, err := inference.NewDPMMScorer(model)
-	if err != nil {
-		t.Fatal(err)
-	}
-	protos, idx, err := model.UnitPrototypes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cpu, protos, idx := scorerAndPrototypes(t, model)
 	if !slices.Equal(idx, cpu.Index) || len(protos) != len(idx)*d {
 		t.Fatalf("prototype rows %v, DPMMScorer %v", idx, cpu.Index)
 	}
