@@ -2,14 +2,19 @@
 // checks listed in a cases file (written by `fixture cases`) and judges each
 // one from screenshot pixels:
 //
-//   seg: open the study, map the largest lesion's ground-truth mask from image
-//        pixels to screen pixels through the viewport's own camera, check that
-//        the painted lesion is where the mapping says (calibration), load the
-//        SEG (double-click, accept the prompt), go to that slice and check the
-//        overlay colour covers the mapped lesion (Dice, centroid distance);
-//        then go to a lesion-free slice and check there is no overlay.
-//   sc:  open the heat-map series, go to the same slice, check colour pixels
-//        are present and centred on the lesion.
+//   seg: open the study, map the painted lesion's ground-truth mask from
+//        image pixels to screen pixels through the viewport's own camera and
+//        check the lesion is where the mapping says (calibration); load the
+//        SEG (double-click, accept the prompt), go to the checked slice and
+//        compare the overlay colour with the mask the case names (Dice,
+//        centroid distance); then go to a slice without findings and check
+//        there is no overlay.
+//   sc:  open the heat-map series, go to the checked slice, check the
+//        findings are coloured (and, for a single lesion, that the largest
+//        coloured blob is centred on it).
+//
+// A case's mask is the painted lesion, or (case.target / case.empty) the
+// node's own findings when the results come from the node.
 //
 // usage: node view.mjs CASES.json BASE_URL ARTIFACT_DIR RESULTS.json
 // Environment: PLAYWRIGHT_CORE (path of playwright-core's index.mjs),
