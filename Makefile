@@ -5,7 +5,7 @@ ORT_LIB  := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 export ONNXRUNTIME_LIB ?= $(ORT_LIB)
 export ANOMALYNODE_BIN := $(CURDIR)/$(BIN)
 TEST_TIMEOUT ?= 30m
-FUZZTIME ?= 10s
+FUZZTIME ?= 5s
 
 .PHONY: all deps build test unit fuzz bench demo check-cuda gpu-check e2e-viewer clean
 
