@@ -36,7 +36,11 @@ func TestKill9Torture(t *testing.T) {
 	c.ackWait = "5s"
 	n := startNode(t, c)
 
-	nSeries, nSlices := 4, 10*scale()
+	// Each round sends nSeries new series and kills the node at the four
+	// points; DRILLS_KILL_ROUNDS repeats it.
+	rounds := envInt("DRILLS_KILL_ROUNDS", 1)
+	perRound, nSlices := 4, 10*scale()
+	nSeries := rounds * perRound
 	series := synthSeries(t, nSeries, nSlices, 64, 64)
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
@@ -53,11 +57,11 @@ func TestKill9Torture(t *testing.T) {
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(3*envInt("DRILLS_KILL_ROUNDS", 1))*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(3*rounds)*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	sendErrs := make([]error, nSeries)
-	for i, files := range series {
+	send := func(i int, files []string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -99,9 +103,14 @@ func TestKill9Torture(t *testing.T) {
 		{"exporting", func(m peers.Metrics) bool { return m.Sum("anomalynode_export_delivered_total") >= 1 }},
 	}
 	var killed []string
-	rounds := envInt("DRILLS_KILL_ROUNDS", 1)
 	for i := 0; i < rounds*len(points); i++ {
 		p := points[i%len(points)]
+		if i%len(points) == 0 {
+			r := i / len(points)
+			for j := r * perRound; j < (r+1)*perRound; j++ {
+				send(j, series[j])
+			}
+		}
 		deadline := time.Now().Add(40 * time.Second)
 		hit := false
 		for time.Now().Before(deadline) {
@@ -112,8 +121,12 @@ func TestKill9Torture(t *testing.T) {
 			}
 			time.Sleep(time.Duration(20+rng.IntN(40)) * time.Millisecond)
 		}
+		roundEnd := i%len(points) == len(points)-1
 		if !hit {
 			t.Logf("kill point %q not reached in 40s; not killed there", p.stage)
+			if roundEnd {
+				wg.Wait()
+			}
 			continue
 		}
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
@@ -124,6 +137,9 @@ func TestKill9Torture(t *testing.T) {
 			m.Sum("anomalynode_ingest_series_completed_total"), m.Sum("anomalynode_export_delivered_total")))
 		time.Sleep(time.Duration(100+rng.IntN(400)) * time.Millisecond)
 		n.start()
+		if roundEnd {
+			wg.Wait() // the round's series are all acknowledged
+		}
 	}
 	t.Logf("SIGKILLs: %d\n  %s", len(killed), strings.Join(killed, "\n  "))
 	if len(killed) < 3*rounds {
