@@ -240,6 +240,8 @@ type association struct {
 	ctx    context.Context
 	log    zerolog.Logger
 	accept map[byte]PresentationContext // accepted contexts by ID
+	// stored and failed count this association's C-STOREs, for its log line.
+	stored, failed int
 	// freeSlot gives back the association slot; called before the connection
 	// is closed so a peer that sees the close can associate again at once.
 	freeSlot func()
@@ -295,13 +297,15 @@ func (s *Server) serveConn(conn net.Conn) {
 			u.abort(abortSourceUser, abortReasonNone)
 		}
 	}()
+	started := time.Now()
 	outcome, err := a.run()
 	s.m.associations.WithLabelValues(outcome).Inc()
-	ev := a.log.Debug()
+	ev := a.log.Info()
 	if err != nil {
 		ev = a.log.Warn().Err(err)
 	}
-	ev.Str("outcome", outcome).Str("calling_ae", a.info.CallingAE).Msg("association ended")
+	ev.Str("outcome", outcome).Str("calling_ae", a.info.CallingAE).Str("called_ae", a.info.CalledAE).
+		Int("stored", a.stored).Int("failed", a.failed).Dur("duration", time.Since(started)).Msg("association ended")
 }
 
 // run negotiates and serves the association and returns its outcome label.
@@ -606,6 +610,11 @@ func (a *association) store(pc PresentationContext, cmd *command) error {
 	a.s.m.storeBytes.Add(float64(dr.n))
 	a.s.m.stores.WithLabelValues(statusClass(status)).Inc()
 	a.s.m.storeSeconds.Observe(time.Since(start).Seconds())
+	if status.IsFailure() {
+		a.failed++
+	} else {
+		a.stored++
+	}
 	if !status.IsSuccess() {
 		a.log.Warn().Str("sop_instance_uid", cmd.AffectedSOPInstanceUID).Stringer("status", status).Str("comment", comment).Msg("C-STORE not successful")
 	}
