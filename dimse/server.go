@@ -304,7 +304,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	if err != nil {
 		ev = a.log.Warn().Err(err)
 	}
-	ev.Str("outcome", outcome).Str("calling_ae", a.info.CallingAE).Str("called_ae", a.info.CalledAE).
+	ev.Str("outcome", outcome).Str("called_ae", a.info.CalledAE).
 		Int("stored", a.stored).Int("failed", a.failed).Dur("duration", time.Since(started)).Msg("association ended")
 }
 
