@@ -341,12 +341,18 @@ func (q *Queue) handle(ctx context.Context, d Destination, msg jetstream.Msg) {
 
 	err := q.deliver(ctx, d, job, msg)
 	if err == nil {
-		if aerr := msg.DoubleAck(ctx); aerr != nil {
+		// A delivery that finished in the shutdown grace must still be
+		// acknowledged: ctx is cancelled by then, and an unacknowledged job
+		// holds one of the consumer's MaxAckPending slots for AckWait after
+		// a restart.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if aerr := msg.DoubleAck(actx); aerr != nil {
 			// Redelivery will store the same SOP instance again: the
-			// destination replaces it, nothing is lost or duplicated.
+			// destination replaces it, nothing is lost or duplicated. The
+			// object stays for that redelivery.
 			log.Warn().Err(aerr).Msg("export: delivered but ack failed")
-		}
-		if derr := q.objects.Delete(context.WithoutCancel(ctx), job.Object); derr != nil && !errors.Is(derr, jetstream.ErrObjectNotFound) {
+		} else if derr := q.objects.Delete(actx, job.Object); derr != nil && !errors.Is(derr, jetstream.ErrObjectNotFound) {
 			log.Warn().Err(derr).Msg("export: delivered object not removed")
 		}
 		q.m.delivered.WithLabelValues(d.Name).Inc()
