@@ -52,8 +52,12 @@ type QueueConfig struct {
 	// BackoffInitial and BackoffMax bound the retry delay, which doubles per
 	// attempt and is jittered to between half and all of it (defaults 1s, 5m).
 	BackoffInitial, BackoffMax time.Duration
-	// AckWait is how long a delivery may run before JetStream redelivers it
-	// (default: the longest destination timeout plus one minute).
+	// AckWait is how long a job may go without an ack or a progress signal
+	// before JetStream redelivers it (default 30s). A delivery signals
+	// progress every AckWait/3, so a slow destination keeps its job; a short
+	// AckWait bounds how long the jobs a crashed process held (up to each
+	// destination's Concurrency, its MaxAckPending) block that destination
+	// after a restart.
 	AckWait time.Duration
 }
 
@@ -142,7 +146,6 @@ type Queue struct {
 func NewQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, dests []Destination, log zerolog.Logger, reg prometheus.Registerer) (*Queue, error) {
 	cfg = cfg.withDefaults()
 	q := &Queue{js: js, cfg: cfg, dests: map[string]Destination{}, log: log.With().Str("component", "export").Logger(), m: newQueueMetrics(reg)}
-	maxTimeout := time.Duration(0)
 	for _, d := range dests {
 		if !destNameRE.MatchString(d.Name) {
 			return nil, fmt.Errorf("%w: %q", ErrBadDestinationName, d.Name)
@@ -153,11 +156,10 @@ func NewQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, dest
 		if d.Timeout <= 0 {
 			d.Timeout = 2 * time.Minute
 		}
-		maxTimeout = max(maxTimeout, d.Timeout)
 		q.dests[d.Name] = d
 	}
 	if q.cfg.AckWait <= 0 {
-		q.cfg.AckWait = max(maxTimeout, 2*time.Minute) + time.Minute
+		q.cfg.AckWait = 30 * time.Second
 	}
 	var err error
 	q.jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -287,15 +289,25 @@ func checkSEGs(t *testing.T, outs []output, acked map[string]string, seriesOf ma
 	t.Logf("SEG versions per source series: %v", versions)
 }
 
-// TestSIGTERMDuringExport: a graceful stop (SIGTERM) while outputs are being
-// exported, then a restart: every output still reaches the destination and
-// nothing is dead-lettered (a delivery finished during the shutdown grace must
-// not lose its job or its object).
-func TestSIGTERMDuringExport(t *testing.T) {
+// TestStopDuringExport: a graceful stop (SIGTERM) or a crash (SIGKILL) while
+// outputs are being exported to an archive, then a restart: every output
+// reaches the archive within a minute and nothing is dead-lettered (a
+// delivery finished during the shutdown grace must not lose its job or its
+// object; jobs a dead process held must not block the destination for long).
+func TestStopDuringExport(t *testing.T) {
+	for _, sig := range []string{"SIGTERM", "SIGKILL"} {
+		t.Run(sig, func(t *testing.T) { stopDuringExport(t, sig) })
+	}
+}
+
+func stopDuringExport(t *testing.T, sig string) {
 	setup(t)
 	o := peers.StartOrthanc(t, nil, nil)
 	c, _ := defaultConfig(t)
-	c.dests = []dest{{name: "archive", address: fmt.Sprintf("127.0.0.1:%d", o.DicomPort), calledAE: o.AET}}
+	// A slow link in front of the archive, so that the stop finds
+	// deliveries in flight.
+	proxy := slowProxy(t, fmt.Sprintf("127.0.0.1:%d", o.DicomPort), 30*time.Millisecond)
+	c.dests = []dest{{name: "archive", address: proxy, calledAE: o.AET}}
 	n := startNode(t, c)
 	slices := 24 * scale()
 	files := synthSeries(t, 1, slices, 64, 64)[0]
@@ -307,17 +319,24 @@ func TestSIGTERMDuringExport(t *testing.T) {
 		m = n.metrics()
 		return m.Sum("anomalynode_export_delivered_total") >= 1
 	})
-	n.stop()
-	t.Logf("SIGTERM after %v of %d objects delivered", m.Sum("anomalynode_export_delivered_total"), slices+1)
+	if sig == "SIGTERM" {
+		n.stop()
+	} else {
+		n.kill9()
+	}
+	t.Logf("%s after %v of %d objects delivered", sig, m.Sum("anomalynode_export_delivered_total"), slices+1)
 	n.start()
+	restarted := time.Now()
 	waitFor(t, 60*time.Second, func() string {
-		return fmt.Sprintf("export queue %v, dead-lettered %v", m.Sum("anomalynode_export_queue_depth"), m.Sum("anomalynode_export_dead_lettered_total"))
+		return fmt.Sprintf("export queue %v, dead-lettered %v; node log:\n%s", m.Sum("anomalynode_export_queue_depth"),
+			m.Sum("anomalynode_export_dead_lettered_total"), grepLog(n, "drill", "export: d", "ack failed", "error"))
 	}, func() bool {
 		m = n.metrics()
 		return m.Sum("anomalynode_export_queue_depth") == 0 && m.Sum("anomalynode_ingest_queue_depth") == 0
 	})
+	t.Logf("export queue drained %s after the restart", time.Since(restarted).Round(100*time.Millisecond))
 	if v := m.Sum("anomalynode_export_dead_lettered_total"); v != 0 {
-		t.Errorf("%v outputs dead-lettered after a graceful restart; node log:\n%s", v, grepLog(n, "dead-lettered", "ack failed"))
+		t.Errorf("%v outputs dead-lettered after the restart; node log:\n%s", v, grepLog(n, "dead-lettered", "ack failed"))
 	}
 	var ids []string
 	if err := o.GetJSON("/instances", &ids); err != nil {
@@ -341,4 +360,46 @@ func grepLog(n *node, subs ...string) string {
 		}
 	}
 	return tailStr(strings.Join(out, "\n"), 4000)
+}
+
+// slowProxy forwards TCP connections to target, sleeping before forwarding
+// each chunk the client sends; it returns its address.
+func slowProxy(t testing.TB, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer in.Close()
+				out, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				go func() { _, _ = io.Copy(in, out); in.Close() }()
+				buf := make([]byte, 32<<10)
+				for {
+					k, err := in.Read(buf)
+					if k > 0 {
+						time.Sleep(delay)
+						if _, werr := out.Write(buf[:k]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
