@@ -403,3 +403,50 @@ func slowProxy(t testing.TB, target string, delay time.Duration) string {
 	}()
 	return ln.Addr().String()
 }
+
+// TestSIGTERMDuringInference: a graceful stop while slices are being scored
+// hands the unfinished work back (no waiting for ingest.ack_wait, left at its
+// default here): after a restart every acknowledged instance gets its heat
+// map within a minute and the queues drain.
+func TestSIGTERMDuringInference(t *testing.T) {
+	if os.Getenv("DRILLS_KNOWN_BUGS") == "" {
+		t.Skip("known bug (reported to the lead): work items the stopping node had taken from the WORK stream " +
+			"(pull requests outstanding, prefetched in the iterator, queued for the engine) are neither acknowledged " +
+			"nor handed back; after the restart they stay ack-pending until ingest.ack_wait (default 5m), and their " +
+			"series wait that long; run with DRILLS_KNOWN_BUGS=1")
+	}
+	setup(t)
+	c, out := defaultConfig(t)
+	n := startNode(t, c)
+	series := synthSeries(t, 2, 12*scale(), 64, 64)
+	acked := map[string]string{}
+	for i, files := range series {
+		res := storeFiles(context.Background(), c.dimse, fmt.Sprintf("MOD%d", i), files)
+		if res.err != nil || len(res.acked) != len(files) {
+			t.Fatalf("send: %d of %d acknowledged: %v", len(res.acked), len(files), res.err)
+		}
+		for _, f := range files {
+			acked[fileMeta(t, f).MediaStorageSOPInstanceUID] = f
+		}
+	}
+	var m peers.Metrics
+	waitFor(t, 60*time.Second, func() string { return "nothing scored" }, func() bool {
+		m = n.metrics()
+		return m.Sum("anomalynode_slices_scored_total") >= 1
+	})
+	n.stop()
+	t.Logf("SIGTERM after %v of %d slices scored", m.Sum("anomalynode_slices_scored_total"), len(acked))
+	n.start()
+	restarted := time.Now()
+	var outs []output
+	waitFor(t, 60*time.Second, func() string {
+		return fmt.Sprintf("%d acknowledged instances without a heat map; work queue %v, open series %v",
+			len(missingHeatMaps(outs, acked)), m.Sum("anomalynode_ingest_queue_depth"), m.Sum("anomalynode_ingest_series_open"))
+	}, func() bool {
+		outs = readOutputs(t, out)
+		m = n.metrics()
+		return len(missingHeatMaps(outs, acked)) == 0 && m.Sum("anomalynode_ingest_queue_depth") == 0 &&
+			m.Sum("anomalynode_export_queue_depth") == 0
+	})
+	t.Logf("all processed %s after the restart", time.Since(restarted).Round(100*time.Millisecond))
+}
