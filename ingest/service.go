@@ -413,6 +413,16 @@ func (s *Service) Run(ctx context.Context, c Consumers) error {
 
 func (s *Service) consume(ctx context.Context, stream, durable, subject string, handle func(context.Context, jetstream.Msg)) error {
 	maxDeliver := s.cfg.MaxDeliver
+	if s.js.Embedded {
+		// This process alone owns the store: what a previous run had taken
+		// and not acknowledged (a crash, or messages still arriving for its
+		// pull requests at a graceful stop) is redelivered now instead of
+		// after AckWait. A work-queue stream keeps the messages of a deleted
+		// consumer; a re-scored slice is caught as already processed.
+		if err := s.js.JetStream.DeleteConsumer(ctx, stream, durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("ingest: reset consumer %s: %w", durable, err)
+		}
+	}
 	cons, err := s.js.JetStream.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: durable, AckPolicy: jetstream.AckExplicitPolicy, AckWait: s.cfg.AckWait,
 		MaxDeliver: maxDeliver, MaxAckPending: max(s.cfg.MaxInFlight, 1), FilterSubject: subject,

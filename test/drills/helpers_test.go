@@ -185,7 +185,6 @@ type nodeConfig struct {
 	maxAge, backoffInitial, backoffMx string
 	maxAssociations                   int
 	syncInterval                      string
-	ackWait                           string
 }
 
 type dest struct {
@@ -225,9 +224,6 @@ func (c nodeConfig) yaml() string {
 		}
 	}
 	w("ingest:\n  series_timeout: %s\n  min_free_bytes: 104857600", c.seriesTimeout)
-	if c.ackWait != "" {
-		w("  ack_wait: %s", c.ackWait)
-	}
 	if c.watch != "" {
 		w("  watch:\n    - path: %s\n      done_dir: %s\n      quarantine_dir: %s\n      stable_for: 500ms", c.watch, c.watchDone, c.quarantine)
 	}
