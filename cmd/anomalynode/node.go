@@ -239,6 +239,19 @@ func (n *node) run(ctx context.Context, grace time.Duration) error {
 	defer stopWork()
 
 	errc := make(chan error, 8)
+	// The admin listener is bound first, so a port clash stops the node
+	// before any stage has started.
+	if n.admin != nil {
+		ln, err := net.Listen("tcp", n.admin.Addr)
+		if err != nil {
+			return fmt.Errorf("admin listen: %w", err)
+		}
+		go func() {
+			if err := n.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
 	var intakeWG, workWG sync.WaitGroup
 	start := func(wg *sync.WaitGroup, name string, f func() error) {
 		wg.Add(1)
@@ -267,17 +280,6 @@ func (n *node) run(ctx context.Context, grace time.Duration) error {
 	}
 	start(&workWG, "ingest", func() error { return n.svc.Run(work, consumers) })
 	start(&workWG, "export", func() error { return n.queue.Run(work) })
-	if n.admin != nil {
-		ln, err := net.Listen("tcp", n.admin.Addr)
-		if err != nil {
-			return fmt.Errorf("admin listen: %w", err)
-		}
-		go func() {
-			if err := n.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("admin: %w", err)
-			}
-		}()
-	}
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
