@@ -55,6 +55,12 @@ func testEnv() (*env, *bytes.Buffer, *bytes.Buffer) {
 	return &env{log: zerolog.Nop(), stdout: &out, stderr: &errb}, &out, &errb
 }
 
+// combinedEnv is testEnv with stdout and stderr in one buffer.
+func combinedEnv() (*env, *bytes.Buffer) {
+	var out bytes.Buffer
+	return &env{log: zerolog.Nop(), stdout: &out, stderr: &out}, &out
+}
+
 func TestServeEchoSend(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -8,20 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
 )
-
-func mkvitEnv() (*env, *bytes.Buffer) {
-	var out bytes.Buffer
-	return &env{log: zerolog.Nop(), stdout: &out, stderr: &out}, &out
-}
 
 func TestMkvit(t *testing.T) {
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.onnx"), filepath.Join(dir, "b.onnx")
 	for _, path := range []string{a, b} {
-		e, out := mkvitEnv()
+		e, out := combinedEnv()
 		if err := runMkvit(t.Context(), e, []string{"--out", path, "--preset", "tiny", "--registers", "4", "--seed", "3", "--pos-resize", "separable"}); err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +51,7 @@ func TestMkvitErrors(t *testing.T) {
 		{"--out", filepath.Join(t.TempDir(), "missing", "m.onnx"), "--preset", "tiny"},
 	}
 	for _, args := range cases {
-		e, _ := mkvitEnv()
+		e, _ := combinedEnv()
 		if err := runMkvit(t.Context(), e, args); err == nil {
 			t.Errorf("mkvit %v: no error", args)
 		}
@@ -66,7 +59,7 @@ func TestMkvitErrors(t *testing.T) {
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed run left %s behind", out)
 	}
-	e, help := mkvitEnv()
+	e, help := combinedEnv()
 	if err := runMkvit(t.Context(), e, []string{"--help"}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: err = %v, want flag.ErrHelp (exit 0)", err)
 	}

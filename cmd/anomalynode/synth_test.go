@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,18 +10,11 @@ import (
 	"testing"
 
 	"anomalynode/inference/synth"
-
-	"github.com/rs/zerolog"
 )
-
-func synthEnv() (*env, *bytes.Buffer) {
-	var out bytes.Buffer
-	return &env{log: zerolog.Nop(), stdout: &out, stderr: &out}, &out
-}
 
 func TestSynthCommand(t *testing.T) {
 	dir := t.TempDir()
-	e, out := synthEnv()
+	e, out := combinedEnv()
 	args := []string{"--out", dir, "--lesions", "--slices", "4", "--rows", "40", "--cols", "52", "--series", "2", "--seed", "9", "--modality", "CT"}
 	if err := runSynth(t.Context(), e, args); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -62,7 +54,7 @@ func TestSynthCommand(t *testing.T) {
 }
 
 func TestSynthCommandErrors(t *testing.T) {
-	e, out := synthEnv()
+	e, out := combinedEnv()
 	if err := runSynth(t.Context(), e, []string{"--help"}); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "--out DIR") {
 		t.Errorf("--help: %v %q", err, out)
 	}
@@ -73,7 +65,7 @@ func TestSynthCommandErrors(t *testing.T) {
 		{"--out", t.TempDir(), "--series", "0"},
 		{"--out", t.TempDir(), "extra"},
 	} {
-		e, _ := synthEnv()
+		e, _ := combinedEnv()
 		if err := runSynth(t.Context(), e, args); err == nil {
 			t.Errorf("%v: accepted", args)
 		}
