@@ -1,7 +1,7 @@
 package dimse
 
 import (
-	"errors"
+	"anomalynode/internal/collect"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -41,27 +41,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		m.associations = register(reg, m.associations)
-		m.active = register(reg, m.active)
-		m.stores = register(reg, m.stores)
-		m.storeBytes = register(reg, m.storeBytes)
-		m.storeSeconds = register(reg, m.storeSeconds)
+		m.associations, _ = collect.Register(reg, m.associations)
+		m.active, _ = collect.Register(reg, m.active)
+		m.stores, _ = collect.Register(reg, m.stores)
+		m.storeBytes, _ = collect.Register(reg, m.storeBytes)
+		m.storeSeconds, _ = collect.Register(reg, m.storeSeconds)
 	}
 	return m
-}
-
-// register registers c, reusing an identical collector already registered
-// (several servers may share one registry, e.g. in tests).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func statusClass(s Status) string {

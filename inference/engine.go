@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"anomalynode/internal/collect"
 	"context"
 	"errors"
 	"fmt"
@@ -138,12 +139,9 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 			Help:    "Per-slice time spent in each inference stage.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"stage"})
-		if err := o.Registerer.Register(h); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("inference: engine metrics: %w", err)
-			}
-			h = are.ExistingCollector.(*prometheus.HistogramVec)
+		h, err := collect.Register(o.Registerer, h)
+		if err != nil {
+			return nil, fmt.Errorf("inference: engine metrics: %w", err)
 		}
 		e.stageHx = h
 	}

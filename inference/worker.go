@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"anomalynode/internal/collect"
 	"context"
 	"errors"
 	"fmt"
@@ -81,7 +82,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{w.scored, w.failed, w.waiting} {
-			if err := o.Registerer.Register(c); err != nil {
+			if _, err := collect.Register(o.Registerer, c); err != nil {
 				return nil, fmt.Errorf("inference: register worker metrics: %w", err)
 			}
 		}

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"anomalynode/internal/collect"
 	"context"
 	"time"
 
@@ -76,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 	})
 	for _, c := range []prometheus.Collector{m.received, m.refused, m.stored, m.storedBytes, m.duplicate, m.ignored,
 		m.quarantined, m.dispatched, m.acked, m.redundant, m.reopened, m.completed, m.openSeries, m.storeSeconds, depth} {
-		if err := reg.Register(c); err != nil {
+		if _, err := collect.Register(reg, c); err != nil {
 			s.log.Warn().Err(err).Msg("ingest: metric not registered")
 		}
 	}

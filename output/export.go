@@ -1,6 +1,7 @@
 package output
 
 import (
+	"anomalynode/internal/collect"
 	"context"
 	"encoding/json"
 	"errors"
@@ -522,25 +523,11 @@ func newQueueMetrics(reg prometheus.Registerer) *queueMetrics {
 			Help: "Jobs waiting or in flight per destination."}, []string{"destination"}),
 	}
 	if reg != nil {
-		m.delivered = register(reg, m.delivered)
-		m.retried = register(reg, m.retried)
-		m.dead = register(reg, m.dead)
-		m.replayed = register(reg, m.replayed)
-		m.depth = register(reg, m.depth)
+		m.delivered, _ = collect.Register(reg, m.delivered)
+		m.retried, _ = collect.Register(reg, m.retried)
+		m.dead, _ = collect.Register(reg, m.dead)
+		m.replayed, _ = collect.Register(reg, m.replayed)
+		m.depth, _ = collect.Register(reg, m.depth)
 	}
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// its name (a second queue in one process shares the metrics).
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

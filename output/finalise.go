@@ -1,6 +1,7 @@
 package output
 
 import (
+	"anomalynode/internal/collect"
 	"bytes"
 	"context"
 	"errors"
@@ -78,7 +79,7 @@ func NewFinaliser(o FinaliserOptions) (*Finaliser, error) {
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{f.series, f.latency} {
-			if err := o.Registerer.Register(c); err != nil {
+			if _, err := collect.Register(o.Registerer, c); err != nil {
 				return nil, fmt.Errorf("output: register finaliser metrics: %w", err)
 			}
 		}
