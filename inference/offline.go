@@ -205,6 +205,8 @@ type OfflineOptions struct {
 	Chunk int
 	// OnSlice, when set, is called after each slice (or failed file).
 	OnSlice func()
+	// OnResult, when set, is handed each scored slice (after its map is written).
+	OnResult func(r *Result)
 }
 
 // ScoreSeries scores every file of a series with the engine and writes one
@@ -256,6 +258,9 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 				sum.Max, sum.TopMean = max(sum.Max, r.Max), max(sum.TopMean, r.TopMean)
 				total = total.Add(r.Timings)
 				ok++
+				if o.OnResult != nil {
+					o.OnResult(r)
+				}
 			}
 			sum.Slices = append(sum.Slices, ss)
 			if o.OnSlice != nil {

@@ -46,6 +46,7 @@ func SCOptionsFrom(c *configs.Config) SCOptions {
 		SeriesDescription: o.SCSeriesDescription,
 		SeriesNumber:      o.SCSeriesNumber,
 		OnlyFindings:      o.SCOnlyFindings,
+		Disabled:          !o.SCEnabled(),
 		Opacity:           o.HeatmapOpacity,
 		Equipment:         equipment(c),
 	}

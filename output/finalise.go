@@ -165,12 +165,8 @@ func (f *Finaliser) load(ctx context.Context, c *ingest.SeriesCompletion, model 
 		if err != nil {
 			return nil, last, err
 		}
-		mask := make([]bool, len(rec.Mask))
-		for i, m := range rec.Mask {
-			mask[i] = m != 0
-		}
 		res.Sources = append(res.Sources, SourceSlice{
-			Header: hdr, Rows: rec.Rows, Cols: rec.Cols, Scores: rec.Scores, Mask: mask, Display: rec.Display,
+			Header: hdr, Rows: rec.Rows, Cols: rec.Cols, Scores: rec.Scores, Mask: BoolMask(rec.Mask), Display: rec.Display,
 		})
 		if rec.Scored.After(last) {
 			last = rec.Scored
@@ -193,4 +189,13 @@ func (f *Finaliser) header(ctx context.Context, sop string) (*dicom.Dataset, err
 		return nil, fmt.Errorf("output: parse source %s: %w", sop, err)
 	}
 	return &ds, nil
+}
+
+// BoolMask turns a 0/1 byte mask (the scorer's) into the builders' form.
+func BoolMask(m []uint8) []bool {
+	out := make([]bool, len(m))
+	for i, v := range m {
+		out[i] = v != 0
+	}
+	return out
 }

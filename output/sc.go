@@ -27,6 +27,8 @@ type SCOptions struct {
 	SeriesNumber int
 	// OnlyFindings builds heat maps only for slices with an anomalous pixel.
 	OnlyFindings bool
+	// Disabled builds no heat maps at all (config output.sc: false).
+	Disabled bool
 	// Opacity is the heat map's opacity at the highest score (0..1, default 0.6).
 	Opacity float64
 	// Equipment describes this software.
@@ -50,6 +52,9 @@ func (o SCOptions) withDefaults() SCOptions {
 // Each keeps its source's study, frame of reference, position and instance
 // number so that a viewer scrolls it alongside the source.
 func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
+	if opts.Disabled {
+		return nil, nil
+	}
 	opts = opts.withDefaults()
 	slices, _, err := orderedSlices(res)
 	if err != nil {

@@ -268,6 +268,9 @@ func TestSC(t *testing.T) {
 	if want := len(expectedFrames(s.res, false)); len(only) != want {
 		t.Fatalf("OnlyFindings: %d objects, want %d", len(only), want)
 	}
+	if off, err := BuildSC(s.res, SCOptions{Disabled: true}); err != nil || len(off) != 0 {
+		t.Fatalf("Disabled: %d objects (%v), want none", len(off), err)
+	}
 	bySOP := map[string]*SourceSlice{}
 	for i := range s.res.Sources {
 		bySOP[getString(s.res.Sources[i].Header, "SOPInstanceUID")] = &s.res.Sources[i]

@@ -15,12 +15,13 @@ import (
 	"anomalynode/configs"
 	"anomalynode/cuda"
 	"anomalynode/inference"
+	"anomalynode/output"
 )
 
 func init() {
 	register(&command{
 		name:    "score",
-		summary: "score every series under a folder offline (score maps as .npy + a JSON summary per series)",
+		summary: "score every series under a folder offline: SEG + SC heat maps, score maps (.npy) and a JSON summary per series",
 		run:     runScore,
 	})
 }
@@ -80,10 +81,22 @@ func runScore(ctx context.Context, e *env, args []string) error {
 	e.log.Info().Int("series", len(series)).Int("files", total).Str("model", setup.ModelPath).
 		Str("embedder", setup.EmbedderPath).Float32("threshold", served.Threshold).Msg("score: start")
 	bar := newProgress(e.stderr, total)
+	identity, err := scoreIdentity(cfg, *model, setup.ModelPath, served)
+	if err != nil {
+		return err
+	}
 	opts := inference.OfflineOptions{Out: *out, Model: setup.ModelPath, FPR: inference.FPRKey(setup.FPR),
 		Threshold: served.Threshold, Chunk: 2 * max(setup.Batch, 1), OnSlice: bar.step}
 	failed := 0
 	for _, s := range series {
+		// The same builders as the node: one SEG and the SC heat maps per series.
+		res := &output.SeriesResult{Model: identity, Version: 1, Threshold: served.Threshold, Created: time.Now()}
+		opts.OnResult = func(r *inference.Result) {
+			if r.Slice.Frame == 0 {
+				res.Sources = append(res.Sources, output.SourceSlice{Header: r.Slice.Header, Rows: r.Slice.Rows, Cols: r.Slice.Cols,
+					Scores: r.Map, Mask: output.BoolMask(r.Mask), Display: r.Display})
+			}
+		}
 		sum, err := inference.ScoreSeries(ctx, served.Engine, s, opts)
 		if err != nil {
 			bar.finish()
@@ -91,8 +104,12 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		}
 		failed += sum.Errors
 		bar.finish()
-		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d\n",
-			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors)
+		objects, err := writeOutputs(filepath.Join(*out, s.UID), res, cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d  SEG+SC %d files\n",
+			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors, objects)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d slices or files could not be scored (see the summaries)", failed)
@@ -195,4 +212,44 @@ func (p *progress) finish() {
 	if p.on {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
+}
+
+// scoreIdentity names the model in output UIDs as the node does: its config
+// name when it has one (else the file name), its embedder and its sha256.
+func scoreIdentity(cfg *configs.Config, model, path string, served *inference.Served) (output.ModelIdentity, error) {
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if _, ok := cfg.Models[model]; ok {
+		name = model
+	}
+	sha, err := inference.FileSHA256(path)
+	if err != nil {
+		return output.ModelIdentity{}, err
+	}
+	return output.ModelIdentity{Name: name, Version: served.Model.Meta.Embedder.Name, SHA256: sha}, nil
+}
+
+// writeOutputs builds a scored series' SEG and SC heat maps and writes them
+// into dir as SEG_<SOPInstanceUID>.dcm and SC_<SOPInstanceUID>.dcm.
+func writeOutputs(dir string, res *output.SeriesResult, cfg *configs.Config) (int, error) {
+	if len(res.Sources) == 0 {
+		return 0, nil
+	}
+	seg, err := output.BuildSEG(res, output.SEGOptionsFrom(cfg))
+	if err != nil {
+		return 0, err
+	}
+	scs, err := output.BuildSC(res, output.SCOptionsFrom(cfg))
+	if err != nil {
+		return 0, err
+	}
+	files := map[string]*output.Object{"SEG_" + seg.SOPInstanceUID + ".dcm": seg}
+	for _, sc := range scs {
+		files["SC_"+sc.SOPInstanceUID+".dcm"] = sc
+	}
+	for name, obj := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), obj.Part10, 0o644); err != nil {
+			return 0, fmt.Errorf("write %s: %w", name, err)
+		}
+	}
+	return len(files), nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/synth"
 	"anomalynode/inference/vit"
+	"anomalynode/output"
 )
 
 // scoreFixture writes a tiny ViT, a model file fitted "for" it (random
@@ -117,6 +119,25 @@ func TestScoreCommand(t *testing.T) {
 		}
 		if !strings.Contains(stdout.String(), m.SeriesInstanceUID) {
 			t.Fatalf("no line for %s in %q", m.SeriesInstanceUID, stdout.String())
+		}
+		// The node's builders: one SEG whose frames reference this series, one SC per slice.
+		segs, _ := filepath.Glob(filepath.Join(out, m.SeriesInstanceUID, "SEG_*.dcm"))
+		scs, _ := filepath.Glob(filepath.Join(out, m.SeriesInstanceUID, "SC_*.dcm"))
+		if len(segs) != 1 || len(scs) != 3 {
+			t.Fatalf("%d SEG and %d SC files, want 1 and 3", len(segs), len(scs))
+		}
+		data, err := os.ReadFile(segs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		seg, err := output.ReadSEG(data)
+		if err != nil {
+			t.Fatalf("SEG does not read back: %v", err)
+		}
+		for _, f := range seg.Frames {
+			if !slices.ContainsFunc(m.Slices, func(sl synth.ManifestSlice) bool { return sl.SOPInstanceUID == f.SourceSOPInstanceUID }) {
+				t.Fatalf("SEG frame references %s, not a slice of the series", f.SourceSOPInstanceUID)
+			}
 		}
 	}
 }
