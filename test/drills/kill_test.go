@@ -326,23 +326,24 @@ func stopDuringExport(t *testing.T, sig string) {
 	t.Logf("%s after %v of %d objects delivered", sig, m.Sum("anomalynode_export_delivered_total"), slices+1)
 	n.start()
 	restarted := time.Now()
+	// Wait for the archive to hold everything and the queues to be empty. The
+	// depth gauges alone are not enough: right after a start they have no
+	// sample yet and read as 0.
+	var ids []string
 	waitFor(t, 60*time.Second, func() string {
-		return fmt.Sprintf("export queue %v, dead-lettered %v; node log:\n%s", m.Sum("anomalynode_export_queue_depth"),
+		return fmt.Sprintf("Orthanc holds %d objects, want %d (SEG + %d SC); export queue %v, dead-lettered %v; node log:\n%s",
+			len(ids), slices+1, slices, m.Sum("anomalynode_export_queue_depth"),
 			m.Sum("anomalynode_export_dead_lettered_total"), grepLog(n, "drill", "export: d", "ack failed", "error"))
 	}, func() bool {
 		m = n.metrics()
-		return m.Sum("anomalynode_export_queue_depth") == 0 && m.Sum("anomalynode_ingest_queue_depth") == 0
+		if err := o.GetJSON("/instances", &ids); err != nil {
+			return false
+		}
+		return len(ids) == slices+1 && m.Sum("anomalynode_export_queue_depth") == 0 && m.Sum("anomalynode_ingest_queue_depth") == 0
 	})
-	t.Logf("export queue drained %s after the restart", time.Since(restarted).Round(100*time.Millisecond))
+	t.Logf("all %d objects delivered and the queues drained %s after the restart", len(ids), time.Since(restarted).Round(100*time.Millisecond))
 	if v := m.Sum("anomalynode_export_dead_lettered_total"); v != 0 {
 		t.Errorf("%v outputs dead-lettered after the restart; node log:\n%s", v, grepLog(n, "dead-lettered", "ack failed"))
-	}
-	var ids []string
-	if err := o.GetJSON("/instances", &ids); err != nil {
-		t.Fatal(err)
-	}
-	if len(ids) != slices+1 {
-		t.Errorf("Orthanc holds %d objects, want %d (SEG + %d SC)", len(ids), slices+1, slices)
 	}
 }
 
