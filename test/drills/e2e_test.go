@@ -95,7 +95,17 @@ func TestEndToEndOrthanc(t *testing.T) {
 			t.Errorf("dciodvfy -new %s (%s):\n%s", mod, s.MainDicomTags["SeriesDescription"], strings.Join(errs, "\n"))
 		}
 	}
-	m := n.metrics()
+	// Orthanc stores an object before the node has its response and counts
+	// the delivery: wait for the counter, then check it is exact.
+	var m peers.Metrics
+	waitFor(t, 10*time.Second, func() string {
+		return fmt.Sprintf("export_delivered_total{archive} = %v, want %d", m.Sum("anomalynode_export_delivered_total", `destination="archive"`), slices+1)
+	}, func() bool {
+		m = n.metrics()
+		return m.Sum("anomalynode_export_delivered_total", `destination="archive"`) >= float64(slices+1)
+	})
+	time.Sleep(300 * time.Millisecond) // a duplicate delivery would show now
+	m = n.metrics()
 	if v := m.Sum("anomalynode_export_delivered_total", `destination="archive"`); v != float64(slices+1) {
 		t.Errorf("export_delivered_total{archive} = %v, want %d", v, slices+1)
 	}
