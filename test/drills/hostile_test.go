@@ -63,9 +63,15 @@ func TestHostileInput(t *testing.T) {
 		if !errors.Is(err, dimse.ErrAssociationRejected) {
 			t.Errorf("dial from an unknown calling AE: %v, want %v", err, dimse.ErrAssociationRejected)
 		}
-		if after := n.metrics().Sum("anomalynode_dimse_associations_total", `outcome="rejected"`); after < before+2 {
-			t.Errorf("associations rejected went from %v to %v, want +2", before, after)
-		}
+		// The node counts an association when it has ended on its side, a
+		// moment after the peer has read the A-ASSOCIATE-RJ.
+		var after float64
+		waitFor(t, 10*time.Second, func() string {
+			return fmt.Sprintf("associations rejected went from %v to %v, want +2", before, after)
+		}, func() bool {
+			after = n.metrics().Sum("anomalynode_dimse_associations_total", `outcome="rejected"`)
+			return after >= before+2
+		})
 		if b, err := echoscu(t, c.dimse, goodAE); err != nil {
 			t.Errorf("echoscu from the allowed AE after the rejections: %v\n%s", err, b)
 		}
