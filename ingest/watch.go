@@ -413,12 +413,13 @@ func (w *Watcher) quarantineFile(p, why string) {
 		}
 		return
 	}
+	// Counted once moved: the sidecar below is what observers wait for.
+	if w.m != nil {
+		w.m.quarantined.Inc()
+	}
 	reason := fmt.Sprintf("file: %s\ntime: %s\nreason: %s\n", p, time.Now().UTC().Format(time.RFC3339), why)
 	if err := os.WriteFile(dst+".reason.txt", []byte(reason), 0o640); err != nil {
 		w.log.Error().Err(err).Str("file", dst).Msg("ingest: watch: cannot write quarantine reason")
-	}
-	if w.m != nil {
-		w.m.quarantined.Inc()
 	}
 	w.log.Warn().Str("file", p).Str("to", dst).Str("reason", why).Msg("ingest: watch: quarantined")
 }
