@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"anomalynode/internal/peers"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -15,15 +16,8 @@ import (
 	"anomalynode/inference/vit"
 )
 
-// ortLib is the library the tests load: $ONNXRUNTIME_LIB, else the one
-// 'make deps' installs. A missing library fails the tests (run make deps).
-func ortLib() string {
-	if p := os.Getenv("ONNXRUNTIME_LIB"); p != "" {
-		return p
-	}
-	p, _ := filepath.Abs(filepath.Join("..", ".deps", "onnxruntime", "libonnxruntime.so.1"))
-	return p
-}
+// ortLib is the library the tests load; a missing one fails them (run make deps).
+func ortLib() string { return peers.ORTLibrary() }
 
 func initORT(t testing.TB) {
 	t.Helper()

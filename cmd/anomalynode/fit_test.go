@@ -1,6 +1,7 @@
 package main
 
 import (
+	"anomalynode/internal/peers"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -137,13 +138,7 @@ func TestParseWithLists(t *testing.T) {
 // preset) in ONNX Runtime, fit on healthy series with an embedding cache,
 // then eval of lesion series with all three scorers.
 func TestFitEvalDICOM(t *testing.T) {
-	if os.Getenv("ONNXRUNTIME_LIB") == "" {
-		if lib, err := filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1"); err == nil {
-			if _, err := os.Stat(lib); err == nil {
-				t.Setenv("ONNXRUNTIME_LIB", lib)
-			}
-		}
-	}
+	t.Setenv("ONNXRUNTIME_LIB", peers.ORTLibrary())
 	dir := t.TempDir()
 	onnx := filepath.Join(dir, "tiny.onnx")
 	c, err := vit.Preset("tiny")

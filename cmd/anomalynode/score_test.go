@@ -1,6 +1,7 @@
 package main
 
 import (
+	"anomalynode/internal/peers"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -56,10 +57,7 @@ func scoreFixture(t *testing.T) (cfgPath, modelPath string) {
 	if err := inference.SaveModel(modelPath, m); err != nil {
 		t.Fatal(err)
 	}
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		lib, _ = filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1")
-	}
+	lib := peers.ORTLibrary()
 	cfgPath = filepath.Join(dir, "node.yaml")
 	cfg := fmt.Sprintf("inference:\n  ort_library: %s\n  threads: 1\n  batch: 3\nmodels:\n  brain:\n    path: %s\n    embedder: %s\n    fpr: 0.05\n", lib, modelPath, onnx)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {

@@ -1,10 +1,9 @@
 package linalg_test
 
 import (
+	"anomalynode/internal/peers"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -31,11 +30,7 @@ var ortErr error
 
 func initORT() error {
 	ortOnce.Do(func() {
-		lib := os.Getenv("ONNXRUNTIME_LIB")
-		if lib == "" {
-			lib, _ = filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1")
-		}
-		ort.SetSharedLibraryPath(lib)
+		ort.SetSharedLibraryPath(peers.ORTLibrary())
 		ortErr = ort.InitializeEnvironment()
 	})
 	return ortErr

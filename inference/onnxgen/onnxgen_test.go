@@ -1,10 +1,10 @@
 package onnxgen
 
 import (
+	"anomalynode/internal/peers"
 	"errors"
 	"math"
 	"os"
-	"path/filepath"
 	"testing"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -13,10 +13,7 @@ import (
 // TestMain initialises ONNX Runtime once for the test binary: the library path
 // comes from ONNXRUNTIME_LIB, or the repository's .deps/ when unset.
 func TestMain(m *testing.M) {
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		lib, _ = filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1")
-	}
+	lib := peers.ORTLibrary()
 	ort.SetSharedLibraryPath(lib)
 	if err := ort.InitializeEnvironment(); err != nil {
 		// Not a skip: these tests exist to run the models in the real runtime.

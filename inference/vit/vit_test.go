@@ -1,13 +1,13 @@
 package vit
 
 import (
+	"anomalynode/internal/peers"
 	"bytes"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -18,10 +18,7 @@ import (
 // TestMain initialises ONNX Runtime once for the test binary: the library path
 // comes from ONNXRUNTIME_LIB, or the repository's .deps/ when unset.
 func TestMain(m *testing.M) {
-	lib := os.Getenv("ONNXRUNTIME_LIB")
-	if lib == "" {
-		lib, _ = filepath.Abs("../../.deps/onnxruntime/libonnxruntime.so.1")
-	}
+	lib := peers.ORTLibrary()
 	ort.SetSharedLibraryPath(lib)
 	if err := ort.InitializeEnvironment(); err != nil {
 		// Not a skip: these tests exist to run the models in the real runtime.

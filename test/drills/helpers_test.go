@@ -64,16 +64,6 @@ func scale() int {
 	return 1
 }
 
-func repoRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	return dir
-}
-
 func setup(t testing.TB) {
 	t.Helper()
 	fx.once.Do(func() {
@@ -84,10 +74,7 @@ func setup(t testing.TB) {
 			}
 			fx.dir = dir
 			fx.rows, fx.cols = 64, 64
-			fx.ort = os.Getenv("ONNXRUNTIME_LIB")
-			if fx.ort == "" {
-				fx.ort = filepath.Join(repoRoot(), ".deps/onnxruntime/libonnxruntime.so.1")
-			}
+			fx.ort = peers.ORTLibrary()
 			if _, err := os.Stat(fx.ort); err != nil {
 				return fmt.Errorf("ONNX Runtime library (run make deps or set ONNXRUNTIME_LIB): %w", err)
 			}
