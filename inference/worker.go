@@ -27,7 +27,6 @@ type Worker struct {
 	queues  map[string]chan Job
 	results *ResultStore
 	log     zerolog.Logger
-	now     func() time.Time
 
 	scored  *prometheus.CounterVec
 	failed  *prometheus.CounterVec
@@ -66,7 +65,6 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		queues:  map[string]chan Job{},
 		results: o.Results,
 		log:     o.Log,
-		now:     time.Now,
 		scored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "anomalynode_slices_scored_total", Help: "Slices scored and stored, by model.",
 		}, []string{"model"}),
@@ -152,7 +150,7 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 		_ = sl.Nak(5 * time.Second)
 		return
 	}
-	now := w.now().UTC()
+	now := time.Now().UTC()
 	for _, r := range results {
 		if r.Err != nil || r.Slice == nil {
 			w.failed.WithLabelValues(model, "decode").Inc()
