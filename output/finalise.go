@@ -148,8 +148,12 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 	return nil
 }
 
-// load gathers the scored slices of a completion; slices without a result
-// (terminated as undecodable) are left out.
+// load gathers the scored slices of a completion, every frame of a
+// multi-frame instance as a slice of its own; frames without a result
+// (terminated as undecodable) are left out. Frame 0 is looked up first: the
+// worker stores an instance's frames in order and stops at the first it
+// cannot decode, so an instance without frame 0 has no result at all and its
+// header is not read.
 func (f *Finaliser) load(ctx context.Context, c *ingest.SeriesCompletion, model ServedModel) (*SeriesResult, time.Time, error) {
 	res := &SeriesResult{Model: model.Identity, Version: c.Version, Threshold: model.Threshold}
 	var last time.Time
@@ -165,11 +169,26 @@ func (f *Finaliser) load(ctx context.Context, c *ingest.SeriesCompletion, model 
 		if err != nil {
 			return nil, last, err
 		}
-		res.Sources = append(res.Sources, SourceSlice{
-			Header: hdr, Rows: rec.Rows, Cols: rec.Cols, Scores: rec.Scores, Mask: BoolMask(rec.Mask), Display: rec.Display,
-		})
-		if rec.Scored.After(last) {
-			last = rec.Scored
+		frames := 1
+		if n, ok := getInt(hdr, "NumberOfFrames"); ok && n > 1 {
+			frames = n
+		}
+		for frame := 0; frame < frames; frame++ {
+			if frame > 0 {
+				rec, err = f.o.Results.Get(ctx, c.SeriesInstanceUID, sop, frame)
+				if errors.Is(err, inference.ErrNoRecord) {
+					continue
+				}
+				if err != nil {
+					return nil, last, err
+				}
+			}
+			res.Sources = append(res.Sources, SourceSlice{
+				Header: hdr, Frame: frame, Rows: rec.Rows, Cols: rec.Cols, Scores: rec.Scores, Mask: BoolMask(rec.Mask), Display: rec.Display,
+			})
+			if rec.Scored.After(last) {
+				last = rec.Scored
+			}
 		}
 	}
 	// The content date comes from the results, so a rebuild is byte-identical.

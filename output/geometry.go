@@ -69,7 +69,125 @@ func getInt(ds *dicom.Dataset, keyword string) (int, bool) {
 }
 
 func getFloats(ds *dicom.Dataset, keyword string) ([]float64, error) {
-	vals := getStrings(ds, keyword)
+	return parseDS(keyword, getStrings(ds, keyword))
+}
+
+// slice is a source with its geometry parsed, ready to be ordered.
+type slice struct {
+	src      *SourceSlice
+	index    int // position in SeriesResult.Sources
+	sopClass string
+	sopInst  string
+	geom     frameGeometry
+	ipp      []float64
+	along    float64 // position along the slice normal
+}
+
+// frameNumber is the 1-based DICOM frame number a reference to this slice
+// carries (ReferencedFrameNumber), or 0 for a single-frame source, whose
+// references name the instance alone as they always have.
+func (s *slice) frameNumber() int {
+	if !s.geom.multiFrame {
+		return 0
+	}
+	return s.src.Frame + 1
+}
+
+// frameGeometry is the plane of one source frame, as the source wrote it
+// (strings, so outputs copy the values exactly).
+type frameGeometry struct {
+	ipp, iop, spacing, thickness []string
+	// multiFrame is true for a multi-frame source (NumberOfFrames above 1, or
+	// an enhanced object with functional groups even if it has one frame):
+	// references to it name the frame.
+	multiFrame bool
+	// frames is the source's NumberOfFrames (1 when absent).
+	frames int
+}
+
+// sourceGeometry reads the plane of frame s.Frame of a source; its errors
+// say what is missing, and the caller names the slice. A classic
+// single-frame header gives its top-level ImagePositionPatient,
+// ImageOrientationPatient, PixelSpacing and SliceThickness. An enhanced
+// multi-frame header (PS3.3 C.7.6.16) gives the frame's Plane Position,
+// Plane Orientation and Pixel Measures functional groups, from its item of
+// the Per-frame Functional Groups Sequence when there, else from the Shared
+// Functional Groups Sequence; orientation and pixel measures absent from both
+// fall back to the top level, which describes every frame. A position is
+// never guessed: a source with more than one frame and no Plane Position for
+// the frame is an ErrBadSource naming the frame.
+func sourceGeometry(s *SourceSlice) (frameGeometry, error) {
+	h := s.Header
+	g := frameGeometry{frames: 1}
+	if n, ok := getInt(h, "NumberOfFrames"); ok && n > 1 {
+		g.frames = n
+	}
+	perFrame := getItems(h, "PerFrameFunctionalGroupsSequence")
+	shared := getItems(h, "SharedFunctionalGroupsSequence")
+	enhanced := getElement(h, "PerFrameFunctionalGroupsSequence") != nil || getElement(h, "SharedFunctionalGroupsSequence") != nil
+	g.multiFrame = g.frames > 1 || enhanced
+	if s.Frame < 0 || s.Frame >= g.frames {
+		return g, fmt.Errorf("frame number %d, but the source has %d frame(s)", s.Frame+1, g.frames)
+	}
+	var frameItem, sharedItem *dicom.Dataset
+	if len(perFrame) > 0 {
+		// One item per frame, the first for frame 1 (C.7.6.16.1.2): with any
+		// other count the mapping of items to frames is unknown.
+		if len(perFrame) != g.frames {
+			return g, fmt.Errorf("%d Per-frame Functional Groups items for %d frames", len(perFrame), g.frames)
+		}
+		frameItem = perFrame[s.Frame]
+	}
+	if len(shared) > 0 {
+		sharedItem = shared[0]
+	}
+	group := func(macro, keyword string) []string {
+		for _, it := range []*dicom.Dataset{frameItem, sharedItem} {
+			if items := getItems(it, macro); len(items) > 0 {
+				if v := getStrings(items[0], keyword); len(v) > 0 {
+					return v
+				}
+			}
+		}
+		return nil
+	}
+	g.ipp = group("PlanePositionSequence", "ImagePositionPatient")
+	if g.ipp == nil {
+		if g.frames > 1 {
+			return g, fmt.Errorf("frame number %d of %d has no ImagePositionPatient (no Plane Position in its Per-frame or the Shared Functional Groups)",
+				s.Frame+1, g.frames)
+		}
+		g.ipp = getStrings(h, "ImagePositionPatient")
+	}
+	if g.iop = group("PlaneOrientationSequence", "ImageOrientationPatient"); g.iop == nil {
+		g.iop = getStrings(h, "ImageOrientationPatient")
+	}
+	if g.spacing = group("PixelMeasuresSequence", "PixelSpacing"); g.spacing == nil {
+		g.spacing = getStrings(h, "PixelSpacing")
+	}
+	if g.thickness = group("PixelMeasuresSequence", "SliceThickness"); g.thickness == nil {
+		g.thickness = getStrings(h, "SliceThickness")
+	}
+	return g, nil
+}
+
+// getItems returns a sequence's items as data sets (nil when absent).
+func getItems(ds *dicom.Dataset, keyword string) []*dicom.Dataset {
+	el := getElement(ds, keyword)
+	if el == nil || el.Value == nil || el.Value.ValueType() != dicom.Sequences {
+		return nil
+	}
+	items, _ := el.Value.GetValue().([]*dicom.SequenceItemValue)
+	out := make([]*dicom.Dataset, 0, len(items))
+	for _, it := range items {
+		els, _ := it.GetValue().([]*dicom.Element)
+		out = append(out, &dicom.Dataset{Elements: els})
+	}
+	return out
+}
+
+// parseDS parses Decimal String values.
+func parseDS(keyword string, vals []string) ([]float64, error) {
 	if len(vals) == 0 {
 		return nil, fmt.Errorf("%w: no %s", ErrBadSource, keyword)
 	}
@@ -84,19 +202,20 @@ func getFloats(ds *dicom.Dataset, keyword string) ([]float64, error) {
 	return out, nil
 }
 
-// slice is a source with its geometry parsed, ready to be ordered.
-type slice struct {
-	src      *SourceSlice
-	index    int // position in SeriesResult.Sources
-	sopClass string
-	sopInst  string
-	ipp      []float64
-	along    float64 // position along the slice normal
+// where names a source slice in errors: its index, and its frame when the
+// source has several.
+func where(i int, s *SourceSlice, g frameGeometry) string {
+	if g.multiFrame {
+		return fmt.Sprintf("slice %d (frame number %d)", i, s.Frame+1)
+	}
+	return fmt.Sprintf("slice %d", i)
 }
 
 // orderedSlices validates the sources and orders them along the slice normal
 // (the cross product of the row and column direction cosines), so frame k of
 // an output is always the k-th slice in space, whatever order they came in.
+// Each frame of a multi-frame source is a slice of its own, on that frame's
+// geometry.
 func orderedSlices(r *SeriesResult) ([]slice, []float64, error) {
 	if len(r.Sources) == 0 {
 		return nil, nil, fmt.Errorf("%w: no source slices", ErrBadSource)
@@ -120,13 +239,18 @@ func orderedSlices(r *SeriesResult) ([]slice, []float64, error) {
 		if sl.sopClass == "" || sl.sopInst == "" {
 			return nil, nil, fmt.Errorf("%w: slice %d: no SOP Class/Instance UID", ErrBadSource, i)
 		}
-		ipp, err := getFloats(s.Header, "ImagePositionPatient")
-		if err != nil || len(ipp) != 3 {
-			return nil, nil, fmt.Errorf("%w: slice %d: ImagePositionPatient", ErrBadSource, i)
+		g, err := sourceGeometry(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: slice %d (SOP Instance %s): %v", ErrBadSource, i, sl.sopInst, err)
 		}
-		iop, err := getFloats(s.Header, "ImageOrientationPatient")
+		sl.geom = g
+		ipp, err := parseDS("ImagePositionPatient", g.ipp)
+		if err != nil || len(ipp) != 3 {
+			return nil, nil, fmt.Errorf("%w: %s: ImagePositionPatient", ErrBadSource, where(i, s, g))
+		}
+		iop, err := parseDS("ImageOrientationPatient", g.iop)
 		if err != nil || len(iop) != 6 {
-			return nil, nil, fmt.Errorf("%w: slice %d: ImageOrientationPatient", ErrBadSource, i)
+			return nil, nil, fmt.Errorf("%w: %s: ImageOrientationPatient", ErrBadSource, where(i, s, g))
 		}
 		if normal == nil {
 			normal = []float64{
@@ -134,11 +258,11 @@ func orderedSlices(r *SeriesResult) ([]slice, []float64, error) {
 				iop[2]*iop[3] - iop[0]*iop[5],
 				iop[0]*iop[4] - iop[1]*iop[3],
 			}
-			iop0 = getStrings(s.Header, "ImageOrientationPatient")
-		} else if !sameStrings(iop0, getStrings(s.Header, "ImageOrientationPatient")) {
+			iop0 = g.iop
+		} else if !sameStrings(iop0, g.iop) {
 			// One shared Plane Orientation group must be true for every frame.
 			if !closeVec(iop, mustFloats(iop0), 1e-4) {
-				return nil, nil, fmt.Errorf("%w: slice %d: ImageOrientationPatient differs from the series'", ErrBadSource, i)
+				return nil, nil, fmt.Errorf("%w: %s: ImageOrientationPatient differs from the series'", ErrBadSource, where(i, s, g))
 			}
 		}
 		sl.ipp = ipp

@@ -36,8 +36,14 @@ type ModelIdentity struct {
 // SourceSlice is one source image and what was scored on it.
 type SourceSlice struct {
 	// Header is the parsed source instance (pixel data may be absent): patient,
-	// study, series and geometry attributes come from here.
+	// study, series and geometry attributes come from here. Every frame of a
+	// multi-frame source shares the one header.
 	Header *dicom.Dataset
+	// Frame is the 0-based frame of a multi-frame source that was scored (its
+	// DICOM frame number is Frame+1); 0 for a single-frame source. The frame's
+	// geometry comes from its Per-frame (else Shared) Functional Groups, and
+	// the outputs reference it by instance and frame number.
+	Frame int
 	// Rows and Cols are the source image size; Scores, Mask and Display are
 	// Rows*Cols long, row-major on the source pixel grid.
 	Rows, Cols int
@@ -45,14 +51,15 @@ type SourceSlice struct {
 	Scores []float32
 	// Mask is Scores > threshold.
 	Mask []bool
-	// Display is the source slice windowed to 8-bit grey, for the SC heat map.
+	// Display is the source slice (frame) windowed to 8-bit grey, for the SC heat map.
 	Display []uint8
 }
 
 // SeriesResult is a scored source series: the input of BuildSEG and BuildSC.
 type SeriesResult struct {
-	// Sources are the series' slices in any order; the builders order them
-	// along the slice normal and keep each mask with its own source.
+	// Sources are the series' slices in any order, one per scored frame of a
+	// multi-frame instance; the builders order them along the slice normal and
+	// keep each mask with its own source.
 	Sources []SourceSlice
 	// Model is the model that produced the scores.
 	Model ModelIdentity

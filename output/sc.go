@@ -50,7 +50,11 @@ func (o SCOptions) withDefaults() SCOptions {
 // findings when opts.OnlyFindings): the windowed source in grey with the score
 // map blended as a colour heat map, the mask outlined, and Legend burned in.
 // Each keeps its source's study, frame of reference, position and instance
-// number so that a viewer scrolls it alongside the source.
+// number so that a viewer scrolls it alongside the source. Each scored frame
+// of a multi-frame source gets a single-frame SC of its own, on that frame's
+// plane, referencing the source instance and frame number; its
+// InstanceNumber is the frame's rank along the slice normal (1 for the first
+// slice), since the frames share the source's.
 func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 	if opts.Disabled {
 		return nil, nil
@@ -92,7 +96,7 @@ func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 			return nil, fmt.Errorf("%w: slice %d: Display is not Rows*Cols", ErrBadSource, s.index)
 		}
 		h := s.src.Header
-		sop := res.SCInstanceUID(s.sopInst)
+		sop := res.SCFrameInstanceUID(s.sopInst, s.src.Frame)
 		e := &elems{}
 		copyPatientStudy(e, h)
 		e.str("SOPClassUID", SecondaryCaptureImageStorage)
@@ -122,14 +126,14 @@ func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 		e.str("TimeOfSecondaryCapture", tm)
 		// General Image.
 		inst, ok := getInt(h, "InstanceNumber")
-		if !ok {
+		if !ok || s.geom.multiFrame {
 			inst = rank + 1
 		}
 		e.str("InstanceNumber", strconv.Itoa(inst))
 		e.str("ImageType", "DERIVED", "SECONDARY")
 		e.str("ContentDate", date)
 		e.str("ContentTime", tm)
-		iop, _ := getFloats(h, "ImageOrientationPatient")
+		iop, _ := parseDS("ImageOrientationPatient", s.geom.iop)
 		e.str("PatientOrientation", patientOrientation(iop)...)
 		e.str("BurnedInAnnotation", "YES")
 		e.str("LossyImageCompression", "00")
@@ -139,16 +143,30 @@ func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 		src := &elems{}
 		src.str("ReferencedSOPClassUID", s.sopClass)
 		src.str("ReferencedSOPInstanceUID", s.sopInst)
+		if n := s.frameNumber(); n > 0 {
+			src.str("ReferencedFrameNumber", strconv.Itoa(n))
+		}
 		src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
 		e.seq("SourceImageSequence", src)
 		// Same frame of reference and plane as the source, for viewers that
 		// scroll and link by position.
 		e.str("FrameOfReferenceUID", getString(h, "FrameOfReferenceUID"))
-		e.add("ImagePositionPatient", getStrings(h, "ImagePositionPatient"))
-		e.add("ImageOrientationPatient", getStrings(h, "ImageOrientationPatient"))
-		e.copy(h, "PixelSpacing", false)
-		e.copy(h, "SliceThickness", false)
-		e.copy(h, "SliceLocation", false)
+		e.add("ImagePositionPatient", s.geom.ipp)
+		e.add("ImageOrientationPatient", s.geom.iop)
+		if s.geom.multiFrame {
+			// The frame's own pixel measures; a multi-frame source has no
+			// per-frame SliceLocation to copy.
+			if len(s.geom.spacing) > 0 {
+				e.add("PixelSpacing", s.geom.spacing)
+			}
+			if len(s.geom.thickness) > 0 {
+				e.add("SliceThickness", s.geom.thickness)
+			}
+		} else {
+			e.copy(h, "PixelSpacing", false)
+			e.copy(h, "SliceThickness", false)
+			e.copy(h, "SliceLocation", false)
+		}
 		// Image Pixel.
 		e.num("SamplesPerPixel", 3)
 		e.str("PhotometricInterpretation", "RGB")

@@ -2,6 +2,8 @@ package output
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -147,16 +149,16 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 	first := slices[0].src
 	h := first.Header
 	rows, cols := first.Rows, first.Cols
-	spacing := getStrings(h, "PixelSpacing")
+	spacing := slices[0].geom.spacing
 	if len(spacing) != 2 {
 		return nil, nil, fmt.Errorf("%w: no PixelSpacing", ErrBadSource)
 	}
 	for _, s := range slices {
 		if s.src.Rows != rows || s.src.Cols != cols {
-			return nil, nil, fmt.Errorf("%w: slice %d is %dx%d, the series %dx%d", ErrBadSource, s.index, s.src.Rows, s.src.Cols, rows, cols)
+			return nil, nil, fmt.Errorf("%w: %s is %dx%d, the series %dx%d", ErrBadSource, where(s.index, s.src, s.geom), s.src.Rows, s.src.Cols, rows, cols)
 		}
-		if !sameStrings(getStrings(s.src.Header, "PixelSpacing"), spacing) {
-			return nil, nil, fmt.Errorf("%w: slice %d: PixelSpacing differs from the series'", ErrBadSource, s.index)
+		if !sameStrings(s.geom.spacing, spacing) {
+			return nil, nil, fmt.Errorf("%w: %s: PixelSpacing differs from the series'", ErrBadSource, where(s.index, s.src, s.geom))
 		}
 	}
 	frameOfRef := getString(h, "FrameOfReferenceUID")
@@ -245,7 +247,7 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 	shared := &elems{}
 	pm := &elems{}
 	pm.add("PixelSpacing", spacing)
-	if st := getStrings(h, "SliceThickness"); len(st) > 0 {
+	if st := slices[0].geom.thickness; len(st) > 0 {
 		pm.add("SliceThickness", st)
 	}
 	if d, ok := regularSpacing(slices); ok {
@@ -253,17 +255,19 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 	}
 	shared.seq("PixelMeasuresSequence", pm)
 	po := &elems{}
-	po.add("ImageOrientationPatient", getStrings(h, "ImageOrientationPatient"))
+	po.add("ImageOrientationPatient", slices[0].geom.iop)
 	shared.seq("PlaneOrientationSequence", po)
 	e.seq("SharedFunctionalGroupsSequence", shared)
 
 	perFrame := make([]*elems, 0, len(frames))
-	sourceRefs := make([]*elems, 0, len(slices))
 	for _, f := range frames {
 		pf := &elems{}
 		src := &elems{}
 		src.str("ReferencedSOPClassUID", f.s.sopClass)
 		src.str("ReferencedSOPInstanceUID", f.s.sopInst)
+		if n := f.s.frameNumber(); n > 0 {
+			src.str("ReferencedFrameNumber", strconv.Itoa(n))
+		}
 		src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
 		deriv := &elems{}
 		deriv.seq("DerivationCodeSequence", derivationSegmentation.item())
@@ -273,7 +277,7 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 		fc.add("DimensionIndexValues", []int{1, f.rank})
 		pf.seq("FrameContentSequence", fc)
 		pp := &elems{}
-		pp.add("ImagePositionPatient", getStrings(f.s.src.Header, "ImagePositionPatient"))
+		pp.add("ImagePositionPatient", f.s.geom.ipp)
 		pf.seq("PlanePositionSequence", pp)
 		si := &elems{}
 		si.num("ReferencedSegmentNumber", 1)
@@ -299,17 +303,22 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 	d2.str("DimensionDescriptionLabel", "ImagePositionPatient")
 	e.seq("DimensionIndexSequence", d1, d2)
 
-	// General Reference (every source) and Common Instance Reference.
-	refs := make([]*elems, 0, len(slices))
-	for _, s := range slices {
+	// General Reference (every source) and Common Instance Reference: each
+	// source instance once, in the order of its first slice along the normal;
+	// a multi-frame one with the numbers of its frames in the series.
+	var sourceRefs, refs []*elems
+	for _, in := range sourceInstances(slices) {
 		src := &elems{}
-		src.str("ReferencedSOPClassUID", s.sopClass)
-		src.str("ReferencedSOPInstanceUID", s.sopInst)
+		src.str("ReferencedSOPClassUID", in.sopClass)
+		src.str("ReferencedSOPInstanceUID", in.sopInst)
+		if len(in.frames) > 0 {
+			src.str("ReferencedFrameNumber", in.frames...)
+		}
 		src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
 		sourceRefs = append(sourceRefs, src)
 		ref := &elems{}
-		ref.str("ReferencedSOPClassUID", s.sopClass)
-		ref.str("ReferencedSOPInstanceUID", s.sopInst)
+		ref.str("ReferencedSOPClassUID", in.sopClass)
+		ref.str("ReferencedSOPInstanceUID", in.sopInst)
 		refs = append(refs, ref)
 	}
 	e.seq("SourceImageSequence", sourceRefs...)
@@ -339,6 +348,39 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 		SOPClassUID: SegmentationStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: ExplicitVRLittleEndian,
 		StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
 	}, info, nil
+}
+
+// sourceInstance is one source SOP instance and the frame numbers (IS
+// strings, ascending; none for a single-frame source) of its slices.
+type sourceInstance struct {
+	sopClass, sopInst string
+	frames            []string
+}
+
+// sourceInstances lists the instances of slices once each, in the order of
+// their first slice.
+func sourceInstances(ordered []slice) []sourceInstance {
+	var out []sourceInstance
+	at := map[string]int{}
+	nums := map[string][]int{}
+	for i := range ordered {
+		s := &ordered[i]
+		if _, ok := at[s.sopInst]; !ok {
+			at[s.sopInst] = len(out)
+			out = append(out, sourceInstance{sopClass: s.sopClass, sopInst: s.sopInst})
+		}
+		if n := s.frameNumber(); n > 0 && !slices.Contains(nums[s.sopInst], n) {
+			nums[s.sopInst] = append(nums[s.sopInst], n)
+		}
+	}
+	for i := range out {
+		n := nums[out[i].sopInst]
+		sort.Ints(n)
+		for _, v := range n {
+			out[i].frames = append(out[i].frames, strconv.Itoa(v))
+		}
+	}
+	return out
 }
 
 func segmentItem(res *SeriesResult, opts SEGOptions) *elems {

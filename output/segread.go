@@ -36,6 +36,9 @@ type SEGFrameInfo struct {
 	// SourceSOPInstanceUID and SourceSOPClassUID are the Derivation Image's source.
 	SourceSOPInstanceUID string
 	SourceSOPClassUID    string
+	// SourceFrameNumbers are the source's ReferencedFrameNumber values
+	// (1-based); nil when the reference names a whole (single-frame) instance.
+	SourceFrameNumbers []int
 	// DerivationCode and PurposeCode are "SCHEME VALUE", e.g. "DCM 113076".
 	DerivationCode       string
 	PurposeCode          string
@@ -134,6 +137,11 @@ func ReadSEG(part10 []byte) (*SEG, error) {
 			if src := di.First("SourceImageSequence"); src != nil {
 				f.SourceSOPInstanceUID = src.String("ReferencedSOPInstanceUID")
 				f.SourceSOPClassUID = src.String("ReferencedSOPClassUID")
+				if src.Has("ReferencedFrameNumber") {
+					if f.SourceFrameNumbers, err = frameNumbers(src.Strings("ReferencedFrameNumber")); err != nil {
+						return nil, fmt.Errorf("%w: frame %d: %v", ErrNotSEG, i+1, err)
+					}
+				}
 				if pr := src.First("PurposeOfReferenceCodeSequence"); pr != nil {
 					f.PurposeCode = pr.String("CodingSchemeDesignator") + " " + pr.String("CodeValue")
 				}
@@ -142,6 +150,19 @@ func ReadSEG(part10 []byte) (*SEG, error) {
 		s.Frames = append(s.Frames, f)
 	}
 	return s, nil
+}
+
+// frameNumbers parses ReferencedFrameNumber (IS) values: frame numbers start at 1.
+func frameNumbers(vals []string) ([]int, error) {
+	out := make([]int, 0, len(vals))
+	for _, v := range vals {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("ReferencedFrameNumber %q", v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Attrs is a parsed data set (or sequence item): attributes by tag.

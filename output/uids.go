@@ -61,6 +61,18 @@ func (r *SeriesResult) SCInstanceUID(sourceSOPInstanceUID string) string {
 	return r.uidFor(KindSC, "instance", "v"+strconv.Itoa(r.version()), sourceSOPInstanceUID)
 }
 
+// SCFrameInstanceUID is the SOP Instance UID of the heat map of frame
+// (0-based) of a source instance. Frame 0, which is every single-frame
+// source, has the UID SCInstanceUID gives, so single-frame results keep their
+// UIDs and a multi-frame result replaces the first-frame heat map that
+// earlier versions made; every other frame gets a UID of its own.
+func (r *SeriesResult) SCFrameInstanceUID(sourceSOPInstanceUID string, frame int) string {
+	if frame == 0 {
+		return r.SCInstanceUID(sourceSOPInstanceUID)
+	}
+	return r.uidFor(KindSC, "instance", "v"+strconv.Itoa(r.version()), sourceSOPInstanceUID, "frame", strconv.Itoa(frame+1))
+}
+
 func (r *SeriesResult) version() int {
 	if r.Version < 1 {
 		return 1

@@ -92,10 +92,9 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		// The same builders as the node: one SEG and the SC heat maps per series.
 		res := &output.SeriesResult{Model: identity, Version: 1, Threshold: served.Threshold, Created: time.Now()}
 		opts.OnResult = func(r *inference.Result) {
-			if r.Slice.Frame == 0 {
-				res.Sources = append(res.Sources, output.SourceSlice{Header: r.Slice.Header, Rows: r.Slice.Rows, Cols: r.Slice.Cols,
-					Scores: r.Map, Mask: output.BoolMask(r.Mask), Display: r.Display})
-			}
+			// Every frame of a multi-frame instance is a slice of its own.
+			res.Sources = append(res.Sources, output.SourceSlice{Header: r.Slice.Header, Frame: r.Slice.Frame, Rows: r.Slice.Rows, Cols: r.Slice.Cols,
+				Scores: r.Map, Mask: output.BoolMask(r.Mask), Display: r.Display})
 		}
 		sum, err := inference.ScoreSeries(ctx, served.Engine, s, opts)
 		if err != nil {
