@@ -7,7 +7,7 @@ export ANOMALYNODE_BIN := $(CURDIR)/$(BIN)
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 5s
 
-.PHONY: all deps build test unit fuzz bench demo check-cuda gpu-check e2e-viewer clean
+.PHONY: all deps build test unit fuzz bench demo check-cuda gpu-bundle gpu-check e2e-viewer clean
 
 all: build
 
@@ -41,6 +41,10 @@ demo: deps build
 ## check-cuda: install CUDA headers once, vet and build the cuda-tagged code
 check-cuda:
 	bash scripts/check-cuda.sh
+
+## gpu-bundle: build the cuda-tagged test binary into .gpu/ for a GPU machine without Go
+gpu-bundle:
+	bash scripts/gpu-bundle.sh
 
 ## gpu-check: on a machine with an NVIDIA GPU: GPU vs CPU results and timings
 gpu-check:

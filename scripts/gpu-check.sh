@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # gpu-check.sh: prove the cuda/ package on a machine with an NVIDIA GPU.
 #
-# 1. builds the cuda-tagged test binary of ./cuda;
+# 1. builds the cuda-tagged test binary of ./cuda, or takes the one that
+#    scripts/gpu-bundle.sh built elsewhere (.gpu/cuda.test, used when this
+#    machine has no Go, or named by GPU_CHECK_BINARY);
 # 2. compares GPU and CPU results on random (clustered) inputs: DPMM scoring
 #    and the statistics of one EM step, plus the means after a whole step,
 #    at small sizes and at N=12288, K=500, D=384; norm-wise relative error
@@ -12,12 +14,14 @@
 # Without an NVIDIA device it prints that nothing was checked and exits 0; any
 # other failure (no toolkit, build error, mismatch, a test that skipped) exits
 # non-zero. Designed for a few minutes of device time: one build, one test run,
-# two benchmarks. Needs Go and the CUDA toolkit libraries (cuBLAS) on the
-# machine; NVRTC is not needed (the kernels are embedded as PTX).
+# two benchmarks. Needs the driver and cuBLAS on the machine, plus Go and the
+# CUDA headers unless the binary is prebuilt; NVRTC is not needed (the kernels
+# are embedded as PTX).
 #
 # Environment:
 #   GPU_CHECK_LOG   also write the full log here (default: $OUT/gpu-check.log when $OUT is set)
 #   CUDA_HOME       toolkit root when it is not /usr or /usr/local/cuda
+#   GPU_CHECK_BINARY  a prebuilt cuda-tagged test binary (scripts/gpu-bundle.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,44 +39,102 @@ if [[ -z $gpus ]] && ! ls /dev/nvidia[0-9]* >/dev/null 2>&1; then
 fi
 log "device(s): ${gpus:-/dev/nvidia* present, nvidia-smi unavailable}"
 
-# --- Toolkit: headers to compile, cuBLAS to link and run -------------------------
-roots=("${CUDA_HOME:-}" /usr/local/cuda /usr)
-inc="" lib=""
-for r in "${roots[@]}"; do
-	[[ -n $r ]] || continue
-	if [[ -z $inc && -f $r/include/cuda.h && -f $r/include/cublas_v2.h ]]; then inc=$r/include; fi
-	for l in "$r/lib64" "$r/lib/x86_64-linux-gnu" "$r/lib"; do
-		if [[ -z $lib ]] && ls "$l"/libcublas.so* >/dev/null 2>&1; then lib=$l; fi
-	done
-done
-if [[ -z $inc || -z $lib ]]; then
-	log "FAILED: an NVIDIA device is present but the CUDA toolkit is not (need cuda.h, cublas_v2.h and libcublas)."
-	log "install it (Debian: make check-cuda, which needs network; or NVIDIA's toolkit under /usr/local/cuda, or set CUDA_HOME)"
-	exit 1
-fi
-ldflags="-L$lib"
-# libcuda.so (unversioned) may exist only as the toolkit's link stub; the
-# driver's libcuda.so.1 is what runs.
-for s in "$lib/stubs" "${lib%/lib64}/lib64/stubs"; do
-	if [[ -d $s ]]; then ldflags="$ldflags -L$s"; fi
-done
-export CGO_ENABLED=1
-export CGO_CFLAGS="${CGO_CFLAGS:-} -I$inc"
-export CGO_LDFLAGS="${CGO_LDFLAGS:-} $ldflags"
-export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-command -v go >/dev/null || { log "FAILED: go not found"; exit 1; }
-
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 logf=${GPU_CHECK_LOG:-${OUT:+$OUT/gpu-check.log}}
 logf=$(realpath -m "${logf:-/tmp/anomalynode-gpu-check.log}")
 : >"$logf"
 
-# --- Build ----------------------------------------------------------------------
-t0=$SECONDS
-log "building the cuda-tagged tests (include $inc, lib $lib)"
-go test -c -tags cuda -o "$tmp/cuda.test" ./cuda
-log "built in $((SECONDS - t0)) s"
+# libdirs lists the folders that may hold the CUDA libraries: the toolkit's,
+# the system's, and those of NVIDIA's Python wheels (nvidia-cublas-*).
+libdirs() {
+	local r
+	for r in "${CUDA_HOME:-}" /usr/local/cuda /usr; do
+		[[ -n $r ]] || continue
+		printf '%s\n' "$r/lib64" "$r/targets/x86_64-linux/lib" "$r/lib/x86_64-linux-gnu" "$r/lib"
+	done
+	ldconfig -p 2>/dev/null | awk '/libcublas\.so/ {sub(/\/[^\/]*$/, "", $NF); print $NF}'
+	if command -v python3 >/dev/null; then
+		python3 - 2>/dev/null <<'PY' || true
+import glob, site, sys
+for d in site.getsitepackages() + [site.getusersitepackages()] + sys.path:
+    for lib in glob.glob(d + "/nvidia/cu*/lib"):
+        print(lib)
+PY
+	fi
+}
+
+bin=${GPU_CHECK_BINARY:-}
+if [[ -z $bin && -x .gpu/cuda.test ]] && ! command -v go >/dev/null; then
+	bin=.gpu/cuda.test
+fi
+if [[ -n $bin ]]; then
+	# --- Prebuilt (scripts/gpu-bundle.sh): no Go needed, only the libraries --------
+	bin=$(realpath "$bin")
+	[[ -x $bin ]] || { log "FAILED: $bin is not an executable"; exit 1; }
+	log "prebuilt test binary $bin ($(cat "$(dirname "$bin")/MANIFEST" 2>/dev/null | tr '\n' ' '))"
+	# The bundle names the sonames it was linked with; a shim folder maps each
+	# one the loader cannot find onto the version this machine has (its symbols
+	# are unversioned, so any cuBLAS with the same entry points will do).
+	mkdir -p "$tmp/lib"
+	export LD_LIBRARY_PATH="$tmp/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+	for soname in $(ldd "$bin" | awk '/not found/ {print $1}'); do
+		base=${soname%%.so*}
+		found=""
+		while read -r d; do
+			[[ -d $d ]] || continue
+			found=$(ls "$d/$soname" 2>/dev/null || ls -v "$d/$base".so.[0-9]* 2>/dev/null | tail -1 || true)
+			if [[ -n $found ]]; then break; fi
+		done < <(libdirs)
+		if [[ -z $found ]]; then
+			log "FAILED: $soname not found on this machine (searched the toolkit, ldconfig and Python's nvidia wheels)"
+			exit 1
+		fi
+		ln -sf "$found" "$tmp/lib/$soname"
+		# Its own dependencies (libcublasLt) sit beside it.
+		export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$found")"
+		log "$soname -> $found"
+	done
+	if ldd "$bin" | grep -q 'not found'; then
+		log "FAILED: libraries still missing:"
+		ldd "$bin" | grep 'not found' >&2
+		exit 1
+	fi
+	cp "$bin" "$tmp/cuda.test"
+else
+	# --- Toolkit: headers to compile, cuBLAS to link and run -------------------------
+	inc="" lib=""
+	for r in "${CUDA_HOME:-}" /usr/local/cuda /usr; do
+		[[ -n $r ]] || continue
+		if [[ -z $inc && -f $r/include/cuda.h && -f $r/include/cublas_v2.h ]]; then inc=$r/include; fi
+	done
+	while read -r l; do
+		if [[ -z $lib ]] && ls "$l"/libcublas.so* >/dev/null 2>&1; then lib=$l; fi
+	done < <(libdirs)
+	if [[ -z $inc || -z $lib ]]; then
+		log "FAILED: an NVIDIA device is present but the CUDA toolkit is not (need cuda.h, cublas_v2.h and libcublas)."
+		log "install it (Debian: make check-cuda, which needs network; or NVIDIA's toolkit under /usr/local/cuda, or set CUDA_HOME),"
+		log "or build the test binary elsewhere with 'make gpu-bundle' and bring .gpu/ here"
+		exit 1
+	fi
+	command -v go >/dev/null || { log "FAILED: go not found; build elsewhere with 'make gpu-bundle' and bring .gpu/ here"; exit 1; }
+	ldflags="-L$lib"
+	# libcuda.so (unversioned) may exist only as the toolkit's link stub; the
+	# driver's libcuda.so.1 is what runs.
+	for s in "$lib/stubs" "${lib%/lib64}/lib64/stubs"; do
+		if [[ -d $s ]]; then ldflags="$ldflags -L$s"; fi
+	done
+	export CGO_ENABLED=1
+	export CGO_CFLAGS="${CGO_CFLAGS:-} -I$inc"
+	export CGO_LDFLAGS="${CGO_LDFLAGS:-} $ldflags"
+	export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+	# --- Build ----------------------------------------------------------------------
+	t0=$SECONDS
+	log "building the cuda-tagged tests (include $inc, lib $lib)"
+	go test -c -tags cuda -o "$tmp/cuda.test" ./cuda
+	log "built in $((SECONDS - t0)) s"
+fi
 
 # --- Compare -------------------------------------------------------------------------
 cd cuda
