@@ -85,6 +85,12 @@ type Ingest struct {
 	// SeriesTimeout completes a series after this long without new instances
 	// (a route may override it).
 	SeriesTimeout time.Duration `yaml:"series_timeout"`
+	// ImpliedSettle completes a series sooner than series_timeout when its
+	// instances form a complete, gap-free regular stack (single-frame slices on
+	// one line, evenly spaced, at least 3) and it has been quiet this long; 0s
+	// disables it; never longer than series_timeout; default 3s. Set it above
+	// the longest pause your senders make between slices of one series.
+	ImpliedSettle *time.Duration `yaml:"implied_settle"`
 	// MinFreeBytes refuses new instances (C-STORE status A700) while the data
 	// directory's file system has fewer free bytes than this.
 	MinFreeBytes int64 `yaml:"min_free_bytes"`
@@ -132,9 +138,21 @@ type WatchFolder struct {
 	RescanInterval time.Duration `yaml:"rescan_interval"`
 }
 
+// DefaultImpliedSettle is the default of ingest.implied_settle. Network
+// senders push the slices of a series milliseconds apart and scanners that
+// stream while reconstructing send several per second, so a 3 s pause after a
+// complete-looking stack means the series is done, ten times sooner than the
+// default series_timeout.
+const DefaultImpliedSettle = 3 * time.Second
+
 func (i *Ingest) setDefaults() {
 	if i.SeriesTimeout == 0 {
 		i.SeriesTimeout = 30 * time.Second
+	}
+	if i.ImpliedSettle == nil {
+		// A pointer, so an explicit 0s (disabled) differs from absent.
+		d := min(DefaultImpliedSettle, i.SeriesTimeout)
+		i.ImpliedSettle = &d
 	}
 	if i.DuplicateWindow == 0 {
 		i.DuplicateWindow = 10 * time.Minute
@@ -168,6 +186,11 @@ func (i *Ingest) setDefaults() {
 func (i *Ingest) validate(p *problems, path string) {
 	if i.SeriesTimeout < 0 {
 		p.add(path+".series_timeout", "must not be negative")
+	}
+	if d := i.ImpliedSettle; d != nil && *d < 0 {
+		p.add(path+".implied_settle", "must not be negative (0s disables it)")
+	} else if d != nil && *d > i.SeriesTimeout && i.SeriesTimeout > 0 {
+		p.add(path+".implied_settle", "must not exceed series_timeout (%v), got %v", i.SeriesTimeout, *d)
 	}
 	if i.MinFreeBytes < 0 {
 		p.add(path+".min_free_bytes", "must not be negative")

@@ -24,6 +24,47 @@ func TestIngestDefaults(t *testing.T) {
 	}
 }
 
+// TestImpliedSettle: absent means the default (but never above
+// series_timeout), an explicit 0s stays 0 (disabled), a value is kept.
+func TestImpliedSettle(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       time.Duration
+	}{
+		{"absent", "ingest: {}\n", DefaultImpliedSettle},
+		{"absent, short timeout", "ingest: {series_timeout: 2s}\n", 2 * time.Second},
+		{"disabled", "ingest: {implied_settle: 0s}\n", 0},
+		{"set", "ingest: {series_timeout: 1m, implied_settle: 500ms}\n", 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.yaml), "t.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := c.Ingest.ImpliedSettle; d == nil || *d != tc.want {
+				t.Fatalf("implied_settle %s, want %v", durPtr(d), tc.want)
+			}
+		})
+	}
+	c, err := Load("testdata/ingest_implied.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Ingest.ImpliedSettle; d == nil || *d != 0 {
+		t.Fatalf("golden: implied_settle %s, want 0s", durPtr(d))
+	}
+	if d := Default().Ingest.ImpliedSettle; d == nil || *d != 3*time.Second {
+		t.Fatalf("Default(): implied_settle %s, want 3s", durPtr(d))
+	}
+}
+
+func durPtr(d *time.Duration) string {
+	if d == nil {
+		return "absent"
+	}
+	return d.String()
+}
+
 func TestMatchEmpty(t *testing.T) {
 	var m Match
 	if !m.Empty() {

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"anomalynode/configs"
 )
 
 // SliceConsumer is the stage that processes routed slices (inference). It is
@@ -156,12 +159,16 @@ type SeriesCompletion struct {
 	Instances []string `json:"instances"`
 	// Frames is the total number of frames of the instances.
 	Frames int `json:"frames"`
-	// ImpliedCount is the slice count implied by regular spacing between the
-	// extreme ImagePositionPatient values (0 when unknown); more than
-	// len(Instances) means the volume has gaps.
+	// ImpliedCount is the number of slice positions implied by the smallest
+	// spacing between the extreme ImagePositionPatient values (0 when unknown:
+	// fewer than 3 instances, a multi-frame object, a missing position, or
+	// positions not on one line); more than the distinct positions present
+	// means the volume has gaps.
 	ImpliedCount int `json:"implied_count,omitempty"`
-	// Reason is "quiet" (series_timeout without new instances) or "expected"
-	// (the expected count was reached).
+	// Reason is "quiet" (series_timeout without new instances), "expected"
+	// (the announced count was reached: ImagesInAcquisition or NumberOfFrames)
+	// or "implied" (the instances form a complete, gap-free regular stack of
+	// slices and the series was quiet for ingest.implied_settle).
 	Reason string `json:"reason"`
 	// Delivery is 1 on the first delivery, more on redeliveries.
 	Delivery int `json:"-"`
@@ -348,14 +355,20 @@ func (s *Service) markDone(ctx context.Context, seriesUID, sop string) error {
 	return err
 }
 
-// runTracker watches the series records and completes series that went quiet
-// or reached their expected count once all their slices were processed.
+// runTracker watches the series records and completes series that went quiet,
+// reached their expected count or settled as a complete regular stack, once
+// all their slices were processed.
 func (s *Service) runTracker(ctx context.Context) error {
 	w, err := s.series.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("ingest: watch series: %w", err)
 	}
 	defer w.Stop()
+	// Every reason is exported from the start (at 0), so dashboards and
+	// alerts can refer to "implied" before the first such completion.
+	for _, reason := range []string{"quiet", "expected", "implied"} {
+		s.m.completed.WithLabelValues(reason)
+	}
 	open := map[string]*seriesState{}
 	tick := time.NewTicker(s.tickEvery)
 	defer tick.Stop()
@@ -398,6 +411,10 @@ func (s *Service) runTracker(ctx context.Context) error {
 	}
 }
 
+// completionReason says why the series is complete now, or "" while it is
+// not: every instance must have been processed, then the announced count
+// ("expected"), the quiet timeout ("quiet") or, sooner than the timeout, a
+// complete regular stack that has settled ("implied") decides.
 func (s *Service) completionReason(st *seriesState, now time.Time) string {
 	frames, allDone := st.frames()
 	if !allDone || len(st.Instances) == 0 {
@@ -410,10 +427,33 @@ func (s *Service) completionReason(st *seriesState, now time.Time) string {
 	if timeout <= 0 {
 		timeout = s.cfg.SeriesTimeout
 	}
-	if now.Sub(st.LastSeen) >= timeout {
+	quiet := now.Sub(st.LastSeen)
+	if quiet >= timeout {
 		return "quiet"
 	}
+	// An announced count that is not reached yet outranks what the positions
+	// suggest: the sender told us more is coming.
+	if st.Expected > 0 {
+		return ""
+	}
+	if settle := s.impliedSettle(timeout); settle > 0 && quiet >= settle && stackOf(st.Instances).Why == "" {
+		return "implied"
+	}
 	return ""
+}
+
+// impliedSettle is how long a series whose positions form a complete regular
+// stack must be quiet before it completes as "implied" (0: never). A regular
+// stack alone is no proof of completeness - a scanner that sends slices in
+// spatial order has a gap-free stack after every slice - so the trigger only
+// fires once the sender has paused longer than it does between the slices of
+// one series. It is never longer than the series' timeout (quiet would win).
+func (s *Service) impliedSettle(timeout time.Duration) time.Duration {
+	settle := configs.DefaultImpliedSettle
+	if s.cfg.ImpliedSettle != nil {
+		settle = *s.cfg.ImpliedSettle
+	}
+	return min(settle, timeout)
 }
 
 // complete publishes the completion (deduplicated by series and version, so a
@@ -425,16 +465,10 @@ func (s *Service) complete(ctx context.Context, snap *seriesState, reason string
 		SeriesInstanceUID: snap.SeriesUID, StudyInstanceUID: snap.StudyUID, Version: snap.Version,
 		Decision: snap.Decision, Frames: frames, Reason: reason,
 	}
-	var pos [][]float64
 	for _, in := range snap.Instances {
 		sc.Instances = append(sc.Instances, in.SOP)
-		if len(in.Pos) == 3 && in.Frames == 1 {
-			pos = append(pos, in.Pos)
-		}
 	}
-	if len(pos) == len(snap.Instances) {
-		sc.ImpliedCount = spacingCount(pos)
-	}
+	sc.ImpliedCount = stackOf(snap.Instances).Implied
 	published := false
 	_, err := s.updateSeries(ctx, snap.SeriesUID, func(st *seriesState, exists bool) bool {
 		if !exists || st.Complete || st.Version != snap.Version || len(st.Instances) != len(snap.Instances) || s.completionReason(st, s.now()) == "" {
@@ -459,40 +493,176 @@ func (s *Service) complete(ctx context.Context, snap *seriesState, reason string
 	return nil
 }
 
-// spacingCount is the number of slices implied by regular spacing between the
-// extreme positions along the slice normal (0 when it cannot be told).
-func spacingCount(positions [][]float64) int {
-	if len(positions) < 3 {
-		return 0
+// Tolerances of the stack geometry. Positions are DS strings that scanners
+// round (often to 0.01 mm per coordinate, which moves a projection on an
+// oblique stack by up to about 0.009 mm, a difference of two by twice that),
+// and some tables drift slightly along a long volume. A missing slice doubles
+// one gap (+100 %), so tolerances of a few percent still catch every gap while
+// rounding never turns a complete volume into an irregular one (which would
+// only delay it to series_timeout, but needlessly).
+const (
+	// stackAbsTol (mm) is the smallest tolerance: positions closer than this
+	// are the same position, and a spacing may deviate this much.
+	stackAbsTol = 0.02
+	// stackRelTol is the tolerance as a fraction of the slice spacing.
+	stackRelTol = 0.02
+	// minImpliedSlices is the fewest distinct positions that can complete a
+	// series by their implied count: with two, every pair is "regular".
+	minImpliedSlices = 3
+)
+
+// stack is what the ImagePositionPatient values of a series' instances say
+// about it as one stack of parallel slices.
+type stack struct {
+	// Positions is the number of distinct positions.
+	Positions int
+	// PerPosition is the number of instances at each position (several for
+	// multi-echo or multi-phase series); 0 when it differs between positions.
+	PerPosition int
+	// Spacing is the slice spacing (mm): the mean when the positions are
+	// evenly spaced, else the smallest distance between neighbours.
+	Spacing float64
+	// Implied is the number of positions implied by Spacing between the two
+	// extremes (0 when it cannot be told); more than Positions means gaps.
+	Implied int
+	// Why says why the instances are not a complete, gap-free regular stack;
+	// "" when they are.
+	Why string
+}
+
+// stackOf checks whether the instances form a complete regular stack: every
+// instance single-frame with a position, at least minImpliedSlices distinct
+// positions on one line (perpendicular distance within tolerance; the line
+// need not be an axis, so tilted and oblique stacks count), neighbouring
+// positions all one spacing apart (so the distinct count equals the count
+// implied between the extremes: no gap), and the same number of instances at
+// every position (a multi-echo series half sent is not complete).
+//
+// Orientation is not compared: the series record keeps positions only. Two
+// stacks of different orientation in one series almost never share a line,
+// so they fail the line test.
+func stackOf(ins []instanceRef) stack {
+	if len(ins) < minImpliedSlices {
+		return stack{Why: fmt.Sprintf("%d instances, fewer than %d", len(ins), minImpliedSlices)}
 	}
-	// Project on the direction between the first two distinct positions.
-	var dir []float64
-	for _, p := range positions[1:] {
-		d := []float64{p[0] - positions[0][0], p[1] - positions[0][1], p[2] - positions[0][2]}
-		if n := math.Sqrt(d[0]*d[0] + d[1]*d[1] + d[2]*d[2]); n > 1e-6 {
-			dir = []float64{d[0] / n, d[1] / n, d[2] / n}
-			break
+	pts := make([][3]float64, len(ins))
+	for i, in := range ins {
+		if in.Frames != 1 {
+			return stack{Why: "a multi-frame instance"}
+		}
+		if len(in.Pos) != 3 {
+			return stack{Why: "an instance without ImagePositionPatient"}
+		}
+		for k, v := range in.Pos {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return stack{Why: "a non-finite ImagePositionPatient"}
+			}
+			pts[i][k] = v
 		}
 	}
-	if dir == nil {
-		return 0
+	// The line runs between the two extremes: a is farthest from an
+	// arbitrary point, b farthest from a (exact for collinear points, which
+	// is all that must be right; other sets fail the distance test anyway).
+	a := pts[farthest(pts, pts[0])]
+	b := pts[farthest(pts, a)]
+	d := sub(b, a)
+	length := math.Sqrt(dot(d, d))
+	if length <= stackAbsTol {
+		return stack{Why: "every instance at one position"}
 	}
-	proj := make([]float64, len(positions))
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for i, p := range positions {
-		proj[i] = (p[0]-positions[0][0])*dir[0] + (p[1]-positions[0][1])*dir[1] + (p[2]-positions[0][2])*dir[2]
-		lo, hi = math.Min(lo, proj[i]), math.Max(hi, proj[i])
+	dir := [3]float64{d[0] / length, d[1] / length, d[2] / length}
+	proj := make([]float64, len(pts))
+	offLine := 0.0
+	for i, p := range pts {
+		v := sub(p, a)
+		t := dot(v, dir)
+		proj[i] = t
+		perp := [3]float64{v[0] - t*dir[0], v[1] - t*dir[1], v[2] - t*dir[2]}
+		offLine = math.Max(offLine, math.Sqrt(dot(perp, perp)))
+	}
+	sort.Float64s(proj)
+	// Group equal positions (within the absolute tolerance of the first of
+	// the group) and count the instances at each.
+	var centres []float64
+	var counts []int
+	for _, t := range proj {
+		if n := len(centres); n > 0 && t-centres[n-1] <= stackAbsTol {
+			counts[n-1]++
+			continue
+		}
+		centres = append(centres, t)
+		counts = append(counts, 1)
+	}
+	st := stack{Positions: len(centres), PerPosition: counts[0]}
+	for _, c := range counts {
+		if c != st.PerPosition {
+			st.PerPosition = 0
+		}
 	}
 	minGap := math.Inf(1)
-	for i := range proj {
-		for j := range proj {
-			if d := math.Abs(proj[i] - proj[j]); i != j && d > 1e-3 && d < minGap {
-				minGap = d
-			}
+	for k := 1; k < len(centres); k++ {
+		minGap = math.Min(minGap, centres[k]-centres[k-1])
+	}
+	span := centres[len(centres)-1] - centres[0]
+	// The regularity test compares every gap with the mean spacing, not the
+	// smallest gap: rounding shrinks the smallest gap and widens another, and
+	// measured against the mean each is off by its own rounding only. A
+	// missing slice makes one gap twice the spacing, and the mean at most
+	// (n)/(n-1) of it, so that gap is always far outside the tolerance.
+	mean := span / float64(len(centres)-1)
+	tol := math.Max(stackAbsTol, stackRelTol*mean)
+	// The line through the extremes carries their rounding too, so the
+	// distance to it may be off by about twice a single rounding.
+	if offLine > 2*tol {
+		return stack{Positions: st.Positions, Why: fmt.Sprintf("positions not on one line (%.3g mm off)", offLine)}
+	}
+	regular := evenlySpaced(centres, mean, tol, false)
+	st.Spacing, st.Implied = mean, st.Positions
+	if !regular {
+		st.Spacing, st.Implied = minGap, int(math.Round(span/minGap))+1
+	}
+	switch {
+	case st.Positions < minImpliedSlices:
+		st.Why = fmt.Sprintf("%d distinct positions, fewer than %d", st.Positions, minImpliedSlices)
+	case !regular:
+		if evenlySpaced(centres, minGap, math.Max(stackAbsTol, stackRelTol*minGap), true) {
+			st.Why = fmt.Sprintf("gaps: %d of %d implied positions present", st.Positions, st.Implied)
+		} else {
+			st.Why = "irregular spacing"
+		}
+	case st.PerPosition == 0:
+		st.Why = "unequal instance counts per position"
+	}
+	return st
+}
+
+// evenlySpaced reports whether every neighbouring distance is spacing (within
+// tol), or, with multiples, any whole multiple of it (a grid with gaps).
+func evenlySpaced(centres []float64, spacing, tol float64, multiples bool) bool {
+	for k := 1; k < len(centres); k++ {
+		g := centres[k] - centres[k-1]
+		n := 1.0
+		if multiples {
+			n = math.Max(1, math.Round(g/spacing))
+		}
+		if math.Abs(g-n*spacing) > tol*n {
+			return false
 		}
 	}
-	if math.IsInf(minGap, 1) {
-		return 0
-	}
-	return int(math.Round((hi-lo)/minGap)) + 1
+	return true
 }
+
+func farthest(pts [][3]float64, from [3]float64) int {
+	best, bestD := 0, -1.0
+	for i, p := range pts {
+		v := sub(p, from)
+		if d := dot(v, v); d > bestD {
+			best, bestD = i, d
+		}
+	}
+	return best
+}
+
+func sub(a, b [3]float64) [3]float64 { return [3]float64{a[0] - b[0], a[1] - b[1], a[2] - b[2]} }
+
+func dot(a, b [3]float64) float64 { return a[0]*b[0] + a[1]*b[1] + a[2]*b[2] }
