@@ -72,8 +72,14 @@ func (h *Header) Float(t tag.Tag) (float64, bool) {
 		return 0, false
 	}
 	first, _, _ := strings.Cut(v, `\`)
-	f, err := strconv.ParseFloat(strings.TrimSpace(first), 64)
-	return f, err == nil
+	return parseNumber(first)
+}
+
+// parseNumber parses one DS or IS value. NaN and Inf are not DICOM numbers
+// (PS3.5 6.2), although ParseFloat accepts them; they count as invalid.
+func parseNumber(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 }
 
 // Floats returns every value of a numeric attribute (nil if any is invalid).
@@ -85,8 +91,8 @@ func (h *Header) Floats(t tag.Tag) []float64 {
 	parts := strings.Split(v, `\`)
 	out := make([]float64, len(parts))
 	for i, p := range parts {
-		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
+		f, ok := parseNumber(p)
+		if !ok {
 			return nil
 		}
 		out[i] = f

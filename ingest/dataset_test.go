@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -180,4 +181,33 @@ func FuzzSniffFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// NaN and Inf parse with strconv but are not DICOM numbers: a position made of
+// them must read as absent, not reach the series record (whose JSON cannot
+// hold them).
+func TestHeaderNumbersRejectNonFinite(t *testing.T) {
+	var h Header
+	for _, c := range []struct {
+		v    string
+		want []float64
+	}{
+		{`1.5\-2\3e1`, []float64{1.5, -2, 30}},
+		{` 0 \ 0\0 `, []float64{0, 0, 0}},
+		{`NaN\0\0`, nil},
+		{`0\Inf\0`, nil},
+		{`0\0\-infinity`, nil},
+		{`0\x\0`, nil},
+	} {
+		h.Set(tag.ImagePositionPatient, c.v)
+		if got := h.Floats(tag.ImagePositionPatient); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Floats(%q) = %v, want %v", c.v, got, c.want)
+		}
+	}
+	for v, ok := range map[string]bool{"12": true, "-3.5": true, "nan": false, "+Inf": false, "": false} {
+		h.Set(tag.InstanceNumber, v)
+		if _, got := h.Float(tag.InstanceNumber); got != ok {
+			t.Errorf("Float(%q) ok = %v, want %v", v, got, ok)
+		}
+	}
 }

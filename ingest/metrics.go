@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		reopened: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_reopened_total",
 			Help: "Completed series re-opened by a late instance."}),
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_completed_total",
-			Help: "Series completions, by reason (quiet, expected)."}, []string{"reason"}),
+			Help: "Series completions, by reason (quiet, expected, implied)."}, []string{"reason"}),
 		openSeries: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "series_open",
 			Help: "Series not yet complete."}),
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "store_seconds",

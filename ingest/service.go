@@ -319,7 +319,10 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	if f, ok := h.Float(tag.ImagesInAcquisition); ok && f >= 1 {
 		item.ImagesInAcq = int(f)
 	}
-	data, _ := json.Marshal(item)
+	data, err := json.Marshal(item)
+	if err != nil {
+		return res, fmt.Errorf("ingest: encode work item %s: %w", res.SOPInstanceUID, err)
+	}
 	// The SOP Instance UID as message ID makes a re-send that races a crash
 	// (stored and queued, but the sender never saw success) a no-op.
 	ack, err := s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID))
