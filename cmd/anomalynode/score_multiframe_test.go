@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/inference/synth"
+	"anomalynode/output"
+)
+
+const enhancedMRImageStorage = "1.2.840.10008.5.1.4.1.1.4.1"
+
+// writeEnhancedFromSynth turns a synthetic series into one Enhanced MR
+// instance (PS3.3 C.7.6.16): the slices become frames in the order given by
+// order, each with its position in a Per-frame Functional Groups item, and
+// the plane and pixel measures in the Shared item. It returns the
+// ImagePositionPatient written for each 1-based frame number.
+func writeEnhancedFromSynth(t *testing.T, path string, r *synth.Result, order []int) (string, map[int][]string) {
+	t.Helper()
+	b, err := r.EncodeSlice(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipProcessingPixelDataValue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sop := "2.25.1234567890123456789" + fmt.Sprint(len(order))
+	mk := func(tg tag.Tag, v any) *dicom.Element {
+		el, err := dicom.NewElement(tg, v)
+		if err != nil {
+			t.Fatalf("%v: %v", tg, err)
+		}
+		return el
+	}
+	str := func(tg tag.Tag) []string {
+		el, err := src.FindElementByTag(tg)
+		if err != nil {
+			t.Fatalf("synth slice lacks %v", tg)
+		}
+		return dicom.MustGetStrings(el.Value)
+	}
+	replace := map[tag.Tag]any{
+		tag.MediaStorageSOPClassUID: []string{enhancedMRImageStorage}, tag.SOPClassUID: []string{enhancedMRImageStorage},
+		tag.MediaStorageSOPInstanceUID: []string{sop}, tag.SOPInstanceUID: []string{sop},
+	}
+	drop := map[tag.Tag]bool{tag.ImagePositionPatient: true, tag.ImageOrientationPatient: true, tag.PixelSpacing: true,
+		tag.SliceLocation: true, tag.ImagesInAcquisition: true, tag.PixelData: true, tag.FileMetaInformationGroupLength: true}
+	var els []*dicom.Element
+	for _, el := range src.Elements {
+		if drop[el.Tag] {
+			continue
+		}
+		if v, ok := replace[el.Tag]; ok {
+			el = mk(el.Tag, v)
+		}
+		els = append(els, el)
+	}
+	pm := []*dicom.Element{mk(tag.PixelSpacing, str(tag.PixelSpacing))}
+	po := []*dicom.Element{mk(tag.ImageOrientationPatient, str(tag.ImageOrientationPatient))}
+	shared := []*dicom.Element{mk(tag.PixelMeasuresSequence, [][]*dicom.Element{pm}), mk(tag.PlaneOrientationSequence, [][]*dicom.Element{po})}
+	var perFrame [][]*dicom.Element
+	var pix []byte
+	pos := map[int][]string{}
+	for f, k := range order {
+		sl := r.Slices[k]
+		ipp := make([]string, 3)
+		for i, v := range sl.Position {
+			ipp[i] = fmt.Sprintf("%.6g", v)
+		}
+		pos[f+1] = ipp
+		pp := []*dicom.Element{mk(tag.ImagePositionPatient, ipp)}
+		perFrame = append(perFrame, []*dicom.Element{mk(tag.PlanePositionSequence, [][]*dicom.Element{pp})})
+		for _, v := range sl.Stored {
+			pix = binary.LittleEndian.AppendUint16(pix, uint16(v))
+		}
+	}
+	els = append(els,
+		mk(tag.NumberOfFrames, []string{fmt.Sprint(len(order))}),
+		mk(tag.SharedFunctionalGroupsSequence, [][]*dicom.Element{shared}),
+		mk(tag.PerFrameFunctionalGroupsSequence, perFrame),
+		mk(tag.PixelData, dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: pix}))
+	slices.SortStableFunc(els, func(a, b *dicom.Element) int { return a.Tag.Compare(b.Tag) })
+	var buf bytes.Buffer
+	if err := dicom.Write(&buf, dicom.Dataset{Elements: els}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return sop, pos
+}
+
+// TestScoreMultiFrame scores an Enhanced MR source whose frames are not in
+// position order: the SEG has a frame per source frame referencing its frame
+// number on that frame's position, and each frame gets its own heat map.
+func TestScoreMultiFrame(t *testing.T) {
+	cfgPath, modelPath := scoreFixture(t)
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(f, "output:\n  seg_all_slices: true\n")
+	f.Close()
+	r, err := synth.Generate(synth.Options{Seed: 31, Slices: 4, Rows: 48, Cols: 40, Source: synth.SourcePhantom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := t.TempDir(), t.TempDir()
+	order := []int{2, 0, 3, 1}
+	sop, pos := writeEnhancedFromSynth(t, filepath.Join(in, "enhanced.dcm"), r, order)
+
+	var stdout bytes.Buffer
+	e := &env{log: zerolog.Nop(), stdout: &stdout, stderr: &stdout}
+	if err := runScore(t.Context(), e, []string{"--config", cfgPath, "--model", modelPath, "--in", in, "--out", out}); err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	dir := filepath.Join(out, r.SeriesInstanceUID)
+	segs, _ := filepath.Glob(filepath.Join(dir, "SEG_*.dcm"))
+	scs, _ := filepath.Glob(filepath.Join(dir, "SC_*.dcm"))
+	if len(segs) != 1 || len(scs) != 4 {
+		t.Fatalf("%d SEG and %d SC files, want 1 and one per frame (4)", len(segs), len(scs))
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := output.ReadSEG(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seg.Frames) != 4 {
+		t.Fatalf("SEG has %d frames, want one per source frame (4)", len(seg.Frames))
+	}
+	var got []int
+	for i, fr := range seg.Frames {
+		if fr.SourceSOPInstanceUID != sop || len(fr.SourceFrameNumbers) != 1 {
+			t.Fatalf("SEG frame %d references %s frames %v", i+1, fr.SourceSOPInstanceUID, fr.SourceFrameNumbers)
+		}
+		n := fr.SourceFrameNumbers[0]
+		got = append(got, n)
+		if !slices.Equal(fr.ImagePositionPatient, pos[n]) {
+			t.Errorf("SEG frame %d (source frame %d) at %q, the source frame at %q", i+1, n, fr.ImagePositionPatient, pos[n])
+		}
+	}
+	// Frames in position order along the normal (row x column direction).
+	o := r.Orientation
+	normal := [3]float64{o[1]*o[5] - o[2]*o[4], o[2]*o[3] - o[0]*o[5], o[0]*o[4] - o[1]*o[3]}
+	along := func(n int) float64 {
+		p := r.Slices[order[n-1]].Position
+		return p[0]*normal[0] + p[1]*normal[1] + p[2]*normal[2]
+	}
+	want := []int{1, 2, 3, 4}
+	slices.SortFunc(want, func(a, b int) int { return cmp.Compare(along(a), along(b)) })
+	if slices.Equal(want, []int{1, 2, 3, 4}) {
+		t.Fatal("the frames are in position order already; the test needs them shuffled")
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("SEG frames reference source frames %v, want %v (position order)", got, want)
+	}
+	frames := map[string]bool{}
+	for _, p := range scs {
+		ds, err := dicom.ParseFile(p, nil, dicom.SkipPixelData())
+		if err != nil {
+			t.Fatal(err)
+		}
+		el, err := ds.FindElementByTag(tag.SourceImageSequence)
+		if err != nil {
+			t.Fatalf("%s: no Source Image Sequence", filepath.Base(p))
+		}
+		item := dicom.Dataset{Elements: el.Value.GetValue().([]*dicom.SequenceItemValue)[0].GetValue().([]*dicom.Element)}
+		fn, err := item.FindElementByTag(tag.ReferencedFrameNumber)
+		if err != nil {
+			t.Fatalf("%s: no ReferencedFrameNumber", filepath.Base(p))
+		}
+		frames[strings.Join(dicom.MustGetStrings(fn.Value), `\`)] = true
+	}
+	if len(frames) != 4 {
+		t.Errorf("heat maps reference frames %v, want each of 1..4 once", frames)
+	}
+}
