@@ -122,8 +122,8 @@ func sourceGeometry(s *SourceSlice) (frameGeometry, error) {
 	if n, ok := getInt(h, "NumberOfFrames"); ok && n > 1 {
 		g.frames = n
 	}
-	perFrame := getItems(h, "PerFrameFunctionalGroupsSequence")
-	shared := getItems(h, "SharedFunctionalGroupsSequence")
+	perFrame := sequenceItems(h, "PerFrameFunctionalGroupsSequence")
+	shared := sequenceItems(h, "SharedFunctionalGroupsSequence")
 	enhanced := getElement(h, "PerFrameFunctionalGroupsSequence") != nil || getElement(h, "SharedFunctionalGroupsSequence") != nil
 	g.multiFrame = g.frames > 1 || enhanced
 	if s.Frame < 0 || s.Frame >= g.frames {
@@ -136,15 +136,15 @@ func sourceGeometry(s *SourceSlice) (frameGeometry, error) {
 		if len(perFrame) != g.frames {
 			return g, fmt.Errorf("%d Per-frame Functional Groups items for %d frames", len(perFrame), g.frames)
 		}
-		frameItem = perFrame[s.Frame]
+		frameItem = itemDataset(perFrame[s.Frame])
 	}
 	if len(shared) > 0 {
-		sharedItem = shared[0]
+		sharedItem = itemDataset(shared[0])
 	}
 	group := func(macro, keyword string) []string {
 		for _, it := range []*dicom.Dataset{frameItem, sharedItem} {
-			if items := getItems(it, macro); len(items) > 0 {
-				if v := getStrings(items[0], keyword); len(v) > 0 {
+			if items := sequenceItems(it, macro); len(items) > 0 {
+				if v := getStrings(itemDataset(items[0]), keyword); len(v) > 0 {
 					return v
 				}
 			}
@@ -171,19 +171,20 @@ func sourceGeometry(s *SourceSlice) (frameGeometry, error) {
 	return g, nil
 }
 
-// getItems returns a sequence's items as data sets (nil when absent).
-func getItems(ds *dicom.Dataset, keyword string) []*dicom.Dataset {
+// sequenceItems returns a sequence's items (nil when absent).
+func sequenceItems(ds *dicom.Dataset, keyword string) []*dicom.SequenceItemValue {
 	el := getElement(ds, keyword)
 	if el == nil || el.Value == nil || el.Value.ValueType() != dicom.Sequences {
 		return nil
 	}
 	items, _ := el.Value.GetValue().([]*dicom.SequenceItemValue)
-	out := make([]*dicom.Dataset, 0, len(items))
-	for _, it := range items {
-		els, _ := it.GetValue().([]*dicom.Element)
-		out = append(out, &dicom.Dataset{Elements: els})
-	}
-	return out
+	return items
+}
+
+// itemDataset views a sequence item as a data set, to read it with getStrings.
+func itemDataset(it *dicom.SequenceItemValue) *dicom.Dataset {
+	els, _ := it.GetValue().([]*dicom.Element)
+	return &dicom.Dataset{Elements: els}
 }
 
 // parseDS parses Decimal String values.
@@ -269,7 +270,19 @@ func orderedSlices(r *SeriesResult) ([]slice, []float64, error) {
 		sl.along = ipp[0]*normal[0] + ipp[1]*normal[1] + ipp[2]*normal[2]
 		out = append(out, sl)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].along < out[j].along })
+	// Slices at one position (frames of a multi-frame source may share it)
+	// keep an order of their own, not their arrival order, so a rebuild is
+	// byte-identical.
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := &out[i], &out[j]
+		if a.along != b.along {
+			return a.along < b.along
+		}
+		if a.sopInst != b.sopInst {
+			return a.sopInst < b.sopInst
+		}
+		return a.src.Frame < b.src.Frame
+	})
 	return out, normal, nil
 }
 

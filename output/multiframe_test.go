@@ -38,6 +38,8 @@ type enhancedOptions struct {
 	// perFrameOrientation puts Plane Orientation in every per-frame item
 	// instead of the shared item.
 	perFrameOrientation bool
+	// samePosition puts every frame at one position (e.g. a dynamic series).
+	samePosition bool
 }
 
 // enhancedSeries is a series of Enhanced MR instances and what the test knows
@@ -141,6 +143,9 @@ func makeEnhanced(t testing.TB, o enhancedOptions) *enhancedSeries {
 		for f := 0; f < o.frames; f++ {
 			k := slot[in*o.frames+f] // position rank along the normal
 			z := -10 - 2.5*float64(total-1-k)
+			if o.samePosition {
+				z = -10
+			}
 			ipp := []string{"-100", "-90", formatDS(z)}
 			pf := &elems{}
 			fc := &elems{}
@@ -193,7 +198,7 @@ func makeEnhanced(t testing.TB, o enhancedOptions) *enhancedSeries {
 	}
 	// Within an instance the frames must not already be in position order,
 	// or a builder ordering by frame number would pass.
-	if o.frames > 2 && !o.noPositions {
+	if o.frames > 2 && !o.noPositions && !o.samePosition {
 		inOrder := true
 		for f := 1; f < o.frames; f++ {
 			if slot[f] < slot[f-1] {
@@ -541,6 +546,38 @@ func TestMultiFrameWithoutPositions(t *testing.T) {
 	}
 	if _, err := BuildSC(es.res, SCOptions{}); !errors.Is(err, ErrBadSource) {
 		t.Fatalf("BuildSC: %v, want ErrBadSource", err)
+	}
+}
+
+// TestMultiFrameSamePosition: frames that share a position are ordered by
+// instance and frame, not by arrival, so the SEG is the same whatever the
+// order of the sources.
+func TestMultiFrameSamePosition(t *testing.T) {
+	es := makeEnhanced(t, enhancedOptions{instances: 2, frames: 3, rows: 9, cols: 7, seed: 17, samePosition: true})
+	a, err := BuildSEG(es.res, SEGOptions{AllSlices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := *es.res
+	rev.Sources = slices.Clone(es.res.Sources)
+	slices.Reverse(rev.Sources)
+	b, err := BuildSEG(&rev, SEGOptions{AllSlices: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Part10, b.Part10) {
+		t.Fatal("frames at one position came out in arrival order")
+	}
+	seg, err := ReadSEG(a.Part10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range seg.Frames {
+		got = append(got, fmt.Sprintf("%s/%v", f.SourceSOPInstanceUID, f.SourceFrameNumbers))
+	}
+	if !slices.IsSorted(got) {
+		t.Errorf("frames at one position not ordered by instance and frame: %v", got)
 	}
 }
 
