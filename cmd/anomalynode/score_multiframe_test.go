@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,89 +17,6 @@ import (
 	"anomalynode/inference/synth"
 	"anomalynode/output"
 )
-
-const enhancedMRImageStorage = "1.2.840.10008.5.1.4.1.1.4.1"
-
-// writeEnhancedFromSynth turns a synthetic series into one Enhanced MR
-// instance (PS3.3 C.7.6.16): the slices become frames in the order given by
-// order, each with its position in a Per-frame Functional Groups item, and
-// the plane and pixel measures in the Shared item. It returns the
-// ImagePositionPatient written for each 1-based frame number.
-func writeEnhancedFromSynth(t *testing.T, path string, r *synth.Result, order []int) (string, map[int][]string) {
-	t.Helper()
-	b, err := r.EncodeSlice(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipProcessingPixelDataValue())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sop := "2.25.1234567890123456789" + fmt.Sprint(len(order))
-	mk := func(tg tag.Tag, v any) *dicom.Element {
-		el, err := dicom.NewElement(tg, v)
-		if err != nil {
-			t.Fatalf("%v: %v", tg, err)
-		}
-		return el
-	}
-	str := func(tg tag.Tag) []string {
-		el, err := src.FindElementByTag(tg)
-		if err != nil {
-			t.Fatalf("synth slice lacks %v", tg)
-		}
-		return dicom.MustGetStrings(el.Value)
-	}
-	replace := map[tag.Tag]any{
-		tag.MediaStorageSOPClassUID: []string{enhancedMRImageStorage}, tag.SOPClassUID: []string{enhancedMRImageStorage},
-		tag.MediaStorageSOPInstanceUID: []string{sop}, tag.SOPInstanceUID: []string{sop},
-	}
-	drop := map[tag.Tag]bool{tag.ImagePositionPatient: true, tag.ImageOrientationPatient: true, tag.PixelSpacing: true,
-		tag.SliceLocation: true, tag.ImagesInAcquisition: true, tag.PixelData: true, tag.FileMetaInformationGroupLength: true}
-	var els []*dicom.Element
-	for _, el := range src.Elements {
-		if drop[el.Tag] {
-			continue
-		}
-		if v, ok := replace[el.Tag]; ok {
-			el = mk(el.Tag, v)
-		}
-		els = append(els, el)
-	}
-	pm := []*dicom.Element{mk(tag.PixelSpacing, str(tag.PixelSpacing))}
-	po := []*dicom.Element{mk(tag.ImageOrientationPatient, str(tag.ImageOrientationPatient))}
-	shared := []*dicom.Element{mk(tag.PixelMeasuresSequence, [][]*dicom.Element{pm}), mk(tag.PlaneOrientationSequence, [][]*dicom.Element{po})}
-	var perFrame [][]*dicom.Element
-	var pix []byte
-	pos := map[int][]string{}
-	for f, k := range order {
-		sl := r.Slices[k]
-		ipp := make([]string, 3)
-		for i, v := range sl.Position {
-			ipp[i] = fmt.Sprintf("%.6g", v)
-		}
-		pos[f+1] = ipp
-		pp := []*dicom.Element{mk(tag.ImagePositionPatient, ipp)}
-		perFrame = append(perFrame, []*dicom.Element{mk(tag.PlanePositionSequence, [][]*dicom.Element{pp})})
-		for _, v := range sl.Stored {
-			pix = binary.LittleEndian.AppendUint16(pix, uint16(v))
-		}
-	}
-	els = append(els,
-		mk(tag.NumberOfFrames, []string{fmt.Sprint(len(order))}),
-		mk(tag.SharedFunctionalGroupsSequence, [][]*dicom.Element{shared}),
-		mk(tag.PerFrameFunctionalGroupsSequence, perFrame),
-		mk(tag.PixelData, dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: pix}))
-	slices.SortStableFunc(els, func(a, b *dicom.Element) int { return a.Tag.Compare(b.Tag) })
-	var buf bytes.Buffer
-	if err := dicom.Write(&buf, dicom.Dataset{Elements: els}); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return sop, pos
-}
 
 // TestScoreMultiFrame scores an Enhanced MR source whose frames are not in
 // position order: the SEG has a frame per source frame referencing its frame
@@ -119,7 +35,11 @@ func TestScoreMultiFrame(t *testing.T) {
 	}
 	in, out := t.TempDir(), t.TempDir()
 	order := []int{2, 0, 3, 1}
-	sop, pos := writeEnhancedFromSynth(t, filepath.Join(in, "enhanced.dcm"), r, order)
+	enh, err := synth.WriteEnhanced(filepath.Join(in, "enhanced.dcm"), r, order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sop := enh.SOPInstanceUID
 
 	var stdout bytes.Buffer
 	e := &env{log: zerolog.Nop(), stdout: &stdout, stderr: &stdout}
@@ -150,8 +70,11 @@ func TestScoreMultiFrame(t *testing.T) {
 		}
 		n := fr.SourceFrameNumbers[0]
 		got = append(got, n)
-		if !slices.Equal(fr.ImagePositionPatient, pos[n]) {
-			t.Errorf("SEG frame %d (source frame %d) at %q, the source frame at %q", i+1, n, fr.ImagePositionPatient, pos[n])
+		if n < 1 || n > len(enh.Positions) {
+			t.Fatalf("SEG frame %d references source frame %d of %d", i+1, n, len(enh.Positions))
+		}
+		if !slices.Equal(fr.ImagePositionPatient, enh.Positions[n-1]) {
+			t.Errorf("SEG frame %d (source frame %d) at %q, the source frame at %q", i+1, n, fr.ImagePositionPatient, enh.Positions[n-1])
 		}
 	}
 	// Frames in position order along the normal (row x column direction).
