@@ -66,7 +66,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		results: o.Results,
 		log:     o.Log,
 		scored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "anomalynode_slices_scored_total", Help: "Slices scored and stored, by model.",
+			Name: "anomalynode_slices_scored_total", Help: "Slices scored and stored, by model (every frame of a multi-frame instance counts).",
 		}, []string{"model"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "anomalynode_slices_failed_total", Help: "Slices that could not be scored, by model and reason (decode: terminated; model, store: redelivered).",
@@ -182,6 +182,8 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 		log.Error().Err(err).Msg("inference: ack failed; the slice will be redelivered and re-scored")
 		return
 	}
-	w.scored.WithLabelValues(model).Inc()
+	// A multi-frame instance is as many slices as it has frames, as in its
+	// outputs (a SEG frame and a heat map each).
+	w.scored.WithLabelValues(model).Add(float64(len(results)))
 	log.Debug().Int("frames", len(results)).Msg("inference: slice scored")
 }
