@@ -60,9 +60,12 @@ func WriteEnhanced(path string, r *Result, order []int) (*Enhanced, error) {
 // means every slice in InstanceNumber order. Each frame's position is in its
 // item of the Per-frame Functional Groups Sequence (Plane Position, and Frame
 // Content with a dimension index on that position); pixel measures, plane
-// orientation, frame anatomy, frame type, rescale and window are in the Shared
-// item. The image is DERIVED (resampled from a volume), so the acquisition
-// attributes an ORIGINAL enhanced image must carry are left out.
+// orientation, frame anatomy, frame type, rescale, window and the MR
+// acquisition macros are in the Shared item. The image is ORIGINAL, like a
+// scanner's: a node drops DERIVED images carrying our manufacturer as its own
+// outputs coming back, and ORIGINAL makes the MR pulse sequence and
+// acquisition attributes required, so they describe a 2D spin echo (TR 500,
+// TE 15, 1.5 T) like the classic slices'. dciodvfy -new reports nothing on it.
 //
 // Only unsigned or signed MONOCHROME2 MR series can be written (Enhanced MR
 // has no MONOCHROME1; CT would need the Enhanced CT IOD).
@@ -130,6 +133,12 @@ func build(els []el) ([]*dicom.Element, error) {
 			}
 			v = items
 		}
+		if vs, ok := v.([]string); ok {
+			var err error
+			if v, err = binaryValue(x.t, vs); err != nil {
+				return nil, err
+			}
+		}
 		e, err := dicom.NewElement(x.t, v)
 		if err != nil {
 			return nil, fmt.Errorf("synth: element %v: %w", x.t, err)
@@ -138,6 +147,35 @@ func build(els []el) ([]*dicom.Element, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Tag.Compare(out[j].Tag) < 0 })
 	return out, nil
+}
+
+// binaryValue converts the decimal strings given for a binary numeric VR
+// (US, UL, SS, SL, FL, FD) into the value type dicom.NewElement wants; other
+// VRs keep their strings.
+func binaryValue(t tag.Tag, vs []string) (any, error) {
+	info, err := tag.Find(t)
+	if err != nil {
+		return nil, fmt.Errorf("synth: element %v: %w", t, err)
+	}
+	switch info.VRs[0] {
+	case "US", "UL", "SS", "SL":
+		out := make([]int, len(vs))
+		for i, s := range vs {
+			if out[i], err = strconv.Atoi(s); err != nil {
+				return nil, fmt.Errorf("synth: element %v: %w", t, err)
+			}
+		}
+		return out, nil
+	case "FL", "FD":
+		out := make([]float64, len(vs))
+		for i, s := range vs {
+			if out[i], err = strconv.ParseFloat(s, 64); err != nil {
+				return nil, fmt.Errorf("synth: element %v: %w", t, err)
+			}
+		}
+		return out, nil
+	}
+	return vs, nil
 }
 
 func (r *Result) enhancedDataset(e *Enhanced) (dicom.Dataset, error) {
@@ -169,7 +207,7 @@ func (r *Result) enhancedDataset(e *Enhanced) (dicom.Dataset, error) {
 			}),
 		}),
 		seq(tag.MRImageFrameTypeSequence, []el{
-			{t: tag.FrameType, v: str("DERIVED", "PRIMARY", "VOLUME", "RESAMPLED")},
+			{t: tag.FrameType, v: str("ORIGINAL", "PRIMARY", "VOLUME", "NONE")},
 			{t: tag.PixelPresentation, v: str("MONOCHROME")},
 			{t: tag.VolumetricProperties, v: str("VOLUME")},
 			{t: tag.VolumeBasedCalculationTechnique, v: str("NONE")},
@@ -186,6 +224,62 @@ func (r *Result) enhancedDataset(e *Enhanced) (dicom.Dataset, error) {
 			{t: tag.WindowWidth, v: str(ds(r.WindowWidth))},
 		}),
 	}
+	// A 2D spin echo: TR 500 ms, one phase encoding step per row.
+	frameMS := 500 * float64(r.Rows)
+	shared = append(shared,
+		seq(tag.MRTimingAndRelatedParametersSequence, []el{
+			{t: tag.RepetitionTime, v: str("500")},
+			{t: tag.FlipAngle, v: str("90")},
+			{t: tag.EchoTrainLength, v: str("1")},
+			{t: tag.RFEchoTrainLength, v: str("1")},
+			{t: tag.GradientEchoTrainLength, v: str("0")},
+			seq(tag.SpecificAbsorptionRateSequence, []el{
+				{t: tag.SpecificAbsorptionRateDefinition, v: str("IEC_WHOLE_BODY")},
+				{t: tag.SpecificAbsorptionRateValue, v: str("0.5")},
+			}),
+			seq(tag.OperatingModeSequence,
+				[]el{{t: tag.OperatingModeType, v: str("STATIC FIELD")}, {t: tag.OperatingMode, v: str("IEC_NORMAL")}},
+				[]el{{t: tag.OperatingModeType, v: str("RF")}, {t: tag.OperatingMode, v: str("IEC_NORMAL")}},
+				[]el{{t: tag.OperatingModeType, v: str("GRADIENT")}, {t: tag.OperatingMode, v: str("IEC_NORMAL")}},
+			),
+		}),
+		seq(tag.MREchoSequence, []el{{t: tag.EffectiveEchoTime, v: str("15")}}),
+		seq(tag.MRModifierSequence, []el{
+			{t: tag.InversionRecovery, v: str("NO")},
+			{t: tag.FlowCompensation, v: str("NONE")},
+			{t: tag.T2Preparation, v: str("NO")},
+			{t: tag.SpectrallySelectedExcitation, v: str("NONE")},
+			{t: tag.SpatialPresaturation, v: str("NONE")},
+			{t: tag.PartialFourier, v: str("NO")},
+			{t: tag.ParallelAcquisition, v: str("NO")},
+		}),
+		seq(tag.MRImagingModifierSequence, []el{
+			{t: tag.MagnetizationTransfer, v: str("NONE")},
+			{t: tag.BloodSignalNulling, v: str("NO")},
+			{t: tag.Tagging, v: str("NONE")},
+			{t: tag.TransmitterFrequency, v: str("63.87")},
+			{t: tag.PixelBandwidth, v: str("130")},
+		}),
+		seq(tag.MRReceiveCoilSequence, []el{
+			{t: tag.ReceiveCoilName, v: str("HEAD")},
+			{t: tag.ReceiveCoilManufacturerName, v: str()},
+			{t: tag.ReceiveCoilType, v: str("VOLUME")},
+			{t: tag.QuadratureReceiveCoil, v: str("YES")},
+		}),
+		seq(tag.MRTransmitCoilSequence, []el{
+			{t: tag.TransmitCoilName, v: str("BODY")},
+			{t: tag.TransmitCoilManufacturerName, v: str()},
+			{t: tag.TransmitCoilType, v: str("BODY")},
+		}),
+		seq(tag.MRFOVGeometrySequence, []el{
+			{t: tag.InPlanePhaseEncodingDirection, v: str("COLUMN")},
+			{t: tag.MRAcquisitionFrequencyEncodingSteps, v: str(strconv.Itoa(r.Cols))},
+			{t: tag.MRAcquisitionPhaseEncodingStepsInPlane, v: str(strconv.Itoa(r.Rows))},
+			{t: tag.PercentSampling, v: str("100")},
+			{t: tag.PercentPhaseFieldOfView, v: str("100")},
+		}),
+		seq(tag.MRAveragesSequence, []el{{t: tag.NumberOfAverages, v: str("1")}}),
+	)
 	perFrame := make([][]el, len(e.Slices))
 	pix := make([]byte, 0, 2*r.Rows*r.Cols*len(e.Slices))
 	for f, k := range e.Slices {
@@ -197,7 +291,7 @@ func (r *Result) enhancedDataset(e *Enhanced) (dicom.Dataset, error) {
 				{t: tag.FrameAcquisitionNumber, v: []int{1}},
 				{t: tag.FrameReferenceDateTime, v: str(r.StudyDate + r.StudyTime)},
 				{t: tag.FrameAcquisitionDateTime, v: str(r.StudyDate + r.StudyTime)},
-				{t: tag.FrameAcquisitionDuration, v: []float64{0}},
+				{t: tag.FrameAcquisitionDuration, v: str(ds(frameMS))},
 				{t: tag.DimensionIndexValues, v: []int{sl.InstanceNumber}},
 				{t: tag.FrameComments, v: str(fmt.Sprintf("slice %d", sl.InstanceNumber))},
 			}),
@@ -214,7 +308,7 @@ func (r *Result) enhancedDataset(e *Enhanced) (dicom.Dataset, error) {
 		{t: tag.ImplementationVersionName, v: str(implementationVersion)},
 
 		{t: tag.SpecificCharacterSet, v: str("ISO_IR 100")},
-		{t: tag.ImageType, v: str("DERIVED", "PRIMARY", "VOLUME", "RESAMPLED")},
+		{t: tag.ImageType, v: str("ORIGINAL", "PRIMARY", "VOLUME", "NONE")},
 		{t: tag.InstanceCreationDate, v: str(r.StudyDate)},
 		{t: tag.InstanceCreationTime, v: str(r.StudyTime)},
 		{t: tag.SOPClassUID, v: str(EnhancedMRImageStorage)},
@@ -269,6 +363,26 @@ func (r *Result) enhancedDataset(e *Enhanced) (dicom.Dataset, error) {
 		{t: tag.ComplexImageComponent, v: str("MAGNITUDE")},
 		{t: tag.AcquisitionContrast, v: str("T1")},
 		{t: tag.ApplicableSafetyStandardAgency, v: str("IEC")},
+		{t: tag.AcquisitionDuration, v: str(ds(frameMS * float64(len(e.Slices)) / 1000))},
+		{t: tag.ResonantNucleus, v: str("1H")},
+		{t: tag.KSpaceFiltering, v: str("NONE")},
+		{t: tag.MagneticFieldStrength, v: str("1.5")},
+		{t: tag.PulseSequenceName, v: str("SE2D")},
+		{t: tag.MRAcquisitionType, v: str("2D")},
+		{t: tag.EchoPulseSequence, v: str("SPIN")},
+		{t: tag.MultipleSpinEcho, v: str("NO")},
+		{t: tag.MultiPlanarExcitation, v: str("NO")},
+		{t: tag.PhaseContrast, v: str("NO")},
+		{t: tag.TimeOfFlightContrast, v: str("NO")},
+		{t: tag.SteadyStatePulseSequence, v: str("NONE")},
+		{t: tag.EchoPlanarPulseSequence, v: str("NO")},
+		{t: tag.SaturationRecovery, v: str("NO")},
+		{t: tag.SpectrallySelectedSuppression, v: str("NONE")},
+		{t: tag.OversamplingPhase, v: str("NONE")},
+		{t: tag.GeometryOfKSpaceTraversal, v: str("RECTILINEAR")},
+		{t: tag.RectilinearPhaseEncodeReordering, v: str("LINEAR")},
+		{t: tag.SegmentedKSpaceTraversal, v: str("SINGLE")},
+		{t: tag.NumberOfKSpaceTrajectories, v: str("1")},
 		{t: tag.ImageComments, v: str("Synthetic image, not a patient")},
 		seq(tag.DimensionOrganizationSequence, []el{{t: tag.DimensionOrganizationUID, v: str(dimOrg)}}),
 		seq(tag.DimensionIndexSequence, []el{

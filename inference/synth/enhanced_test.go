@@ -65,6 +65,10 @@ func TestWriteEnhanced(t *testing.T) {
 			t.Errorf("%v = %q, want %q", tg, got, want)
 		}
 	}
+	// A node ignores DERIVED images of our manufacturer (its own outputs).
+	if it := strs(t, ds, tag.ImageType); it[0] != "ORIGINAL" {
+		t.Errorf("ImageType %q, want ORIGINAL first", it)
+	}
 	for _, tg := range []tag.Tag{tag.ImagePositionPatient, tag.ImageOrientationPatient, tag.PixelSpacing, tag.SliceLocation} {
 		if _, err := ds.FindElementByTag(tg); err == nil {
 			t.Errorf("%v at the top level; an enhanced image keeps it in the functional groups", tg)
