@@ -14,6 +14,8 @@ import (
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/fgroups"
 )
 
 // Transfer syntaxes the decoder handles.
@@ -220,14 +222,54 @@ func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
 	} else {
 		base.MinStored, base.MaxStored = 0, int32(1<<pi.bitsStored-1)
 	}
+	enhanced := fgroups.Enhanced(ds)
 	out := make([]*Slice, len(frames))
 	for i, f := range frames {
 		s := base
 		s.Frame = i
 		s.Stored = f
+		if enhanced {
+			if err := s.readFunctionalGroups(ds); err != nil {
+				return nil, fmt.Errorf("inference: decode: %w: %v", ErrBadPixelData, err)
+			}
+		}
 		out[i] = &s
 	}
 	return out, nil
+}
+
+// readFunctionalGroups takes the frame's modality LUT, VOI window and
+// position from its Per-frame (else Shared) Functional Groups, where enhanced
+// CT and MR objects keep them (an Enhanced CT's RescaleIntercept of -1024
+// lives only there); what the groups lack keeps the top-level value.
+func (s *Slice) readFunctionalGroups(ds *dicom.Dataset) error {
+	fr, err := fgroups.Of(ds, s.Frame, s.Frames)
+	if err != nil {
+		return err
+	}
+	if v, ok := numOf(fr.Element(tag.PixelValueTransformationSequence, tag.RescaleSlope), 0); ok && v != 0 {
+		s.Slope = v
+	}
+	if v, ok := numOf(fr.Element(tag.PixelValueTransformationSequence, tag.RescaleIntercept), 0); ok {
+		s.Intercept = v
+	}
+	c, okc := numOf(fr.Element(tag.FrameVOILUTSequence, tag.WindowCenter), 0)
+	w, okw := numOf(fr.Element(tag.FrameVOILUTSequence, tag.WindowWidth), 0)
+	if okc && okw && w >= 1 {
+		s.WindowCenter, s.WindowWidth, s.HasWindow = c, w, true
+	}
+	if el := fr.Element(tag.PlanePositionSequence, tag.ImagePositionPatient); el != nil {
+		var ipp []float64
+		for i := 0; i < 3; i++ {
+			if v, ok := numOf(el, i); ok {
+				ipp = append(ipp, v)
+			}
+		}
+		if len(ipp) == 3 {
+			s.ImagePosition = ipp
+		}
+	}
+	return nil
 }
 
 func readPixelInfo(ds *dicom.Dataset) (pixelInfo, error) {
@@ -526,7 +568,15 @@ func str(ds *dicom.Dataset, t tag.Tag) string {
 // floats or decimal strings (DS/IS).
 func num(ds *dicom.Dataset, t tag.Tag, i int) (float64, bool) {
 	el, err := ds.FindElementByTag(t)
-	if err != nil || el.Value == nil {
+	if err != nil {
+		return 0, false
+	}
+	return numOf(el, i)
+}
+
+// numOf is num on an element already found (nil: absent).
+func numOf(el *dicom.Element, i int) (float64, bool) {
+	if el == nil || el.Value == nil {
 		return 0, false
 	}
 	switch v := el.Value.GetValue().(type) {

@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/fgroups"
 )
 
 // ErrBadSource means a source slice lacks what an output needs (geometry,
@@ -122,36 +125,21 @@ func sourceGeometry(s *SourceSlice) (frameGeometry, error) {
 	if n, ok := getInt(h, "NumberOfFrames"); ok && n > 1 {
 		g.frames = n
 	}
-	perFrame := sequenceItems(h, "PerFrameFunctionalGroupsSequence")
-	shared := sequenceItems(h, "SharedFunctionalGroupsSequence")
-	enhanced := getElement(h, "PerFrameFunctionalGroupsSequence") != nil || getElement(h, "SharedFunctionalGroupsSequence") != nil
-	g.multiFrame = g.frames > 1 || enhanced
+	g.multiFrame = g.frames > 1 || fgroups.Enhanced(h)
 	if s.Frame < 0 || s.Frame >= g.frames {
 		return g, fmt.Errorf("frame number %d, but the source has %d frame(s)", s.Frame+1, g.frames)
 	}
-	var frameItem, sharedItem *dicom.Dataset
-	if len(perFrame) > 0 {
-		// One item per frame, the first for frame 1 (C.7.6.16.1.2): with any
-		// other count the mapping of items to frames is unknown.
-		if len(perFrame) != g.frames {
-			return g, fmt.Errorf("%d Per-frame Functional Groups items for %d frames", len(perFrame), g.frames)
-		}
-		frameItem = itemDataset(perFrame[s.Frame])
+	fr, err := fgroups.Of(h, s.Frame, g.frames)
+	if err != nil {
+		return g, err
 	}
-	if len(shared) > 0 {
-		sharedItem = itemDataset(shared[0])
-	}
-	group := func(macro, keyword string) []string {
-		for _, it := range []*dicom.Dataset{frameItem, sharedItem} {
-			if items := sequenceItems(it, macro); len(items) > 0 {
-				if v := getStrings(itemDataset(items[0]), keyword); len(v) > 0 {
-					return v
-				}
-			}
+	group := func(macro, t tag.Tag) []string {
+		if el := fr.Element(macro, t); el != nil && el.Value != nil && el.Value.ValueType() == dicom.Strings {
+			return dicom.MustGetStrings(el.Value)
 		}
 		return nil
 	}
-	g.ipp = group("PlanePositionSequence", "ImagePositionPatient")
+	g.ipp = group(tag.PlanePositionSequence, tag.ImagePositionPatient)
 	if g.ipp == nil {
 		if g.frames > 1 {
 			return g, fmt.Errorf("frame number %d of %d has no ImagePositionPatient (no Plane Position in its Per-frame or the Shared Functional Groups)",
@@ -159,32 +147,16 @@ func sourceGeometry(s *SourceSlice) (frameGeometry, error) {
 		}
 		g.ipp = getStrings(h, "ImagePositionPatient")
 	}
-	if g.iop = group("PlaneOrientationSequence", "ImageOrientationPatient"); g.iop == nil {
+	if g.iop = group(tag.PlaneOrientationSequence, tag.ImageOrientationPatient); g.iop == nil {
 		g.iop = getStrings(h, "ImageOrientationPatient")
 	}
-	if g.spacing = group("PixelMeasuresSequence", "PixelSpacing"); g.spacing == nil {
+	if g.spacing = group(tag.PixelMeasuresSequence, tag.PixelSpacing); g.spacing == nil {
 		g.spacing = getStrings(h, "PixelSpacing")
 	}
-	if g.thickness = group("PixelMeasuresSequence", "SliceThickness"); g.thickness == nil {
+	if g.thickness = group(tag.PixelMeasuresSequence, tag.SliceThickness); g.thickness == nil {
 		g.thickness = getStrings(h, "SliceThickness")
 	}
 	return g, nil
-}
-
-// sequenceItems returns a sequence's items (nil when absent).
-func sequenceItems(ds *dicom.Dataset, keyword string) []*dicom.SequenceItemValue {
-	el := getElement(ds, keyword)
-	if el == nil || el.Value == nil || el.Value.ValueType() != dicom.Sequences {
-		return nil
-	}
-	items, _ := el.Value.GetValue().([]*dicom.SequenceItemValue)
-	return items
-}
-
-// itemDataset views a sequence item as a data set, to read it with getStrings.
-func itemDataset(it *dicom.SequenceItemValue) *dicom.Dataset {
-	els, _ := it.GetValue().([]*dicom.Element)
-	return &dicom.Dataset{Elements: els}
 }
 
 // parseDS parses Decimal String values.
