@@ -140,6 +140,9 @@ store() { # FILES... -> Orthanc by C-STORE
 produce_fixture() {
   store "$RUN/data/series/images/"*.dcm || return 1
   store "$RUN/data/fixture/fixture-seg.dcm" "$RUN/data/fixture/sc/"*.dcm || return 1
+  # The multi-frame case (a study of its own): the Enhanced MR instance and
+  # the output package's SEG for it.
+  store "$RUN/data/multiframe/enhanced.dcm" "$RUN/data/multiframe/multiframe-seg.dcm" || return 1
 }
 
 # ==> THE REAL NODE PATH (E2E_PRODUCER=node) <==================================

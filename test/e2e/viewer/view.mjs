@@ -18,7 +18,8 @@
 //
 // usage: node view.mjs CASES.json BASE_URL ARTIFACT_DIR RESULTS.json
 // Environment: PLAYWRIGHT_CORE (path of playwright-core's index.mjs),
-// CHROMIUM (default /usr/bin/chromium), and thresholds E2E_MIN_DICE (0.6),
+// CHROMIUM (default /usr/bin/chromium), E2E_CASES (a regular expression:
+// run only the checks whose names match), and thresholds E2E_MIN_DICE (0.6),
 // E2E_MAX_CENTROID_MM (3), E2E_SC_MAX_CENTROID_MM (6), E2E_MAX_EMPTY_FRACTION
 // (0.05 of the lesion's screen area).
 import fs from 'node:fs';
@@ -38,7 +39,10 @@ const limits = {
   scMaxCentroidMM: env('E2E_SC_MAX_CENTROID_MM', 6),
   maxEmptyFraction: env('E2E_MAX_EMPTY_FRACTION', 0.05),
 };
-const { truth, cases } = JSON.parse(fs.readFileSync(casesPath, 'utf8'));
+const { truth, cases: allCases } = JSON.parse(fs.readFileSync(casesPath, 'utf8'));
+// E2E_CASES (a regular expression on the check names) runs some of them only.
+const only = process.env.E2E_CASES ? new RegExp(process.env.E2E_CASES) : null;
+const cases = allCases.filter((c) => !only || only.test(c.name));
 fs.mkdirSync(artifacts, { recursive: true });
 
 // An automation problem (a timeout, a missing button) is an error, not a
@@ -66,8 +70,8 @@ context.setDefaultNavigationTimeout(60000);
 const log = (...a) => console.log(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 const slug = (s) => s.replace(/[^A-Za-z0-9._-]+/g, '_');
 
-async function openStudy(page) {
-  await page.goto(`${base}/viewer?StudyInstanceUIDs=${truth.study_uid}`, { waitUntil: 'domcontentloaded' });
+async function openStudy(page, studyUID) {
+  await page.goto(`${base}/viewer?StudyInstanceUIDs=${studyUID}`, { waitUntil: 'domcontentloaded' });
   // The first-visit tour and similar notices cover the viewport; dismiss
   // them whenever they show up.
   await page.addLocatorHandler(page.getByText('Skip all', { exact: true }), async (l) => { await l.click(); });
@@ -90,8 +94,13 @@ async function waitFor(page, what, fn, timeout = 30000, arg) {
 
 // showSlice puts the image at position ipp of the series into the viewport
 // that shows the series (cornerstone's own stack navigation, like a scroll).
-async function showSlice(page, seriesUID, ipp) {
-  const r = await page.evaluate(async ({ seriesUID, ipp }) => {
+// The frames of a multi-frame instance are images of the stack too, each
+// with its own position (from its Per-frame Functional Groups); when frame
+// is given, the image found must be that frame of the instance
+// (its wadors imageId ends in /frames/<frame>), or the check would judge
+// another frame than it means to.
+async function showSlice(page, seriesUID, ipp, frame) {
+  const r = await page.evaluate(async ({ seriesUID, ipp, frame }) => {
     const cs = window.cornerstone;
     for (const ee of cs.getEnabledElements()) {
       const vp = ee.viewport;
@@ -104,11 +113,12 @@ async function showSlice(page, seriesUID, ipp) {
         return q && Math.hypot(q[0] - ipp[0], q[1] - ipp[1], q[2] - ipp[2]) < 0.05;
       });
       if (idx < 0) return { error: `no image of the series at ${ipp}` };
+      if (frame && !ids[idx].endsWith(`/frames/${frame}`)) return { error: `the image at ${ipp} is ${ids[idx]}, not frame ${frame}` };
       await vp.setImageIdIndex(idx);
-      return { viewportId: vp.id, idx, n: ids.length };
+      return { viewportId: vp.id, idx, n: ids.length, imageId: ids[idx] };
     }
     return { error: `no viewport shows series ${seriesUID}` };
-  }, { seriesUID, ipp });
+  }, { seriesUID, ipp, frame });
   if (r.error) throw new AutomationError(r.error);
   await waitFor(page, 'the slice', ({ viewportId, idx }) => {
     const ee = window.cornerstone.getEnabledElements().find((e) => e.viewport.id === viewportId);
@@ -269,14 +279,18 @@ function mark(res, label) {
 }
 
 async function runSEG(page, c, res) {
-  await openStudy(page);
+  // The multi-frame case names its own study, source series and lesion.
+  const painted = c.lesion || lesion;
+  const source = c.source_series_uid || truth.source_series_uid;
+  await openStudy(page, c.study_uid || truth.study_uid);
   mark(res, 'open');
   // Calibration, before any overlay: the painted lesion must be brighter than
   // a ring around it where the mapping puts it, or the mapping (and so every
   // later verdict) means nothing.
-  const before = await showSlice(page, truth.source_series_uid, lesion.image_position_patient);
+  const before = await showSlice(page, source, painted.image_position_patient, painted.frame);
+  res.metrics.stack = { images: before.n, lesionIndex: before.idx, lesionImage: before.imageId };
   const calShot = path.join(artifacts, `${slug(c.name)}-0-before.png`);
-  const cal = await measure(page, calShot, { viewportId: before.viewportId, mask: lesion.mask_b64, centroid: centroidOf(lesion) });
+  const cal = await measure(page, calShot, { viewportId: before.viewportId, mask: painted.mask_b64, centroid: centroidOf(painted) });
   res.screenshots.push(calShot);
   res.metrics.calibration = cal;
   if (!(cal.truthMeanLum > cal.ringMeanLum + 10)) {
@@ -307,9 +321,9 @@ async function runSEG(page, c, res) {
   const colour = await segColour(page);
   res.metrics.segmentColour = colour;
 
-  const target = c.target || lesion;
-  const empty = c.target ? c.empty : truth.empty;
-  const at = await showSlice(page, truth.source_series_uid, target.image_position_patient);
+  const target = c.target || painted;
+  const empty = c.target || c.lesion ? c.empty : truth.empty;
+  const at = await showSlice(page, source, target.image_position_patient, target.frame);
   const shot = path.join(artifacts, `${slug(c.name)}-1-lesion.png`);
   const m = await measure(page, shot, { viewportId: at.viewportId, mask: target.mask_b64, colour, centroid: centroidOf(target) });
   res.screenshots.push(shot);
@@ -324,7 +338,7 @@ async function runSEG(page, c, res) {
     res.notes.push('every slice has findings: no lesion-free slice to check');
     return;
   }
-  const em = await showSlice(page, truth.source_series_uid, empty.image_position_patient);
+  const em = await showSlice(page, source, empty.image_position_patient, empty.frame);
   const eshot = path.join(artifacts, `${slug(c.name)}-2-empty.png`);
   const e = await measure(page, eshot, { viewportId: em.viewportId, mask: empty.mask_b64, colour });
   res.screenshots.push(eshot);
@@ -335,7 +349,7 @@ async function runSEG(page, c, res) {
 }
 
 async function runSC(page, c, res) {
-  await openStudy(page);
+  await openStudy(page, c.study_uid || truth.study_uid);
   mark(res, 'open');
   const entry = page.getByText(c.description, { exact: true });
   try {
