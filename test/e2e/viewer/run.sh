@@ -194,7 +194,7 @@ produce_node() {
       { tail -20 "$RUN/node/fit.log" >&2; return 1; }
     mv "$model/model.dpmm.tmp" "$model/model.dpmm"
   fi
-  store "$RUN/data/series/images/"*.dcm || return 1
+  store "$RUN/data/series/images/"*.dcm "$RUN/data/multiframe/enhanced.dcm" || return 1
   "$BIN" serve --config "$cfg" >"$RUN/node/serve.log" 2>&1 &
   local node_pid=$!
   pids+=("$node_pid")
@@ -204,19 +204,24 @@ produce_node() {
     sleep 0.2
   done
   curl -fs "http://127.0.0.1:$NODE_ADMIN/readyz" >/dev/null 2>&1 || { say "the node is not ready"; tail -20 "$RUN/node/serve.log" >&2; return 1; }
-  dcmsend -q -aet E2E -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" "$RUN/data/series/images/"*.dcm || return 1
-  # Wait for a SEG and an SC series that are not the fixture's (the
-  # negatives are stored later).
-  local study fseg fsc
+  # The classic series and the multi-frame case's Enhanced MR instance (a
+  # study of its own) go to the node together.
+  dcmsend -q -aet E2E -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" "$RUN/data/series/images/"*.dcm "$RUN/data/multiframe/enhanced.dcm" || return 1
+  # Wait for a SEG and an SC series that are not the fixture's in both
+  # studies (the negatives are stored later).
+  local study fseg fsc mfstudy mfseg
   study=$(jq -r .study_uid "$RUN/data/truth.json")
   fseg=$(jq -r .fixture_seg_series_uid "$RUN/data/truth.json")
   fsc=$(jq -r .fixture_sc_series_uid "$RUN/data/truth.json")
-  new_series() { # MODALITY EXCLUDED-UID
-    curl -fs "$ORTHANC/dicom-web/studies/$study/series?Modality=$1" 2>/dev/null |
-      jq -e --arg x "$2" '[.[]["0020000E"].Value[0] | select(. != $x)] | length > 0' >/dev/null 2>&1
+  mfstudy=$(jq -r .multiframe.study_uid "$RUN/data/truth.json")
+  mfseg=$(jq -r .multiframe.seg_series_uid "$RUN/data/truth.json")
+  new_series() { # STUDY MODALITY EXCLUDED-UID
+    curl -fs "$ORTHANC/dicom-web/studies/$1/series?Modality=$2" 2>/dev/null |
+      jq -e --arg x "$3" '[.[]["0020000E"].Value[0] | select(. != $x)] | length > 0' >/dev/null 2>&1
   }
   for ((i = 0; i < 600; i++)); do
-    if new_series SEG "$fseg" && new_series OT "$fsc"; then
+    if new_series "$study" SEG "$fseg" && new_series "$study" OT "$fsc" &&
+      new_series "$mfstudy" SEG "$mfseg" && new_series "$mfstudy" OT -; then
       sleep 3 # let the last heat maps arrive
       return 0
     fi
@@ -243,10 +248,17 @@ store "$RUN/data/negative/"*.dcm || die "storing the negative SEGs"
 
 "$E2E/bin/fixture" cases --orthanc "$ORTHANC" --truth "$RUN/data/truth.json" \
   --out "$RUN/cases.json" --probe-dir "$RUN/probes" || die "listing the cases"
+has_test() { jq -e --arg t "$1" '[.cases[] | select(.test == $t)] | length > 0' "$RUN/cases.json" >/dev/null; }
 for p in $([ "$PRODUCER" = both ] && echo "fixture node" || echo "$PRODUCER"); do
-  jq -e --arg t "seg-$p" '[.cases[] | select(.test == $t)] | length > 0' "$RUN/cases.json" >/dev/null || die "no SEG from the $p in Orthanc"
-  jq -e --arg t "sc-$p" '[.cases[] | select(.test == $t)] | length > 0' "$RUN/cases.json" >/dev/null || die "no SC from the $p in Orthanc"
+  has_test "seg-$p" || die "no SEG from the $p in Orthanc"
+  has_test "sc-$p" || die "no SC from the $p in Orthanc"
 done
+case "$PRODUCER" in fixture | both) has_test seg-multiframe || die "no multi-frame SEG from the fixture in Orthanc" ;; esac
+case "$PRODUCER" in node | both)
+  has_test seg-node-multiframe || die "no SEG from the node for the multi-frame instance in Orthanc"
+  has_test sc-node-multiframe || die "no SC from the node for the multi-frame instance in Orthanc"
+  ;;
+esac
 
 # --- the browser -------------------------------------------------------------
 PLAYWRIGHT_CORE="$PLAYWRIGHT_CORE" timeout 900 node test/e2e/viewer/view.mjs "$RUN/cases.json" "$VIEWER" "$ARTIFACTS" "$ARTIFACTS/results.json" 2>&1 | tee "$RUN/view.log"
@@ -254,4 +266,19 @@ PLAYWRIGHT_CORE="$PLAYWRIGHT_CORE" timeout 900 node test/e2e/viewer/view.mjs "$R
 cp "$RUN/cases.json" "$ARTIFACTS/"
 passed=$((passed + $(jq '[.tests[] | select(.pass)] | length' "$ARTIFACTS/results.json")))
 failed=$((failed + $(jq '[.tests[] | select(.pass | not)] | length' "$ARTIFACTS/results.json")))
+# The node's findings on the multi-frame instance against its findings on
+# the classic series (same pixels): both SEGs decoded by our reader in
+# `fixture cases`, no browser. A node that scored frame k but filed it under
+# another frame, consistently in SEG and SC, passes the viewer checks above
+# and fails this one.
+if [ "$PRODUCER" != fixture ]; then
+  cmp_detail=$(jq -r '.node_multiframe_vs_classic.detail // "missing: no node SEG for both the classic series and the multi-frame instance"' "$RUN/cases.json")
+  if jq -e '.node_multiframe_vs_classic.pass == true' "$RUN/cases.json" >/dev/null; then
+    echo "TEST PASS node-multiframe-vs-classic: $cmp_detail"
+    passed=$((passed + 1))
+  else
+    echo "TEST FAIL node-multiframe-vs-classic: $cmp_detail"
+    failed=$((failed + 1))
+  fi
+fi
 say "artifacts in $ARTIFACTS (results.json, screenshots)"

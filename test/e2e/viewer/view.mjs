@@ -114,8 +114,17 @@ async function showSlice(page, seriesUID, ipp, frame) {
       });
       if (idx < 0) return { error: `no image of the series at ${ipp}` };
       if (frame && !ids[idx].endsWith(`/frames/${frame}`)) return { error: `the image at ${ipp} is ${ids[idx]}, not frame ${frame}` };
+      // Is the stack in position order (what a scroll walks through)?
+      const along = ids.map((id) => {
+        const p = cs.metaData.get('imagePlaneModule', id);
+        if (!p || !p.imagePositionPatient || !p.rowCosines || !p.columnCosines) return NaN;
+        const [r, c, q] = [p.rowCosines, p.columnCosines, p.imagePositionPatient];
+        const n = [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]];
+        return q[0] * n[0] + q[1] * n[1] + q[2] * n[2];
+      });
+      const monotone = along.every((v, i) => i === 0 || v > along[i - 1]) || along.every((v, i) => i === 0 || v < along[i - 1]);
       await vp.setImageIdIndex(idx);
-      return { viewportId: vp.id, idx, n: ids.length, imageId: ids[idx] };
+      return { viewportId: vp.id, idx, n: ids.length, imageId: ids[idx], positionOrder: monotone };
     }
     return { error: `no viewport shows series ${seriesUID}` };
   }, { seriesUID, ipp, frame });
@@ -288,7 +297,7 @@ async function runSEG(page, c, res) {
   // a ring around it where the mapping puts it, or the mapping (and so every
   // later verdict) means nothing.
   const before = await showSlice(page, source, painted.image_position_patient, painted.frame);
-  res.metrics.stack = { images: before.n, lesionIndex: before.idx, lesionImage: before.imageId };
+  res.metrics.stack = { images: before.n, lesionIndex: before.idx, lesionImage: before.imageId, positionOrder: before.positionOrder };
   const calShot = path.join(artifacts, `${slug(c.name)}-0-before.png`);
   const cal = await measure(page, calShot, { viewportId: before.viewportId, mask: painted.mask_b64, centroid: centroidOf(painted) });
   res.screenshots.push(calShot);
