@@ -19,6 +19,10 @@
 #                   node returns SEG + SC to Orthanc by C-STORE: judged
 #                   against the node's own findings (its model has random
 #                   weights, so they are not the lesion).
+# Each producer also handles the multi-frame case: the same series as ONE
+# Enhanced MR instance (frames out of position order) in a study of its own.
+# E2E_CASES (a regular expression on check names) runs some browser checks
+# only, e.g. E2E_CASES=multiframe.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
