@@ -14,7 +14,10 @@
 //        coloured blob is centred on it).
 //
 // A case's mask is the painted lesion, or (case.target / case.empty) the
-// node's own findings when the results come from the node.
+// node's own findings when the results come from the node. The multi-frame
+// case names its own study, source series and lesion (case.study_uid,
+// case.source_series_uid, case.lesion / case.empty), and every slice it
+// checks must be the expected frame of the Enhanced MR instance.
 //
 // usage: node view.mjs CASES.json BASE_URL ARTIFACT_DIR RESULTS.json
 // Environment: PLAYWRIGHT_CORE (path of playwright-core's index.mjs),
