@@ -25,6 +25,12 @@ const (
 	TSExplicitVRBigEndian    = "1.2.840.10008.1.2.2"
 	TSRLELossless            = "1.2.840.10008.1.2.5"
 	TSJPEGBaseline           = "1.2.840.10008.1.2.4.50"
+	// TSJPEGLossless is JPEG Lossless, Non-Hierarchical (Process 14), any
+	// predictor.
+	TSJPEGLossless = "1.2.840.10008.1.2.4.57"
+	// TSJPEGLosslessSV1 is JPEG Lossless, Non-Hierarchical, First-Order
+	// Prediction (Process 14, Selection Value 1), what most archives use.
+	TSJPEGLosslessSV1 = "1.2.840.10008.1.2.4.70"
 )
 
 // ErrUnsupported is matched (errors.Is) by every *UnsupportedError: the file is
@@ -32,7 +38,7 @@ const (
 var ErrUnsupported = errors.New("unsupported image")
 
 // ErrUnsupportedTransferSyntax is matched by an *UnsupportedError whose cause is
-// the transfer syntax (JPEG 2000, JPEG-LS, lossless JPEG, deflate, ...).
+// the transfer syntax (JPEG 2000, JPEG-LS, 12-bit lossy JPEG, deflate, ...).
 var ErrUnsupportedTransferSyntax = errors.New("unsupported transfer syntax")
 
 // ErrBadPixelData reports pixel data that is missing, truncated or corrupt. It
@@ -174,6 +180,8 @@ func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
 		frames, err = decodeRLEFrames(fragments(pdi), pi)
 	case TSJPEGBaseline:
 		frames, err = decodeJPEGFrames(fragments(pdi), pi)
+	case TSJPEGLossless, TSJPEGLosslessSV1:
+		frames, err = decodeJPEGLosslessFrames(fragments(pdi), pi)
 	default:
 		return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "no decoder for " + transferSyntaxName(pi.ts), syntax: true}
 	}
@@ -493,18 +501,9 @@ func decodeJPEGFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 	if pi.bitsAlloc != 8 {
 		return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "JPEG baseline with more than 8 bits"}
 	}
-	// Frames may span fragments; a fragment starting with the SOI marker begins
-	// a new frame (the Basic Offset Table is not available from the parser).
-	var frames [][]byte
-	for _, f := range frags {
-		if len(f) >= 2 && f[0] == 0xFF && f[1] == 0xD8 || len(frames) == 0 {
-			frames = append(frames, append([]byte(nil), f...))
-		} else {
-			frames[len(frames)-1] = append(frames[len(frames)-1], f...)
-		}
-	}
-	if len(frames) != pi.frames {
-		return nil, fmt.Errorf("%w: JPEG: %d frames found, NumberOfFrames is %d", ErrBadPixelData, len(frames), pi.frames)
+	frames, err := splitJPEGFrames(frags, pi.frames)
+	if err != nil {
+		return nil, err
 	}
 	conv := pi.converter()
 	out := make([][]int32, len(frames))
@@ -527,6 +526,64 @@ func decodeJPEGFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 			for x, v := range row {
 				dst[y*pi.cols+x] = conv(uint32(v))
 			}
+		}
+		out[i] = dst
+	}
+	return out, nil
+}
+
+// splitJPEGFrames groups encapsulated fragments into JPEG frames. Frames may
+// span fragments; a fragment starting with the SOI marker begins a new frame
+// (the Basic Offset Table is not available from the parser, and X'FFD8' cannot
+// occur inside entropy-coded data).
+func splitJPEGFrames(frags [][]byte, want int) ([][]byte, error) {
+	var frames [][]byte
+	for _, f := range frags {
+		if len(f) >= 2 && f[0] == 0xFF && f[1] == 0xD8 || len(frames) == 0 {
+			frames = append(frames, f)
+		} else {
+			// The full slice expression makes append copy: the parsed
+			// fragment itself is never written to.
+			last := frames[len(frames)-1]
+			frames[len(frames)-1] = append(last[:len(last):len(last)], f...)
+		}
+	}
+	if len(frames) != want {
+		return nil, fmt.Errorf("%w: JPEG: %d frames found, NumberOfFrames is %d", ErrBadPixelData, len(frames), want)
+	}
+	return frames, nil
+}
+
+// decodeJPEGLosslessFrames decodes Process 14 frames (jpeglossless.go). The
+// decoded samples are the pixel cells' bit patterns (signed data is encoded
+// as its raw two's-complement bits, PS3.5 8.2.1), so the stored-value
+// conversion is the same as for native data.
+func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
+	frames, err := splitJPEGFrames(frags, pi.frames)
+	if err != nil {
+		return nil, err
+	}
+	conv := pi.converter()
+	out := make([][]int32, len(frames))
+	for i, f := range frames {
+		samples, prec, err := decodeJPEGLosslessFrame(f, pi.rows, pi.cols)
+		if err != nil {
+			var ue *UnsupportedError
+			if errors.As(err, &ue) {
+				ue.TransferSyntax = pi.ts
+				return nil, ue
+			}
+			return nil, fmt.Errorf("frame %d: %w", i, err)
+		}
+		if prec > pi.bitsAlloc {
+			return nil, fmt.Errorf("%w: lossless JPEG frame %d has %d-bit samples, BitsAllocated is %d", ErrBadPixelData, i, prec, pi.bitsAlloc)
+		}
+		if len(samples) != pi.rows*pi.cols {
+			return nil, fmt.Errorf("%w: lossless JPEG frame %d holds %d samples, %dx%d expected", ErrBadPixelData, i, len(samples), pi.cols, pi.rows)
+		}
+		dst := make([]int32, len(samples))
+		for j, v := range samples {
+			dst[j] = conv(uint32(v))
 		}
 		out[i] = dst
 	}
