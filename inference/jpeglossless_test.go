@@ -510,6 +510,14 @@ func TestJPEGLosslessErrors(t *testing.T) {
 		t.Fatalf("out-of-sequence RST: %v", err)
 	}
 
+	// A restart interval that ends inside a line: libjpeg-based decoders
+	// (dcmtk's) refuse it, and so does this one, as unsupported.
+	mid := (&losslessTestEncoder{w: 5, h: 6, p: 16, sel: 1, restartRows: 2}).encode(samples)
+	mid[bytes.Index(mid, []byte{0xFF, mDRI})+5] = 7
+	if _, _, err := decodeJPEGLosslessFrame(mid, 6, 5); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "restart interval 7") {
+		t.Fatalf("restart interval inside a line: %v", err)
+	}
+
 	// Through Decode: the transfer syntax is named and the error classes kept.
 	dir := t.TempDir()
 	for _, tc := range []struct {
