@@ -189,6 +189,8 @@ func TestJPEGLosslessDcmtk(t *testing.T) {
 	for sv := 1; sv <= 7; sv++ {
 		variants = append(variants, variant{fmt.Sprintf("sv%d", sv), []string{"+el", "+sv", fmt.Sprint(sv)}, TSJPEGLossless, sv, 0})
 	}
+	// Fragments of at most 1 KB: frames span several fragments.
+	variants = append(variants, variant{"e1-1k-fragments", []string{"+e1", "+fs", "1"}, TSJPEGLosslessSV1, 1, 0})
 	// With Pt > 0 the low bits are dropped: only dcmdjpeg's output is the reference.
 	variants = append(variants, variant{"sv4-pt2", []string{"+el", "+sv", "4", "+pt", "2"}, TSJPEGLossless, 4, 2})
 	names := make([]string, 0, len(sources))
@@ -196,6 +198,7 @@ func TestJPEGLosslessDcmtk(t *testing.T) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	split := 0
 	for _, src := range names {
 		orig := decodeFileT(t, sources[src])
 		for _, v := range variants {
@@ -207,6 +210,9 @@ func TestJPEGLosslessDcmtk(t *testing.T) {
 					t.Fatalf("dcmcjpeg wrote transfer syntax %s, want %s", got[0].TransferSyntax, v.ts)
 				}
 				frags := jpegFragments(t, comp)
+				if len(frags) > len(got) {
+					split++
+				}
 				if ss, pt := scanPredictor(frags[0]); ss != v.sv || pt != v.pt {
 					t.Fatalf("stream has predictor %d, Pt %d; want %d, %d", ss, pt, v.sv, v.pt)
 				}
@@ -218,6 +224,9 @@ func TestJPEGLosslessDcmtk(t *testing.T) {
 				sameStored(t, "vs dcmdjpeg", decodeFileT(t, plain), got)
 			})
 		}
+	}
+	if split == 0 {
+		t.Fatal("no dcmcjpeg output had a frame split over fragments")
 	}
 }
 
