@@ -28,12 +28,21 @@ const (
 
 // huffLUTBits is the number of bits the fast Huffman lookup resolves at once;
 // longer codes take the MAXCODE walk of F.2.2.3.
-const huffLUTBits = 9
+const huffLUTBits = 11
+
+// Fast lookup entries: the low 5 bits are the bits to consume; with lutDone
+// set the rest (>> 8) is the difference itself (code and additional bits both
+// fit the lookup), otherwise it is the category whose additional bits follow.
+// 0 means a code longer than huffLUTBits.
+const (
+	lutLenMask = 0x1F
+	lutDone    = 0x20
+)
 
 // ljHuffman is one decoding table built from a DHT segment (Annex C).
 type ljHuffman struct {
-	// lut maps the next huffLUTBits bits to length<<8 | value (0: longer code).
-	lut [1 << huffLUTBits]uint16
+	// lut maps the next huffLUTBits bits to an entry (see lutDone).
+	lut [1 << huffLUTBits]int32
 	// maxcode[l] is the largest code of length l, -1 when there is none.
 	maxcode [17]int32
 	// valptr[l] + code indexes vals for a code of length l.
@@ -62,10 +71,7 @@ func (h *ljHuffman) build(counts []byte, vals []byte) error {
 				return fmt.Errorf("Huffman table overflows at code length %d", l)
 			}
 			if l <= huffLUTBits {
-				lo := code << (huffLUTBits - l)
-				for j := int32(0); j < 1<<(huffLUTBits-l); j++ {
-					h.lut[lo+j] = uint16(l)<<8 | uint16(vals[k])
-				}
+				h.fillLUT(code, l, int(vals[k]))
 			}
 			code++
 			k++
@@ -77,6 +83,45 @@ func (h *ljHuffman) build(counts []byte, vals []byte) error {
 	}
 	h.ok = true
 	return nil
+}
+
+// fillLUT enters the code of length l for category cat: resolved to its
+// difference for every value of the additional bits when they fit too.
+func (h *ljHuffman) fillLUT(code int32, l, cat int) {
+	extra := 0
+	if cat > 0 && cat < 16 {
+		extra = cat
+	}
+	if l+extra > huffLUTBits {
+		lo := code << (huffLUTBits - l)
+		for j := int32(0); j < 1<<(huffLUTBits-l); j++ {
+			h.lut[lo+j] = int32(cat)<<8 | int32(l)
+		}
+		return
+	}
+	free := huffLUTBits - l - extra
+	for v := int32(0); v < 1<<extra; v++ {
+		d := extend(v, cat)
+		lo := (code<<extra | v) << free
+		for j := int32(0); j < 1<<free; j++ {
+			h.lut[lo+j] = d<<8 | lutDone | int32(l+extra)
+		}
+	}
+}
+
+// extend turns category cat and its additional bits v into the difference
+// (F.2.2.1 EXTEND, Table H.2: category 16 is 32768 with no additional bits).
+func extend(v int32, cat int) int32 {
+	switch cat {
+	case 0:
+		return 0
+	case 16:
+		return 32768
+	}
+	if v < 1<<(cat-1) {
+		v -= 1<<cat - 1
+	}
+	return v
 }
 
 // ljBits reads the entropy-coded segment: X'FF00' is a data X'FF', fill bytes
@@ -134,12 +179,15 @@ func (r *ljBits) decodeDiff(h *ljHuffman) (int32, error) {
 	}
 	var s int32
 	if e := h.lut[peek]; e != 0 {
-		l := uint(e >> 8)
+		l := uint(e & lutLenMask)
 		if l > r.n {
 			return 0, errLJTruncated
 		}
 		r.n -= l
-		s = int32(e & 0xFF)
+		if e&lutDone != 0 {
+			return e >> 8, nil
+		}
+		s = e >> 8
 	} else {
 		found := false
 		for l := uint(huffLUTBits + 1); l <= 16; l++ {
@@ -162,11 +210,8 @@ func (r *ljBits) decodeDiff(h *ljHuffman) (int32, error) {
 			return 0, errors.New("invalid Huffman code in the entropy-coded data")
 		}
 	}
-	switch s {
-	case 0:
-		return 0, nil
-	case 16:
-		return 32768, nil
+	if s == 0 || s == 16 {
+		return extend(0, int(s)), nil
 	}
 	l := uint(s)
 	if l > r.n {
@@ -174,10 +219,7 @@ func (r *ljBits) decodeDiff(h *ljHuffman) (int32, error) {
 	}
 	v := int32(r.acc>>(r.n-l)) & (1<<l - 1)
 	r.n -= l
-	if v < 1<<(l-1) {
-		v -= 1<<l - 1
-	}
-	return v, nil
+	return extend(v, int(s)), nil
 }
 
 // restart consumes the RSTn marker that must end a restart interval, n being
