@@ -8,7 +8,8 @@ import (
 // Lossless JPEG (ITU-T T.81 | ISO/IEC 10918-1 Annex H, Process 14: Huffman
 // coded, non-hierarchical) for single-component images, as DICOM encapsulates
 // it for transfer syntaxes 1.2.840.10008.1.2.4.57 and .70 (PS3.5 A.4.1, 8.2.1).
-// Written from the standard; no library in reach decodes it.
+// Written from the standard: no well-kept Go library decodes it for the 12-16
+// bit samples CT needs.
 
 // JPEG markers (T.81 Table B.1) the lossless decoder acts on.
 const (
