@@ -31,6 +31,11 @@ const (
 	// TSJPEGLosslessSV1 is JPEG Lossless, Non-Hierarchical, First-Order
 	// Prediction (Process 14, Selection Value 1), what most archives use.
 	TSJPEGLosslessSV1 = "1.2.840.10008.1.2.4.70"
+	// TSJPEGLSLossless is JPEG-LS Lossless Image Compression.
+	TSJPEGLSLossless = "1.2.840.10008.1.2.4.80"
+	// TSJPEGLSNearLossless is JPEG-LS Lossy (Near-Lossless) Image
+	// Compression: every sample within NEAR of the original.
+	TSJPEGLSNearLossless = "1.2.840.10008.1.2.4.81"
 )
 
 // ErrUnsupported is matched (errors.Is) by every *UnsupportedError: the file is
@@ -182,6 +187,8 @@ func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
 		frames, err = decodeJPEGFrames(fragments(pdi), pi)
 	case TSJPEGLossless, TSJPEGLosslessSV1:
 		frames, err = decodeJPEGLosslessFrames(fragments(pdi), pi)
+	case TSJPEGLSLossless, TSJPEGLSNearLossless:
+		frames, err = decodeJPEGLSFrames(fragments(pdi), pi)
 	default:
 		return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "no decoder for " + transferSyntaxName(pi.ts), syntax: true}
 	}
@@ -580,6 +587,41 @@ func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 		}
 		if len(samples) != pi.rows*pi.cols {
 			return nil, fmt.Errorf("%w: lossless JPEG frame %d holds %d samples, %dx%d expected", ErrBadPixelData, i, len(samples), pi.cols, pi.rows)
+		}
+		dst := make([]int32, len(samples))
+		for j, v := range samples {
+			dst[j] = conv(uint32(v))
+		}
+		out[i] = dst
+	}
+	return out, nil
+}
+
+// decodeJPEGLSFrames decodes JPEG-LS frames (jpegls.go). As for lossless
+// JPEG, signed data is encoded as its raw two's-complement bits, so the
+// stored-value conversion is the same as for native data.
+func decodeJPEGLSFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
+	frames, err := splitJPEGFrames(frags, pi.frames)
+	if err != nil {
+		return nil, err
+	}
+	conv := pi.converter()
+	out := make([][]int32, len(frames))
+	for i, f := range frames {
+		samples, prec, err := decodeJPEGLSFrame(f, pi.rows, pi.cols)
+		if err != nil {
+			var ue *UnsupportedError
+			if errors.As(err, &ue) {
+				ue.TransferSyntax = pi.ts
+				return nil, ue
+			}
+			return nil, fmt.Errorf("frame %d: %w", i, err)
+		}
+		if prec > pi.bitsAlloc {
+			return nil, fmt.Errorf("%w: JPEG-LS frame %d has %d-bit samples, BitsAllocated is %d", ErrBadPixelData, i, prec, pi.bitsAlloc)
+		}
+		if len(samples) != pi.rows*pi.cols {
+			return nil, fmt.Errorf("%w: JPEG-LS frame %d holds %d samples, %dx%d expected", ErrBadPixelData, i, len(samples), pi.cols, pi.rows)
 		}
 		dst := make([]int32, len(samples))
 		for j, v := range samples {

@@ -1,0 +1,649 @@
+package inference
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+)
+
+// JPEG-LS (ITU-T T.87 | ISO/IEC 14495-1) for single-component images, as
+// DICOM encapsulates it for transfer syntaxes 1.2.840.10008.1.2.4.80
+// (lossless) and .81 (near-lossless) (PS3.5 A.4.3, 8.2.3). Written from the
+// standard: no maintained Go package decodes JPEG-LS.
+
+// JPEG-LS markers (T.87 Table C.1) besides those jpeglossless.go names.
+const (
+	mSOF55 = 0xF7 // JPEG-LS frame
+	mLSE   = 0xF8 // JPEG-LS preset parameters
+)
+
+// jlsJ is the run-length order table J of T.87 A.7.1.1: a run segment coded
+// by one '1' bit at run index i is 1<<jlsJ[i] samples long.
+var jlsJ = [32]int{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+
+// jlsMaxMErrval bounds a decoded mapped error: a conforming stream's is at
+// most RANGE+1 <= 2^16+1; anything larger is corrupt data, and refusing it
+// keeps the context counters (and so k) from growing without bound.
+const jlsMaxMErrval = 1<<16 + 2
+
+// jlsParams are a scan's coding parameters (T.87 C.2.4.1.1, A.2.1).
+type jlsParams struct {
+	maxval, t1, t2, t3, reset, near int
+	// rng is RANGE, qbpp and limit as in A.2.1.
+	rng, qbpp, limit int
+}
+
+// jlsBits reads the JPEG-LS entropy-coded data: after an X'FF' byte the
+// encoder inserted a 0 bit, so the next byte holds 7 data bits; X'FF'
+// followed by a byte with its high bit set is a marker and ends the data
+// (T.87 A.1, 9.1). Bits are right-aligned in acc.
+type jlsBits struct {
+	data   []byte
+	pos    int
+	acc    uint64
+	n      uint
+	prevFF bool
+	end    bool
+}
+
+func (r *jlsBits) fill() {
+	for r.n <= 56 && !r.end {
+		if r.pos >= len(r.data) {
+			r.end = true
+			return
+		}
+		b := r.data[r.pos]
+		if r.prevFF {
+			if b&0x80 != 0 {
+				// The X'FF' already read was a fill byte or the
+				// start of a marker: this byte is its code.
+				r.end = true
+				return
+			}
+			r.acc = r.acc<<7 | uint64(b)
+			r.n += 7
+			r.prevFF = false
+			r.pos++
+			continue
+		}
+		if b == 0xFF && r.pos+1 < len(r.data) && r.data[r.pos+1]&0x80 != 0 {
+			// A marker: leave pos on it.
+			r.end = true
+			return
+		}
+		r.acc = r.acc<<8 | uint64(b)
+		r.n += 8
+		r.prevFF = b == 0xFF
+		r.pos++
+	}
+}
+
+// errJLSTruncated reports entropy-coded data that ends before the image does.
+var errJLSTruncated = errors.New("entropy-coded data ends before the last sample")
+
+// read returns the next n bits (n <= 32).
+func (r *jlsBits) read(n uint) (int, error) {
+	if n == 0 {
+		return 0, nil
+	}
+	if r.n < n {
+		r.fill()
+		if r.n < n {
+			return 0, errJLSTruncated
+		}
+	}
+	r.n -= n
+	return int(r.acc>>r.n) & (1<<n - 1), nil
+}
+
+// bit returns the next bit.
+func (r *jlsBits) bit() (int, error) {
+	if r.n == 0 {
+		r.fill()
+		if r.n == 0 {
+			return 0, errJLSTruncated
+		}
+	}
+	r.n--
+	return int(r.acc>>r.n) & 1, nil
+}
+
+// zeros counts and consumes 0 bits up to and including the next 1 bit,
+// failing past max zeros.
+func (r *jlsBits) zeros(max int) (int, error) {
+	q := 0
+	for {
+		if r.n == 0 {
+			r.fill()
+			if r.n == 0 {
+				return 0, errJLSTruncated
+			}
+		}
+		// The available bits, left-aligned in a 64-bit word.
+		w := r.acc << (64 - r.n)
+		if w != 0 {
+			z := bits.LeadingZeros64(w)
+			q += z
+			if q > max {
+				return 0, errors.New("Golomb code longer than LIMIT")
+			}
+			r.n -= uint(z) + 1
+			return q, nil
+		}
+		q += int(r.n)
+		r.n = 0
+		if q > max {
+			return 0, errors.New("Golomb code longer than LIMIT")
+		}
+	}
+}
+
+// golomb decodes one limited-length Golomb code with parameter k (A.5.3):
+// fewer than glimit-qbpp-1 leading zeros are the quotient, exactly that many
+// an escape followed by the value minus one in qbpp bits.
+func (r *jlsBits) golomb(k, glimit, qbpp int) (int, error) {
+	esc := glimit - qbpp - 1
+	q, err := r.zeros(esc)
+	if err != nil {
+		return 0, err
+	}
+	if q < esc {
+		v, err := r.read(uint(k))
+		if err != nil {
+			return 0, err
+		}
+		m := q<<k | v
+		if m > jlsMaxMErrval {
+			return 0, fmt.Errorf("mapped error %d out of range", m)
+		}
+		return m, nil
+	}
+	v, err := r.read(uint(qbpp))
+	return v + 1, err
+}
+
+// restart drops the padding bits and consumes the RSTn marker that must end
+// a restart interval (fill bytes X'FF' may precede it).
+func (r *jlsBits) restart(n int) error {
+	p := r.pos
+	if r.prevFF {
+		p--
+	}
+	r.acc, r.n, r.end, r.prevFF = 0, 0, false, false
+	for p < len(r.data) && r.data[p] == 0xFF {
+		p++
+	}
+	if p >= len(r.data) || p == 0 || r.data[p-1] != 0xFF {
+		return fmt.Errorf("restart marker RST%d missing", n&7)
+	}
+	if m := r.data[p]; m != byte(mRST0+n&7) {
+		return fmt.Errorf("marker %#02x where RST%d was expected", m, n&7)
+	}
+	r.pos = p + 1
+	return nil
+}
+
+// jlsDefaults fills the parameters an LSE segment left at 0 (or that had no
+// LSE segment) with the defaults of T.87 C.2.4.1.1 and checks the given ones
+// against the ranges of Table C.2 / C.2.4.1.1.
+func jlsDefaults(p *jlsParams, precision int) error {
+	top := 1<<precision - 1
+	if p.maxval == 0 {
+		p.maxval = top
+	}
+	if p.maxval < 1 || p.maxval > top {
+		return fmt.Errorf("MAXVAL %d outside 1-%d for %d-bit samples", p.maxval, top, precision)
+	}
+	if p.near > min(255, p.maxval/2) {
+		return fmt.Errorf("NEAR %d above min(255, MAXVAL/2) for MAXVAL %d", p.near, p.maxval)
+	}
+	clamp := func(i, j int) int {
+		if i > p.maxval || i < j {
+			return j
+		}
+		return i
+	}
+	var d1, d2, d3 int
+	if p.maxval >= 128 {
+		f := (min(p.maxval, 4095) + 128) >> 8
+		d1 = clamp(f*(3-2)+2+3*p.near, p.near+1)
+		d2 = clamp(f*(7-3)+3+5*p.near, d1)
+		d3 = clamp(f*(21-4)+4+7*p.near, d2)
+	} else {
+		f := 256 / (p.maxval + 1)
+		d1 = clamp(max(2, 3/f+3*p.near), p.near+1)
+		d2 = clamp(max(3, 7/f+5*p.near), d1)
+		d3 = clamp(max(4, 21/f+7*p.near), d2)
+	}
+	if p.t1 == 0 {
+		p.t1 = d1
+	}
+	if p.t2 == 0 {
+		p.t2 = d2
+	}
+	if p.t3 == 0 {
+		p.t3 = d3
+	}
+	if p.reset == 0 {
+		p.reset = 64
+	}
+	if p.t1 < p.near+1 || p.t1 > p.maxval || p.t2 < p.t1 || p.t2 > p.maxval || p.t3 < p.t2 || p.t3 > p.maxval {
+		return fmt.Errorf("thresholds T1=%d T2=%d T3=%d invalid for MAXVAL %d, NEAR %d", p.t1, p.t2, p.t3, p.maxval, p.near)
+	}
+	if p.reset < 3 || p.reset > max(255, p.maxval) {
+		return fmt.Errorf("RESET %d outside 3-%d", p.reset, max(255, p.maxval))
+	}
+	p.rng = (p.maxval+2*p.near)/(2*p.near+1) + 1
+	p.qbpp = bits.Len(uint(p.rng - 1))
+	bpp := max(2, bits.Len(uint(p.maxval)))
+	p.limit = 2 * (bpp + max(8, bpp))
+	return nil
+}
+
+// decodeJPEGLSFrame decodes one JPEG-LS image (one component) whose frame
+// header must say rows x cols: the size is checked before anything is
+// allocated. It returns the reconstructed samples, row-major, and the sample
+// precision P. Colour, interleaved, mapping-table and point-transform scans
+// return an *UnsupportedError without its transfer syntax (the caller adds
+// it); any malformed stream an error wrapping ErrBadPixelData.
+func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision int, err error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: JPEG-LS: %s", ErrBadPixelData, fmt.Sprintf(format, a...))
+	}
+	unsupported := func(format string, a ...any) error {
+		return &UnsupportedError{Reason: "JPEG-LS: " + fmt.Sprintf(format, a...)}
+	}
+	if rows < 1 || cols < 1 {
+		return nil, 0, bad("expected size %dx%d", cols, rows)
+	}
+	if len(data) < 2 || data[0] != 0xFF || data[1] != mSOI {
+		return nil, 0, bad("no SOI marker at the start")
+	}
+	var (
+		prm        jlsParams
+		restartInt int
+		sawFrame   bool
+		p          int
+		x, y       int
+		compID     byte
+	)
+	pos := 2
+	for {
+		if pos >= len(data) || data[pos] != 0xFF {
+			return nil, 0, bad("expected a marker at byte %d", pos)
+		}
+		for pos < len(data) && data[pos] == 0xFF {
+			pos++
+		}
+		if pos >= len(data) {
+			return nil, 0, bad("stream ends inside a marker")
+		}
+		m := data[pos]
+		pos++
+		switch {
+		case m == mTEM:
+			continue
+		case m == mEOI:
+			return nil, 0, bad("EOI before any scan")
+		case m == mSOI || m >= mRST0 && m <= mRST7 || m == 0x00:
+			return nil, 0, bad("unexpected marker %#02x in the header", m)
+		}
+		if pos+2 > len(data) {
+			return nil, 0, bad("marker %#02x without a length", m)
+		}
+		segLen := int(data[pos])<<8 | int(data[pos+1])
+		if segLen < 2 || pos+segLen > len(data) {
+			return nil, 0, bad("marker %#02x segment length %d runs past the %d-byte stream", m, segLen, len(data))
+		}
+		seg := data[pos+2 : pos+segLen]
+		pos += segLen
+		switch {
+		case m == mSOF55:
+			if sawFrame {
+				return nil, 0, bad("second frame header")
+			}
+			if len(seg) < 6 {
+				return nil, 0, bad("frame header of %d bytes", len(seg))
+			}
+			p = int(seg[0])
+			y = int(seg[1])<<8 | int(seg[2])
+			x = int(seg[3])<<8 | int(seg[4])
+			nf := int(seg[5])
+			if nf != 1 {
+				return nil, 0, unsupported("%d components (greyscale only)", nf)
+			}
+			if len(seg) != 6+3*nf {
+				return nil, 0, bad("frame header of %d bytes for %d component", len(seg), nf)
+			}
+			if p < 2 || p > 16 {
+				return nil, 0, bad("sample precision %d (2-16)", p)
+			}
+			if y == 0 || x == 0 {
+				return nil, 0, unsupported("image size given by a later marker segment")
+			}
+			if x != cols || y != rows {
+				return nil, 0, bad("image is %dx%d, the DICOM header says %dx%d", x, y, cols, rows)
+			}
+			if seg[7] != 0x11 {
+				return nil, 0, unsupported("sampling factors %#02x", seg[7])
+			}
+			compID = seg[6]
+			sawFrame = true
+		case m >= 0xC0 && m <= 0xCF && m != mDHT && m != mDAC && m != 0xC8:
+			return nil, 0, unsupported("frame type SOF%d (not JPEG-LS)", m-0xC0)
+		case m == mLSE:
+			if len(seg) < 1 {
+				return nil, 0, bad("empty LSE segment")
+			}
+			if seg[0] != 1 {
+				// 2 and 3 are mapping tables, 4 oversize dimensions.
+				return nil, 0, unsupported("LSE preset parameters of type %d", seg[0])
+			}
+			if len(seg) != 11 {
+				return nil, 0, bad("LSE segment of %d bytes", len(seg))
+			}
+			u := func(i int) int { return int(seg[i])<<8 | int(seg[i+1]) }
+			prm.maxval, prm.t1, prm.t2, prm.t3, prm.reset = u(1), u(3), u(5), u(7), u(9)
+		case m == mDRI:
+			if len(seg) != 2 {
+				return nil, 0, bad("DRI segment of %d bytes", len(seg))
+			}
+			restartInt = int(seg[0])<<8 | int(seg[1])
+		case m == mSOS:
+			if !sawFrame {
+				return nil, 0, bad("scan before the frame header")
+			}
+			if len(seg) < 1 || len(seg) != 4+2*int(seg[0]) {
+				return nil, 0, bad("scan header of %d bytes", len(seg))
+			}
+			ns := int(seg[0])
+			if ns != 1 {
+				return nil, 0, unsupported("scan of %d components (greyscale only)", ns)
+			}
+			if seg[1] != compID {
+				return nil, 0, bad("scan of component %d, frame has component %d", seg[1], compID)
+			}
+			if seg[2] != 0 {
+				return nil, 0, unsupported("mapping table %d", seg[2])
+			}
+			prm.near = int(seg[3])
+			ilv, pt := seg[4], seg[5]&0x0F
+			if ilv != 0 {
+				return nil, 0, unsupported("interleave mode %d", ilv)
+			}
+			if pt != 0 || seg[5]>>4 != 0 {
+				return nil, 0, unsupported("point transform %d", pt)
+			}
+			if err := jlsDefaults(&prm, p); err != nil {
+				return nil, 0, bad("%v", err)
+			}
+			if restartInt > 0 {
+				// No encoder at hand (dcmtk's included) writes
+				// them: nothing to check a decoder against.
+				return nil, 0, unsupported("restart interval %d", restartInt)
+			}
+			out, err := decodeJLSScan(data[pos:], x, y, &prm)
+			if err != nil {
+				return nil, 0, bad("%v", err)
+			}
+			return out, p, nil
+		}
+	}
+}
+
+// jlsContexts holds the context variables of A.2.2: 365 regular contexts
+// and, at 365 and 366, the two run-interruption contexts.
+type jlsContexts struct {
+	a, n [367]int
+	b, c [365]int
+	nn   [2]int
+}
+
+func (s *jlsContexts) init(rng int) {
+	a := max(2, (rng+32)>>6)
+	for i := range s.a {
+		s.a[i], s.n[i] = a, 1
+	}
+	s.b, s.c, s.nn = [365]int{}, [365]int{}, [2]int{}
+}
+
+// quantize maps a local gradient to a region -4..4 (A.3.3).
+func (p *jlsParams) quantize(d int) int {
+	switch {
+	case d <= -p.t3:
+		return -4
+	case d <= -p.t2:
+		return -3
+	case d <= -p.t1:
+		return -2
+	case d < -p.near:
+		return -1
+	case d <= p.near:
+		return 0
+	case d < p.t1:
+		return 1
+	case d < p.t2:
+		return 2
+	case d < p.t3:
+		return 3
+	}
+	return 4
+}
+
+// reconstruct adds the dequantised error to the prediction, undoes the
+// modulo reduction and clamps to 0..MAXVAL (A.4.5, A.8).
+func (p *jlsParams) reconstruct(px, errval int) int {
+	step := 2*p.near + 1
+	rx := px + errval*step
+	if rx < -p.near {
+		rx += p.rng * step
+	} else if rx > p.maxval+p.near {
+		rx -= p.rng * step
+	}
+	return min(max(rx, 0), p.maxval)
+}
+
+// decodeJLSScan decodes the entropy-coded data of a one-component scan
+// (Annex A; ILV 0). The output grows line by line: a run codes a whole line
+// in one bit, so rows*cols is not bounded by the input size, but what is
+// allocated is bounded by what the input actually codes.
+func decodeJLSScan(ecs []byte, w, h int, p *jlsParams) ([]uint16, error) {
+	r := jlsBits{data: ecs}
+	var ctx jlsContexts
+	ctx.init(p.rng)
+	// Every line takes at least one bit: pre-size for typical ratios only.
+	out := make([]uint16, 0, min(w*h, 64*len(ecs)+w))
+	// Lines with a border sample on each side: index 0 is the sample left
+	// of the first (Ra of the first sample; Rc of the next line's first),
+	// w+1 the one right of the last (Rd of the last sample).
+	prev := make([]int, w+2)
+	cur := make([]int, w+2)
+	runIndex := 0
+	step := 2*p.near + 1
+	for yy := 0; yy < h; yy++ {
+		prev[w+1] = prev[w]
+		cur[0] = prev[1]
+		for x := 1; x <= w; {
+			ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
+			d1, d2, d3 := rd-rb, rb-rc, rc-ra
+			if abs(d1) <= p.near && abs(d2) <= p.near && abs(d3) <= p.near {
+				// Run mode (A.7).
+				n, interrupted, err := jlsRun(&r, w-x+1, &runIndex)
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %v", yy, err)
+				}
+				for i := 0; i < n; i++ {
+					cur[x+i] = ra
+				}
+				x += n
+				if !interrupted {
+					continue
+				}
+				v, err := jlsInterruption(&r, p, &ctx, ra, prev[x], runIndex)
+				if err != nil {
+					return nil, fmt.Errorf("line %d: %v", yy, err)
+				}
+				cur[x] = v
+				x++
+				if runIndex > 0 {
+					runIndex--
+				}
+				continue
+			}
+			// Regular mode: context (A.3), prediction (A.4), error
+			// decoding (A.5), context update (A.6).
+			q1, q2, q3 := p.quantize(d1), p.quantize(d2), p.quantize(d3)
+			sign := 1
+			if q1 < 0 || q1 == 0 && (q2 < 0 || q2 == 0 && q3 < 0) {
+				q1, q2, q3, sign = -q1, -q2, -q3, -1
+			}
+			q := (q1*9+q2)*9 + q3
+			var px int
+			switch {
+			case rc >= max(ra, rb):
+				px = min(ra, rb)
+			case rc <= min(ra, rb):
+				px = max(ra, rb)
+			default:
+				px = ra + rb - rc
+			}
+			px += sign * ctx.c[q]
+			px = min(max(px, 0), p.maxval)
+			k := 0
+			for ctx.n[q]<<k < ctx.a[q] {
+				k++
+			}
+			m, err := r.golomb(k, p.limit, p.qbpp)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %v", yy, err)
+			}
+			errval := m >> 1
+			if m&1 != 0 {
+				errval = -(m + 1) >> 1
+			}
+			if p.near == 0 && k == 0 && 2*ctx.b[q] <= -ctx.n[q] {
+				errval = -errval - 1
+			}
+			ctx.b[q] += errval * step
+			ctx.a[q] += abs(errval)
+			if ctx.n[q] == p.reset {
+				ctx.a[q] >>= 1
+				ctx.b[q] >>= 1
+				ctx.n[q] >>= 1
+			}
+			ctx.n[q]++
+			if ctx.b[q] <= -ctx.n[q] {
+				ctx.b[q] += ctx.n[q]
+				if ctx.c[q] > -128 {
+					ctx.c[q]--
+				}
+				if ctx.b[q] <= -ctx.n[q] {
+					ctx.b[q] = -ctx.n[q] + 1
+				}
+			} else if ctx.b[q] > 0 {
+				ctx.b[q] -= ctx.n[q]
+				if ctx.c[q] < 127 {
+					ctx.c[q]++
+				}
+				if ctx.b[q] > 0 {
+					ctx.b[q] = 0
+				}
+			}
+			cur[x] = p.reconstruct(px, sign*errval)
+			x++
+		}
+		for _, v := range cur[1 : w+1] {
+			out = append(out, uint16(v))
+		}
+		prev, cur = cur, prev
+	}
+	return out, nil
+}
+
+// jlsRun decodes a run of at most left samples (A.7.1.2): each 1 bit is a
+// full segment of 1<<J[RUNindex] samples (or the rest of the line), a 0 bit
+// is followed by the length of the last, shorter, segment in J[RUNindex]
+// bits, and then by a run-interruption sample.
+func jlsRun(r *jlsBits, left int, runIndex *int) (n int, interrupted bool, err error) {
+	for {
+		b, err := r.bit()
+		if err != nil {
+			return 0, false, err
+		}
+		if b == 0 {
+			break
+		}
+		rg := 1 << jlsJ[*runIndex]
+		c := min(rg, left-n)
+		n += c
+		if c == rg && *runIndex < 31 {
+			*runIndex++
+		}
+		if n == left {
+			return n, false, nil
+		}
+	}
+	v, err := r.read(uint(jlsJ[*runIndex]))
+	if err != nil {
+		return 0, false, err
+	}
+	n += v
+	if n >= left {
+		return 0, false, fmt.Errorf("run of %d samples where %d remain", n+1, left)
+	}
+	return n, true, nil
+}
+
+// jlsInterruption decodes the sample that ends a run before the end of the
+// line (A.7.2), with one of the two run-interruption contexts.
+func jlsInterruption(r *jlsBits, p *jlsParams, ctx *jlsContexts, ra, rb, runIndex int) (int, error) {
+	ri := 0
+	if abs(ra-rb) <= p.near {
+		ri = 1
+	}
+	px := rb
+	if ri == 1 {
+		px = ra
+	}
+	q := 365 + ri
+	temp := ctx.a[q]
+	if ri == 1 {
+		temp += ctx.n[q] >> 1
+	}
+	k := 0
+	for ctx.n[q]<<k < temp {
+		k++
+	}
+	em, err := r.golomb(k, p.limit-jlsJ[runIndex]-1, p.qbpp)
+	if err != nil {
+		return 0, err
+	}
+	t := em + ri
+	mapped := t & 1
+	errval := (t + mapped) >> 1
+	cond := k == 0 && 2*ctx.nn[ri] < ctx.n[q]
+	if (mapped == 1) != cond {
+		errval = -errval
+	}
+	if errval < 0 {
+		ctx.nn[ri]++
+	}
+	ctx.a[q] += (em + 1 - ri) >> 1
+	if ctx.n[q] == p.reset {
+		ctx.a[q] >>= 1
+		ctx.n[q] >>= 1
+		ctx.nn[ri] >>= 1
+	}
+	ctx.n[q]++
+	if ri == 0 && ra > rb {
+		errval = -errval
+	}
+	return p.reconstruct(px, errval), nil
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
+}

@@ -1,0 +1,403 @@
+package inference
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"anomalynode/inference/synth"
+	"anomalynode/internal/peers"
+)
+
+// jlsScanParams returns NEAR and ILV of the first SOS segment of a JPEG-LS
+// stream and whether an LSE segment precedes it.
+func jlsScanParams(b []byte) (near, ilv int, lse bool) {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] != 0xFF {
+			continue
+		}
+		switch b[i+1] {
+		case mLSE:
+			lse = true
+		case mSOS:
+			ns := int(b[i+4])
+			j := i + 5 + 2*ns
+			if j+1 < len(b) {
+				return int(b[j]), int(b[j+1]), lse
+			}
+		}
+	}
+	return -1, -1, lse
+}
+
+// TestJPEGLSDcmtk compresses every source with dcmcjpls (lossless, with
+// non-default thresholds and RESET, near-lossless with NEAR 1, 2 and 7, with
+// 1 KB fragments, zero padding) and requires the decoded stored values to
+// equal dcmdjpls's decompression of the same file, and for lossless streams
+// the source's too; near-lossless ones must stay within NEAR of the source.
+func TestJPEGLSDcmtk(t *testing.T) {
+	dir := t.TempDir()
+	sources := jpegSources(t, dir)
+	// dcmcjpls refuses near-lossless coding of signed data: an unsigned
+	// CT slice (raw Hounsfield + 1024) gives the near-lossless runs a
+	// realistic CT.
+	res, err := synth.Generate(synth.Options{Seed: 5, Slices: 1, Rows: 37, Cols: 44, Modality: synth.ModalityCT, Source: synth.SourcePhantom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := res.EncodeSlice(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sources["synth-ct-unsigned"] = filepath.Join(dir, "synth-ct-unsigned.dcm")
+	if err := os.WriteFile(sources["synth-ct-unsigned"], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type variant struct {
+		name string
+		args []string
+		ts   string
+		near int
+	}
+	variants := []variant{
+		{"lossless", nil, TSJPEGLSLossless, 0},
+		{"lossless-cooked", []string{"+pc"}, TSJPEGLSLossless, 0},
+		{"lossless-t-5-20-80-reset-32", []string{"+t1", "5", "+t2", "20", "+t3", "80", "+rs", "32"}, TSJPEGLSLossless, 0},
+		{"lossless-1k-fragments-zero-pad", []string{"+fs", "1", "+pz"}, TSJPEGLSLossless, 0},
+		{"near1", []string{"+en", "+md", "1"}, TSJPEGLSNearLossless, 1},
+		{"near2", []string{"+en"}, TSJPEGLSNearLossless, 2},
+		{"near7-t-9-9-9-reset-31", []string{"+en", "+md", "7", "+t1", "9", "+t2", "9", "+t3", "9", "+rs", "31"}, TSJPEGLSNearLossless, 7},
+	}
+	names := make([]string, 0, len(sources))
+	for n := range sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	split := 0
+	for _, src := range names {
+		orig := decodeFileT(t, sources[src])
+		for _, v := range variants {
+			if v.near > 0 && orig[0].MinStored < 0 {
+				continue
+			}
+			t.Run(src+"/"+v.name, func(t *testing.T) {
+				comp := filepath.Join(dir, src+"-"+v.name+".dcm")
+				runTool(t, "dcmcjpls", append(append([]string{}, v.args...), sources[src], comp)...)
+				got := decodeFileT(t, comp)
+				if got[0].TransferSyntax != v.ts {
+					t.Fatalf("dcmcjpls wrote transfer syntax %s, want %s", got[0].TransferSyntax, v.ts)
+				}
+				frags := jpegFragments(t, comp)
+				if len(frags) > len(got) {
+					split++
+				}
+				if near, ilv, _ := jlsScanParams(frags[0]); near != v.near || ilv != 0 {
+					t.Fatalf("stream has NEAR %d, ILV %d; want %d, 0", near, ilv, v.near)
+				}
+				defaults := !strings.Contains(v.name, "-t-")
+				joined, err := splitJPEGFrames(frags, len(got))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range joined {
+					checkJLSDefaults(t, f, defaults)
+				}
+				plain := filepath.Join(dir, src+"-"+v.name+"-dcmdjpls.dcm")
+				runTool(t, "dcmdjpls", comp, plain)
+				sameStored(t, "vs dcmdjpls", decodeFileT(t, plain), got)
+				if v.near == 0 {
+					sameStored(t, "vs source", orig, got)
+					return
+				}
+				for f := range orig {
+					for i, w := range orig[f].Stored {
+						if d := got[f].Stored[i] - w; d > int32(v.near) || d < -int32(v.near) {
+							t.Fatalf("frame %d pixel %d: %d, source %d: more than NEAR %d apart", f, i, got[f].Stored[i], w, v.near)
+						}
+					}
+				}
+			})
+		}
+	}
+	if split == 0 {
+		t.Fatal("no dcmcjpls output had a frame split over fragments")
+	}
+}
+
+// checkJLSDefaults compares the LSE preset parameters dcmcjpls wrote with
+// the defaults this decoder derives (T.87 C.2.4.1.1) when the encoder was
+// left on its defaults; and, for those streams, requires the stream with
+// its LSE segment removed, so that the decoder's defaults are used, to
+// decode to the same samples.
+func checkJLSDefaults(t *testing.T, stream []byte, defaults bool) {
+	t.Helper()
+	i := bytes.Index(stream, []byte{0xFF, mLSE})
+	if i < 0 {
+		if !defaults {
+			t.Fatal("non-default parameters without an LSE segment")
+		}
+		return
+	}
+	seg := stream[i+4 : i+2+u16(stream[i+2:])]
+	u := func(j int) int { return int(seg[j])<<8 | int(seg[j+1]) }
+	sof := bytes.Index(stream, []byte{0xFF, mSOF55})
+	near, _, _ := jlsScanParams(stream)
+	prec := int(stream[sof+4])
+	want := jlsParams{maxval: 1<<prec - 1, near: near}
+	if err := jlsDefaults(&want, prec); err != nil {
+		t.Fatal(err)
+	}
+	got := [5]int{u(1), u(3), u(5), u(7), u(9)}
+	if !defaults {
+		if got == [5]int{want.maxval, want.t1, want.t2, want.t3, want.reset} {
+			t.Fatalf("LSE %v holds the defaults: the options did not reach the stream", got)
+		}
+		return
+	}
+	if got != [5]int{want.maxval, want.t1, want.t2, want.t3, want.reset} {
+		t.Fatalf("dcmcjpls LSE MAXVAL/T1/T2/T3/RESET %v, our defaults %v", got, [5]int{want.maxval, want.t1, want.t2, want.t3, want.reset})
+	}
+	with, _, err := decodeJPEGLSFrame(stream, u16(stream[sof+5:]), u16(stream[sof+7:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped := append(append([]byte(nil), stream[:i]...), stream[i+2+len(seg)+2:]...)
+	without, _, err := decodeJPEGLSFrame(stripped, u16(stream[sof+5:]), u16(stream[sof+7:]))
+	if err != nil {
+		t.Fatalf("without LSE: %v", err)
+	}
+	if !slices.Equal(with, without) {
+		t.Fatal("decoding with the default parameters differs from decoding with dcmcjpls's LSE")
+	}
+}
+
+func u16(b []byte) int { return int(b[0])<<8 | int(b[1]) }
+
+// jlsSample returns one dcmcjpls stream of a 23x31 16-bit image (lossless or
+// with NEAR 2).
+func jlsSample(t testing.TB, near bool) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	raw := ramp(23*31, func(i int) uint32 { return uint32(i*i) % 60000 })
+	src := writeDICOM(t, dir, "src.dcm", dcmSpec{rows: 23, cols: 31, raw: raw})
+	comp := filepath.Join(dir, "comp.dcm")
+	args := []string{src, comp}
+	if near {
+		args = append([]string{"+en"}, args...)
+	}
+	runTool(t, "dcmcjpls", args...)
+	return jpegFragments(t, comp)[0]
+}
+
+func TestJPEGLSErrors(t *testing.T) {
+	good := jlsSample(t, false)
+	if _, _, err := decodeJPEGLSFrame(good, 23, 31); err != nil {
+		t.Fatalf("good stream: %v", err)
+	}
+	mut := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	sos := findMarker(t, good, mSOS)
+	sof := findMarker(t, good, mSOF55)
+	lse := []byte{0xFF, mLSE, 0, 13, 1, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0}
+	withLSE := func(body []byte) []byte {
+		return append(append(append([]byte(nil), good[:sos]...), body...), good[sos:]...)
+	}
+	cases := []struct {
+		name       string
+		data       []byte
+		rows, cols int
+		want       error
+		msg        string
+	}{
+		{"truncated half", good[:len(good)/2], 23, 31, ErrBadPixelData, "ends before"},
+		{"truncated header", good[:sos+6], 23, 31, ErrBadPixelData, "runs past"},
+		{"no SOI", good[2:], 23, 31, ErrBadPixelData, "SOI"},
+		{"empty", nil, 23, 31, ErrBadPixelData, "SOI"},
+		{"size differs from header", good, 20, 31, ErrBadPixelData, "DICOM header says"},
+		{"garbage entropy data", mut(func(b []byte) []byte {
+			for i := sos + 10; i < len(b)-2; i++ {
+				b[i] = 0
+			}
+			return b
+		}), 23, 31, ErrBadPixelData, "JPEG-LS"},
+		{"colour", mut(func(b []byte) []byte {
+			hdr := []byte{0xFF, mSOF55, 0, 17, b[sof+4], b[sof+5], b[sof+6], b[sof+7], b[sof+8], 3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0}
+			return append(append(append([]byte(nil), b[:sof]...), hdr...), b[sof+13:]...)
+		}), 23, 31, ErrUnsupported, "3 components"},
+		{"line interleaved", mut(func(b []byte) []byte { b[sos+8] = 1; return b }), 23, 31, ErrUnsupported, "interleave"},
+		{"mapping table", mut(func(b []byte) []byte { b[sos+6] = 1; return b }), 23, 31, ErrUnsupported, "mapping table"},
+		{"mapping table LSE", withLSE([]byte{0xFF, mLSE, 0, 6, 2, 1, 1, 0}), 23, 31, ErrUnsupported, "LSE"},
+		{"baseline frame", mut(func(b []byte) []byte { b[sof+1] = 0xC0; return b }), 23, 31, ErrUnsupported, "SOF0"},
+		{"precision 17", mut(func(b []byte) []byte { b[sof+4] = 17; return b }), 23, 31, ErrBadPixelData, "precision"},
+		{"MAXVAL above precision", mut(func(b []byte) []byte {
+			b = withLSE(lse)
+			b[sof+4] = 12 // 12-bit samples, MAXVAL 65535
+			return b
+		}), 23, 31, ErrBadPixelData, "MAXVAL"},
+		{"thresholds out of order", withLSE([]byte{0xFF, mLSE, 0, 13, 1, 0, 0, 0, 30, 0, 20, 0, 40, 0, 0}), 23, 31, ErrBadPixelData, "thresholds"},
+		{"restart interval", withLSE([]byte{0xFF, mDRI, 0, 4, 0, 1}), 23, 31, ErrUnsupported, "restart"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := decodeJPEGLSFrame(tc.data, tc.rows, tc.cols)
+			if !errors.Is(err, tc.want) || !strings.Contains(fmt.Sprint(err), tc.msg) {
+				t.Fatalf("err = %v, want %v containing %q", err, tc.want, tc.msg)
+			}
+		})
+	}
+	t.Run("NEAR above MAXVAL/2", func(t *testing.T) {
+		b := withLSE([]byte{0xFF, mLSE, 0, 13, 1, 0, 100, 0, 0, 0, 0, 0, 0, 0, 0})
+		b[bytes.LastIndex(b, []byte{0xFF, mSOS})+7] = 60
+		if _, _, err := decodeJPEGLSFrame(b, 23, 31); !errors.Is(err, ErrBadPixelData) || !strings.Contains(err.Error(), "NEAR") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	// Every prefix of a valid stream is an error, never a panic or a
+	// short image.
+	end := len(good) - 2 // the EOI, and any fill bytes before it
+	for good[end-1] == 0xFF {
+		end--
+	}
+	for n := 0; n < end; n++ {
+		if _, _, err := decodeJPEGLSFrame(good[:n], 23, 31); !errors.Is(err, ErrBadPixelData) {
+			t.Fatalf("prefix of %d bytes: %v", n, err)
+		}
+	}
+
+	// Through Decode: the transfer syntax is named and the error classes kept.
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		spec dcmSpec
+		want error
+	}{
+		{"wrong rows", dcmSpec{ts: TSJPEGLSLossless, rows: 22, cols: 31, fragments: [][]byte{good}}, ErrBadPixelData},
+		{"truncated", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, fragments: [][]byte{good[:len(good)-40]}}, ErrBadPixelData},
+		{"garbage", dcmSpec{ts: TSJPEGLSNearLossless, rows: 23, cols: 31, fragments: [][]byte{bytes.Repeat([]byte{0xFF, 0xD8, 0x12}, 40)}}, ErrBadPixelData},
+		{"two frames, one fragment", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, frames: 2, fragments: [][]byte{good}}, ErrBadPixelData},
+		{"16-bit samples in 8 bits", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, bitsAlloc: 8, fragments: [][]byte{good}}, ErrBadPixelData},
+		{"colour", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, fragments: [][]byte{cases[6].data}}, ErrUnsupported},
+		{"interleaved", dcmSpec{ts: TSJPEGLSNearLossless, rows: 23, cols: 31, fragments: [][]byte{cases[7].data}}, ErrUnsupported},
+	} {
+		t.Run("Decode/"+tc.name, func(t *testing.T) {
+			_, err := DecodeFile(writeDICOM(t, dir, "e.dcm", tc.spec))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			var ue *UnsupportedError
+			if errors.As(err, &ue) && ue.TransferSyntax != tc.spec.ts {
+				t.Fatalf("UnsupportedError names transfer syntax %q, want %q", ue.TransferSyntax, tc.spec.ts)
+			}
+		})
+	}
+}
+
+// FuzzDecodeJPEGLS feeds arbitrary streams and header sizes: it must never
+// panic, only return samples for the size asked within the precision, and
+// classify every failure as bad pixel data or unsupported. The seed corpus
+// holds dcmcjpls streams (lossless and near-lossless).
+func FuzzDecodeJPEGLS(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte, rows, cols uint16) {
+		out, p, err := decodeJPEGLSFrame(data, int(rows), int(cols))
+		if err != nil {
+			if !errors.Is(err, ErrBadPixelData) && !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			return
+		}
+		if len(out) != int(rows)*int(cols) || p < 2 || p > 16 {
+			t.Fatalf("%d samples, precision %d for %dx%d", len(out), p, cols, rows)
+		}
+		for i, v := range out {
+			if int(v) >= 1<<p {
+				t.Fatalf("sample %d = %d, above %d bits", i, v, p)
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeJPEGLS decodes a 512x512 16-bit CT slice compressed by
+// dcmcjpls (lossless) through Decode, and in the same run times dcmdjpls
+// decompressing the same file (a process per file) and dcmdjpls's time per
+// extra frame of a 16-frame file against ours.
+func BenchmarkDecodeJPEGLS(b *testing.B) {
+	res, err := synth.Generate(synth.Options{Seed: 9, Slices: 1, Rows: 512, Cols: 512, Modality: synth.ModalityCT, Signed: true, Source: synth.SourcePhantom})
+	if err != nil {
+		b.Fatal(err)
+	}
+	native, err := res.EncodeSlice(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	src := filepath.Join(dir, "ct.dcm")
+	comp := filepath.Join(dir, "ct-jls.dcm")
+	if err := os.WriteFile(src, native, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	runTool(b, "dcmcjpls", src, comp)
+	data, err := os.ReadFile(comp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	median := func(n int, f func()) time.Duration {
+		d := make([]time.Duration, n)
+		for i := range d {
+			t0 := time.Now()
+			f()
+			d[i] = time.Since(t0)
+		}
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[n/2]
+	}
+	const nf = 16
+	raw := make([]uint32, 0, nf*512*512)
+	for range nf {
+		for _, v := range res.Slices[0].Stored {
+			raw = append(raw, uint32(uint16(v)))
+		}
+	}
+	srcN := writeDICOM(b, dir, "ct16.dcm", dcmSpec{rows: 512, cols: 512, frames: nf, signed: true, raw: raw})
+	compN := filepath.Join(dir, "ct16-jls.dcm")
+	runTool(b, "dcmcjpls", srcN, compN)
+	dataN, err := os.ReadFile(compN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	peer := peers.Tool(b, "dcmdjpls")
+	dcmdjpls := func(in string) func() {
+		return func() {
+			if out, err := exec.Command(peer, in, filepath.Join(dir, "out.dcm")).CombinedOutput(); err != nil {
+				b.Fatalf("dcmdjpls: %v\n%s", err, out)
+			}
+		}
+	}
+	dcmtk := median(5, dcmdjpls(comp))
+	dcmtkFrame := (median(5, dcmdjpls(compN)) - dcmtk) / (nf - 1)
+	oursFrame := median(5, func() {
+		if _, err := Decode(dataN); err != nil {
+			b.Fatal(err)
+		}
+	}) / nf
+	b.ResetTimer()
+	t0 := time.Now()
+	n := 0
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	per := time.Since(t0) / time.Duration(n)
+	b.ReportMetric(float64(512*512*2)/per.Seconds()/1e6, "MB/s")
+	b.ReportMetric(float64(len(native))/float64(len(data)), "compression")
+	b.ReportMetric(float64(dcmtk)/float64(per), "dcmdjpls-file/ours")
+	b.ReportMetric(float64(dcmtkFrame)/float64(oursFrame), "dcmdjpls-frame/ours-frame")
+}
