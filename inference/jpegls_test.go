@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +62,15 @@ func TestJPEGLSDcmtk(t *testing.T) {
 	if err := os.WriteFile(sources["synth-ct-unsigned"], b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Smooth slopes with 0/1 noise keep the regular mode's errors near
+	// zero (k = 0, where the error mapping depends on the bias).
+	rng := rand.New(rand.NewPCG(80, 81))
+	const r, c = 29, 37
+	smooth := make([]uint32, r*c)
+	for i := range smooth {
+		smooth[i] = uint32(3000 + 5*(i%c) + 7*(i/c) + rng.IntN(2))
+	}
+	sources["u16-smooth"] = writeDICOM(t, dir, "u16-smooth.dcm", dcmSpec{rows: r, cols: c, raw: smooth})
 	type variant struct {
 		name string
 		args []string
@@ -180,6 +190,113 @@ func checkJLSDefaults(t *testing.T, stream []byte, defaults bool) {
 }
 
 func u16(b []byte) int { return int(b[0])<<8 | int(b[1]) }
+
+// charLS1Thresholds are the default thresholds CharLS 1.x, and so dcmtk,
+// uses: the MAXVAL >= 128 formula of T.87 C.2.4.1.1 for every MAXVAL
+// (CharLS issue #51). For MAXVAL >= 128 they are the standard's.
+func charLS1Thresholds(maxval, near int) (t1, t2, t3 int) {
+	f := (min(maxval, 4095) + 128) >> 8
+	clamp := func(i, j int) int {
+		if i > maxval || i < j {
+			return j
+		}
+		return i
+	}
+	t1 = clamp(f*1+2+3*near, near+1)
+	t2 = clamp(f*4+3+5*near, t1)
+	t3 = clamp(f*17+4+7*near, t2)
+	return
+}
+
+// TestJPEGLSLowBitDcmtk covers 6 and 7-bit samples (MAXVAL < 128; dcmcjpls
+// refuses fewer bits). dcmcjpls codes them with CharLS 1.x's thresholds but
+// writes no LSE segment, so a decoder following T.87 (this one, CharLS 2)
+// takes other thresholds; the test gives ours dcmtk's in an LSE segment and
+// then requires dcmdjpls's values (and the source's for lossless). Such
+// images are practically absent from DICOM (CT, MR, CR, DX are 8-16 bit).
+func TestJPEGLSLowBitDcmtk(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(6, 7))
+	const r, c = 29, 37
+	for _, bitsStored := range []int{7, 6} {
+		raw := make([]uint32, r*c)
+		top := 1<<bitsStored - 1
+		for i := range raw {
+			raw[i] = uint32((i%c + i/c + rng.IntN(3)) % (top + 1))
+			if i/c > 20 {
+				raw[i] = uint32(rng.IntN(top + 1))
+			}
+		}
+		src := writeDICOM(t, dir, fmt.Sprintf("u%d.dcm", bitsStored), dcmSpec{rows: r, cols: c, bitsAlloc: 8, bitsStored: bitsStored, raw: raw})
+		// +pc: "cooked" coding keeps the stored bits' precision.
+		for _, args := range [][]string{{"+pc"}, {"+en", "+md", "1"}, {"+en"}} {
+			name := fmt.Sprintf("u%d/%s", bitsStored, strings.Join(args, ""))
+			t.Run(name, func(t *testing.T) {
+				comp := filepath.Join(dir, "comp.dcm")
+				runTool(t, "dcmcjpls", append(append([]string{}, args...), src, comp)...)
+				stream := jpegFragments(t, comp)[0]
+				sof := findMarker(t, stream, mSOF55)
+				if p := int(stream[sof+4]); p != bitsStored {
+					t.Fatalf("precision %d, want %d", p, bitsStored)
+				}
+				near, _, lse := jlsScanParams(stream)
+				if lse {
+					t.Fatal("dcmcjpls wrote an LSE segment: the test's premise is gone")
+				}
+				t1, t2, t3 := charLS1Thresholds(top, near)
+				lseSeg := []byte{0xFF, mLSE, 0, 13, 1, 0, byte(top), 0, byte(t1), 0, byte(t2), 0, byte(t3), 0, 64}
+				sos := findMarker(t, stream, mSOS)
+				patched := append(append(append([]byte(nil), stream[:sos]...), lseSeg...), stream[sos:]...)
+				got, _, err := decodeJPEGLSFrame(patched, r, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				plain := filepath.Join(dir, "plain.dcm")
+				runTool(t, "dcmdjpls", comp, plain)
+				want := decodeFileT(t, plain)[0].Stored
+				for i := range want {
+					if int32(got[i]) != want[i] {
+						t.Fatalf("pixel %d = %d, dcmdjpls %d", i, got[i], want[i])
+					}
+					if near == 0 && want[i] != int32(raw[i]) {
+						t.Fatalf("pixel %d = %d, source %d", i, want[i], raw[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestJPEGLSDefaultThresholds checks the default preset parameters against
+// values worked out by hand from T.87 C.2.4.1.1 (the MAXVAL >= 128 ones are
+// also what dcmcjpls writes in its LSE segments, checked in
+// TestJPEGLSDcmtk).
+func TestJPEGLSDefaultThresholds(t *testing.T) {
+	for _, tc := range []struct {
+		prec, maxval, near int
+		t1, t2, t3         int
+	}{
+		{8, 255, 0, 3, 7, 21},
+		{8, 255, 2, 9, 17, 35},
+		{12, 4095, 0, 18, 67, 276},
+		{16, 65535, 0, 18, 67, 276},
+		{16, 65535, 2, 24, 77, 290},
+		{7, 127, 0, 2, 3, 10},
+		{6, 63, 0, 2, 3, 5},
+		{6, 63, 1, 3, 6, 12},
+		{4, 15, 0, 2, 3, 4},
+		{2, 3, 0, 2, 3, 3},
+	} {
+		p := jlsParams{near: tc.near}
+		if err := jlsDefaults(&p, tc.prec); err != nil {
+			t.Fatal(err)
+		}
+		if p.maxval != tc.maxval || p.t1 != tc.t1 || p.t2 != tc.t2 || p.t3 != tc.t3 || p.reset != 64 {
+			t.Errorf("P=%d NEAR=%d: MAXVAL %d T %d/%d/%d RESET %d, want %d T %d/%d/%d RESET 64",
+				tc.prec, tc.near, p.maxval, p.t1, p.t2, p.t3, p.reset, tc.maxval, tc.t1, tc.t2, tc.t3)
+		}
+	}
+}
 
 // jlsSample returns one dcmcjpls stream of a 23x31 16-bit image (lossless or
 // with NEAR 2).
