@@ -162,18 +162,21 @@ func (r *jlsBits) golomb(k, glimit, qbpp int) (int, error) {
 	return v + 1, err
 }
 
-// restart drops the padding bits and consumes the RSTn marker that must end
-// a restart interval (fill bytes X'FF' may precede it).
+// restart ends a restart interval: the bits left in the
+// last byte are padding, fill bytes X'FF' may precede the marker, and the
+// marker must be RSTn, n being the interval's number modulo 8.
 func (r *jlsBits) restart(n int) error {
 	p := r.pos
-	if r.prevFF {
-		p--
+	if r.prevFF && p < len(r.data) && r.data[p]&0x80 == 0 {
+		// The byte after a data X'FF' carries 7 padding bits.
+		p++
 	}
 	r.acc, r.n, r.end, r.prevFF = 0, 0, false, false
+	start := p
 	for p < len(r.data) && r.data[p] == 0xFF {
 		p++
 	}
-	if p >= len(r.data) || p == 0 || r.data[p-1] != 0xFF {
+	if p == start || p >= len(r.data) {
 		return fmt.Errorf("restart marker RST%d missing", n&7)
 	}
 	if m := r.data[p]; m != byte(mRST0+n&7) {
@@ -345,10 +348,15 @@ func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision
 			u := func(i int) int { return int(seg[i])<<8 | int(seg[i+1]) }
 			prm.maxval, prm.t1, prm.t2, prm.t3, prm.reset = u(1), u(3), u(5), u(7), u(9)
 		case m == mDRI:
-			if len(seg) != 2 {
+			// T.87 C.2.5: a 16, 24 or 32-bit interval, in lines for
+			// a one-component scan.
+			if len(seg) < 2 || len(seg) > 4 {
 				return nil, 0, bad("DRI segment of %d bytes", len(seg))
 			}
-			restartInt = int(seg[0])<<8 | int(seg[1])
+			restartInt = 0
+			for _, b := range seg {
+				restartInt = restartInt<<8 | int(b)
+			}
 		case m == mSOS:
 			if !sawFrame {
 				return nil, 0, bad("scan before the frame header")
@@ -377,12 +385,7 @@ func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision
 			if err := jlsDefaults(&prm, p); err != nil {
 				return nil, 0, bad("%v", err)
 			}
-			if restartInt > 0 {
-				// No encoder at hand (dcmtk's included) writes
-				// them: nothing to check a decoder against.
-				return nil, 0, unsupported("restart interval %d", restartInt)
-			}
-			out, err := decodeJLSScan(data[pos:], x, y, &prm)
+			out, err := decodeJLSScan(data[pos:], x, y, restartInt, &prm)
 			if err != nil {
 				return nil, 0, bad("%v", err)
 			}
@@ -444,10 +447,13 @@ func (p *jlsParams) reconstruct(px, errval int) int {
 }
 
 // decodeJLSScan decodes the entropy-coded data of a one-component scan
-// (Annex A; ILV 0). The output grows line by line: a run codes a whole line
-// in one bit, so rows*cols is not bounded by the input size, but what is
-// allocated is bounded by what the input actually codes.
-func decodeJLSScan(ecs []byte, w, h int, p *jlsParams) ([]uint16, error) {
+// (Annex A; ILV 0). Every restartLines lines (0: none) a restart marker
+// follows and the next interval is coded independently: contexts, RUNindex
+// and the line above start afresh, as at the top of the image. The output
+// grows line by line: a run codes a whole line in one bit, so rows*cols is
+// not bounded by the input size, but what is allocated is bounded by what
+// the input actually codes.
+func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, error) {
 	r := jlsBits{data: ecs}
 	var ctx jlsContexts
 	ctx.init(p.rng)
@@ -460,7 +466,17 @@ func decodeJLSScan(ecs []byte, w, h int, p *jlsParams) ([]uint16, error) {
 	cur := make([]int, w+2)
 	runIndex := 0
 	step := 2*p.near + 1
+	interval := 0
 	for yy := 0; yy < h; yy++ {
+		if restartLines > 0 && yy > 0 && yy%restartLines == 0 {
+			if err := r.restart(interval); err != nil {
+				return nil, fmt.Errorf("line %d: %v", yy, err)
+			}
+			interval++
+			ctx.init(p.rng)
+			runIndex = 0
+			clear(prev)
+		}
 		prev[w+1] = prev[w]
 		cur[0] = prev[1]
 		for x := 1; x <= w; {

@@ -298,6 +298,126 @@ func TestJPEGLSDefaultThresholds(t *testing.T) {
 	}
 }
 
+// jlsScanData splits a one-scan JPEG-LS stream into its header (SOI up to
+// and including the SOS segment) and its entropy-coded data (up to the EOI).
+func jlsScanData(t *testing.T, stream []byte) (header, ecs []byte) {
+	t.Helper()
+	sos := findMarker(t, stream, mSOS)
+	end := sos + 2 + u16(stream[sos+2:])
+	eoi := bytes.LastIndex(stream, []byte{0xFF, mEOI})
+	if eoi < end {
+		t.Fatal("no EOI after the scan")
+	}
+	return stream[:end], stream[end:eoi]
+}
+
+// TestJPEGLSRestartIntervals decodes streams with restart intervals. No
+// encoder at hand writes them, but a restart interval is coded independently
+// (contexts, RUNindex and the line above start afresh), so the entropy-coded
+// data of each interval is dcmcjpls's coding of those lines as an image of
+// their own. The test codes each strip of R lines with dcmcjpls, joins the
+// strips' data with RSTn markers (and fill bytes) under one header with a DRI
+// segment, and requires the source's values (lossless) and dcmdjpls's
+// decoding of every strip (near-lossless).
+func TestJPEGLSRestartIntervals(t *testing.T) {
+	dir := t.TempDir()
+	sources := jpegSources(t, dir)
+	// Every fourth line pair is flat: each 4-line strip ends in a whole-line
+	// run, which leaves RUNindex high for the next interval to reset.
+	rng := rand.New(rand.NewPCG(4, 80))
+	bands := make([]uint32, 24*40)
+	for i := range bands {
+		bands[i] = uint32(rng.IntN(4000))
+		if i/40%4 >= 2 {
+			bands[i] = 1234
+		}
+	}
+	sources["bands"] = writeDICOM(t, dir, "bands.dcm", dcmSpec{rows: 24, cols: 40, bitsStored: 12, raw: bands})
+	cases := []struct {
+		src   string
+		lines int
+		args  []string
+		fill  bool
+		ts    string
+	}{
+		{"u16", 1, nil, false, TSJPEGLSLossless},
+		{"bands", 4, nil, false, TSJPEGLSLossless},
+		{"bands", 4, []string{"+en", "+md", "1"}, true, TSJPEGLSNearLossless},
+		{"synth-ct", 3, nil, true, TSJPEGLSLossless},
+		{"synth-ct", 7, nil, false, TSJPEGLSLossless}, // the last interval is shorter
+		{"synth-mr", 2, []string{"+en"}, true, TSJPEGLSNearLossless},
+		{"u12", 4, []string{"+en", "+md", "3"}, false, TSJPEGLSNearLossless},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s/%d-lines%s", tc.src, tc.lines, strings.Join(tc.args, "")), func(t *testing.T) {
+			whole := decodeFileT(t, sources[tc.src])[0]
+			rows, cols := whole.Rows, whole.Cols
+			signed := whole.MinStored < 0
+			bitsStored := 0
+			for 1<<bitsStored-1 < int(whole.MaxStored) {
+				bitsStored++
+			}
+			if signed {
+				bitsStored++
+			}
+			var (
+				header, joined []byte
+				peer           []int32
+			)
+			for i, y0 := 0, 0; y0 < rows; i, y0 = i+1, y0+tc.lines {
+				y1 := min(y0+tc.lines, rows)
+				raw := make([]uint32, 0, (y1-y0)*cols)
+				for _, v := range whole.Stored[y0*cols : y1*cols] {
+					raw = append(raw, uint32(v)&(1<<bitsStored-1))
+				}
+				strip := writeDICOM(t, dir, "strip.dcm", dcmSpec{rows: y1 - y0, cols: cols, bitsStored: bitsStored, signed: signed, raw: raw})
+				comp := filepath.Join(dir, "strip-jls.dcm")
+				runTool(t, "dcmcjpls", append(append([]string{}, tc.args...), strip, comp)...)
+				plain := filepath.Join(dir, "strip-plain.dcm")
+				runTool(t, "dcmdjpls", comp, plain)
+				peer = append(peer, decodeFileT(t, plain)[0].Stored...)
+				h, ecs := jlsScanData(t, jpegFragments(t, comp)[0])
+				// Only the frame height may differ between the strips' headers.
+				sof := findMarker(t, h, mSOF55)
+				h = append([]byte(nil), h...)
+				h[sof+5], h[sof+6] = byte(rows>>8), byte(rows)
+				if i == 0 {
+					header = h
+				} else {
+					if !bytes.Equal(h, header) {
+						t.Fatalf("strip %d header % x differs from % x", i, h, header)
+					}
+					if tc.fill {
+						joined = append(joined, 0xFF, 0xFF)
+					}
+					joined = append(joined, 0xFF, byte(mRST0+(i-1)%8))
+				}
+				joined = append(joined, ecs...)
+			}
+			sos := findMarker(t, header, mSOS)
+			stream := append(append([]byte(nil), header[:sos]...), 0xFF, mDRI, 0, 4, 0, byte(tc.lines))
+			stream = append(append(append(stream, header[sos:]...), joined...), 0xFF, mEOI)
+			if bytes.Count(stream, []byte{0xFF, mRST0 + 7}) == 0 && rows/tc.lines > 8 {
+				t.Fatal("RST7 never written")
+			}
+			got := decodeFileT(t, writeDICOM(t, dir, "restart.dcm", dcmSpec{ts: tc.ts, rows: rows, cols: cols, bitsStored: bitsStored, signed: signed, fragments: [][]byte{stream}}))
+			sameStored(t, "vs dcmdjpls per strip", []*Slice{{Rows: rows, Cols: cols, Stored: peer}}, got)
+			if tc.ts == TSJPEGLSLossless {
+				sameStored(t, "vs source", []*Slice{whole}, got)
+			}
+			// The markers are checked: a wrong RSTn is bad pixel data.
+			if rows > tc.lines {
+				i := bytes.Index(stream[len(header)+6:], []byte{0xFF, mRST0}) + len(header) + 6
+				broken := append([]byte(nil), stream...)
+				broken[i+1] = mRST0 + 5
+				if _, _, err := decodeJPEGLSFrame(broken, rows, cols); !errors.Is(err, ErrBadPixelData) || !strings.Contains(err.Error(), "RST0") {
+					t.Fatalf("wrong RST: %v", err)
+				}
+			}
+		})
+	}
+}
+
 // jlsSample returns one dcmcjpls stream of a 23x31 16-bit image (lossless or
 // with NEAR 2).
 func jlsSample(t testing.TB, near bool) []byte {
@@ -359,7 +479,7 @@ func TestJPEGLSErrors(t *testing.T) {
 			return b
 		}), 23, 31, ErrBadPixelData, "MAXVAL"},
 		{"thresholds out of order", withLSE([]byte{0xFF, mLSE, 0, 13, 1, 0, 0, 0, 30, 0, 20, 0, 40, 0, 0}), 23, 31, ErrBadPixelData, "thresholds"},
-		{"restart interval", withLSE([]byte{0xFF, mDRI, 0, 4, 0, 1}), 23, 31, ErrUnsupported, "restart"},
+		{"restart marker missing", withLSE([]byte{0xFF, mDRI, 0, 4, 0, 1}), 23, 31, ErrBadPixelData, "RST0 missing"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
