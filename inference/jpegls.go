@@ -143,6 +143,21 @@ func (r *jlsBits) zeros(max int) (int, error) {
 // an escape followed by the value minus one in qbpp bits.
 func (r *jlsBits) golomb(k, glimit, qbpp int) (int, error) {
 	esc := glimit - qbpp - 1
+	if r.n < 32 {
+		r.fill()
+	}
+	// Fast path: the unary part and the k low bits are all in acc.
+	if w := r.acc << (64 - r.n); w != 0 {
+		z := bits.LeadingZeros64(w)
+		if z < esc && uint(z+1+k) <= r.n {
+			r.n -= uint(z + 1 + k)
+			m := z<<k | int(r.acc>>r.n)&(1<<k-1)
+			if m > jlsMaxMErrval {
+				return 0, fmt.Errorf("mapped error %d out of range", m)
+			}
+			return m, nil
+		}
+	}
 	q, err := r.zeros(esc)
 	if err != nil {
 		return 0, err
@@ -394,43 +409,79 @@ func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision
 	}
 }
 
-// jlsContexts holds the context variables of A.2.2: 365 regular contexts
-// and, at 365 and 366, the two run-interruption contexts.
+// jlsContext holds one context's variables (A.2.2): the accumulated error
+// magnitude A, bias B, correction C and count N.
+type jlsContext struct{ a, b, c, n int }
+
+// jlsContexts holds the 365 regular contexts and, at 365 and 366, the two
+// run-interruption contexts (which use A and N, and Nn in nn).
 type jlsContexts struct {
-	a, n [367]int
-	b, c [365]int
-	nn   [2]int
+	reg [367]jlsContext
+	nn  [2]int
 }
 
 func (s *jlsContexts) init(rng int) {
 	a := max(2, (rng+32)>>6)
-	for i := range s.a {
-		s.a[i], s.n[i] = a, 1
+	for i := range s.reg {
+		s.reg[i] = jlsContext{a: a, n: 1}
 	}
-	s.b, s.c, s.nn = [365]int{}, [365]int{}, [2]int{}
+	s.nn = [2]int{}
 }
 
-// quantize maps a local gradient to a region -4..4 (A.3.3).
-func (p *jlsParams) quantize(d int) int {
-	switch {
-	case d <= -p.t3:
-		return -4
-	case d <= -p.t2:
-		return -3
-	case d <= -p.t1:
-		return -2
-	case d < -p.near:
-		return -1
-	case d <= p.near:
-		return 0
-	case d < p.t1:
-		return 1
-	case d < p.t2:
-		return 2
-	case d < p.t3:
-		return 3
+// golombK is the smallest k with N<<k >= A (A.5.1): la-ln or one more,
+// la and ln being the bit lengths of A and N.
+func golombK(a, n int) int {
+	k := max(0, bits.Len(uint(a))-bits.Len(uint(n)))
+	if n<<k < a {
+		k++
 	}
-	return 4
+	return k
+}
+
+// jlsQuant maps a local gradient to its region -4..4 (A.3.3) through a
+// table over -T3..T3 (every gradient outside is -4 or 4).
+type jlsQuant struct {
+	t3  int
+	tab []int8
+}
+
+func newJLSQuant(p *jlsParams) jlsQuant {
+	q := jlsQuant{t3: p.t3, tab: make([]int8, 2*p.t3+1)}
+	for d := -p.t3; d <= p.t3; d++ {
+		var v int8
+		switch {
+		case d <= -p.t3:
+			v = -4
+		case d <= -p.t2:
+			v = -3
+		case d <= -p.t1:
+			v = -2
+		case d < -p.near:
+			v = -1
+		case d <= p.near:
+			v = 0
+		case d < p.t1:
+			v = 1
+		case d < p.t2:
+			v = 2
+		case d < p.t3:
+			v = 3
+		default:
+			v = 4
+		}
+		q.tab[d+p.t3] = v
+	}
+	return q
+}
+
+func (q *jlsQuant) region(d int) int {
+	switch {
+	case d <= -q.t3:
+		return -4
+	case d >= q.t3:
+		return 4
+	}
+	return int(q.tab[d+q.t3])
 }
 
 // reconstruct adds the dequantised error to the prediction, undoes the
@@ -466,6 +517,9 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 	cur := make([]int, w+2)
 	runIndex := 0
 	step := 2*p.near + 1
+	quant := newJLSQuant(p)
+	esc := p.limit - p.qbpp - 1
+	var err error
 	interval := 0
 	for yy := 0; yy < h; yy++ {
 		if restartLines > 0 && yy > 0 && yy%restartLines == 0 {
@@ -508,7 +562,7 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 			}
 			// Regular mode: context (A.3), prediction (A.4), error
 			// decoding (A.5), context update (A.6).
-			q1, q2, q3 := p.quantize(d1), p.quantize(d2), p.quantize(d3)
+			q1, q2, q3 := quant.region(d1), quant.region(d2), quant.region(d3)
 			sign := 1
 			if q1 < 0 || q1 == 0 && (q2 < 0 || q2 == 0 && q3 < 0) {
 				q1, q2, q3, sign = -q1, -q2, -q3, -1
@@ -523,46 +577,61 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 			default:
 				px = ra + rb - rc
 			}
-			px += sign * ctx.c[q]
+			cx := &ctx.reg[q]
+			px += sign * cx.c
 			px = min(max(px, 0), p.maxval)
-			k := 0
-			for ctx.n[q]<<k < ctx.a[q] {
-				k++
+			k := golombK(cx.a, cx.n)
+			// The common short code is read here, the rest by golomb.
+			if r.n < 32 {
+				r.fill()
 			}
-			m, err := r.golomb(k, p.limit, p.qbpp)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %v", yy, err)
+			m, short := 0, false
+			if w := r.acc << (64 - r.n); w != 0 {
+				if z := bits.LeadingZeros64(w); z < esc && uint(z+1+k) <= r.n {
+					r.n -= uint(z + 1 + k)
+					m, short = z<<k|int(r.acc>>r.n)&(1<<k-1), true
+				}
+			}
+			if !short || m > jlsMaxMErrval {
+				// Long codes, escapes, the end of the data and
+				// corrupt values: the general path says which.
+				if short {
+					return nil, fmt.Errorf("line %d: mapped error %d out of range", yy, m)
+				}
+				if m, err = r.golomb(k, p.limit, p.qbpp); err != nil {
+					return nil, fmt.Errorf("line %d: %v", yy, err)
+				}
 			}
 			errval := m >> 1
 			if m&1 != 0 {
 				errval = -(m + 1) >> 1
 			}
-			if p.near == 0 && k == 0 && 2*ctx.b[q] <= -ctx.n[q] {
+			if p.near == 0 && k == 0 && 2*cx.b <= -cx.n {
 				errval = -errval - 1
 			}
-			ctx.b[q] += errval * step
-			ctx.a[q] += abs(errval)
-			if ctx.n[q] == p.reset {
-				ctx.a[q] >>= 1
-				ctx.b[q] >>= 1
-				ctx.n[q] >>= 1
+			cx.b += errval * step
+			cx.a += abs(errval)
+			if cx.n == p.reset {
+				cx.a >>= 1
+				cx.b >>= 1
+				cx.n >>= 1
 			}
-			ctx.n[q]++
-			if ctx.b[q] <= -ctx.n[q] {
-				ctx.b[q] += ctx.n[q]
-				if ctx.c[q] > -128 {
-					ctx.c[q]--
+			cx.n++
+			if cx.b <= -cx.n {
+				cx.b += cx.n
+				if cx.c > -128 {
+					cx.c--
 				}
-				if ctx.b[q] <= -ctx.n[q] {
-					ctx.b[q] = -ctx.n[q] + 1
+				if cx.b <= -cx.n {
+					cx.b = -cx.n + 1
 				}
-			} else if ctx.b[q] > 0 {
-				ctx.b[q] -= ctx.n[q]
-				if ctx.c[q] < 127 {
-					ctx.c[q]++
+			} else if cx.b > 0 {
+				cx.b -= cx.n
+				if cx.c < 127 {
+					cx.c++
 				}
-				if ctx.b[q] > 0 {
-					ctx.b[q] = 0
+				if cx.b > 0 {
+					cx.b = 0
 				}
 			}
 			cur[x] = p.reconstruct(px, sign*errval)
@@ -621,15 +690,12 @@ func jlsInterruption(r *jlsBits, p *jlsParams, ctx *jlsContexts, ra, rb, runInde
 	if ri == 1 {
 		px = ra
 	}
-	q := 365 + ri
-	temp := ctx.a[q]
+	cx := &ctx.reg[365+ri]
+	temp := cx.a
 	if ri == 1 {
-		temp += ctx.n[q] >> 1
+		temp += cx.n >> 1
 	}
-	k := 0
-	for ctx.n[q]<<k < temp {
-		k++
-	}
+	k := golombK(temp, cx.n)
 	em, err := r.golomb(k, p.limit-jlsJ[runIndex]-1, p.qbpp)
 	if err != nil {
 		return 0, err
@@ -637,20 +703,20 @@ func jlsInterruption(r *jlsBits, p *jlsParams, ctx *jlsContexts, ra, rb, runInde
 	t := em + ri
 	mapped := t & 1
 	errval := (t + mapped) >> 1
-	cond := k == 0 && 2*ctx.nn[ri] < ctx.n[q]
+	cond := k == 0 && 2*ctx.nn[ri] < cx.n
 	if (mapped == 1) != cond {
 		errval = -errval
 	}
 	if errval < 0 {
 		ctx.nn[ri]++
 	}
-	ctx.a[q] += (em + 1 - ri) >> 1
-	if ctx.n[q] == p.reset {
-		ctx.a[q] >>= 1
-		ctx.n[q] >>= 1
+	cx.a += (em + 1 - ri) >> 1
+	if cx.n == p.reset {
+		cx.a >>= 1
+		cx.n >>= 1
 		ctx.nn[ri] >>= 1
 	}
-	ctx.n[q]++
+	cx.n++
 	if ri == 0 && ra > rb {
 		errval = -errval
 	}
