@@ -43,7 +43,7 @@ const (
 var ErrUnsupported = errors.New("unsupported image")
 
 // ErrUnsupportedTransferSyntax is matched by an *UnsupportedError whose cause is
-// the transfer syntax (JPEG 2000, JPEG-LS, 12-bit lossy JPEG, deflate, ...).
+// the transfer syntax (JPEG 2000, 12-bit lossy JPEG, deflate, ...).
 var ErrUnsupportedTransferSyntax = errors.New("unsupported transfer syntax")
 
 // ErrBadPixelData reports pixel data that is missing, truncated or corrupt. It

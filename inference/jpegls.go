@@ -11,13 +11,13 @@ import (
 // (lossless) and .81 (near-lossless) (PS3.5 A.4.3, 8.2.3). Written from the
 // standard: no maintained Go package decodes JPEG-LS.
 
-// JPEG-LS markers (T.87 Table C.1) besides those jpeglossless.go names.
+// JPEG-LS markers (T.87 Annex C) besides those jpeglossless.go names.
 const (
 	mSOF55 = 0xF7 // JPEG-LS frame
 	mLSE   = 0xF8 // JPEG-LS preset parameters
 )
 
-// jlsJ is the run-length order table J of T.87 A.7.1.1: a run segment coded
+// jlsJ is the run-length order table J of T.87 A.7.1: a run segment coded
 // by one '1' bit at run index i is 1<<jlsJ[i] samples long.
 var jlsJ = [32]int{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 
@@ -26,17 +26,17 @@ var jlsJ = [32]int{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 5, 5, 6
 // keeps the context counters (and so k) from growing without bound.
 const jlsMaxMErrval = 1<<16 + 2
 
-// jlsParams are a scan's coding parameters (T.87 C.2.4.1.1, A.2.1).
+// jlsParams are a scan's coding parameters (T.87 C.2.4.1.1, A.2).
 type jlsParams struct {
 	maxval, t1, t2, t3, reset, near int
-	// rng is RANGE, qbpp and limit as in A.2.1.
+	// rng is RANGE, qbpp and limit as in A.2.
 	rng, qbpp, limit int
 }
 
 // jlsBits reads the JPEG-LS entropy-coded data: after an X'FF' byte the
 // encoder inserted a 0 bit, so the next byte holds 7 data bits; X'FF'
 // followed by a byte with its high bit set is a marker and ends the data
-// (T.87 A.1, 9.1). Bits are right-aligned in acc.
+// (T.87 Annex A). Bits are right-aligned in acc.
 type jlsBits struct {
 	data   []byte
 	pos    int
@@ -138,7 +138,7 @@ func (r *jlsBits) zeros(max int) (int, error) {
 	}
 }
 
-// golomb decodes one limited-length Golomb code with parameter k (A.5.3):
+// golomb decodes one limited-length Golomb code with parameter k (A.5):
 // fewer than glimit-qbpp-1 leading zeros are the quotient, exactly that many
 // an escape followed by the value minus one in qbpp bits.
 func (r *jlsBits) golomb(k, glimit, qbpp int) (int, error) {
@@ -203,7 +203,7 @@ func (r *jlsBits) restart(n int) error {
 
 // jlsDefaults fills the parameters an LSE segment left at 0 (or that had no
 // LSE segment) with the defaults of T.87 C.2.4.1.1 and checks the given ones
-// against the ranges of Table C.2 / C.2.4.1.1.
+// against their ranges (C.2.4.1.1).
 func jlsDefaults(p *jlsParams, precision int) error {
 	top := 1<<precision - 1
 	if p.maxval == 0 {
@@ -409,7 +409,7 @@ func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision
 	}
 }
 
-// jlsContext holds one context's variables (A.2.2): the accumulated error
+// jlsContext holds one context's variables (A.2): the accumulated error
 // magnitude A, bias B, correction C and count N.
 type jlsContext struct{ a, b, c, n int }
 
@@ -428,7 +428,7 @@ func (s *jlsContexts) init(rng int) {
 	s.nn = [2]int{}
 }
 
-// golombK is the smallest k with N<<k >= A (A.5.1): la-ln or one more,
+// golombK is the smallest k with N<<k >= A (A.5): la-ln or one more,
 // la and ln being the bit lengths of A and N.
 func golombK(a, n int) int {
 	k := max(0, bits.Len(uint(a))-bits.Len(uint(n)))
@@ -438,7 +438,7 @@ func golombK(a, n int) int {
 	return k
 }
 
-// jlsQuant maps a local gradient to its region -4..4 (A.3.3) through a
+// jlsQuant maps a local gradient to its region -4..4 (A.3) through a
 // table over -T3..T3 (every gradient outside is -4 or 4).
 type jlsQuant struct {
 	t3  int
@@ -485,7 +485,7 @@ func (q *jlsQuant) region(d int) int {
 }
 
 // reconstruct adds the dequantised error to the prediction, undoes the
-// modulo reduction and clamps to 0..MAXVAL (A.4.5, A.8).
+// modulo reduction and clamps to 0..MAXVAL (Annex A).
 func (p *jlsParams) reconstruct(px, errval int) int {
 	step := 2*p.near + 1
 	rx := px + errval*step
@@ -536,7 +536,7 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 		for x := 1; x <= w; {
 			ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
 			d1, d2, d3 := rd-rb, rb-rc, rc-ra
-			if abs(d1) <= p.near && abs(d2) <= p.near && abs(d3) <= p.near {
+			if jlsAbs(d1) <= p.near && jlsAbs(d2) <= p.near && jlsAbs(d3) <= p.near {
 				// Run mode (A.7).
 				n, interrupted, err := jlsRun(&r, w-x+1, &runIndex)
 				if err != nil {
@@ -610,7 +610,7 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 				errval = -errval - 1
 			}
 			cx.b += errval * step
-			cx.a += abs(errval)
+			cx.a += jlsAbs(errval)
 			if cx.n == p.reset {
 				cx.a >>= 1
 				cx.b >>= 1
@@ -645,7 +645,7 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 	return out, nil
 }
 
-// jlsRun decodes a run of at most left samples (A.7.1.2): each 1 bit is a
+// jlsRun decodes a run of at most left samples (A.7.1): each 1 bit is a
 // full segment of 1<<J[RUNindex] samples (or the rest of the line), a 0 bit
 // is followed by the length of the last, shorter, segment in J[RUNindex]
 // bits, and then by a run-interruption sample.
@@ -683,7 +683,7 @@ func jlsRun(r *jlsBits, left int, runIndex *int) (n int, interrupted bool, err e
 // line (A.7.2), with one of the two run-interruption contexts.
 func jlsInterruption(r *jlsBits, p *jlsParams, ctx *jlsContexts, ra, rb, runIndex int) (int, error) {
 	ri := 0
-	if abs(ra-rb) <= p.near {
+	if jlsAbs(ra-rb) <= p.near {
 		ri = 1
 	}
 	px := rb
@@ -723,7 +723,7 @@ func jlsInterruption(r *jlsBits, p *jlsParams, ctx *jlsContexts, ra, rb, runInde
 	return p.reconstruct(px, errval), nil
 }
 
-func abs(v int) int {
+func jlsAbs(v int) int {
 	if v < 0 {
 		return -v
 	}
