@@ -27,7 +27,8 @@ type DIMSE struct {
 	SOPClasses []string `yaml:"sop_classes"`
 	// TransferSyntaxes are the accepted transfer syntax UIDs in order of
 	// preference; empty accepts the built-in set (Explicit/Implicit VR LE,
-	// Deflated, Explicit VR BE, RLE Lossless, JPEG Lossless SV1 and Process 14).
+	// Deflated, Explicit VR BE, RLE Lossless, JPEG Lossless SV1 and Process 14,
+	// JPEG-LS lossless and near-lossless).
 	TransferSyntaxes []string `yaml:"transfer_syntaxes"`
 	// ARTIMTimeout bounds waiting for A-ASSOCIATE-RQ and for the peer to close.
 	ARTIMTimeout time.Duration `yaml:"artim_timeout"`

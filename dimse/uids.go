@@ -58,10 +58,12 @@ var DefaultTransferSyntaxes = []string{
 	DeflatedExplicitVRLittleEndian,
 	ExplicitVRBigEndian,
 	RLELossless,
-	// Archives commonly hold CT and MR as JPEG Lossless and send them as they
+	// Archives commonly hold CT and MR as JPEG Lossless or JPEG-LS and send them as they
 	// are; last, so that native data is preferred when a sender offers both.
 	JPEGLosslessSV1,
 	JPEGLossless,
+	JPEGLSLossless,
+	JPEGLSNearLossless,
 }
 
 // EncapsulatedJPEGTransferSyntaxes are the JPEG-family syntaxes a config may add.

@@ -181,16 +181,16 @@ func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
 			order = binary.BigEndian
 		}
 		frames, err = decodeNative(pdi.UnprocessedValueData, pi, order)
-	case TSRLELossless:
-		frames, err = decodeRLEFrames(fragments(pdi), pi)
-	case TSJPEGBaseline:
-		frames, err = decodeJPEGFrames(fragments(pdi), pi)
-	case TSJPEGLossless, TSJPEGLosslessSV1:
-		frames, err = decodeJPEGLosslessFrames(fragments(pdi), pi)
-	case TSJPEGLSLossless, TSJPEGLSNearLossless:
-		frames, err = decodeJPEGLSFrames(fragments(pdi), pi)
 	default:
-		return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "no decoder for " + transferSyntaxName(pi.ts), syntax: true}
+		decode, ok := encapsulatedDecoders[pi.ts]
+		if !ok {
+			return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "no decoder for " + transferSyntaxName(pi.ts), syntax: true}
+		}
+		frags := fragments(pdi)
+		if err := checkExpansion(frags, pi); err != nil {
+			return nil, err
+		}
+		frames, err = decode(frags, pi)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("inference: decode: %w", err)
@@ -393,6 +393,40 @@ func decodeNative(raw []byte, pi pixelInfo, order binary.ByteOrder) ([][]int32, 
 		frames[f] = dst
 	}
 	return frames, nil
+}
+
+// encapsulatedDecoders decode the frames of each compressed transfer syntax.
+var encapsulatedDecoders = map[string]func(frags [][]byte, pi pixelInfo) ([][]int32, error){
+	TSRLELossless:        decodeRLEFrames,
+	TSJPEGBaseline:       decodeJPEGFrames,
+	TSJPEGLossless:       decodeJPEGLosslessFrames,
+	TSJPEGLosslessSV1:    decodeJPEGLosslessFrames,
+	TSJPEGLSLossless:     decodeJPEGLSFrames,
+	TSJPEGLSNearLossless: decodeJPEGLSFrames,
+}
+
+// An encapsulated instance may decode to maxFreeSamples samples (a 4096 x
+// 4096 frame) whatever its compressed size; beyond that each compressed byte
+// may stand for at most maxSamplesPerByte samples. Real images stay far below
+// (lossless ratios are 2-4 : 1), but JPEG-LS codes a blank line in one bit and
+// RLE a run of 128 bytes in two, so a few kilobytes from a hostile sender
+// could otherwise claim gigabytes of decoded frames.
+const (
+	maxFreeSamples    = 1 << 24
+	maxSamplesPerByte = 64
+)
+
+func checkExpansion(frags [][]byte, pi pixelInfo) error {
+	samples := int64(pi.rows) * int64(pi.cols) * int64(pi.frames)
+	var n int64
+	for _, f := range frags {
+		n += int64(len(f))
+	}
+	if samples > maxFreeSamples && samples > n*maxSamplesPerByte {
+		return fmt.Errorf("inference: decode: %w: %d x %d x %d frames from %d compressed bytes (more than %d samples per byte)",
+			ErrBadPixelData, pi.rows, pi.cols, pi.frames, n, maxSamplesPerByte)
+	}
+	return nil
 }
 
 // fragments returns the encapsulated fragments in order (suyashkumar/dicom

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/suyashkumar/dicom"
@@ -335,7 +336,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"truncated native", good[:len(good)-20], false, false},
 		{"truncated header", good[:200], false, false},
 		{"jpeg 2000", buildDICOM(t, dcmSpec{ts: "1.2.840.10008.1.2.4.90", rows: 8, cols: 8, fragments: [][]byte{{1, 2, 3, 4}}}), true, true},
-		{"jpeg-ls", buildDICOM(t, dcmSpec{ts: "1.2.840.10008.1.2.4.80", rows: 8, cols: 8, fragments: [][]byte{{1, 2}}}), true, true},
+		{"jpeg 12-bit lossy", buildDICOM(t, dcmSpec{ts: "1.2.840.10008.1.2.4.51", rows: 8, cols: 8, fragments: [][]byte{{1, 2}}}), true, true},
+		{"jpeg-ls corrupt", buildDICOM(t, dcmSpec{ts: TSJPEGLSLossless, rows: 8, cols: 8, fragments: [][]byte{{1, 2}}}), false, false},
 		{"rgb", buildDICOM(t, dcmSpec{rows: 2, cols: 2, photometric: "RGB", raw: make([]uint32, 4)}), true, false},
 		{"rle truncated", buildDICOM(t, shortRLE), false, false},
 		{"rle missing frame", buildDICOM(t, dcmSpec{ts: TSRLELossless, rows: 8, cols: 8, frames: 2, fragments: [][]byte{rleFrag}}), false, false},
@@ -415,3 +417,28 @@ func FuzzDecodeRLE(f *testing.F) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// A compressed instance that claims far more samples than its bytes can hold
+// is refused before anything is allocated; a large but plausible one is not.
+func TestDecodeExpansionLimit(t *testing.T) {
+	claim := func(rows, cols, frames, bytes int) error {
+		frags := make([][]byte, frames)
+		for i := range frags {
+			frags[i] = make([]byte, bytes/frames)
+		}
+		return checkExpansion(frags, pixelInfo{rows: rows, cols: cols, frames: frames})
+	}
+	if err := claim(4096, 4096, 2, 512); !errors.Is(err, ErrBadPixelData) || !strings.Contains(err.Error(), "samples per byte") {
+		t.Errorf("4096x4096x2 from 512 bytes: %v, want the expansion error", err)
+	}
+	if err := claim(4096, 4096, 1, 100); err != nil {
+		t.Errorf("one 4096x4096 frame (within the free limit): %v", err)
+	}
+	if err := claim(512, 512, 1000, 100<<20); err != nil {
+		t.Errorf("1000 512x512 frames from 100 MB: %v", err)
+	}
+	data := buildDICOM(t, dcmSpec{ts: TSJPEGLSLossless, rows: 4096, cols: 4096, frames: 2, fragments: [][]byte{make([]byte, 256), make([]byte, 256)}})
+	if _, err := Decode(data); err == nil || !strings.Contains(err.Error(), "samples per byte") {
+		t.Errorf("Decode of 4096x4096x2 from 512 bytes: %v, want the expansion error", err)
+	}
+}

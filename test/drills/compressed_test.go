@@ -13,8 +13,9 @@ import (
 
 // TestCompressedSources sends the running node series the way many archives
 // hold them, JPEG Lossless compressed (Process 14 SV1, 1.2.840.10008.1.2.4.70,
-// and Process 14 with selection value 6, 1.2.840.10008.1.2.4.57), with dcmtk's
-// dcmsend proposing each file's own transfer syntax and never decompressing: the SCP must accept
+// and Process 14 with selection value 6, 1.2.840.10008.1.2.4.57) or JPEG-LS
+// (lossless .4.80 and near-lossless .4.81), with dcmtk's dcmsend proposing
+// each file's own transfer syntax and never decompressing: the SCP must accept
 // the compressed contexts by default, the node must decode every slice, and
 // each series must get its SEG and heat maps with nothing failed.
 func TestCompressedSources(t *testing.T) {
@@ -29,6 +30,8 @@ func TestCompressedSources(t *testing.T) {
 	}{
 		{"sv1", "1.2.840.10008.1.2.4.70", []string{"+e1"}},
 		{"sv6", "1.2.840.10008.1.2.4.57", []string{"+el", "+sv", "6"}},
+		{"jls", "1.2.840.10008.1.2.4.80", nil},
+		{"jls-near", "1.2.840.10008.1.2.4.81", []string{"+en"}},
 	}
 	series := synthSeries(t, len(variants), slicesPer, fx.rows, fx.cols)
 	dir := t.TempDir()
@@ -36,13 +39,25 @@ func TestCompressedSources(t *testing.T) {
 	for i, v := range variants {
 		for k, src := range series[i] {
 			dst := filepath.Join(dir, fmt.Sprintf("%s-%02d.dcm", v.name, k))
-			cmd := exec.Command(peers.Tool(t, "dcmcjpeg"), append(v.args, src, dst)...)
+			tool := "dcmcjpeg"
+			if strings.HasPrefix(v.name, "jls") {
+				tool = "dcmcjpls"
+			}
+			cmd := exec.Command(peers.Tool(t, tool), append(v.args, src, dst)...)
 			cmd.Env = peers.DcmtkEnv()
 			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("dcmcjpeg %v: %v\n%s", v.args, err, b)
+				t.Fatalf("%s %v: %v\n%s", tool, v.args, err, b)
+			}
+			// Lossy compression makes the image DERIVED, and a DERIVED image of
+			// synth's manufacturer ("anomalynode") is dropped by the node as
+			// its own output coming back: name a scanner, as a real one would.
+			mod := exec.Command(peers.Tool(t, "dcmodify"), "-nb", "-m", "(0008,0070)=ACME Scanner", dst)
+			mod.Env = peers.DcmtkEnv()
+			if b, err := mod.CombinedOutput(); err != nil {
+				t.Fatalf("dcmodify: %v\n%s", err, b)
 			}
 			if got := fileMeta(t, dst).TransferSyntaxUID; got != v.ts {
-				t.Fatalf("dcmcjpeg %v wrote %s, want %s", v.args, got, v.ts)
+				t.Fatalf("%s %v wrote %s, want %s", tool, v.args, got, v.ts)
 			}
 			files = append(files, dst)
 		}
