@@ -595,11 +595,17 @@ func splitJPEGFrames(frags [][]byte, want int) ([][]byte, error) {
 	return frames, nil
 }
 
-// decodeJPEGLosslessFrames decodes Process 14 frames (jpeglossless.go). The
-// decoded samples are the pixel cells' bit patterns (signed data is encoded
-// as its raw two's-complement bits, PS3.5 8.2.1), so the stored-value
-// conversion is the same as for native data.
-func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
+// sampleDecoder decodes one compressed frame of rows x cols samples and
+// returns them with their precision (decodeJPEGLosslessFrame, decodeJPEGLSFrame).
+type sampleDecoder func(data []byte, rows, cols int) (samples []uint16, precision int, err error)
+
+// jpegFrames decodes every frame of a lossless JPEG or JPEG-LS instance with
+// decode (name is the codec, for errors): its fragments joined into frames,
+// each checked against Rows, Columns and BitsAllocated and turned into stored
+// values. The decoded samples are the pixel cells' bit patterns (signed data
+// is encoded as its raw two's-complement bits, PS3.5 8.2.1), so the
+// stored-value conversion is the same as for native data.
+func jpegFrames(frags [][]byte, pi pixelInfo, name string, decode sampleDecoder) ([][]int32, error) {
 	frames, err := splitJPEGFrames(frags, pi.frames)
 	if err != nil {
 		return nil, err
@@ -607,7 +613,7 @@ func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 	conv := pi.converter()
 	out := make([][]int32, len(frames))
 	for i, f := range frames {
-		samples, prec, err := decodeJPEGLosslessFrame(f, pi.rows, pi.cols)
+		samples, prec, err := decode(f, pi.rows, pi.cols)
 		if err != nil {
 			var ue *UnsupportedError
 			if errors.As(err, &ue) {
@@ -617,10 +623,10 @@ func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 			return nil, fmt.Errorf("frame %d: %w", i, err)
 		}
 		if prec > pi.bitsAlloc {
-			return nil, fmt.Errorf("%w: lossless JPEG frame %d has %d-bit samples, BitsAllocated is %d", ErrBadPixelData, i, prec, pi.bitsAlloc)
+			return nil, fmt.Errorf("%w: %s frame %d has %d-bit samples, BitsAllocated is %d", ErrBadPixelData, name, i, prec, pi.bitsAlloc)
 		}
 		if len(samples) != pi.rows*pi.cols {
-			return nil, fmt.Errorf("%w: lossless JPEG frame %d holds %d samples, %dx%d expected", ErrBadPixelData, i, len(samples), pi.cols, pi.rows)
+			return nil, fmt.Errorf("%w: %s frame %d holds %d samples, %dx%d expected", ErrBadPixelData, name, i, len(samples), pi.cols, pi.rows)
 		}
 		dst := make([]int32, len(samples))
 		for j, v := range samples {
@@ -631,39 +637,12 @@ func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 	return out, nil
 }
 
-// decodeJPEGLSFrames decodes JPEG-LS frames (jpegls.go). As for lossless
-// JPEG, signed data is encoded as its raw two's-complement bits, so the
-// stored-value conversion is the same as for native data.
+func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
+	return jpegFrames(frags, pi, "lossless JPEG", decodeJPEGLosslessFrame)
+}
+
 func decodeJPEGLSFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
-	frames, err := splitJPEGFrames(frags, pi.frames)
-	if err != nil {
-		return nil, err
-	}
-	conv := pi.converter()
-	out := make([][]int32, len(frames))
-	for i, f := range frames {
-		samples, prec, err := decodeJPEGLSFrame(f, pi.rows, pi.cols)
-		if err != nil {
-			var ue *UnsupportedError
-			if errors.As(err, &ue) {
-				ue.TransferSyntax = pi.ts
-				return nil, ue
-			}
-			return nil, fmt.Errorf("frame %d: %w", i, err)
-		}
-		if prec > pi.bitsAlloc {
-			return nil, fmt.Errorf("%w: JPEG-LS frame %d has %d-bit samples, BitsAllocated is %d", ErrBadPixelData, i, prec, pi.bitsAlloc)
-		}
-		if len(samples) != pi.rows*pi.cols {
-			return nil, fmt.Errorf("%w: JPEG-LS frame %d holds %d samples, %dx%d expected", ErrBadPixelData, i, len(samples), pi.cols, pi.rows)
-		}
-		dst := make([]int32, len(samples))
-		for j, v := range samples {
-			dst[j] = conv(uint32(v))
-		}
-		out[i] = dst
-	}
-	return out, nil
+	return jpegFrames(frags, pi, "JPEG-LS", decodeJPEGLSFrame)
 }
 
 func transferSyntaxName(ts string) string {

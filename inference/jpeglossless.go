@@ -271,63 +271,27 @@ func decodeJPEGLosslessFrame(data []byte, rows, cols int) (samples []uint16, pre
 	)
 	pos := 2
 	for {
-		// B.1.1.2: a marker is X'FF' then a code; X'FF' fill bytes may precede it.
-		if pos >= len(data) || data[pos] != 0xFF {
-			return nil, 0, bad("expected a marker at byte %d", pos)
+		m, seg, next, err := jpegSegment(data, pos)
+		if err != nil {
+			return nil, 0, bad("%v", err)
 		}
-		for pos < len(data) && data[pos] == 0xFF {
-			pos++
-		}
-		if pos >= len(data) {
-			return nil, 0, bad("stream ends inside a marker")
-		}
-		m := data[pos]
-		pos++
-		switch {
-		case m == mTEM:
+		pos = next
+		if m == mTEM {
 			continue
-		case m == mEOI:
-			return nil, 0, bad("EOI before any scan")
-		case m == mSOI || m >= mRST0 && m <= mRST7 || m == 0x00:
-			return nil, 0, bad("unexpected marker %#02x in the header", m)
 		}
-		if pos+2 > len(data) {
-			return nil, 0, bad("marker %#02x without a length", m)
-		}
-		segLen := int(data[pos])<<8 | int(data[pos+1])
-		if segLen < 2 || pos+segLen > len(data) {
-			return nil, 0, bad("marker %#02x segment length %d runs past the %d-byte stream", m, segLen, len(data))
-		}
-		seg := data[pos+2 : pos+segLen]
-		pos += segLen
 		switch {
 		case m == mSOF3:
 			if sawFrame {
 				return nil, 0, bad("second frame header")
 			}
-			if len(seg) < 6 {
-				return nil, 0, bad("frame header of %d bytes", len(seg))
+			f, why, err := parseJPEGFrame(seg, rows, cols)
+			if err != nil {
+				return nil, 0, bad("%v", err)
 			}
-			p = int(seg[0])
-			y = int(seg[1])<<8 | int(seg[2])
-			x = int(seg[3])<<8 | int(seg[4])
-			nf := int(seg[5])
-			if nf != 1 {
-				return nil, 0, unsupported("%d components (greyscale only)", nf)
+			if why != "" {
+				return nil, 0, unsupported("%s", why)
 			}
-			if len(seg) != 6+3*nf {
-				return nil, 0, bad("frame header of %d bytes for %d component", len(seg), nf)
-			}
-			if p < 2 || p > 16 {
-				return nil, 0, bad("sample precision %d (2-16)", p)
-			}
-			if y == 0 {
-				return nil, 0, unsupported("number of lines given by a DNL marker")
-			}
-			if x != cols || y != rows {
-				return nil, 0, bad("image is %dx%d, the DICOM header says %dx%d", x, y, cols, rows)
-			}
-			compID = seg[6]
+			p, compID, x, y = f.precision, f.compID, cols, rows
 			sawFrame = true
 		case m >= 0xC0 && m <= 0xCF && m != mDHT && m != mDAC && m != 0xC8:
 			return nil, 0, unsupported("frame type SOF%d (only SOF3, Huffman lossless)", m-0xC0)
