@@ -253,6 +253,10 @@ type Route struct {
 	Destinations []string `yaml:"destinations"`
 	// SeriesTimeout overrides ingest.series_timeout for matching series.
 	SeriesTimeout time.Duration `yaml:"series_timeout"`
+	// ImpliedSettle overrides ingest.implied_settle for matching series (0s
+	// disables the implied-stack completion for them), e.g. for a scanner that
+	// pauses between the slices it streams.
+	ImpliedSettle *time.Duration `yaml:"implied_settle"`
 }
 
 // Match is the condition block of a rule. Lists match when any entry matches;
@@ -318,6 +322,11 @@ func (r *Route) validate(p *problems, path string, c *Config) {
 	}
 	if r.SeriesTimeout < 0 {
 		p.add(path+".series_timeout", "must not be negative")
+	}
+	if d := r.ImpliedSettle; d != nil && *d < 0 {
+		p.add(path+".implied_settle", "must not be negative (0s disables it)")
+	} else if d != nil && r.SeriesTimeout > 0 && *d > r.SeriesTimeout {
+		p.add(path+".implied_settle", "must not exceed the rule's series_timeout (%v), got %v", r.SeriesTimeout, *d)
 	}
 	r.Match.validate(p, path+".match")
 	if r.Ignore {

@@ -78,7 +78,11 @@ func (ex *Explanation) Write(w io.Writer) {
 	case d.Ignore:
 		fmt.Fprintf(w, "ignored by rule %q\n", d.Rule)
 	default:
-		fmt.Fprintf(w, "rule %q -> model %q, destinations [%s], series timeout %v\n", d.Rule, d.Model, strings.Join(d.Destinations, ", "), d.SeriesTimeout)
+		settle := ""
+		if d.ImpliedSettle != nil {
+			settle = fmt.Sprintf(", implied settle %v", *d.ImpliedSettle)
+		}
+		fmt.Fprintf(w, "rule %q -> model %q, destinations [%s], series timeout %v%s\n", d.Rule, d.Model, strings.Join(d.Destinations, ", "), d.SeriesTimeout, settle)
 	}
 	fmt.Fprintf(w, "  instance %s series %s modality %s class %s\n", ex.SOPInstanceUID, ex.SeriesInstanceUID, ex.Modality, ex.SOPClassUID)
 	for _, tr := range ex.Traces {

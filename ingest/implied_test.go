@@ -188,6 +188,21 @@ func TestCompletionReasonImplied(t *testing.T) {
 	if got := svc.completionReason(regular(), t0.Add(59*time.Second)); got != "" {
 		t.Errorf("settle 0: %q, want nothing before the timeout", got)
 	}
+	// A rule's own settle time replaces the node's, 0s included.
+	st = regular()
+	ruleSettle := 2 * time.Second
+	st.Decision.ImpliedSettle = &ruleSettle
+	if got := svc.completionReason(st, t0.Add(time.Second)); got != "" {
+		t.Errorf("rule settle 2s, 1s quiet (node's settle 0): %q, want nothing", got)
+	}
+	if got := svc.completionReason(st, t0.Add(ruleSettle)); got != "implied" {
+		t.Errorf("rule settle 2s, 2s quiet: %q, want implied", got)
+	}
+	svc.cfg.ImpliedSettle = &settle
+	st.Decision.ImpliedSettle = &zero
+	if got := svc.completionReason(st, t0.Add(59*time.Second)); got != "" {
+		t.Errorf("rule settle 0s under a node settle of %v: %q, want nothing before the timeout", settle, got)
+	}
 	svc.cfg.ImpliedSettle = nil // a hand-built config: the default applies
 	if got := svc.completionReason(regular(), t0.Add(configs.DefaultImpliedSettle)); got != "implied" {
 		t.Errorf("default settle: %q, want implied", got)

@@ -45,6 +45,8 @@ type Decision struct {
 	Ignore bool `json:"ignore,omitempty"`
 	// SeriesTimeout completes the series after this long without instances.
 	SeriesTimeout time.Duration `json:"series_timeout,omitempty"`
+	// ImpliedSettle, when set, replaces ingest.implied_settle for the series.
+	ImpliedSettle *time.Duration `json:"implied_settle,omitempty"`
 	// Reasons explain the decision: the conditions that matched, or why the
 	// instance was ignored.
 	Reasons []string `json:"reasons,omitempty"`
@@ -139,6 +141,7 @@ func (r *Router) Explain(src Source, h *Header) (Decision, []RuleTrace) {
 			if d.SeriesTimeout == 0 {
 				d.SeriesTimeout = r.defaultTimeout
 			}
+			d.ImpliedSettle = ru.cfg.ImpliedSettle
 		}
 		return d, traces
 	}

@@ -115,3 +115,25 @@ func TestRouteNoRule(t *testing.T) {
 		t.Fatalf("decision %+v", d)
 	}
 }
+
+// A rule's implied_settle reaches the decision (and so the series record);
+// a rule without one leaves the node's setting in force.
+func TestRouteImpliedSettle(t *testing.T) {
+	settle := 10 * time.Second
+	r, err := NewRouter([]configs.Route{
+		{Name: "scanner", Match: configs.Match{CallingAE: []string{"CT_*"}}, Model: "m", ImpliedSettle: &settle},
+		{Name: "rest", Model: "m"},
+	}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := header(map[tag.Tag]string{tag.Modality: "CT", tag.SOPClassUID: "1.2.840.10008.5.1.4.1.1.2"})
+	d := r.Route(Source{Kind: SourceNetwork, CallingAE: "CT_ROOM1"}, h)
+	if d.Rule != "scanner" || d.ImpliedSettle == nil || *d.ImpliedSettle != settle {
+		t.Errorf("scanner: rule %q, implied settle %v, want %v", d.Rule, d.ImpliedSettle, settle)
+	}
+	d = r.Route(Source{Kind: SourceNetwork, CallingAE: "PACS"}, h)
+	if d.Rule != "rest" || d.ImpliedSettle != nil {
+		t.Errorf("rest: rule %q, implied settle %v, want none (the node's)", d.Rule, d.ImpliedSettle)
+	}
+}

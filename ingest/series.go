@@ -436,7 +436,7 @@ func (s *Service) completionReason(st *seriesState, now time.Time) string {
 	if st.Expected > 0 {
 		return ""
 	}
-	if settle := s.impliedSettle(timeout); settle > 0 && quiet >= settle && stackOf(st.Instances).Why == "" {
+	if settle := s.impliedSettle(st.Decision, timeout); settle > 0 && quiet >= settle && stackOf(st.Instances).Why == "" {
 		return "implied"
 	}
 	return ""
@@ -447,10 +447,14 @@ func (s *Service) completionReason(st *seriesState, now time.Time) string {
 // stack alone is no proof of completeness - a scanner that sends slices in
 // spatial order has a gap-free stack after every slice - so the trigger only
 // fires once the sender has paused longer than it does between the slices of
-// one series. It is never longer than the series' timeout (quiet would win).
-func (s *Service) impliedSettle(timeout time.Duration) time.Duration {
+// one series. The series' routing rule may set its own; it is never longer
+// than the series' timeout (quiet would win).
+func (s *Service) impliedSettle(d Decision, timeout time.Duration) time.Duration {
 	settle := configs.DefaultImpliedSettle
-	if s.cfg.ImpliedSettle != nil {
+	switch {
+	case d.ImpliedSettle != nil:
+		settle = *d.ImpliedSettle
+	case s.cfg.ImpliedSettle != nil:
 		settle = *s.cfg.ImpliedSettle
 	}
 	return min(settle, timeout)
