@@ -7,6 +7,18 @@ import "fmt"
 // scan, and both DICOM uses are one-component images whose size the DICOM
 // header already states.
 
+// jpegStart checks what both decoders need before the first segment: an
+// expected size, and a stream that opens with SOI.
+func jpegStart(data []byte, rows, cols int) error {
+	if rows < 1 || cols < 1 {
+		return fmt.Errorf("expected size %dx%d", cols, rows)
+	}
+	if len(data) < 2 || data[0] != 0xFF || data[1] != mSOI {
+		return fmt.Errorf("no SOI marker at the start")
+	}
+	return nil
+}
+
 // jpegSegment reads the marker segment at data[pos:] (T.81 B.1.1.2: X'FF',
 // any X'FF' fill bytes, the marker code, then a two-byte length that counts
 // itself) and returns its marker, its parameters and the position after it.

@@ -271,11 +271,8 @@ func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision
 	unsupported := func(format string, a ...any) error {
 		return &UnsupportedError{Reason: "JPEG-LS: " + fmt.Sprintf(format, a...)}
 	}
-	if rows < 1 || cols < 1 {
-		return nil, 0, bad("expected size %dx%d", cols, rows)
-	}
-	if len(data) < 2 || data[0] != 0xFF || data[1] != mSOI {
-		return nil, 0, bad("no SOI marker at the start")
+	if err := jpegStart(data, rows, cols); err != nil {
+		return nil, 0, bad("%v", err)
 	}
 	var (
 		prm        jlsParams

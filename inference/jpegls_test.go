@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"anomalynode/inference/synth"
-	"anomalynode/internal/peers"
 )
 
 // jlsScanParams returns NEAR and ILV of the first SOS segment of a JPEG-LS
@@ -567,80 +564,8 @@ func FuzzDecodeJPEGLS(f *testing.F) {
 }
 
 // BenchmarkDecodeJPEGLS decodes a 512x512 16-bit CT slice compressed by
-// dcmcjpls (lossless) through Decode, and in the same run times dcmdjpls
-// decompressing the same file (a process per file) and dcmdjpls's time per
-// extra frame of a 16-frame file against ours.
+// dcmcjpls (lossless) through Decode, against dcmdjpls in the same run
+// (benchCompressedDecode).
 func BenchmarkDecodeJPEGLS(b *testing.B) {
-	res, err := synth.Generate(synth.Options{Seed: 9, Slices: 1, Rows: 512, Cols: 512, Modality: synth.ModalityCT, Signed: true, Source: synth.SourcePhantom})
-	if err != nil {
-		b.Fatal(err)
-	}
-	native, err := res.EncodeSlice(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	src := filepath.Join(dir, "ct.dcm")
-	comp := filepath.Join(dir, "ct-jls.dcm")
-	if err := os.WriteFile(src, native, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	runTool(b, "dcmcjpls", src, comp)
-	data, err := os.ReadFile(comp)
-	if err != nil {
-		b.Fatal(err)
-	}
-	median := func(n int, f func()) time.Duration {
-		d := make([]time.Duration, n)
-		for i := range d {
-			t0 := time.Now()
-			f()
-			d[i] = time.Since(t0)
-		}
-		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-		return d[n/2]
-	}
-	const nf = 16
-	raw := make([]uint32, 0, nf*512*512)
-	for range nf {
-		for _, v := range res.Slices[0].Stored {
-			raw = append(raw, uint32(uint16(v)))
-		}
-	}
-	srcN := writeDICOM(b, dir, "ct16.dcm", dcmSpec{rows: 512, cols: 512, frames: nf, signed: true, raw: raw})
-	compN := filepath.Join(dir, "ct16-jls.dcm")
-	runTool(b, "dcmcjpls", srcN, compN)
-	dataN, err := os.ReadFile(compN)
-	if err != nil {
-		b.Fatal(err)
-	}
-	peer := peers.Tool(b, "dcmdjpls")
-	dcmdjpls := func(in string) func() {
-		return func() {
-			if out, err := exec.Command(peer, in, filepath.Join(dir, "out.dcm")).CombinedOutput(); err != nil {
-				b.Fatalf("dcmdjpls: %v\n%s", err, out)
-			}
-		}
-	}
-	dcmtk := median(5, dcmdjpls(comp))
-	dcmtkFrame := (median(5, dcmdjpls(compN)) - dcmtk) / (nf - 1)
-	oursFrame := median(5, func() {
-		if _, err := Decode(dataN); err != nil {
-			b.Fatal(err)
-		}
-	}) / nf
-	b.ResetTimer()
-	t0 := time.Now()
-	n := 0
-	for b.Loop() {
-		if _, err := Decode(data); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
-	per := time.Since(t0) / time.Duration(n)
-	b.ReportMetric(float64(512*512*2)/per.Seconds()/1e6, "MB/s")
-	b.ReportMetric(float64(len(native))/float64(len(data)), "compression")
-	b.ReportMetric(float64(dcmtk)/float64(per), "dcmdjpls-file/ours")
-	b.ReportMetric(float64(dcmtkFrame)/float64(oursFrame), "dcmdjpls-frame/ours-frame")
+	benchCompressedDecode(b, "dcmcjpls", nil, "dcmdjpls")
 }

@@ -29,7 +29,9 @@ type Frame struct {
 // frames frames.
 func Of(ds *dicom.Dataset, frame, frames int) (Frame, error) {
 	var f Frame
-	if per := Items(ds, tag.PerFrameFunctionalGroupsSequence); len(per) > 0 {
+	// Only the frame's own item is wrapped: callers ask frame by frame, and
+	// an enhanced object may have hundreds of items.
+	if per := rawItems(ds, tag.PerFrameFunctionalGroupsSequence); len(per) > 0 {
 		// One item per frame, the first for frame 1 (C.7.6.16.1.2).
 		if len(per) != frames {
 			return f, fmt.Errorf("%d Per-frame Functional Groups items for %d frames (%w)", len(per), frames, ErrItemCount)
@@ -37,10 +39,10 @@ func Of(ds *dicom.Dataset, frame, frames int) (Frame, error) {
 		if frame < 0 || frame >= frames {
 			return f, fmt.Errorf("fgroups: frame number %d of %d", frame+1, frames)
 		}
-		f.perFrame = per[frame]
+		f.perFrame = itemDataset(per[frame])
 	}
-	if shared := Items(ds, tag.SharedFunctionalGroupsSequence); len(shared) > 0 {
-		f.shared = shared[0]
+	if shared := rawItems(ds, tag.SharedFunctionalGroupsSequence); len(shared) > 0 {
+		f.shared = itemDataset(shared[0])
 	}
 	return f, nil
 }
@@ -66,17 +68,29 @@ func (f Frame) Element(macro, t tag.Tag) *dicom.Element {
 
 // Items returns the items of sequence t of ds as data sets (nil when absent).
 func Items(ds *dicom.Dataset, t tag.Tag) []*dicom.Dataset {
+	items := rawItems(ds, t)
+	if items == nil {
+		return nil
+	}
+	out := make([]*dicom.Dataset, 0, len(items))
+	for _, it := range items {
+		out = append(out, itemDataset(it))
+	}
+	return out
+}
+
+func rawItems(ds *dicom.Dataset, t tag.Tag) []*dicom.SequenceItemValue {
 	el := find(ds, t)
 	if el == nil || el.Value == nil || el.Value.ValueType() != dicom.Sequences {
 		return nil
 	}
 	items, _ := el.Value.GetValue().([]*dicom.SequenceItemValue)
-	out := make([]*dicom.Dataset, 0, len(items))
-	for _, it := range items {
-		els, _ := it.GetValue().([]*dicom.Element)
-		out = append(out, &dicom.Dataset{Elements: els})
-	}
-	return out
+	return items
+}
+
+func itemDataset(it *dicom.SequenceItemValue) *dicom.Dataset {
+	els, _ := it.GetValue().([]*dicom.Element)
+	return &dicom.Dataset{Elements: els}
 }
 
 func find(ds *dicom.Dataset, t tag.Tag) *dicom.Element {
