@@ -36,6 +36,7 @@ func DeriveUID(parts ...string) string {
 const (
 	KindSEG = "SEG"
 	KindSC  = "SC"
+	KindSR  = "SR"
 )
 
 // uidFor derives the UID of one role of an output, from the source series and
@@ -46,13 +47,19 @@ func (r *SeriesResult) uidFor(kind, role string, extra ...string) string {
 	return DeriveUID(append(parts, extra...)...)
 }
 
-// SeriesUID is the output series of kind (KindSEG or KindSC); it does not
+// SeriesUID is the output series of kind (KindSEG, KindSC or KindSR); it does not
 // depend on the version, so an amended result lands in the same series.
 func (r *SeriesResult) SeriesUID(kind string) string { return r.uidFor(kind, "series") }
 
 // SEGInstanceUID is the SOP Instance UID of the SEG of this result's version.
 func (r *SeriesResult) SEGInstanceUID() string {
 	return r.uidFor(KindSEG, "instance", "v"+strconv.Itoa(r.version()))
+}
+
+// SRInstanceUID is the SOP Instance UID of the measurement report (SR) of
+// this result's version.
+func (r *SeriesResult) SRInstanceUID() string {
+	return r.uidFor(KindSR, "instance", "v"+strconv.Itoa(r.version()))
 }
 
 // SCInstanceUID is the SOP Instance UID of the heat map of one source slice

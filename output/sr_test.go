@@ -1,0 +1,342 @@
+package output
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"anomalynode/inference/findings"
+	"anomalynode/internal/peers"
+)
+
+// testFindings is the test's own account of a series' findings, computed
+// from the masks without the builders' geometry code: every anomalous voxel,
+// split into two findings after the lesion's first slice when split is
+// true (both then live in segment 1, as findings do in the shared "Other
+// findings" segment). Volumes are voxel counts times 0.9375 x 0.9375 x 2.5
+// mm (makeSeries' spacing); IDs go by peak score, highest first.
+func testFindings(t *testing.T, res *SeriesResult, split bool) []SRFinding {
+	t.Helper()
+	ordered := expectedFrames(res, true)
+	var lesion []int
+	for k, s := range ordered {
+		if slices.Contains(s.Mask, true) {
+			lesion = append(lesion, k)
+		}
+	}
+	if len(lesion) < 2 {
+		t.Fatalf("the synthetic lesion covers %d slices; the test needs at least 2", len(lesion))
+	}
+	cut := lesion[len(lesion)-1] + 1
+	if split {
+		cut = lesion[1]
+	}
+	type acc struct {
+		n           int
+		sum, peak   float64
+		cx, cy, cz  float64
+		first, last int
+	}
+	parts := []*acc{{first: -1}, {first: -1}}
+	for k, s := range ordered {
+		p := parts[0]
+		if k >= cut {
+			p = parts[1]
+		}
+		ipp, _ := ParseFloats(getStrings(s.Header, "ImagePositionPatient"))
+		for i, m := range s.Mask {
+			if !m {
+				continue
+			}
+			r, c := i/s.Cols, i%s.Cols
+			// Orientation is axial (1,0,0)/(0,1,0): x follows columns, y rows.
+			p.cx += ipp[0] + float64(c)*0.9375
+			p.cy += ipp[1] + float64(r)*0.9375
+			p.cz += ipp[2]
+			p.n++
+			p.sum += float64(s.Scores[i])
+			p.peak = math.Max(p.peak, float64(s.Scores[i]))
+			if p.first < 0 {
+				p.first = k
+			}
+			p.last = k
+		}
+	}
+	var out []SRFinding
+	for _, p := range parts {
+		if p.n == 0 {
+			continue
+		}
+		n := float64(p.n)
+		out = append(out, SRFinding{Segment: 1, Finding: findings.Finding{
+			Voxels: p.n, VolumeMM3: n * 0.9375 * 0.9375 * 2.5, Peak: float32(p.peak), Mean: float32(p.sum / n),
+			Centroid: [3]float64{p.cx / n, p.cy / n, p.cz / n}, FirstSlice: p.first, LastSlice: p.last,
+		}})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peak > out[j].Peak })
+	for i := range out {
+		out[i].ID = i + 1
+	}
+	return out
+}
+
+var testThresholds = SRThresholds{PixelThreshold: 0.5, PixelFPR: 1e-4, PeakThreshold: 0.8, SeriesFPR: 0.05, MinVolumeMM3: 20}
+
+// dsrdump runs dcmtk's dsrdump, which must read the report without a
+// warning or error, and returns its dump.
+func dsrdump(t *testing.T, path string) string {
+	t.Helper()
+	cmd := exec.Command(peers.Tool(t, "dsrdump"), "+Pt", "+Pc", "+Pu", "+Pl", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+		t.Fatalf("dsrdump %s: %v\n%s", filepath.Base(path), err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// checkGroups compares what ReadSR found with the findings BuildSR was given.
+func checkGroups(t *testing.T, sr *SR, fs []SRFinding, seg *Object, series string) {
+	t.Helper()
+	if len(sr.Groups) != len(fs) {
+		t.Fatalf("%d measurement groups, want %d", len(sr.Groups), len(fs))
+	}
+	uids := map[string]bool{}
+	for i, g := range sr.Groups {
+		f := fs[i]
+		if g.SEGInstanceUID != seg.SOPInstanceUID || g.Segment != f.Segment || g.SourceSeries != series {
+			t.Errorf("group %d references SEG %s segment %d series %s", i+1, g.SEGInstanceUID, g.Segment, g.SourceSeries)
+		}
+		if math.Abs(g.VolumeMM3-f.VolumeMM3) > 1e-9*f.VolumeMM3 {
+			t.Errorf("group %d volume %g, want %g", i+1, g.VolumeMM3, f.VolumeMM3)
+		}
+		if math.Abs(g.Peak-float64(f.Peak)) > 1e-6 || math.Abs(g.Mean-float64(f.Mean)) > 1e-6 {
+			t.Errorf("group %d peak %g mean %g, want %g %g", i+1, g.Peak, g.Mean, f.Peak, f.Mean)
+		}
+		if len(g.Center) != 3 {
+			t.Errorf("group %d centre %v", i+1, g.Center)
+		} else {
+			for k := range 3 {
+				if math.Abs(g.Center[k]-f.Centroid[k]) > 1e-3 {
+					t.Errorf("group %d centre %v, want %v", i+1, g.Center, f.Centroid)
+				}
+			}
+		}
+		if !strings.HasPrefix(g.TrackingIdentifier, "Finding ") || !strings.HasPrefix(g.TrackingUID, "2.25.") || uids[g.TrackingUID] {
+			t.Errorf("group %d tracking %q %q", i+1, g.TrackingIdentifier, g.TrackingUID)
+		}
+		uids[g.TrackingUID] = true
+	}
+}
+
+func TestSRGolden(t *testing.T) {
+	s := makeSeries(t, 7, 37, 29, true, 1)
+	seg, err := BuildSEG(s.res, SEGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := testFindings(t, s.res, true)
+	if len(fs) != 2 {
+		t.Fatalf("%d findings, the test needs 2", len(fs))
+	}
+	obj, err := BuildSR(SRInput{Result: s.res, Findings: fs, SEG: seg, Thresholds: testThresholds},
+		SROptions{AETitle: "ANOMALYNODE", Equipment: Equipment{SoftwareVersion: "test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obj.SOPClassUID != Comprehensive3DSRStorage || obj.StudyInstanceUID != seg.StudyInstanceUID ||
+		obj.SeriesInstanceUID == seg.SeriesInstanceUID || obj.SOPInstanceUID != s.res.SRInstanceUID() {
+		t.Fatalf("SR object %+v", obj)
+	}
+	dir := t.TempDir()
+	srPath := filepath.Join(dir, "sr.dcm")
+	segPath := filepath.Join(dir, "seg.dcm")
+	for p, b := range map[string][]byte{srPath: obj.Part10, segPath: seg.Part10} {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dciodvfy(t, srPath)
+
+	// Our reader: the values BuildSR was given, and every segment and volume
+	// consistent with the SEG's own voxels.
+	sr, err := ReadSR(obj.Part10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, series := s.res.sourceUIDs()
+	checkGroups(t, sr, fs, seg, series)
+	if sr.NoAbnormality {
+		t.Error("a report with findings says no abnormality")
+	}
+	if err := CheckSRAgainstSEG(sr, seg.Part10); err != nil {
+		t.Errorf("report and SEG disagree: %v", err)
+	}
+
+	// dcmtk reads it; the dump is kept as the golden description.
+	dump := dsrdump(t, srPath)
+	for _, must := range []string{"Imaging Measurement Report", "TID 1500", "TID 1411", "Measurement Group", "Referenced Segment",
+		"Anomaly score", "cubic millimeter", "No abnormality"} {
+		if strings.Contains(dump, must) == (must == "No abnormality") {
+			t.Errorf("dsrdump: %q present is %v", must, must == "No abnormality")
+		}
+	}
+	golden := filepath.Join("testdata", "sr_golden.dump")
+	if *update {
+		if err := os.WriteFile(golden, []byte(dump), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestSRGolden -update once)", err)
+	}
+	if string(g) != dump {
+		t.Errorf("SR differs from %s (go test -run TestSRGolden -update after checking the change):\n%s", golden, firstDiff(string(g), dump))
+	}
+
+	// Source + SEG + SC + SR agree on patient and study.
+	scs, err := BuildSC(s.res, SCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := append(slices.Clone(s.files), segPath, srPath)
+	for i, o := range scs {
+		p := filepath.Join(dir, "sc"+string(rune('a'+i))+".dcm")
+		if err := os.WriteFile(p, o.Part10, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	out, err := exec.Command(peers.Tool(t, "dcentvfy"), files...).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("Error")) {
+		t.Fatalf("dcentvfy: %v\n%s", err, out)
+	}
+}
+
+func TestSRNoFinding(t *testing.T) {
+	s := makeSeries(t, 4, 20, 20, false, 2)
+	obj, err := BuildSR(SRInput{Result: s.res}, SROptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := writeTemp(t, "sr.dcm", obj.Part10)
+	dciodvfy(t, p)
+	dump := dsrdump(t, p)
+	if !strings.Contains(dump, "No abnormality") || strings.Contains(dump, "Measurement Group") {
+		t.Errorf("no-finding report:\n%s", dump)
+	}
+	sr, err := ReadSR(obj.Part10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sr.NoAbnormality || len(sr.Groups) != 0 {
+		t.Errorf("read back: no abnormality %v, %d groups", sr.NoAbnormality, len(sr.Groups))
+	}
+}
+
+// TestSRCheckCatches shows the reader check fails on a report that does not
+// match its SEG: a volume off by 1 %, a segment the SEG lacks, another SEG.
+func TestSRCheckCatches(t *testing.T) {
+	s := makeSeries(t, 5, 24, 24, true, 3)
+	seg, err := BuildSEG(s.res, SEGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := testFindings(t, s.res, false)
+	tests := []struct {
+		name string
+		edit func([]SRFinding)
+		want string
+	}{
+		{"consistent", func([]SRFinding) {}, ""},
+		{"volume off", func(f []SRFinding) { f[0].VolumeMM3 *= 1.01 }, "findings' volume"},
+		{"missing segment", func(f []SRFinding) { f[0].Segment = 2 }, "does not define"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := slices.Clone(good)
+			tc.edit(fs)
+			obj, err := BuildSR(SRInput{Result: s.res, Findings: fs, SEG: seg, Thresholds: testThresholds}, SROptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sr, err := ReadSR(obj.Part10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = CheckSRAgainstSEG(sr, seg.Part10)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("check: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	other := makeSeries(t, 5, 24, 24, true, 4)
+	otherSEG, err := BuildSEG(other.res, SEGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _ := BuildSR(SRInput{Result: s.res, Findings: good, SEG: seg}, SROptions{})
+	sr, _ := ReadSR(obj.Part10)
+	if err := CheckSRAgainstSEG(sr, otherSEG.Part10); err == nil || !strings.Contains(err.Error(), "references SEG") {
+		t.Fatalf("a report checked against another series' SEG: %v", err)
+	}
+}
+
+func TestSRDeterminismAndInputs(t *testing.T) {
+	s := makeSeries(t, 6, 24, 32, true, 5)
+	seg, _ := BuildSEG(s.res, SEGOptions{})
+	fs := testFindings(t, s.res, false)
+	in := SRInput{Result: s.res, Findings: fs, SEG: seg, Thresholds: testThresholds}
+	a, err := BuildSR(in, SROptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := *s.res
+	rev.Sources = slices.Clone(s.res.Sources)
+	slices.Reverse(rev.Sources)
+	in2 := in
+	in2.Result = &rev
+	b, err := BuildSR(in2, SROptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.SOPInstanceUID != b.SOPInstanceUID || !bytes.Equal(a.Part10, b.Part10) {
+		t.Fatal("rebuilding the same result gave a different SR")
+	}
+	v2 := *s.res
+	v2.Version = 2
+	in3 := in
+	in3.Result = &v2
+	c, err := BuildSR(in3, SROptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SOPInstanceUID == a.SOPInstanceUID || c.SeriesInstanceUID != a.SeriesInstanceUID {
+		t.Fatal("version 2 must be a new instance in the same series")
+	}
+	if a.SOPInstanceUID == seg.SOPInstanceUID || a.SeriesInstanceUID == seg.SeriesInstanceUID || len(a.SOPInstanceUID) > 64 {
+		t.Fatalf("SR UIDs %s / %s collide with the SEG's or are too long", a.SOPInstanceUID, a.SeriesInstanceUID)
+	}
+
+	if o, err := BuildSR(in, SROptions{Disabled: true}); o != nil || err != nil {
+		t.Errorf("disabled: %v %v", o, err)
+	}
+	bad := []SRInput{
+		{Result: s.res, Findings: fs}, // findings without a SEG
+		{Result: s.res, SEG: seg},     // a SEG without findings
+		{Result: s.res, SEG: seg, Findings: append(slices.Clone(fs), fs[0])}, // a repeated ID
+	}
+	for i, in := range bad {
+		if _, err := BuildSR(in, SROptions{}); !errors.Is(err, ErrBadFindings) {
+			t.Errorf("bad input %d: %v", i, err)
+		}
+	}
+}
