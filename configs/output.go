@@ -30,6 +30,12 @@ type Output struct {
 	SCOnlyFindings bool `yaml:"sc_only_findings"`
 	// HeatmapOpacity is the heat map's opacity at the highest score, in (0, 1].
 	HeatmapOpacity float64 `yaml:"heatmap_opacity"`
+	// SR enables the DICOM SR measurement report (TID 1500) of every analysed series (default true; see SREnabled).
+	SR *bool `yaml:"sr"`
+	// SRSeriesDescription is the SeriesDescription of report series (the version is appended).
+	SRSeriesDescription string `yaml:"sr_series_description"`
+	// SRSeriesNumber is the SeriesNumber of report series; 0 uses the source's plus 3000.
+	SRSeriesNumber int `yaml:"sr_series_number"`
 	// Manufacturer is written to the outputs' equipment modules.
 	Manufacturer string `yaml:"manufacturer"`
 	// DeviceSerialNumber identifies this installation in the outputs.
@@ -48,6 +54,9 @@ type CodeConfig struct {
 
 // SCEnabled reports whether heat-map series are built (the default).
 func (o *Output) SCEnabled() bool { return o.SC == nil || *o.SC }
+
+// SREnabled reports whether measurement reports are built (the default).
+func (o *Output) SREnabled() bool { return o.SR == nil || *o.SR }
 
 func (o *Output) setDefaults() {
 	if o.SEGSeriesDescription == "" {
@@ -69,6 +78,13 @@ func (o *Output) setDefaults() {
 	if o.SCSeriesDescription == "" {
 		o.SCSeriesDescription = "Anomaly heat map (anomalynode)"
 	}
+	if o.SR == nil {
+		on := true
+		o.SR = &on
+	}
+	if o.SRSeriesDescription == "" {
+		o.SRSeriesDescription = "Anomaly report (anomalynode)"
+	}
 	if o.HeatmapOpacity == 0 {
 		o.HeatmapOpacity = 0.6
 	}
@@ -88,6 +104,12 @@ func (o *Output) validate(p *problems, path string) {
 	}
 	if len(o.SCSeriesDescription) > 36 {
 		p.add(path+".sc_series_description", "at most 36 characters (version and legend are appended to 64), got %d", len(o.SCSeriesDescription))
+	}
+	if len(o.SRSeriesDescription) > 60 {
+		p.add(path+".sr_series_description", "at most 60 characters (the version is appended to 64), got %d", len(o.SRSeriesDescription))
+	}
+	if o.SRSeriesNumber < 0 {
+		p.add(path+".sr_series_number", "series numbers must not be negative")
 	}
 	if o.SEGSeriesNumber < 0 || o.SCSeriesNumber < 0 {
 		p.add(path+".seg_series_number", "series numbers must not be negative")
@@ -125,7 +147,12 @@ type Destination struct {
 	Concurrency int `yaml:"concurrency"`
 	// Timeout bounds one delivery attempt (connect, store, release).
 	Timeout time.Duration `yaml:"timeout"`
+	// SR: false keeps measurement reports from this destination (an archive that refuses SR); unset sends them whenever output.sr is on.
+	SR *bool `yaml:"sr"`
 }
+
+// AcceptsSR reports whether measurement reports go to this destination.
+func (d *Destination) AcceptsSR() bool { return d.SR == nil || *d.SR }
 
 // DestinationTLS configures DICOM TLS towards a destination.
 type DestinationTLS struct {

@@ -521,6 +521,9 @@ func measurementGroup(res *SeriesResult, seg *Object, f SRFinding, sourceSeries,
 	version := strconv.Itoa(res.version())
 	id := strconv.Itoa(f.ID)
 	tracking := fmt.Sprintf("Finding %d (slices %d-%d of %d)", f.ID, f.FirstSlice+1, f.LastSlice+1, nSlices)
+	if f.FirstSlice == f.LastSlice {
+		tracking = fmt.Sprintf("Finding %d (slice %d of %d)", f.ID, f.FirstSlice+1, nSlices)
+	}
 	kids := []*elems{
 		textItem("HAS OBS CONTEXT", conceptTrackingIdentifier, tracking),
 		uidItem("HAS OBS CONTEXT", conceptTrackingUID, res.uidFor(KindSR, "tracking", "v"+version, id)),

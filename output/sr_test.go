@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"anomalynode/configs"
 	"anomalynode/inference/findings"
 	"anomalynode/internal/peers"
 )
@@ -338,5 +339,39 @@ func TestSRDeterminismAndInputs(t *testing.T) {
 		if _, err := BuildSR(in, SROptions{}); !errors.Is(err, ErrBadFindings) {
 			t.Errorf("bad input %d: %v", i, err)
 		}
+	}
+}
+
+func TestSRConfig(t *testing.T) {
+	c, err := configs.Parse([]byte(`dimse:
+  ae_title: NODE1
+destinations:
+  pacs:
+    address: h:104
+    called_ae: PACS
+  old:
+    address: h:105
+    called_ae: OLD
+    sr: false
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := SROptionsFrom(c)
+	if o.Disabled || o.AETitle != "NODE1" || o.FindingType != TypeLesion || o.SeriesDescription == "" {
+		t.Errorf("default SR options %+v", o)
+	}
+	if got := SRDestinations(c, []string{"old", "pacs"}); !slices.Equal(got, []string{"pacs"}) {
+		t.Errorf("SR destinations %v, want [pacs]", got)
+	}
+	off, err := configs.Parse([]byte("output:\n  sr: false\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SROptionsFrom(off).Disabled {
+		t.Error("output.sr: false still builds reports")
+	}
+	if _, err := configs.Parse([]byte("output:\n  sr_series_number: -1\n"), "t.yaml"); err == nil {
+		t.Error("a negative sr_series_number is accepted")
 	}
 }
