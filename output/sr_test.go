@@ -2,7 +2,10 @@ package output
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -11,8 +14,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"anomalynode/configs"
+	"anomalynode/dimse"
 	"anomalynode/inference/findings"
 	"anomalynode/internal/peers"
 )
@@ -373,5 +380,82 @@ destinations:
 	}
 	if _, err := configs.Parse([]byte("output:\n  sr_series_number: -1\n"), "t.yaml"); err == nil {
 		t.Error("a negative sr_series_number is accepted")
+	}
+}
+
+// TestSROrthanc delivers a series' SEG and report through the export queue
+// to a real Orthanc holding the source, then reads both back from Orthanc:
+// the report arrives in the source's study, in a series of its own, and
+// still matches the SEG that arrived with it.
+func TestSROrthanc(t *testing.T) {
+	s := makeSeries(t, 6, 48, 40, true, 12)
+	seg, err := BuildSEG(s.res, SEGOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := BuildSR(SRInput{Result: s.res, Findings: testFindings(t, s.res, true), SEG: seg, Thresholds: testThresholds}, SROptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := peers.StartOrthanc(t, nil, nil)
+	for _, f := range s.files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Post("/instances", string(b)); err != nil {
+			t.Fatalf("upload source: %v", err)
+		}
+	}
+	q, err := NewQueue(context.Background(), openJS(t), QueueConfig{Prefix: "T", MaxAttempts: 5, BackoffInitial: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond},
+		[]Destination{{
+			Name:        "archive",
+			Sender:      &CStore{Addr: fmt.Sprintf("127.0.0.1:%d", o.DicomPort), Config: dimse.ClientConfig{CallingAE: "ANOMALYNODE", CalledAE: o.AET, DialTimeout: 2 * time.Second, DIMSETimeout: 5 * time.Second}},
+			Concurrency: 1,
+			Timeout:     10 * time.Second,
+		}}, testLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []*Object{seg, sr} {
+		if err := q.Enqueue(context.Background(), obj, "archive"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runQueue(t, q)
+	waitFor(t, "SEG and SR delivered", 30*time.Second, func() bool { return value(q.m.delivered.WithLabelValues("archive")) >= 2 })
+
+	// fetch returns an instance as Orthanc stored it, with its study and series.
+	fetch := func(sop string) (part10 []byte, study, series string) {
+		t.Helper()
+		var found []struct{ ID, Type string }
+		b, err := o.Post("/tools/lookup", sop)
+		if err != nil || json.Unmarshal(b, &found) != nil || len(found) != 1 || found[0].Type != "Instance" {
+			t.Fatalf("lookup of %s: %v %s", sop, err, b)
+		}
+		var tags map[string]any
+		if err := o.GetJSON("/instances/"+found[0].ID+"/simplified-tags", &tags); err != nil {
+			t.Fatal(err)
+		}
+		part10, err = o.Get("/instances/" + found[0].ID + "/file")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return part10, fmt.Sprint(tags["StudyInstanceUID"]), fmt.Sprint(tags["SeriesInstanceUID"])
+	}
+	segBack, segStudy, _ := fetch(seg.SOPInstanceUID)
+	srBack, srStudy, srSeries := fetch(sr.SOPInstanceUID)
+	if srStudy != sr.StudyInstanceUID || segStudy != srStudy || srSeries != sr.SeriesInstanceUID {
+		t.Errorf("report in study %s series %s, SEG in study %s; want study %s series %s", srStudy, srSeries, segStudy, sr.StudyInstanceUID, sr.SeriesInstanceUID)
+	}
+	got, err := ReadSR(srBack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Groups) != 2 {
+		t.Errorf("report from Orthanc has %d findings, want 2", len(got.Groups))
+	}
+	if err := CheckSRAgainstSEG(got, segBack); err != nil {
+		t.Errorf("report and SEG from Orthanc disagree: %v", err)
 	}
 }
