@@ -459,3 +459,73 @@ func TestSROrthanc(t *testing.T) {
 		t.Errorf("report and SEG from Orthanc disagree: %v", err)
 	}
 }
+
+// TestSRMultiFrame checks the image library of an enhanced multi-frame
+// series: each source instance once, with the numbers of its scored frames.
+func TestSRMultiFrame(t *testing.T) {
+	es := makeEnhanced(t, enhancedOptions{instances: 2, frames: 4, rows: 23, cols: 19, seed: 5})
+	// Frame 3 (0-based 2) of one instance was not scored.
+	dropped := getString(es.res.Sources[0].Header, "SOPInstanceUID")
+	res := *es.res
+	res.Sources = slices.DeleteFunc(slices.Clone(es.res.Sources), func(s SourceSlice) bool {
+		return getString(s.Header, "SOPInstanceUID") == dropped && s.Frame == 2
+	})
+	obj, err := BuildSR(SRInput{Result: &res}, SROptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dciodvfy(t, writeTemp(t, "sr.dcm", obj.Part10))
+	sr, err := ReadSR(obj.Part10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lib *Attrs
+	for _, it := range sr.Attrs.Items("ContentSequence") {
+		if conceptName(it) == conceptImageLibrary.key() {
+			lib = it.First("ContentSequence")
+		}
+	}
+	if lib == nil {
+		t.Fatal("no image library group")
+	}
+	frames := map[string][]string{}
+	for _, it := range lib.Items("ContentSequence") {
+		if it.String("ValueType") == "IMAGE" {
+			ref := it.First("ReferencedSOPSequence")
+			frames[ref.String("ReferencedSOPInstanceUID")] = ref.Strings("ReferencedFrameNumber")
+		}
+	}
+	if len(frames) != 2 {
+		t.Fatalf("image library lists %d instances, want 2: %v", len(frames), frames)
+	}
+	for sop, f := range frames {
+		want := []string{"1", "2", "3", "4"}
+		if sop == dropped {
+			want = []string{"1", "2", "4"}
+		}
+		if !slices.Equal(f, want) {
+			t.Errorf("instance %s: frames %v, want %v", sop, f, want)
+		}
+	}
+}
+
+// BenchmarkBuildSR builds the report of a 24-slice series with 10 findings;
+// it reports the time per report.
+func BenchmarkBuildSR(b *testing.B) {
+	s := makeSeries(b, 24, 64, 64, true, 1)
+	seg, err := BuildSEG(s.res, SEGOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fs := make([]SRFinding, 10)
+	for i := range fs {
+		fs[i] = SRFinding{Segment: i + 1, Finding: findings.Finding{ID: i + 1, Voxels: 100, VolumeMM3: 219.7, Peak: 0.9, Mean: 0.7, LastSlice: 3}}
+	}
+	in := SRInput{Result: s.res, Findings: fs, SEG: seg, Thresholds: testThresholds}
+	for b.Loop() {
+		if _, err := BuildSR(in, SROptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "us/report")
+}
