@@ -294,14 +294,19 @@ func BuildSR(in SRInput, opts SROptions) (*Object, error) {
 	}, nil
 }
 
-// checkSRFindings refuses findings that the SEG cannot hold: findings
-// without a SEG, a SEG without findings, or a segment number below 1.
+// checkSRFindings refuses findings that the SEG cannot hold or a report
+// cannot state: findings without a SEG, a SEG without findings, an object
+// that is not a SEG, a segment number outside 1..65535 (US), a missing or
+// repeated ID, a NaN or infinite value (no Decimal String for it).
 func checkSRFindings(in SRInput) error {
 	if len(in.Findings) > 0 && in.SEG == nil {
 		return fmt.Errorf("%w: %d findings but no SEG", ErrBadFindings, len(in.Findings))
 	}
 	if len(in.Findings) == 0 && in.SEG != nil {
 		return fmt.Errorf("%w: a SEG but no findings", ErrBadFindings)
+	}
+	if in.SEG != nil && in.SEG.SOPClassUID != SegmentationStorage {
+		return fmt.Errorf("%w: the SEG object is of SOP class %s", ErrBadFindings, in.SEG.SOPClassUID)
 	}
 	seen := map[int]bool{}
 	for _, f := range in.Findings {
@@ -312,6 +317,13 @@ func checkSRFindings(in SRInput) error {
 			return fmt.Errorf("%w: finding ID %d missing or repeated", ErrBadFindings, f.ID)
 		}
 		seen[f.ID] = true
+		finite := !math.IsNaN(f.VolumeMM3) && !math.IsInf(f.VolumeMM3, 0) && f.VolumeMM3 >= 0
+		for _, v := range []float64{float64(f.Peak), float64(f.Mean), f.Centroid[0], f.Centroid[1], f.Centroid[2]} {
+			finite = finite && !math.IsNaN(v) && !math.IsInf(v, 0)
+		}
+		if !finite {
+			return fmt.Errorf("%w: finding %d has a negative or non-finite volume, score or centroid", ErrBadFindings, f.ID)
+		}
 	}
 	return nil
 }

@@ -341,6 +341,9 @@ func TestSRDeterminismAndInputs(t *testing.T) {
 		{Result: s.res, Findings: fs}, // findings without a SEG
 		{Result: s.res, SEG: seg},     // a SEG without findings
 		{Result: s.res, SEG: seg, Findings: append(slices.Clone(fs), fs[0])}, // a repeated ID
+		{Result: s.res, SEG: seg, Findings: []SRFinding{{Segment: 1, Finding: findings.Finding{ID: 1, VolumeMM3: math.NaN()}}}},
+		{Result: s.res, SEG: seg, Findings: []SRFinding{{Segment: 0, Finding: findings.Finding{ID: 1}}}},
+		{Result: s.res, SEG: &Object{SOPClassUID: SecondaryCaptureImageStorage}, Findings: fs},
 	}
 	for i, in := range bad {
 		if _, err := BuildSR(in, SROptions{}); !errors.Is(err, ErrBadFindings) {
