@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/suyashkumar/dicom"
 
 	"anomalynode/configs"
 	"anomalynode/dimse"
@@ -531,4 +532,74 @@ func BenchmarkBuildSR(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "us/report")
+}
+
+// TestCheckSRMultiSegment checks the per-segment rule on a hand-made
+// two-segment SEG: segment 1 holds one finding, segment 2 (an "Other
+// findings" segment) two, whose volumes must add up to its voxels'.
+func TestCheckSRMultiSegment(t *testing.T) {
+	const segUID, series = "2.25.1", "2.25.2"
+	e := &elems{}
+	e.str("SOPClassUID", SegmentationStorage)
+	e.str("SOPInstanceUID", segUID)
+	e.str("SegmentationType", "BINARY")
+	e.num("Rows", 2)
+	e.num("Columns", 4)
+	e.num("BitsAllocated", 1)
+	e.str("NumberOfFrames", "2")
+	pm := &elems{}
+	pm.str("PixelSpacing", "0.5", "2")
+	pm.str("SpacingBetweenSlices", "3")
+	shared := &elems{}
+	shared.seq("PixelMeasuresSequence", pm)
+	e.seq("SharedFunctionalGroupsSequence", shared)
+	var frames []*elems
+	for _, n := range []int{1, 2} {
+		si := &elems{}
+		si.num("ReferencedSegmentNumber", n)
+		pf := &elems{}
+		pf.seq("SegmentIdentificationSequence", si)
+		frames = append(frames, pf)
+	}
+	e.seq("PerFrameFunctionalGroupsSequence", frames...)
+	var segs []*elems
+	for _, n := range []int{1, 2} {
+		s := &elems{}
+		s.num("SegmentNumber", n)
+		segs = append(segs, s)
+	}
+	e.seq("SegmentSequence", segs...)
+	rs := &elems{}
+	rs.str("SeriesInstanceUID", series)
+	e.seq("ReferencedSeriesSequence", rs)
+	// Frame 1 (segment 1, byte 0): 3 voxels; frame 2 (segment 2, byte 1): 5 voxels.
+	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: []byte{0b0000_0111, 0b0001_1111}})
+	e.list[len(e.list)-1].RawValueRepresentation = "OB"
+	seg, err := encode(e, SegmentationStorage, segUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const voxel = 0.5 * 2 * 3
+	group := func(segment int, voxels float64) SRGroup {
+		return SRGroup{SEGInstanceUID: segUID, Segment: segment, SourceSeries: series, VolumeMM3: voxels * voxel}
+	}
+	tests := []struct {
+		name   string
+		groups []SRGroup
+		want   string
+	}{
+		{"one finding per segment", []SRGroup{group(1, 3), group(2, 5)}, ""},
+		{"two findings share segment 2", []SRGroup{group(1, 3), group(2, 2), group(2, 3)}, ""},
+		{"shared segment short of a voxel", []SRGroup{group(1, 3), group(2, 2), group(2, 2)}, "segment 2"},
+		{"findings swapped", []SRGroup{group(1, 5), group(2, 3)}, "segment 1"},
+		{"segment 3 does not exist", []SRGroup{group(3, 1)}, "does not define"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckSRAgainstSEG(&SR{Groups: tc.groups}, seg)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("check: %v, want %q", err, tc.want)
+			}
+		})
+	}
 }
