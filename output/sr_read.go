@@ -163,7 +163,10 @@ func codeValue(a *Attrs) string {
 // (pixel spacing times the spacing between slices, else the slice
 // thickness). A segment holding one finding thus has exactly its volume; the
 // shared "Other findings" segment has the sum of its findings'. It reports
-// every problem, not only the first.
+// every problem, not only the first. The voxel depth is the SEG's one
+// spacing, so on an irregularly spaced series (no SpacingBetweenSlices),
+// whose findings measure each slice's own extent, the volume rule is only
+// as exact as SliceThickness is to that extent.
 func CheckSRAgainstSEG(sr *SR, segPart10 []byte) error {
 	seg, err := ReadSEG(segPart10)
 	if err != nil {
