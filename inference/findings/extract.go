@@ -61,57 +61,16 @@ func Extract(in []Slice, p Params) (*Result, error) {
 	if math.IsNaN(p.MinVolumeMM3) || p.MinVolumeMM3 < 0 {
 		return nil, fmt.Errorf("findings: min volume %v mm3 must be >= 0", p.MinVolumeMM3)
 	}
-	st, err := newStack(in)
+	st, runs, compOf, comps, err := label(in, p.PixelThreshold)
 	if err != nil {
 		return nil, err
 	}
-	runs, rowStart := findRuns(in, st, p.PixelThreshold)
-	parent := make([]int32, len(runs))
-	for i := range parent {
-		parent[i] = int32(i)
-	}
-	linkRuns(runs, rowStart, st, parent)
 
-	// Accumulate each component's statistics at its root.
-	type acc struct {
-		voxels      int
-		volume      float64
-		sum         float64
-		peak        float32
-		centroid    [3]float64
-		first, last int32
-	}
-	comp := map[int32]*acc{}
-	roots := make([]int32, len(runs))
-	var order []int32 // roots in first-seen order, for a deterministic sort
-	for i, r := range runs {
-		root := find(parent, int32(i))
-		roots[i] = root
-		a := comp[root]
-		if a == nil {
-			a = &acc{peak: r.peak, first: r.rank, last: r.rank}
-			comp[root] = a
-			order = append(order, root)
-		}
-		n := int(r.c1 - r.c0)
-		a.voxels += n
-		a.volume += float64(n) * st.spacing[0] * st.spacing[1] * st.extent[r.rank]
-		a.sum += r.sum
-		a.peak = max(a.peak, r.peak)
-		a.first, a.last = min(a.first, r.rank), max(a.last, r.rank)
-		// The run's voxel centres summed: n*(P + row*dr*Y) + (sum of columns)*dc*X.
-		pos := in[st.order[r.rank]].Plane.Position
-		colSum := float64(n) * (float64(r.c0) + float64(r.c1-1)) / 2
-		for k := 0; k < 3; k++ {
-			a.centroid[k] += float64(n)*(pos[k]+float64(r.row)*st.spacing[0]*st.colDir[k]) +
-				colSum*st.spacing[1]*st.rowDir[k]
-		}
-	}
-
-	res := &Result{Order: st.order, Regions: len(comp)}
-	kept := map[int32]int{} // root -> index in res.Findings
-	for _, root := range order {
-		a := comp[root]
+	res := &Result{Order: st.order, Regions: len(comps)}
+	kept := make([]int, len(comps)) // component -> index in res.Findings, or -1
+	for c := range comps {
+		a := &comps[c]
+		kept[c] = -1
 		if a.volume < p.MinVolumeMM3 || a.peak < p.PeakThreshold {
 			continue
 		}
@@ -123,7 +82,7 @@ func Extract(in []Slice, p Params) (*Result, error) {
 		for k := range f.Centroid {
 			f.Centroid[k] = a.centroid[k] / float64(a.voxels)
 		}
-		kept[root] = len(res.Findings)
+		kept[c] = len(res.Findings)
 		res.Findings = append(res.Findings, f)
 	}
 	if len(res.Findings) > math.MaxUint16 {
@@ -158,8 +117,8 @@ func Extract(in []Slice, p Params) (*Result, error) {
 		res.Labels[i] = make([]uint16, st.rows*st.cols)
 	}
 	for i, r := range runs {
-		k, ok := kept[roots[i]]
-		if !ok {
+		k := kept[compOf[i]]
+		if k < 0 {
 			continue
 		}
 		lab := res.Labels[st.order[r.rank]][int(r.row)*st.cols:]
@@ -168,6 +127,61 @@ func Extract(in []Slice, p Params) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// component is the statistics of one connected region.
+type component struct {
+	voxels      int
+	volume      float64
+	sum         float64
+	peak        float32
+	centroid    [3]float64 // sum of voxel centres
+	first, last int32      // ranks
+}
+
+// label finds the 26-connected regions of the voxels of in above t: it returns
+// the stack, the above-threshold runs, each run's component index and the
+// components in scan order.
+func label(in []Slice, t float32) (*stack, []run, []int32, []component, error) {
+	st, err := newStack(in)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	runs, rowStart := findRuns(in, st, t)
+	parent := make([]int32, len(runs))
+	for i := range parent {
+		parent[i] = int32(i)
+	}
+	linkRuns(runs, rowStart, st, parent)
+
+	// Roots are the smallest run index of their set (union keeps the smaller),
+	// so a root is always met before the other runs of its set.
+	compOf := make([]int32, len(runs))
+	var comps []component
+	for i, r := range runs {
+		root := find(parent, int32(i))
+		if root == int32(i) {
+			compOf[i] = int32(len(comps))
+			comps = append(comps, component{peak: r.peak, first: r.rank, last: r.rank})
+		} else {
+			compOf[i] = compOf[root]
+		}
+		a := &comps[compOf[i]]
+		n := int(r.c1 - r.c0)
+		a.voxels += n
+		a.volume += float64(n) * st.spacing[0] * st.spacing[1] * st.extent[r.rank]
+		a.sum += r.sum
+		a.peak = max(a.peak, r.peak)
+		a.first, a.last = min(a.first, r.rank), max(a.last, r.rank)
+		// The run's voxel centres summed: n*(P + row*dr*Y) + (sum of columns)*dc*X.
+		pos := in[st.order[r.rank]].Plane.Position
+		colSum := float64(n) * (float64(r.c0) + float64(r.c1-1)) / 2
+		for k := 0; k < 3; k++ {
+			a.centroid[k] += float64(n)*(pos[k]+float64(r.row)*st.spacing[0]*st.colDir[k]) +
+				colSum*st.spacing[1]*st.rowDir[k]
+		}
+	}
+	return st, runs, compOf, comps, nil
 }
 
 // newStack checks that the slices form one stack and derives its order,
