@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -86,15 +87,15 @@ func (l *Loaded) HasGeometry() bool {
 	return len(l.Geometries) > 0
 }
 
-// HasPlanes reports whether every slice knows its series and plane, so
-// findings can be calibrated on it.
+// HasPlanes reports whether any slice knows its series and plane, so
+// findings can be calibrated on its series.
 func (l *Loaded) HasPlanes() bool {
 	for i, p := range l.Planes {
-		if p == nil || l.Series[i] == "" {
-			return false
+		if p != nil && l.Series[i] != "" {
+			return l.HasGeometry()
 		}
 	}
-	return len(l.Planes) > 0 && l.HasGeometry()
+	return false
 }
 
 // ErrNoInputs is returned when the inputs hold no slices.
@@ -569,9 +570,10 @@ type FindingCalibration struct {
 
 // CalibrateFindings chooses the finding limits on the healthy validation
 // series, for the pixel threshold of each false-positive rate (thresholds[i]
-// belongs to fprs[i]): see findings.Calibrate. It needs every validation
-// slice's series and plane (slices embedded from DICOM); without them it
-// returns no calibration and a Warning, and the node masks per pixel.
+// belongs to fprs[i]): see findings.Calibrate. It needs the validation
+// slices' series and planes (slices embedded from DICOM): a series with a
+// slice without them is left out (Skipped), and with none left it returns no
+// calibration and a Warning, and the node masks per pixel.
 func CalibrateFindings(model *inference.Model, val *Loaded, fprs []float64, thresholds []float32, seriesFPR, minVolumeMM3 float64) (*FindingCalibration, error) {
 	fc := &FindingCalibration{}
 	if !val.HasPlanes() {
@@ -593,6 +595,10 @@ func CalibrateFindings(model *inference.Model, val *Loaded, fprs []float64, thre
 	regions := make([][]findings.SeriesRegions, len(fprs))
 	for _, uid := range uids {
 		idx := bySeries[uid]
+		if uid == "" || slices.ContainsFunc(idx, func(i int) bool { return val.Planes[i] == nil }) {
+			fc.Skipped = append(fc.Skipped, fmt.Sprintf("%q: a slice without series or plane geometry", uid))
+			continue
+		}
 		in := make([]findings.Slice, len(idx))
 		for k, i := range idx {
 			pix, err := sliceScores(sc, val, i, true)
@@ -620,7 +626,7 @@ func CalibrateFindings(model *inference.Model, val *Loaded, fprs []float64, thre
 		}
 	}
 	if len(regions[0]) == 0 {
-		fc.Warning = "no validation series forms one stack: no finding calibration; the node will mask per pixel"
+		fc.Warning = "no validation series forms one stack with plane geometry: no finding calibration; the node will mask per pixel"
 		return fc, nil
 	}
 	fc.Series = len(regions[0])

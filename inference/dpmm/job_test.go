@@ -206,8 +206,18 @@ func TestRunJobFindings(t *testing.T) {
 		t.Error("no healthy region reached 50 mm3 at any pixel threshold: the test proves nothing")
 	}
 
-	// Without planes: no calibration, and a warning.
+	// A series with a slice without a plane is left out ...
 	val.Planes[0] = nil
+	jr, err = RunJob(context.Background(), &Loaded{Data: train}, val,
+		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr.Findings.Series != 18 || len(jr.Findings.Skipped) != 2 || !strings.Contains(jr.Findings.Skipped[0], `"1.2.0": a slice without`) {
+		t.Errorf("one plane missing: %+v", jr.Findings)
+	}
+	// ... and without any plane there is no calibration, and a warning.
+	clear(val.Planes)
 	jr, err = RunJob(context.Background(), &Loaded{Data: train}, val,
 		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
 	if err != nil {
