@@ -162,7 +162,8 @@ func TestFitEvalDICOM(t *testing.T) {
 	}
 	run("synth", "--out", filepath.Join(dir, "train"), "--series", "2", "--slices", "6", "--rows", "96", "--cols", "112", "--seed", "1")
 	// The validation folder holds label masks too (labels/IMnnnn.npy, uint8):
-	// fit must leave them out, not take them for embeddings.
+	// fit (and eval --val, below) must leave them out, not take them for
+	// embeddings.
 	run("synth", "--out", filepath.Join(dir, "val"), "--labels", "--slices", "4", "--rows", "96", "--cols", "112", "--seed", "7")
 	run("synth", "--out", filepath.Join(dir, "test"), "--lesions", "--slices", "6", "--rows", "96", "--cols", "112", "--seed", "9")
 	model := filepath.Join(dir, "model.safetensors")
