@@ -90,6 +90,9 @@ func (l *Loaded) HasGeometry() bool {
 // HasPlanes reports whether any slice knows its series and plane, so
 // findings can be calibrated on its series.
 func (l *Loaded) HasPlanes() bool {
+	if n := l.Data.Slices(); len(l.Planes) != n || len(l.Series) != n || len(l.Geometries) != n {
+		return false
+	}
 	for i, p := range l.Planes {
 		if p != nil && l.Series[i] != "" {
 			return l.HasGeometry()
