@@ -296,7 +296,10 @@ func (e *Engine) runBatch(q []pending) error {
 		r.Timings.Score = time.Since(t1)
 
 		t2 := time.Now()
-		src := g.SrcRows * g.SrcCols
+		// The batch shares the model input size, not the source size: two
+		// series of different matrix size (or a scout in a series) share a
+		// batch, so the map is sized by the slice's own geometry.
+		src := p.pr.Geometry.SrcRows * p.pr.Geometry.SrcCols
 		r.Map = make([]float32, src)
 		Upsample(r.PatchScores, p.pr.Geometry, r.Map)
 		r.Mask = make([]uint8, src)

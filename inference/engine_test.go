@@ -224,3 +224,52 @@ func TestEngineRun(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEngineMixedSizes: slices of different matrix sizes share a batch (they
+// preprocess to one model input size); each map must have its own slice's size
+// and equal the map of an unbatched run, whichever size comes first.
+func TestEngineMixedSizes(t *testing.T) {
+	dir := t.TempDir()
+	series := func(sub string, seed uint64, rows, cols int) []Input {
+		m, err := synth.WriteSeries(filepath.Join(dir, sub), synth.Options{Seed: seed, Slices: 2, Rows: rows, Cols: cols, Source: synth.SourcePhantom})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seriesInputs(m)
+	}
+	small, big := series("small", 1, 32, 40), series("big", 2, 64, 80)
+	e1, _, _ := testEngine(t, 1, nil)
+	e4, _, _ := testEngine(t, 4, nil)
+	for name, inputs := range map[string][]Input{
+		"small first": append(append([]Input{}, small...), big...),
+		"big first":   append(append([]Input{}, big...), small...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r1, err := e1.Process(context.Background(), inputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r4, err := e4.Process(context.Background(), inputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r4) != len(inputs) || len(r1) != len(inputs) {
+				t.Fatalf("%d and %d results for %d inputs", len(r1), len(r4), len(inputs))
+			}
+			for i, r := range r4 {
+				if r.Err != nil {
+					t.Fatalf("result %d: %v", i, r.Err)
+				}
+				px := r.Slice.Rows * r.Slice.Cols
+				if len(r.Map) != px || len(r.Mask) != px || len(r.Display) != px {
+					t.Fatalf("result %d (%dx%d): map %d, mask %d, display %d values", i, r.Slice.Rows, r.Slice.Cols, len(r.Map), len(r.Mask), len(r.Display))
+				}
+				for k := range r.Map {
+					if math.Abs(float64(r.Map[k]-r1[i].Map[k])) > 1e-4 {
+						t.Fatalf("result %d pixel %d: batch 4 %v, batch 1 %v", i, k, r.Map[k], r1[i].Map[k])
+					}
+				}
+			}
+		})
+	}
+}
