@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"anomalynode/inference/synth"
+	"anomalynode/ingest"
 )
 
 // testEngine builds an engine on the tiny ViT (4 registers) with a random
@@ -271,5 +272,71 @@ func TestEngineMixedSizes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// panicBackbone panics on a uniform image in its batch, like a fault that
+// only one input triggers.
+type panicBackbone struct{ Backbone }
+
+func (p panicBackbone) Embed(input []float32, b, h, w int) (*Embedding, error) {
+	n := 3 * h * w
+	for i := 0; i < b; i++ {
+		img := input[i*n : (i+1)*n]
+		uniform := true
+		for _, v := range img[:h*w] {
+			uniform = uniform && v == img[0]
+		}
+		if uniform {
+			panic("uniform image")
+		}
+	}
+	return p.Backbone.Embed(input, b, h, w)
+}
+
+// TestEngineRunIsolatesPoison: a job that panics somewhere in the pipeline
+// fails alone with a *PanicError; the jobs batched with it are scored, and Run
+// goes on serving.
+func TestEngineRunIsolatesPoison(t *testing.T) {
+	e, emb, _ := testEngine(t, 4, nil)
+	e.o.Backbone = panicBackbone{emb}
+	man := writeSynth(t, t.TempDir(), 7, 3)
+	good, err := DecodeFile(filepath.Join(man.Dir, man.Slices[0].File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := *good[0]
+	poison.Stored = make([]int32, len(poison.Stored))
+	inputs := seriesInputs(man)
+	inputs = append(inputs[:1], append([]Input{{Slices: []*Slice{&poison}}}, inputs[1:]...)...)
+	jobs := make(chan Job, len(inputs)+1)
+	type done struct {
+		n   int
+		err error
+	}
+	got := make([]chan done, len(inputs)+1)
+	for i, in := range inputs {
+		got[i] = make(chan done, 1)
+		jobs <- Job{Input: in, Done: func(r []*Result, err error) { got[i] <- done{len(r), err} }}
+	}
+	// A job after the poison one is served by the same Run.
+	got[len(inputs)] = make(chan done, 1)
+	jobs <- Job{Input: inputs[0], Done: func(r []*Result, err error) { got[len(inputs)] <- done{len(r), err} }}
+	close(jobs)
+	if err := e.Run(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range got {
+		d := <-c
+		if i == 1 {
+			var pe *PanicError
+			if !errors.As(d.err, &pe) || !errors.Is(d.err, ingest.ErrPanic) || d.n != 0 || len(pe.Stack) == 0 {
+				t.Fatalf("poison job: %d results, err %v; want a *PanicError", d.n, d.err)
+			}
+			continue
+		}
+		if d.err != nil || d.n != 1 {
+			t.Fatalf("job %d: %d results, %v", i, d.n, d.err)
+		}
 	}
 }

@@ -21,6 +21,7 @@ type metrics struct {
 	redundant    prometheus.Counter
 	reopened     prometheus.Counter
 	completed    *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
 	openSeries   prometheus.Gauge
 	storeSeconds prometheus.Histogram
 }
@@ -52,6 +53,8 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			Help: "Completed series re-opened by a late instance."}),
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_completed_total",
 			Help: "Series completions, by reason (quiet, expected, implied)."}, []string{"reason"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "work_dead_lettered_total",
+			Help: "Work items set aside (failed their bounded deliveries, or can never succeed), by stage (slice, completion); list them with 'anomalynode exports list'."}, []string{"stage"}),
 		openSeries: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "series_open",
 			Help: "Series not yet complete."}),
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "store_seconds",
@@ -76,7 +79,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		return float64(info.State.Msgs)
 	})
 	for _, c := range []prometheus.Collector{m.received, m.refused, m.stored, m.storedBytes, m.duplicate, m.ignored,
-		m.quarantined, m.dispatched, m.acked, m.redundant, m.reopened, m.completed, m.openSeries, m.storeSeconds, depth} {
+		m.quarantined, m.dispatched, m.acked, m.redundant, m.reopened, m.completed, m.deadLettered, m.openSeries, m.storeSeconds, depth} {
 		if _, err := collect.Register(reg, c); err != nil {
 			s.log.Warn().Err(err).Msg("ingest: metric not registered")
 		}

@@ -173,6 +173,7 @@ type SeriesCompletion struct {
 	// Delivery is 1 on the first delivery, more on redeliveries.
 	Delivery int `json:"-"`
 
+	svc *Service
 	msg jetstream.Msg
 }
 

@@ -125,12 +125,16 @@ type Service struct {
 	workSubj  string
 	doneName  string
 	doneSubj  string
+	deadSubj  string
 	dataDir   string
 	cfg       configs.Ingest
 	m         *metrics
 	now       func() time.Time
 	space     func(dir string) (free, total uint64, err error)
 	tickEvery time.Duration
+	// retryDelay is the redelivery delay after a failed delivery (tests
+	// shorten it).
+	retryDelay func(delivery int) time.Duration
 }
 
 // NewService creates (or opens) the streams, buckets and the router.
@@ -143,9 +147,9 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		js: js, log: log, cfg: cfg.Ingest, dataDir: cfg.Node.DataDir,
 		workName: js.Name("WORK"), workSubj: js.Subject("work.slice"),
 		doneName: js.Name("SERIES_DONE"), doneSubj: js.Subject("series.complete"),
-		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond,
+		deadSubj: js.Subject("work.dead"),
+		now:      time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond, retryDelay: backoff,
 	}
-	s.router.Store(router)
 	s.router.Store(router)
 	j := js.JetStream
 	s.objects, err = j.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -173,6 +177,9 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		if _, err := j.CreateOrUpdateStream(ctx, st); err != nil {
 			return nil, fmt.Errorf("ingest: stream %s: %w", st.Name, err)
 		}
+	}
+	if _, err := j.CreateOrUpdateStream(ctx, deadStream(js, cfg.Ingest.Retention)); err != nil {
+		return nil, fmt.Errorf("ingest: dead work stream: %w", err)
 	}
 	s.m = newMetrics(reg, s)
 	return s, nil
@@ -487,11 +494,17 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			Delivery: delivery, WorkSequence: seq, svc: s, msg: msg,
 		}
 		s.m.dispatched.Inc()
-		if err := sc.ConsumeSlice(ctx, sl); err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn().Err(err).Str("sop", it.SOPInstanceUID).Int("delivery", delivery).Msg("ingest: slice consumer failed; redelivering")
+		err = s.guard("slice consumer", func() error { return sc.ConsumeSlice(ctx, sl) })
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
+				_ = sl.Nak(s.retryDelay(delivery))
+				return
 			}
-			_ = sl.Nak(backoff(delivery))
+			s.log.Warn().Err(err).Str("sop", it.SOPInstanceUID).Str("series", it.SeriesInstanceUID).Int("delivery", delivery).
+				Int("max_deliveries", s.attempts()).Msg("ingest: slice consumer failed")
+			if err := sl.Fail(context.WithoutCancel(ctx), err); err != nil {
+				s.log.Error().Err(err).Str("sop", it.SOPInstanceUID).Msg("ingest: failed slice not handed back; it is redelivered after ack_wait")
+			}
 		}
 	})
 }
@@ -507,12 +520,18 @@ func (s *Service) runCompletions(ctx context.Context, cc CompletionConsumer) err
 		if md, err := msg.Metadata(); err == nil {
 			sc.Delivery = int(md.NumDelivered)
 		}
-		sc.msg = msg
-		if err := cc.ConsumeCompletion(ctx, &sc); err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn().Err(err).Str("series", sc.SeriesInstanceUID).Int("version", sc.Version).Msg("ingest: completion consumer failed; redelivering")
+		sc.msg, sc.svc = msg, s
+		err := s.guard("completion consumer", func() error { return cc.ConsumeCompletion(ctx, &sc) })
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
+				_ = sc.Nak(s.retryDelay(sc.Delivery))
+				return
 			}
-			_ = sc.Nak(backoff(sc.Delivery))
+			s.log.Warn().Err(err).Str("series", sc.SeriesInstanceUID).Int("version", sc.Version).Int("delivery", sc.Delivery).
+				Int("max_deliveries", s.attempts()).Msg("ingest: completion consumer failed")
+			if err := sc.Fail(context.WithoutCancel(ctx), err); err != nil {
+				s.log.Error().Err(err).Str("series", sc.SeriesInstanceUID).Msg("ingest: failed completion not handed back; it is redelivered after ack_wait")
+			}
 		}
 	})
 }
