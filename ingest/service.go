@@ -135,6 +135,44 @@ type Service struct {
 	// retryDelay is the redelivery delay after a failed delivery (tests
 	// shorten it).
 	retryDelay func(delivery int) time.Duration
+	// accepting serialises Accepts of one SOP Instance UID, so that copies
+	// arriving at once (in different transfer syntaxes) store one object.
+	accepting keyedMutex
+}
+
+// keyedMutex is a mutex per key, held only while in use.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.users++
+	k.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		k.mu.Lock()
+		if e.users--; e.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // NewService creates (or opens) the streams, buckets and the router.
@@ -252,6 +290,9 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 		s.m.ignored.Inc()
 		return res, nil
 	}
+	// Copies of one instance arriving at once are stored one at a time: the
+	// later copy finds the first stored and is discarded.
+	defer s.accepting.lock(res.SOPInstanceUID)()
 	// Duplicates: an instance already in its series record was dispatched
 	// before; one still waiting in the work queue is caught by the message ID
 	// below. Either way the copy is not queued again.
@@ -282,11 +323,17 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	// An object stored by an attempt whose work item never got queued (a
 	// crash in between) is kept as it was: a stored object never changes
 	// under a queued work item.
+	// The work item names the transfer syntax of the bytes actually stored,
+	// which for a kept object is not this copy's.
+	storedTS := in.TransferSyntaxUID
 	info, err := s.objects.GetInfo(ctx, res.SOPInstanceUID)
 	switch {
 	case err == nil && !info.Deleted:
 		if _, err := io.Copy(io.Discard, src); err != nil {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
+		}
+		if ts := objectSyntax(info); ts != "" {
+			storedTS = ts
 		}
 	case err == nil || errors.Is(err, jetstream.ErrObjectNotFound):
 		info, err = s.objects.Put(ctx, meta, io.MultiReader(bytes.NewReader(prefix), src))
@@ -312,7 +359,7 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	item := workItem{
 		SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: h.Str(tag.SOPClassUID),
 		SeriesInstanceUID: res.SeriesInstanceUID, StudyInstanceUID: h.Str(tag.StudyInstanceUID),
-		TransferSyntaxUID: in.TransferSyntaxUID, Size: res.Size, Decision: res.Decision,
+		TransferSyntaxUID: storedTS, Size: res.Size, Decision: res.Decision,
 		Source: in.Source, Received: start.UTC(), Frames: 1,
 		Position: h.Floats(tag.ImagePositionPatient),
 	}
@@ -374,10 +421,19 @@ func (s *Service) OpenInstance(ctx context.Context, sopInstanceUID string) (io.R
 		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)
 	}
 	ts := ""
-	if info, err := r.Info(); err == nil && info.Headers != nil {
-		ts = info.Headers.Get("Transfer-Syntax-UID")
+	if info, err := r.Info(); err == nil {
+		ts = objectSyntax(info)
 	}
 	return r, ts, nil
+}
+
+// objectSyntax is the transfer syntax stored with an object's bytes ("" when
+// unknown).
+func objectSyntax(info *jetstream.ObjectInfo) string {
+	if info == nil || info.Headers == nil {
+		return ""
+	}
+	return info.Headers.Get("Transfer-Syntax-UID")
 }
 
 // Consumers are the stages Run feeds. Either may be nil: its queue then keeps
