@@ -254,17 +254,59 @@ func (e *errReader) Read(p []byte) (int, error) {
 // object store and queues a work item. It returns only after both are durable;
 // any error means the instance was not accepted (the sender must retry).
 // errors.Is(err, ErrUnavailable) means out of resources (C-STORE A700).
+//
+// Every offer is counted once as received and once by its outcome (stored,
+// duplicate, ignored, or refused by reason), so that received = stored +
+// duplicate + ignored + refused holds at every scrape.
 func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
-	start := s.now()
 	s.m.received.WithLabelValues(in.Source.Kind).Inc()
+	res, err := s.accept(ctx, in)
+	if err != nil {
+		s.m.refused.WithLabelValues(refusal(err)).Inc()
+		return res, err
+	}
+	switch res.Outcome {
+	case Stored:
+		s.m.stored.Inc()
+	case Duplicate:
+		s.m.duplicate.Inc()
+	case Ignored:
+		s.m.ignored.Inc()
+		// An image dropped without a word is what an operator cannot see:
+		// say why, loudly for what someone probably meant to be scored.
+		ev := s.log.Debug()
+		if res.Decision.Rule == OwnOutputRule || res.Decision.Rule == NoRuleMatched {
+			ev = s.log.Info()
+		}
+		ev.Str("sop", res.SOPInstanceUID).Str("series", res.SeriesInstanceUID).Str("source", in.Source.Kind).
+			Str("calling_ae", in.Source.CallingAE).Str("path", in.Source.Path).Str("rule", res.Decision.Rule).
+			Strs("because", res.Decision.Reasons).Msg("ingest: instance ignored (not stored, not scored)")
+	}
+	return res, nil
+}
+
+// refusal is the instances_refused_total reason of an Accept error.
+func refusal(err error) string {
+	switch {
+	case errors.Is(err, ErrLowDisk):
+		return "disk"
+	case errors.Is(err, ErrSourceRead):
+		return "source"
+	case errors.Is(err, ErrUnavailable):
+		return "store"
+	}
+	return "malformed"
+}
+
+// accept is Accept without the outcome counters.
+func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
+	start := s.now()
 	if err := s.checkSpace(); err != nil {
-		s.m.refused.WithLabelValues("disk").Inc()
 		return Result{}, err
 	}
 	src := &errReader{r: in.DataSet}
 	h, prefix, err := ReadHeader(src, in.TransferSyntaxUID, s.cfg.MaxHeaderBytes)
 	if err != nil {
-		s.m.refused.WithLabelValues("malformed").Inc()
 		if src.err != nil {
 			return Result{}, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
 		}
@@ -278,7 +320,6 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	}
 	res := Result{SOPInstanceUID: h.Str(tag.SOPInstanceUID), SeriesInstanceUID: h.Str(tag.SeriesInstanceUID)}
 	if res.SOPInstanceUID == "" || res.SeriesInstanceUID == "" {
-		s.m.refused.WithLabelValues("malformed").Inc()
 		return res, fmt.Errorf("%w: SOPInstanceUID %q SeriesInstanceUID %q", ErrIncomplete, res.SOPInstanceUID, res.SeriesInstanceUID)
 	}
 	res.Decision = s.router.Load().Route(in.Source, h)
@@ -287,7 +328,6 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
 		}
 		res.Outcome = Ignored
-		s.m.ignored.Inc()
 		return res, nil
 	}
 	// Copies of one instance arriving at once are stored one at a time: the
@@ -298,7 +338,6 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	// below. Either way the copy is not queued again.
 	dup, err := s.seriesHas(ctx, res.SeriesInstanceUID, res.SOPInstanceUID)
 	if err != nil {
-		s.m.refused.WithLabelValues("store").Inc()
 		return res, fmt.Errorf("%w: series index: %v", ErrUnavailable, err)
 	}
 	if dup {
@@ -306,7 +345,6 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
 		}
 		res.Outcome = Duplicate
-		s.m.duplicate.Inc()
 		return res, nil
 	}
 	meta := jetstream.ObjectMeta{
@@ -341,11 +379,9 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 			if src.err != nil {
 				return res, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
 			}
-			s.m.refused.WithLabelValues("store").Inc()
 			return res, fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 		}
 	default:
-		s.m.refused.WithLabelValues("store").Inc()
 		return res, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
 	res.Size = int64(info.Size)
@@ -353,7 +389,6 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 		// A short pixel data value: the sender or the file was cut off. The
 		// object was never queued; remove it so a complete re-send replaces it.
 		_ = s.objects.Delete(ctx, res.SOPInstanceUID)
-		s.m.refused.WithLabelValues("malformed").Inc()
 		return res, fmt.Errorf("%w: pixel data truncated (%d of %d bytes)", ErrMalformed, src.n-int64(len(prefix)), h.PixelDataLength)
 	}
 	item := workItem{
@@ -381,16 +416,13 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	// (stored and queued, but the sender never saw success) a no-op.
 	ack, err := s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID))
 	if err != nil {
-		s.m.refused.WithLabelValues("store").Inc()
 		return res, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
 	if ack.Duplicate {
 		res.Outcome = Duplicate
-		s.m.duplicate.Inc()
 		return res, nil
 	}
 	res.Outcome = Stored
-	s.m.stored.Inc()
 	s.m.storedBytes.Add(float64(res.Size))
 	s.m.storeSeconds.Observe(s.now().Sub(start).Seconds())
 	return res, nil
