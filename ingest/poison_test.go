@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
 )
 
 // poisonConsumer panics on one SOP Instance UID every time and acknowledges
