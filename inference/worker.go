@@ -79,6 +79,11 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	}
 	for name := range o.Engines {
 		w.queues[name] = make(chan Job, o.Queue)
+		// Exported at 0 from the start, so a rate or an alert has its series.
+		w.scored.WithLabelValues(name)
+		for _, reason := range []string{"decode", "model", "panic", "store"} {
+			w.failed.WithLabelValues(name, reason)
+		}
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{w.scored, w.failed, w.waiting} {
