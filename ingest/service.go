@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -258,9 +259,20 @@ func (e *errReader) Read(p []byte) (int, error) {
 // Every offer is counted once as received and once by its outcome (stored,
 // duplicate, ignored, or refused by reason), so that received = stored +
 // duplicate + ignored + refused holds at every scrape.
-func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
+func (s *Service) Accept(ctx context.Context, in *Incoming) (res Result, err error) {
 	s.m.received.WithLabelValues(in.Source.Kind).Inc()
-	res, err := s.accept(ctx, in)
+	// A data set that makes the header reader (or anything else here) panic
+	// is refused as malformed, like any other it cannot read; the node and
+	// the other associations go on.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error().Str("sop", res.SOPInstanceUID).Str("source", in.Source.Kind).Str("path", in.Source.Path).
+				Str("stack", string(debug.Stack())).Msgf("ingest: accept panicked: %v", p)
+			err = fmt.Errorf("%w: %w: %v", ErrMalformed, ErrPanic, p)
+			s.m.refused.WithLabelValues(refusal(err)).Inc()
+		}
+	}()
+	res, err = s.accept(ctx, in)
 	if err != nil {
 		s.m.refused.WithLabelValues(refusal(err)).Inc()
 		return res, err

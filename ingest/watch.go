@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,7 +114,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for p := range w.work {
-				w.process(ctx, p)
+				w.processGuarded(ctx, p)
 			}
 		}()
 	}
@@ -319,6 +320,22 @@ func (w *Watcher) dispatchStable(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// processGuarded is process with a panic (a fault this file triggers)
+// recovered: the file is quarantined with the reason and the watcher goes on.
+func (w *Watcher) processGuarded(ctx context.Context, p string) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error().Str("file", p).Str("stack", string(debug.Stack())).Msgf("ingest: watch: panic on a file: %v", r)
+			w.mu.Lock()
+			delete(w.busy, p)
+			delete(w.pending, p)
+			w.mu.Unlock()
+			w.quarantineFile(p, fmt.Sprintf("the node failed on this file (%v: %v); report it with the file", ErrPanic, r))
+		}
+	}()
+	w.process(ctx, p)
 }
 
 // process reads one stable file; the outcome decides where the file goes.

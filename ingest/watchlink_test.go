@@ -1,11 +1,16 @@
 package ingest
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"anomalynode/configs"
 )
 
 // TestWatchSymlinks: a symbolic link to a file is followed (the instance is
@@ -90,5 +95,47 @@ func TestIngestCounterIdentity(t *testing.T) {
 	})
 	if sum("stored") != 1 || sum("duplicate") != 1 || sum("ignored") != 1 || sum("refused") < 1 || counterValue(m.quarantined) != 1 {
 		t.Fatalf("stored %v duplicate %v ignored %v refused %v quarantined %v", sum("stored"), sum("duplicate"), sum("ignored"), sum("refused"), counterValue(m.quarantined))
+	}
+}
+
+// panicAcceptor panics on one file's instance and stores nothing.
+type panicAcceptor struct {
+	mu       sync.Mutex
+	accepted []string
+}
+
+func (a *panicAcceptor) Accept(ctx context.Context, in *Incoming) (Result, error) {
+	if strings.HasSuffix(in.Source.Path, "poison.dcm") {
+		panic("header reader bug")
+	}
+	a.mu.Lock()
+	a.accepted = append(a.accepted, in.Source.Path)
+	a.mu.Unlock()
+	_, err := io.Copy(io.Discard, in.DataSet)
+	return Result{Outcome: Stored}, err
+}
+
+// TestWatchPanicQuarantines: a file the store panics on is quarantined with
+// the reason, and the watcher goes on with the next file.
+func TestWatchPanicQuarantines(t *testing.T) {
+	base := t.TempDir()
+	in, quar := filepath.Join(base, "in"), filepath.Join(base, "quarantine")
+	acc := &panicAcceptor{}
+	w := NewWatcher(acc, configs.WatchFolder{Path: in, QuarantineDir: quar, StableFor: 100 * time.Millisecond}, base, testLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	writeFile(t, filepath.Join(in, "poison.dcm"), inst{series: "2.9", sop: "2.9.1"}.part10())
+	writeFile(t, filepath.Join(in, "good.dcm"), inst{series: "2.9", sop: "2.9.2"}.part10())
+	waitFor(t, 10*time.Second, "the poison file quarantined and the good one accepted", func() bool {
+		_, err := os.Stat(filepath.Join(quar, "poison.dcm.reason.txt"))
+		acc.mu.Lock()
+		defer acc.mu.Unlock()
+		return err == nil && len(acc.accepted) == 1
+	})
+	reason, _ := os.ReadFile(filepath.Join(quar, "poison.dcm.reason.txt"))
+	if !strings.Contains(string(reason), "header reader bug") {
+		t.Errorf("reason %q", reason)
 	}
 }
