@@ -48,6 +48,8 @@ type DeadWork struct {
 	Reason string `json:"reason"`
 	// DeadAt is when it was set aside.
 	DeadAt time.Time `json:"dead_at"`
+	// Item is the work item itself (what ReplayDeadWork queues again).
+	Item json.RawMessage `json:"item,omitempty"`
 }
 
 // attempts is the delivery at which a failing item is set aside.
@@ -84,6 +86,7 @@ func (s *Slice) DeadLetter(ctx context.Context, reason string) error {
 	if err := s.svc.setAside(ctx, DeadWork{
 		Stage: StageSlice, SOPInstanceUID: s.SOPInstanceUID, SeriesInstanceUID: s.SeriesInstanceUID,
 		StudyInstanceUID: s.StudyInstanceUID, Model: s.Decision.Model, Attempts: s.Delivery, Reason: reason,
+		Item: s.msg.Data(),
 	}); err != nil {
 		return err
 	}
@@ -111,6 +114,7 @@ func (c *SeriesCompletion) Fail(ctx context.Context, cause error) error {
 	if err := c.svc.setAside(ctx, DeadWork{
 		Stage: StageCompletion, SeriesInstanceUID: c.SeriesInstanceUID, StudyInstanceUID: c.StudyInstanceUID,
 		Model: c.Decision.Model, Attempts: c.Delivery, Reason: fmt.Sprintf("version %d: %v", c.Version, cause),
+		Item: c.msg.Data(),
 	}); err != nil {
 		return err
 	}
@@ -174,4 +178,78 @@ func deadStream(js *JS, retention time.Duration) jetstream.StreamConfig {
 		Description: "work items set aside after failing their bounded deliveries",
 		Storage:     jetstream.FileStorage, Replicas: js.Replicas, MaxAge: retention,
 	}
+}
+
+// ReplayDeadWork queues work set aside again (all of it, or the given
+// sequence numbers) once its cause is fixed (a device back, a model
+// replaced), and removes it from the dead-work stream. A replayed slice
+// re-opens its series, which then completes as its next version with the
+// slice's outputs; a replayed completion is finalised again. It returns how
+// many items were queued.
+func (s *Service) ReplayDeadWork(ctx context.Context, seqs ...uint64) (int, error) {
+	dead, err := ListDeadWork(ctx, s.js)
+	if err != nil {
+		return 0, err
+	}
+	want := map[uint64]bool{}
+	for _, q := range seqs {
+		want[q] = true
+	}
+	st, err := s.js.JetStream.Stream(ctx, s.js.Name("WORK_DEAD"))
+	if err != nil {
+		return 0, fmt.Errorf("ingest: dead work stream: %w", err)
+	}
+	n := 0
+	for _, d := range dead {
+		if len(want) > 0 && !want[d.Seq] {
+			continue
+		}
+		if len(d.Item) == 0 {
+			return n, fmt.Errorf("ingest: dead work %d has no work item to replay", d.Seq)
+		}
+		subj := s.doneSubj
+		if d.Stage == StageSlice {
+			subj = s.workSubj
+			if err := s.reopenInstance(ctx, d.SeriesInstanceUID, d.SOPInstanceUID); err != nil {
+				return n, err
+			}
+		}
+		// A new message ID: the original one may still be in the duplicate
+		// window.
+		id := fmt.Sprintf("replay-%d-%d", d.Seq, s.now().UnixNano())
+		if _, err := s.js.JetStream.Publish(ctx, subj, d.Item, jetstream.WithMsgID(id)); err != nil {
+			return n, fmt.Errorf("ingest: replay %d: %w", d.Seq, err)
+		}
+		if err := st.DeleteMsg(ctx, d.Seq); err != nil {
+			return n, fmt.Errorf("ingest: replay %d: remove from dead work: %w", d.Seq, err)
+		}
+		s.log.Info().Uint64("seq", d.Seq).Str("stage", d.Stage).Str("sop", d.SOPInstanceUID).Str("series", d.SeriesInstanceUID).
+			Msg("ingest: dead work replayed")
+		n++
+	}
+	return n, nil
+}
+
+// reopenInstance marks an instance not processed in its series record (and
+// re-opens a completed series as its next version), so that its replayed
+// work item is processed instead of being dropped as already done.
+func (s *Service) reopenInstance(ctx context.Context, seriesUID, sop string) error {
+	_, err := s.updateSeries(ctx, seriesUID, func(st *seriesState, exists bool) bool {
+		i := st.index(sop)
+		if !exists || i < 0 {
+			return false
+		}
+		st.Instances[i].Done = false
+		if st.Complete {
+			st.Complete, st.Reason = false, ""
+			st.Version++
+			s.m.reopened.Inc()
+		}
+		st.LastSeen = s.now().UTC()
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: replay %s: %w", sop, err)
+	}
+	return nil
 }

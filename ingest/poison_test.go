@@ -16,7 +16,10 @@ type poisonConsumer struct {
 }
 
 func (p *poisonConsumer) ConsumeSlice(ctx context.Context, s *Slice) error {
-	if s.SOPInstanceUID == p.poison {
+	p.mu.Lock()
+	poison := p.poison
+	p.mu.Unlock()
+	if s.SOPInstanceUID == poison {
 		var m map[string]int
 		m["boom"]++ // a nil map write: a real runtime panic
 	}
@@ -64,6 +67,28 @@ func TestPoisonSliceSetAside(t *testing.T) {
 	rec.mu.Unlock()
 	if len(c.Instances) != 3 {
 		t.Fatalf("completion lists %d instances, want 3", len(c.Instances))
+	}
+
+	// The cause fixed, the operator replays it: the slice is processed and
+	// its series completes again as version 2.
+	rec.mu.Lock()
+	rec.poison = ""
+	rec.mu.Unlock()
+	if n, err := svc.ReplayDeadWork(ctx); err != nil || n != 1 {
+		t.Fatalf("replayed %d, %v", n, err)
+	}
+	waitFor(t, 15*time.Second, "the replayed slice and the series' second version", func() bool {
+		_, c := rec.counts()
+		return c == 2 && rec.ackedCount() == 3
+	})
+	rec.mu.Lock()
+	c = rec.completions[1]
+	rec.mu.Unlock()
+	if c.Version != 2 || len(c.Instances) != 3 {
+		t.Fatalf("second completion: version %d, %d instances", c.Version, len(c.Instances))
+	}
+	if dead, err := ListDeadWork(ctx, js); err != nil || len(dead) != 0 {
+		t.Fatalf("dead work after replay: %+v, %v", dead, err)
 	}
 }
 

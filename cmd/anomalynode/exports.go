@@ -17,15 +17,16 @@ import (
 func init() {
 	register(&command{
 		name:    "exports",
-		summary: "list or replay undelivered outputs, list work set aside (exports list|replay|poison --config FILE)",
+		summary: "list or replay undelivered outputs and work set aside (exports list|replay|poison --config FILE)",
 		run:     runExports,
 	})
 }
 
 func runExports(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "exports", "list|replay|poison --config FILE [--seq N,N...] [--json]")
+	fs := newFlagSet(e, "exports", "list|replay|poison --config FILE [--seq N,N...] [--json] [--replay]")
 	config := fs.String("config", "", "configuration file (required)")
-	seqs := fs.String("seq", "", "replay: only these dead-letter sequence numbers (comma-separated); default all")
+	seqs := fs.String("seq", "", "replay, poison --replay: only these sequence numbers (comma-separated); default all")
+	replay := fs.Bool("replay", false, "poison: queue the work set aside again (its cause fixed) instead of listing it")
 	asJSON := fs.Bool("json", false, "list, poison: one JSON object per line instead of a table")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := fs.Parse(args); err != nil {
@@ -71,6 +72,21 @@ func runExports(ctx context.Context, e *env, args []string) error {
 	}
 	switch sub {
 	case "poison":
+		if *replay {
+			svc, err := ingest.NewService(ctx, js, cfg, e.log, nil)
+			if err != nil {
+				return err
+			}
+			n, err := svc.ReplayDeadWork(ctx, want...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "replayed %d work item(s)\n", n)
+			if len(want) > 0 && n < len(want) {
+				return fmt.Errorf("%d of the %d sequence numbers given were not set aside", len(want)-n, len(want))
+			}
+			return nil
+		}
 		dead, err := ingest.ListDeadWork(ctx, js)
 		if err != nil {
 			return err

@@ -20,7 +20,8 @@ import (
 // and a slice whose header promises more pixels than it carries (it is stored,
 // then cannot be decoded). The node must stay up, every series must get its
 // outputs (the poison one without its bad slice), and the bad slice must be set
-// aside with its reason: counted, and listed by 'anomalynode exports poison'.
+// aside with its reason: counted, listed by 'anomalynode exports poison', and
+// replayable ('exports poison --replay'; it fails again and is set aside again).
 func TestPoisonWork(t *testing.T) {
 	setup(t)
 	c, out := defaultConfig(t)
@@ -113,5 +114,19 @@ func TestPoisonWork(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("exports poison does not list %s:\n%s", badSOP, listed)
+	}
+	// Replayed with its cause not fixed, the slice fails again and is set
+	// aside again: the node still stays up.
+	if out, err := runBin("exports", "poison", "--replay", "--config", n.cfgPath); err != nil || !strings.Contains(out, "replayed 1 work item(s)") {
+		t.Fatalf("exports poison --replay: %v\n%s", err, out)
+	}
+	waitFor(t, 60*time.Second, func() string {
+		return fmt.Sprintf("set aside %v times, want 2", n.metrics().Sum("anomalynode_ingest_work_dead_lettered_total"))
+	}, func() bool { return n.metrics().Sum("anomalynode_ingest_work_dead_lettered_total", `stage="slice"`) == 2 })
+	if listed, err := runBin("exports", "poison", "--config", n.cfgPath); err != nil || !strings.Contains(listed, "1 work item(s) set aside") {
+		t.Errorf("after the replay: %v\n%s", err, listed)
+	}
+	if !n.alive() {
+		t.Fatal("the node died after the replay")
 	}
 }
