@@ -458,6 +458,7 @@ func (a *association) negotiate(rq *associate) *associate {
 		ImplVersion:     ImplementationVersionName,
 	}
 	a.accept = map[byte]PresentationContext{}
+	var refused []string
 	for _, pc := range rq.Contexts {
 		res := PresentationContext{ID: pc.ID, AbstractSyntax: pc.AbstractSyntax}
 		switch {
@@ -479,8 +480,18 @@ func (a *association) negotiate(rq *associate) *associate {
 		}
 		if res.Result == ContextAccepted {
 			a.accept[pc.ID] = res
+		} else {
+			refused = append(refused, fmt.Sprintf("%d: %s [%s]: %s", pc.ID, pc.AbstractSyntax,
+				strings.Join(pc.TransferSyntaxes, ", "), contextResultText(res.Result)))
 		}
 		ac.Contexts = append(ac.Contexts, res)
+	}
+	if len(refused) > 0 {
+		// Once per association: the sender only sees a failed send, and the
+		// operator needs the syntaxes to change dimse.sop_classes or
+		// dimse.transfer_syntaxes (or the sender's settings).
+		a.log.Warn().Strs("refused", refused).Int("accepted", len(a.accept)).
+			Msg("presentation contexts refused (id: abstract syntax [proposed transfer syntaxes]: reason)")
 	}
 	if rq.HasAsync {
 		// We perform operations one at a time: answer a window of 1/1.
@@ -492,6 +503,19 @@ func (a *association) negotiate(rq *associate) *associate {
 		ac.Roles = append(ac.Roles, roleSelection{SOPClassUID: r.SOPClassUID, SCU: r.SCU, SCP: false})
 	}
 	return ac
+}
+
+// contextResultText names a presentation context result for the log.
+func contextResultText(r byte) string {
+	switch r {
+	case ContextUserRejected:
+		return "rejected by user"
+	case ContextAbstractSyntaxNotSupported:
+		return "abstract syntax (SOP class) not supported"
+	case ContextTransferSyntaxesNotSupported:
+		return "none of the transfer syntaxes supported"
+	}
+	return "no reason (an even or duplicate context ID)"
 }
 
 func contains(list []string, s string) bool {

@@ -1,11 +1,13 @@
 package inference
 
 import (
+	"anomalynode/ingest"
 	"anomalynode/internal/collect"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -237,6 +239,13 @@ type prepResult struct {
 func (e *Engine) preprocessAll(slices []*Slice) []prepResult {
 	out := make([]prepResult, len(slices))
 	one := func(i int) {
+		// A panic on one frame's goroutine would stop the process: recover
+		// it here, where the frame is known.
+		defer func() {
+			if p := recover(); p != nil {
+				out[i] = prepResult{err: fmt.Errorf("inference: preprocess frame %d: %w", i, &PanicError{Value: p, Stack: debug.Stack()})}
+			}
+		}()
 		t0 := time.Now()
 		pr, err := e.o.Preprocessor.Preprocess(slices[i])
 		out[i] = prepResult{pr: pr, took: time.Since(t0), err: err}
@@ -296,7 +305,10 @@ func (e *Engine) runBatch(q []pending) error {
 		r.Timings.Score = time.Since(t1)
 
 		t2 := time.Now()
-		src := g.SrcRows * g.SrcCols
+		// The batch shares the model input size, not the source size: two
+		// series of different matrix size (or a scout in a series) share a
+		// batch, so the map is sized by the slice's own geometry.
+		src := p.pr.Geometry.SrcRows * p.pr.Geometry.SrcCols
 		r.Map = make([]float32, src)
 		Upsample(r.PatchScores, p.pr.Geometry, r.Map)
 		r.Mask = make([]uint8, src)
@@ -360,20 +372,63 @@ func (e *Engine) Run(ctx context.Context, jobs <-chan Job) error {
 				break drain
 			}
 		}
-		inputs := make([]Input, len(batch))
-		for i, j := range batch {
-			inputs[i] = j.Input
-		}
 		// The in-flight batch finishes even if ctx is cancelled meanwhile.
-		results, err := e.Process(context.WithoutCancel(ctx), inputs)
-		per := make([][]*Result, len(batch))
-		for _, r := range results {
-			per[r.Input] = append(per[r.Input], r)
+		e.runJobs(context.WithoutCancel(ctx), batch)
+	}
+}
+
+// runJobs processes a batch of jobs and calls each Done. When the batch
+// fails as a whole (a model error, or a panic anywhere in the pipeline) and
+// holds more than one job, each job is run again on its own, so that one
+// poison input fails alone and the others are scored.
+func (e *Engine) runJobs(ctx context.Context, batch []Job) {
+	inputs := make([]Input, len(batch))
+	for i, j := range batch {
+		inputs[i] = j.Input
+	}
+	results, err := e.processGuarded(ctx, inputs)
+	if err != nil && len(batch) > 1 {
+		for _, j := range batch {
+			e.runJobs(ctx, []Job{j})
 		}
-		for i, j := range batch {
-			if j.Done != nil {
-				j.Done(per[i], err)
+		return
+	}
+	per := make([][]*Result, len(batch))
+	for _, r := range results {
+		per[r.Input] = append(per[r.Input], r)
+	}
+	for i, j := range batch {
+		if j.Done != nil {
+			if err != nil {
+				// Partial results of a failed run are not handed out.
+				per[i] = nil
 			}
+			j.Done(per[i], err)
 		}
 	}
+}
+
+// PanicError is a panic recovered while processing work: a fault of the input
+// or of the code, never a reason to stop the node.
+type PanicError struct {
+	// Value is what was passed to panic.
+	Value any
+	// Stack is the goroutine's stack at the panic.
+	Stack []byte
+}
+
+func (p *PanicError) Error() string { return fmt.Sprintf("inference: panic: %v", p.Value) }
+
+// Unwrap makes errors.Is(err, ingest.ErrPanic) hold, as for panics the ingest
+// stage recovers itself.
+func (p *PanicError) Unwrap() error { return ingest.ErrPanic }
+
+// processGuarded is Process with a panic turned into a *PanicError.
+func (e *Engine) processGuarded(ctx context.Context, inputs []Input) (results []*Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			results, err = nil, &PanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	return e.Process(ctx, inputs)
 }

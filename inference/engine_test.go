@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"anomalynode/inference/synth"
+	"anomalynode/ingest"
 )
 
 // testEngine builds an engine on the tiny ViT (4 registers) with a random
@@ -222,5 +223,120 @@ func TestEngineRun(t *testing.T) {
 	cancel()
 	if err := e.Run(ctx, make(chan Job)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEngineMixedSizes: slices of different matrix sizes share a batch (they
+// preprocess to one model input size); each map must have its own slice's size
+// and equal the map of an unbatched run, whichever size comes first.
+func TestEngineMixedSizes(t *testing.T) {
+	dir := t.TempDir()
+	series := func(sub string, seed uint64, rows, cols int) []Input {
+		m, err := synth.WriteSeries(filepath.Join(dir, sub), synth.Options{Seed: seed, Slices: 2, Rows: rows, Cols: cols, Source: synth.SourcePhantom})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seriesInputs(m)
+	}
+	small, big := series("small", 1, 32, 40), series("big", 2, 64, 80)
+	e1, _, _ := testEngine(t, 1, nil)
+	e4, _, _ := testEngine(t, 4, nil)
+	for name, inputs := range map[string][]Input{
+		"small first": append(append([]Input{}, small...), big...),
+		"big first":   append(append([]Input{}, big...), small...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r1, err := e1.Process(context.Background(), inputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r4, err := e4.Process(context.Background(), inputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r4) != len(inputs) || len(r1) != len(inputs) {
+				t.Fatalf("%d and %d results for %d inputs", len(r1), len(r4), len(inputs))
+			}
+			for i, r := range r4 {
+				if r.Err != nil {
+					t.Fatalf("result %d: %v", i, r.Err)
+				}
+				px := r.Slice.Rows * r.Slice.Cols
+				if len(r.Map) != px || len(r.Mask) != px || len(r.Display) != px {
+					t.Fatalf("result %d (%dx%d): map %d, mask %d, display %d values", i, r.Slice.Rows, r.Slice.Cols, len(r.Map), len(r.Mask), len(r.Display))
+				}
+				for k := range r.Map {
+					if math.Abs(float64(r.Map[k]-r1[i].Map[k])) > 1e-4 {
+						t.Fatalf("result %d pixel %d: batch 4 %v, batch 1 %v", i, k, r.Map[k], r1[i].Map[k])
+					}
+				}
+			}
+		})
+	}
+}
+
+// panicBackbone panics on a uniform image in its batch, like a fault that
+// only one input triggers.
+type panicBackbone struct{ Backbone }
+
+func (p panicBackbone) Embed(input []float32, b, h, w int) (*Embedding, error) {
+	n := 3 * h * w
+	for i := 0; i < b; i++ {
+		img := input[i*n : (i+1)*n]
+		uniform := true
+		for _, v := range img[:h*w] {
+			uniform = uniform && v == img[0]
+		}
+		if uniform {
+			panic("uniform image")
+		}
+	}
+	return p.Backbone.Embed(input, b, h, w)
+}
+
+// TestEngineRunIsolatesPoison: a job that panics somewhere in the pipeline
+// fails alone with a *PanicError; the jobs batched with it are scored, and Run
+// goes on serving.
+func TestEngineRunIsolatesPoison(t *testing.T) {
+	e, emb, _ := testEngine(t, 4, nil)
+	e.o.Backbone = panicBackbone{emb}
+	man := writeSynth(t, t.TempDir(), 7, 3)
+	good, err := DecodeFile(filepath.Join(man.Dir, man.Slices[0].File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison := *good[0]
+	poison.Stored = make([]int32, len(poison.Stored))
+	inputs := seriesInputs(man)
+	inputs = append(inputs[:1], append([]Input{{Slices: []*Slice{&poison}}}, inputs[1:]...)...)
+	jobs := make(chan Job, len(inputs)+1)
+	type done struct {
+		n   int
+		err error
+	}
+	got := make([]chan done, len(inputs)+1)
+	for i, in := range inputs {
+		got[i] = make(chan done, 1)
+		jobs <- Job{Input: in, Done: func(r []*Result, err error) { got[i] <- done{len(r), err} }}
+	}
+	// A job after the poison one is served by the same Run.
+	got[len(inputs)] = make(chan done, 1)
+	jobs <- Job{Input: inputs[0], Done: func(r []*Result, err error) { got[len(inputs)] <- done{len(r), err} }}
+	close(jobs)
+	if err := e.Run(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range got {
+		d := <-c
+		if i == 1 {
+			var pe *PanicError
+			if !errors.As(d.err, &pe) || !errors.Is(d.err, ingest.ErrPanic) || d.n != 0 || len(pe.Stack) == 0 {
+				t.Fatalf("poison job: %d results, err %v; want a *PanicError", d.n, d.err)
+			}
+			continue
+		}
+		if d.err != nil || d.n != 1 {
+			t.Fatalf("job %d: %d results, %v", i, d.n, d.err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -19,9 +20,10 @@ import (
 // soon as they are durable, runs them through the Engine of the model their
 // rule names (batching across series: each engine run takes whatever slices
 // are queued, up to its batch size), stores each slice's result durably and
-// only then acknowledges the slice. A slice that cannot be decoded is
-// terminated with the reason (it never blocks its series); a model failure
-// hands the slice back for redelivery.
+// only then acknowledges the slice. A slice that cannot be decoded is set
+// aside with the reason (it never blocks its series); a model failure, a
+// panic or a store failure hands the slice back with a growing delay, and
+// sets it aside once it has had its bounded deliveries (ingest.Slice.Fail).
 type Worker struct {
 	engines map[string]*Engine
 	queues  map[string]chan Job
@@ -69,7 +71,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 			Name: "anomalynode_slices_scored_total", Help: "Slices scored and stored, by model (every frame of a multi-frame instance counts).",
 		}, []string{"model"}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "anomalynode_slices_failed_total", Help: "Slices that could not be scored, by model and reason (decode: terminated; model, store: redelivered).",
+			Name: "anomalynode_slices_failed_total", Help: "Failed attempts at slices, by model and reason (decode: set aside at once; model, panic, store: redelivered, set aside after the bounded deliveries).",
 		}, []string{"model", "reason"}),
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "anomalynode_inference_queue_depth", Help: "Slices waiting for a model run.",
@@ -77,6 +79,11 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 	}
 	for name := range o.Engines {
 		w.queues[name] = make(chan Job, o.Queue)
+		// Exported at 0 from the start, so a rate or an alert has its series.
+		w.scored.WithLabelValues(name)
+		for _, reason := range []string{"decode", "model", "panic", "store"} {
+			w.failed.WithLabelValues(name, reason)
+		}
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{w.scored, w.failed, w.waiting} {
@@ -112,8 +119,8 @@ func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
 	if !ok {
 		w.failed.WithLabelValues(model, "unknown-model").Inc()
 		w.log.Error().Str("sop", sl.SOPInstanceUID).Str("series", sl.SeriesInstanceUID).Str("model", model).
-			Msg("inference: routed to a model this node does not serve; slice terminated")
-		return sl.Term(ctx, "unknown model "+model)
+			Msg("inference: routed to a model this node does not serve; slice set aside")
+		return sl.DeadLetter(ctx, "unknown model "+model)
 	}
 	rc, err := sl.OpenPart10(ctx)
 	if err != nil {
@@ -143,11 +150,34 @@ func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
 func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, results []*Result, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	log := w.log.With().Str("sop", sl.SOPInstanceUID).Str("series", sl.SeriesInstanceUID).Str("model", model).Logger()
+	log := w.log.With().Str("sop", sl.SOPInstanceUID).Str("series", sl.SeriesInstanceUID).Str("model", model).
+		Int("delivery", sl.Delivery).Logger()
+	// fail hands the slice back with a growing delay, or sets it aside once
+	// it has had its bounded deliveries: one poison slice never stops the
+	// node or the slices behind it.
+	fail := func(reason string, err error) {
+		w.failed.WithLabelValues(model, reason).Inc()
+		var pe *PanicError
+		if errors.As(err, &pe) {
+			log.Error().Err(err).Str("stack", string(pe.Stack)).Msg("inference: slice processing panicked")
+		} else {
+			log.Error().Err(err).Msgf("inference: %s failed", reason)
+		}
+		if ferr := sl.Fail(ctx, err); ferr != nil {
+			log.Error().Err(ferr).Msg("inference: failed slice not handed back; it is redelivered after ack_wait")
+		}
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			fail("panic", fmt.Errorf("inference: storing results: %w", &PanicError{Value: p, Stack: debug.Stack()}))
+		}
+	}()
 	if err != nil {
-		w.failed.WithLabelValues(model, "model").Inc()
-		log.Error().Err(err).Msg("inference: model run failed; slice handed back for redelivery")
-		_ = sl.Nak(5 * time.Second)
+		reason := "model"
+		if errors.As(err, new(*PanicError)) {
+			reason = "panic"
+		}
+		fail(reason, err)
 		return
 	}
 	now := time.Now().UTC()
@@ -158,8 +188,8 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 			if r.Err != nil {
 				reason = r.Err.Error()
 			}
-			log.Warn().Str("reason", reason).Msg("inference: slice cannot be decoded; terminated (its series completes without it)")
-			if err := sl.Term(ctx, reason); err != nil {
+			log.Warn().Str("reason", reason).Msg("inference: slice cannot be decoded; set aside (its series completes without it)")
+			if err := sl.DeadLetter(ctx, reason); err != nil {
 				log.Error().Err(err).Msg("inference: terminate slice")
 			}
 			return
@@ -172,9 +202,7 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 			Model: model, Scored: now, Timings: r.Timings,
 		}
 		if err := w.results.Put(ctx, rec); err != nil {
-			w.failed.WithLabelValues(model, "store").Inc()
-			log.Error().Err(err).Msg("inference: result not stored; slice handed back for redelivery")
-			_ = sl.Nak(5 * time.Second)
+			fail("store", err)
 			return
 		}
 	}

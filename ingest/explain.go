@@ -73,7 +73,7 @@ func (ex *Explanation) Write(w io.Writer) {
 	d := ex.Decision
 	fmt.Fprintf(w, "%s: ", ex.Path)
 	switch {
-	case d.Rule == NonImageRule || d.Rule == NoRuleMatched:
+	case d.Rule == NonImageRule || d.Rule == NoRuleMatched || d.Rule == OwnOutputRule:
 		fmt.Fprintf(w, "ignored %s\n", d.Rule)
 	case d.Ignore:
 		fmt.Fprintf(w, "ignored by rule %q\n", d.Rule)

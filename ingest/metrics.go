@@ -21,6 +21,7 @@ type metrics struct {
 	redundant    prometheus.Counter
 	reopened     prometheus.Counter
 	completed    *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
 	openSeries   prometheus.Gauge
 	storeSeconds prometheus.Histogram
 }
@@ -29,9 +30,9 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 	const ns, sub = "anomalynode", "ingest"
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_received_total",
-			Help: "Instances offered to the store, by source (network, folder)."}, []string{"source"}),
+			Help: "Instances offered to the store, by source (network, folder); every offer is counted by its outcome too: received = stored + duplicate + ignored + refused."}, []string{"source"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_refused_total",
-			Help: "Instances not accepted, by reason (disk, store, malformed)."}, []string{"reason"}),
+			Help: "Instances not accepted, by reason (disk, store, malformed, source: the sender or file went away mid-read)."}, []string{"reason"}),
 		stored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_stored_total",
 			Help: "Instances stored durably and queued."}),
 		storedBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stored_bytes_total",
@@ -41,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		ignored: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_ignored_total",
 			Help: "Instances routed nowhere (non-image, ignore rule, no rule)."}),
 		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "files_quarantined_total",
-			Help: "Watched-folder files moved to quarantine."}),
+			Help: "Watched-folder files moved to quarantine (files, not offers: each was refused as malformed on its last offer, or is a symbolic link that is not followed)."}),
 		dispatched: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slices_dispatched_total",
 			Help: "Slice deliveries to the slice consumer (redeliveries included)."}),
 		acked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "slices_acked_total",
@@ -52,11 +53,24 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			Help: "Completed series re-opened by a late instance."}),
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_completed_total",
 			Help: "Series completions, by reason (quiet, expected, implied)."}, []string{"reason"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "work_dead_lettered_total",
+			Help: "Work items set aside (failed their bounded deliveries, or can never succeed), by stage (slice, completion); list them with 'anomalynode exports list'."}, []string{"stage"}),
 		openSeries: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "series_open",
 			Help: "Series not yet complete."}),
 		storeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "store_seconds",
 			Help:    "Time from receiving an instance to it being durable and queued.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+	}
+	// Every label value is exported from the start (at 0): a dashboard or an
+	// alert on a rate needs the series before its first event.
+	for _, src := range []string{SourceNetwork, SourceFolder} {
+		m.received.WithLabelValues(src)
+	}
+	for _, reason := range []string{"disk", "store", "malformed", "source"} {
+		m.refused.WithLabelValues(reason)
+	}
+	for _, stage := range []string{StageSlice, StageCompletion} {
+		m.deadLettered.WithLabelValues(stage)
 	}
 	if reg == nil {
 		return m
@@ -76,7 +90,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		return float64(info.State.Msgs)
 	})
 	for _, c := range []prometheus.Collector{m.received, m.refused, m.stored, m.storedBytes, m.duplicate, m.ignored,
-		m.quarantined, m.dispatched, m.acked, m.redundant, m.reopened, m.completed, m.openSeries, m.storeSeconds, depth} {
+		m.quarantined, m.dispatched, m.acked, m.redundant, m.reopened, m.completed, m.deadLettered, m.openSeries, m.storeSeconds, depth} {
 		if _, err := collect.Register(reg, c); err != nil {
 			s.log.Warn().Err(err).Msg("ingest: metric not registered")
 		}

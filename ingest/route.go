@@ -53,9 +53,15 @@ type Decision struct {
 }
 
 // NonImageRule is the Decision.Rule of objects that never enter inference
-// (structured reports, presentation states, key objects, segmentations, our
-// own outputs, anything without pixel data).
+// (structured reports, presentation states, key objects, segmentations,
+// anything without pixel data).
 const NonImageRule = "(non-image)"
+
+// OwnOutputRule is the Decision.Rule of an image this node (or another
+// anomalynode) made coming back: a heat map, or a DERIVED image whose
+// Manufacturer is anomalynode (as lossy compression of a synth series makes).
+// It is an image, and is ignored so that outputs are never scored again.
+const OwnOutputRule = "(own output)"
 
 // NoRuleMatched is the Decision.Rule when no rule matched (the instance is ignored).
 const NoRuleMatched = "(no rule matched)"
@@ -112,8 +118,8 @@ func (r *Router) Route(src Source, h *Header) Decision {
 // Explain returns the decision and the trace of every rule evaluated up to the
 // one that matched.
 func (r *Router) Explain(src Source, h *Header) (Decision, []RuleTrace) {
-	if why := nonImage(h); why != "" {
-		return Decision{Rule: NonImageRule, Ignore: true, Reasons: []string{why}}, nil
+	if rule, why := nonImage(h); why != "" {
+		return Decision{Rule: rule, Ignore: true, Reasons: []string{why}}, nil
 	}
 	var traces []RuleTrace
 	for _, ru := range r.rules {
@@ -170,18 +176,20 @@ func nonImageClass(sop string) string {
 	return ""
 }
 
-// nonImage returns why an instance must not enter inference, "" when it may.
-func nonImage(h *Header) string {
+// nonImage returns why an instance must not enter inference and the rule
+// that says so (NonImageRule or OwnOutputRule), "" when it may.
+func nonImage(h *Header) (rule, why string) {
 	if why := nonImageClass(h.Str(tag.SOPClassUID)); why != "" {
-		return why
+		return NonImageRule, why
 	}
 	if ownOutput(h) {
-		return "our own output coming back (derived/secondary-capture object made by anomalynode)"
+		return OwnOutputRule, "our own output coming back: Manufacturer anomalynode and a derived image or secondary capture " +
+			"(a scanner's image names its own manufacturer; a synth series made DERIVED by lossy compression needs one)"
 	}
 	if !h.HasPixelData {
-		return "no pixel data"
+		return NonImageRule, "no pixel data"
 	}
-	return ""
+	return "", ""
 }
 
 // ownOutput recognises the heat-map series the output stage writes (SEG is

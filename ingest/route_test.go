@@ -73,8 +73,8 @@ func TestRouteTable(t *testing.T) {
 		{"SEG never", net("CT1"), with(ctChest, tag.SOPClassUID, "1.2.840.10008.5.1.4.1.1.66.4"), true, NonImageRule, true, "segmentation"},
 		{"PR never", net("CT1"), with(ctChest, tag.SOPClassUID, "1.2.840.10008.5.1.4.1.1.11.1"), true, NonImageRule, true, "presentation state"},
 		{"KO never", net("CT1"), with(ctChest, tag.SOPClassUID, "1.2.840.10008.5.1.4.1.1.88.59"), true, NonImageRule, true, ""},
-		{"our SC back", net("CT1"), with(with(ctChest, tag.Manufacturer, "anomalynode"), tag.SOPClassUID, "1.2.840.10008.5.1.4.1.1.7"), true, NonImageRule, true, "own output"},
-		{"our derived back", net("CT1"), with(with(ctChest, tag.Manufacturer, "anomalynode"), tag.ImageType, `DERIVED\SECONDARY`), true, NonImageRule, true, "own output"},
+		{"our SC back", net("CT1"), with(with(ctChest, tag.Manufacturer, "anomalynode"), tag.SOPClassUID, "1.2.840.10008.5.1.4.1.1.7"), true, OwnOutputRule, true, "own output"},
+		{"our derived back", net("CT1"), with(with(ctChest, tag.Manufacturer, "anomalynode"), tag.ImageType, `DERIVED\SECONDARY`), true, OwnOutputRule, true, "own output"},
 		{"synthetic original", net("CT1"), with(ctChest, tag.Manufacturer, "anomalynode"), true, "ct-chest", false, "modality"},
 		{"no pixels", net("CT1"), ctChest, false, NonImageRule, true, "no pixel data"},
 	}

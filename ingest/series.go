@@ -87,18 +87,32 @@ type Slice struct {
 // Open returns the stored bare data set (no preamble or file meta) in
 // TransferSyntaxUID.
 func (s *Slice) Open(ctx context.Context) (io.ReadCloser, error) {
-	r, _, err := s.svc.OpenInstance(ctx, s.SOPInstanceUID)
+	r, _, err := s.open(ctx)
 	return r, err
 }
 
+// open returns the stored data set and the transfer syntax stored with its
+// bytes, which wins over the work item's: the syntax travels with the bytes.
+func (s *Slice) open(ctx context.Context) (io.ReadCloser, string, error) {
+	r, ts, err := s.svc.OpenInstance(ctx, s.SOPInstanceUID)
+	if err != nil {
+		return nil, "", err
+	}
+	if ts == "" {
+		ts = s.TransferSyntaxUID
+	}
+	return r, ts, nil
+}
+
 // OpenPart10 returns the stored instance as a DICOM Part-10 stream (preamble
-// and file meta prepended), ready for dicom.ParseUntilEOF.
+// and file meta prepended, naming the transfer syntax stored with the bytes),
+// ready for dicom.ParseUntilEOF.
 func (s *Slice) OpenPart10(ctx context.Context) (io.ReadCloser, error) {
-	r, err := s.Open(ctx)
+	r, ts, err := s.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return part10Reader(r, s.SOPClassUID, s.SOPInstanceUID, s.TransferSyntaxUID), nil
+	return part10Reader(r, s.SOPClassUID, s.SOPInstanceUID, ts), nil
 }
 
 // Ack records the slice as processed in its series and acknowledges the work
@@ -173,6 +187,7 @@ type SeriesCompletion struct {
 	// Delivery is 1 on the first delivery, more on redeliveries.
 	Delivery int `json:"-"`
 
+	svc *Service
 	msg jetstream.Msg
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -125,12 +126,54 @@ type Service struct {
 	workSubj  string
 	doneName  string
 	doneSubj  string
+	deadSubj  string
 	dataDir   string
 	cfg       configs.Ingest
 	m         *metrics
 	now       func() time.Time
 	space     func(dir string) (free, total uint64, err error)
 	tickEvery time.Duration
+	// retryDelay is the redelivery delay after a failed delivery (tests
+	// shorten it).
+	retryDelay func(delivery int) time.Duration
+	// accepting serialises Accepts of one SOP Instance UID, so that copies
+	// arriving at once (in different transfer syntaxes) store one object.
+	accepting keyedMutex
+}
+
+// keyedMutex is a mutex per key, held only while in use.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.users++
+	k.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		k.mu.Lock()
+		if e.users--; e.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // NewService creates (or opens) the streams, buckets and the router.
@@ -143,9 +186,9 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		js: js, log: log, cfg: cfg.Ingest, dataDir: cfg.Node.DataDir,
 		workName: js.Name("WORK"), workSubj: js.Subject("work.slice"),
 		doneName: js.Name("SERIES_DONE"), doneSubj: js.Subject("series.complete"),
-		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond,
+		deadSubj: js.Subject("work.dead"),
+		now:      time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond, retryDelay: backoff,
 	}
-	s.router.Store(router)
 	s.router.Store(router)
 	j := js.JetStream
 	s.objects, err = j.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -173,6 +216,9 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		if _, err := j.CreateOrUpdateStream(ctx, st); err != nil {
 			return nil, fmt.Errorf("ingest: stream %s: %w", st.Name, err)
 		}
+	}
+	if _, err := j.CreateOrUpdateStream(ctx, deadStream(js, cfg.Ingest.Retention)); err != nil {
+		return nil, fmt.Errorf("ingest: dead work stream: %w", err)
 	}
 	s.m = newMetrics(reg, s)
 	return s, nil
@@ -209,17 +255,70 @@ func (e *errReader) Read(p []byte) (int, error) {
 // object store and queues a work item. It returns only after both are durable;
 // any error means the instance was not accepted (the sender must retry).
 // errors.Is(err, ErrUnavailable) means out of resources (C-STORE A700).
-func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
-	start := s.now()
+//
+// Every offer is counted once as received and once by its outcome (stored,
+// duplicate, ignored, or refused by reason), so that received = stored +
+// duplicate + ignored + refused holds at every scrape.
+func (s *Service) Accept(ctx context.Context, in *Incoming) (res Result, err error) {
 	s.m.received.WithLabelValues(in.Source.Kind).Inc()
+	// A data set that makes the header reader (or anything else here) panic
+	// is refused as malformed, like any other it cannot read; the node and
+	// the other associations go on.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error().Str("sop", res.SOPInstanceUID).Str("source", in.Source.Kind).Str("path", in.Source.Path).
+				Str("stack", string(debug.Stack())).Msgf("ingest: accept panicked: %v", p)
+			err = fmt.Errorf("%w: %w: %v", ErrMalformed, ErrPanic, p)
+			s.m.refused.WithLabelValues(refusal(err)).Inc()
+		}
+	}()
+	res, err = s.accept(ctx, in)
+	if err != nil {
+		s.m.refused.WithLabelValues(refusal(err)).Inc()
+		return res, err
+	}
+	switch res.Outcome {
+	case Stored:
+		s.m.stored.Inc()
+	case Duplicate:
+		s.m.duplicate.Inc()
+	case Ignored:
+		s.m.ignored.Inc()
+		// An image dropped without a word is what an operator cannot see:
+		// say why, loudly for what someone probably meant to be scored.
+		ev := s.log.Debug()
+		if res.Decision.Rule == OwnOutputRule || res.Decision.Rule == NoRuleMatched {
+			ev = s.log.Info()
+		}
+		ev.Str("sop", res.SOPInstanceUID).Str("series", res.SeriesInstanceUID).Str("source", in.Source.Kind).
+			Str("calling_ae", in.Source.CallingAE).Str("path", in.Source.Path).Str("rule", res.Decision.Rule).
+			Strs("because", res.Decision.Reasons).Msg("ingest: instance ignored (not stored, not scored)")
+	}
+	return res, nil
+}
+
+// refusal is the instances_refused_total reason of an Accept error.
+func refusal(err error) string {
+	switch {
+	case errors.Is(err, ErrLowDisk):
+		return "disk"
+	case errors.Is(err, ErrSourceRead):
+		return "source"
+	case errors.Is(err, ErrUnavailable):
+		return "store"
+	}
+	return "malformed"
+}
+
+// accept is Accept without the outcome counters.
+func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
+	start := s.now()
 	if err := s.checkSpace(); err != nil {
-		s.m.refused.WithLabelValues("disk").Inc()
 		return Result{}, err
 	}
 	src := &errReader{r: in.DataSet}
 	h, prefix, err := ReadHeader(src, in.TransferSyntaxUID, s.cfg.MaxHeaderBytes)
 	if err != nil {
-		s.m.refused.WithLabelValues("malformed").Inc()
 		if src.err != nil {
 			return Result{}, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
 		}
@@ -233,7 +332,6 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	}
 	res := Result{SOPInstanceUID: h.Str(tag.SOPInstanceUID), SeriesInstanceUID: h.Str(tag.SeriesInstanceUID)}
 	if res.SOPInstanceUID == "" || res.SeriesInstanceUID == "" {
-		s.m.refused.WithLabelValues("malformed").Inc()
 		return res, fmt.Errorf("%w: SOPInstanceUID %q SeriesInstanceUID %q", ErrIncomplete, res.SOPInstanceUID, res.SeriesInstanceUID)
 	}
 	res.Decision = s.router.Load().Route(in.Source, h)
@@ -242,15 +340,16 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
 		}
 		res.Outcome = Ignored
-		s.m.ignored.Inc()
 		return res, nil
 	}
+	// Copies of one instance arriving at once are stored one at a time: the
+	// later copy finds the first stored and is discarded.
+	defer s.accepting.lock(res.SOPInstanceUID)()
 	// Duplicates: an instance already in its series record was dispatched
 	// before; one still waiting in the work queue is caught by the message ID
 	// below. Either way the copy is not queued again.
 	dup, err := s.seriesHas(ctx, res.SeriesInstanceUID, res.SOPInstanceUID)
 	if err != nil {
-		s.m.refused.WithLabelValues("store").Inc()
 		return res, fmt.Errorf("%w: series index: %v", ErrUnavailable, err)
 	}
 	if dup {
@@ -258,7 +357,6 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
 		}
 		res.Outcome = Duplicate
-		s.m.duplicate.Inc()
 		return res, nil
 	}
 	meta := jetstream.ObjectMeta{
@@ -275,11 +373,17 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	// An object stored by an attempt whose work item never got queued (a
 	// crash in between) is kept as it was: a stored object never changes
 	// under a queued work item.
+	// The work item names the transfer syntax of the bytes actually stored,
+	// which for a kept object is not this copy's.
+	storedTS := in.TransferSyntaxUID
 	info, err := s.objects.GetInfo(ctx, res.SOPInstanceUID)
 	switch {
 	case err == nil && !info.Deleted:
 		if _, err := io.Copy(io.Discard, src); err != nil {
 			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
+		}
+		if ts := objectSyntax(info); ts != "" {
+			storedTS = ts
 		}
 	case err == nil || errors.Is(err, jetstream.ErrObjectNotFound):
 		info, err = s.objects.Put(ctx, meta, io.MultiReader(bytes.NewReader(prefix), src))
@@ -287,11 +391,9 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 			if src.err != nil {
 				return res, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
 			}
-			s.m.refused.WithLabelValues("store").Inc()
 			return res, fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 		}
 	default:
-		s.m.refused.WithLabelValues("store").Inc()
 		return res, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
 	res.Size = int64(info.Size)
@@ -299,13 +401,12 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 		// A short pixel data value: the sender or the file was cut off. The
 		// object was never queued; remove it so a complete re-send replaces it.
 		_ = s.objects.Delete(ctx, res.SOPInstanceUID)
-		s.m.refused.WithLabelValues("malformed").Inc()
 		return res, fmt.Errorf("%w: pixel data truncated (%d of %d bytes)", ErrMalformed, src.n-int64(len(prefix)), h.PixelDataLength)
 	}
 	item := workItem{
 		SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: h.Str(tag.SOPClassUID),
 		SeriesInstanceUID: res.SeriesInstanceUID, StudyInstanceUID: h.Str(tag.StudyInstanceUID),
-		TransferSyntaxUID: in.TransferSyntaxUID, Size: res.Size, Decision: res.Decision,
+		TransferSyntaxUID: storedTS, Size: res.Size, Decision: res.Decision,
 		Source: in.Source, Received: start.UTC(), Frames: 1,
 		Position: h.Floats(tag.ImagePositionPatient),
 	}
@@ -327,16 +428,13 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (Result, error) {
 	// (stored and queued, but the sender never saw success) a no-op.
 	ack, err := s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID))
 	if err != nil {
-		s.m.refused.WithLabelValues("store").Inc()
 		return res, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
 	if ack.Duplicate {
 		res.Outcome = Duplicate
-		s.m.duplicate.Inc()
 		return res, nil
 	}
 	res.Outcome = Stored
-	s.m.stored.Inc()
 	s.m.storedBytes.Add(float64(res.Size))
 	s.m.storeSeconds.Observe(s.now().Sub(start).Seconds())
 	return res, nil
@@ -367,10 +465,19 @@ func (s *Service) OpenInstance(ctx context.Context, sopInstanceUID string) (io.R
 		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)
 	}
 	ts := ""
-	if info, err := r.Info(); err == nil && info.Headers != nil {
-		ts = info.Headers.Get("Transfer-Syntax-UID")
+	if info, err := r.Info(); err == nil {
+		ts = objectSyntax(info)
 	}
 	return r, ts, nil
+}
+
+// objectSyntax is the transfer syntax stored with an object's bytes ("" when
+// unknown).
+func objectSyntax(info *jetstream.ObjectInfo) string {
+	if info == nil || info.Headers == nil {
+		return ""
+	}
+	return info.Headers.Get("Transfer-Syntax-UID")
 }
 
 // Consumers are the stages Run feeds. Either may be nil: its queue then keeps
@@ -487,11 +594,17 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			Delivery: delivery, WorkSequence: seq, svc: s, msg: msg,
 		}
 		s.m.dispatched.Inc()
-		if err := sc.ConsumeSlice(ctx, sl); err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn().Err(err).Str("sop", it.SOPInstanceUID).Int("delivery", delivery).Msg("ingest: slice consumer failed; redelivering")
+		err = s.guard("slice consumer", func() error { return sc.ConsumeSlice(ctx, sl) })
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
+				_ = sl.Nak(s.retryDelay(delivery))
+				return
 			}
-			_ = sl.Nak(backoff(delivery))
+			s.log.Warn().Err(err).Str("sop", it.SOPInstanceUID).Str("series", it.SeriesInstanceUID).Int("delivery", delivery).
+				Int("max_deliveries", s.attempts()).Msg("ingest: slice consumer failed")
+			if err := sl.Fail(context.WithoutCancel(ctx), err); err != nil {
+				s.log.Error().Err(err).Str("sop", it.SOPInstanceUID).Msg("ingest: failed slice not handed back; it is redelivered after ack_wait")
+			}
 		}
 	})
 }
@@ -507,12 +620,18 @@ func (s *Service) runCompletions(ctx context.Context, cc CompletionConsumer) err
 		if md, err := msg.Metadata(); err == nil {
 			sc.Delivery = int(md.NumDelivered)
 		}
-		sc.msg = msg
-		if err := cc.ConsumeCompletion(ctx, &sc); err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn().Err(err).Str("series", sc.SeriesInstanceUID).Int("version", sc.Version).Msg("ingest: completion consumer failed; redelivering")
+		sc.msg, sc.svc = msg, s
+		err := s.guard("completion consumer", func() error { return cc.ConsumeCompletion(ctx, &sc) })
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
+				_ = sc.Nak(s.retryDelay(sc.Delivery))
+				return
 			}
-			_ = sc.Nak(backoff(sc.Delivery))
+			s.log.Warn().Err(err).Str("series", sc.SeriesInstanceUID).Int("version", sc.Version).Int("delivery", sc.Delivery).
+				Int("max_deliveries", s.attempts()).Msg("ingest: completion consumer failed")
+			if err := sc.Fail(context.WithoutCancel(ctx), err); err != nil {
+				s.log.Error().Err(err).Str("series", sc.SeriesInstanceUID).Msg("ingest: failed completion not handed back; it is redelivered after ack_wait")
+			}
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,9 @@ type Acceptor interface {
 // and a kernel queue overflow (or the periodic rescan) walks the tree again.
 // Accepted files are moved to DoneDir (or deleted); files that look like DICOM
 // but cannot be parsed go to the quarantine folder with a <name>.reason.txt;
-// non-DICOM files and DICOMDIRs are left in place and skipped.
+// non-DICOM files and DICOMDIRs are left in place and skipped. A symbolic
+// link to a file is followed (the link is moved or deleted, its target kept);
+// any other link is quarantined with its reason.
 type Watcher struct {
 	acc        Acceptor
 	cfg        configs.WatchFolder
@@ -111,7 +114,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for p := range w.work {
-				w.process(ctx, p)
+				w.processGuarded(ctx, p)
 			}
 		}()
 	}
@@ -197,9 +200,37 @@ func (w *Watcher) scan(fw *fsnotify.Watcher, dir string) {
 		}
 		if d.Type().IsRegular() {
 			w.note(p)
+		} else if d.Type()&fs.ModeSymlink != 0 {
+			w.link(p)
 		}
 		return nil
 	})
+}
+
+// link handles a symbolic link in the tree: one to a regular file is followed
+// (the file is read through it; the link, never its target, is then moved or
+// deleted); any other (to a folder, dangling, to a device) is moved to
+// quarantine with its reason, so that it neither stays in the inbox for ever
+// nor leads the watcher outside its tree.
+func (w *Watcher) link(p string) {
+	fi, err := os.Stat(p)
+	switch {
+	case err == nil && fi.Mode().IsRegular():
+		w.note(p)
+		return
+	case err == nil && fi.IsDir():
+		err = errors.New("symbolic link to a folder: not followed (move or copy the files into the watched folder)")
+	case err == nil:
+		err = fmt.Errorf("symbolic link to a %s, not a file", fi.Mode().Type())
+	default:
+		err = fmt.Errorf("dangling symbolic link: %w", err)
+	}
+	w.mu.Lock()
+	busy := w.busy[p]
+	w.mu.Unlock()
+	if !busy {
+		w.quarantineFile(p, err.Error())
+	}
 }
 
 func (w *Watcher) event(fw *fsnotify.Watcher, ev fsnotify.Event) {
@@ -220,6 +251,8 @@ func (w *Watcher) event(fw *fsnotify.Watcher, ev fsnotify.Event) {
 		}
 		if fi.Mode().IsRegular() {
 			w.note(p)
+		} else if fi.Mode()&fs.ModeSymlink != 0 {
+			w.link(p)
 		}
 	case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
 		w.mu.Lock()
@@ -289,6 +322,22 @@ func (w *Watcher) dispatchStable(ctx context.Context) {
 	}
 }
 
+// processGuarded is process with a panic (a fault this file triggers)
+// recovered: the file is quarantined with the reason and the watcher goes on.
+func (w *Watcher) processGuarded(ctx context.Context, p string) {
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error().Str("file", p).Str("stack", string(debug.Stack())).Msgf("ingest: watch: panic on a file: %v", r)
+			w.mu.Lock()
+			delete(w.busy, p)
+			delete(w.pending, p)
+			w.mu.Unlock()
+			w.quarantineFile(p, fmt.Sprintf("the node failed on this file (%v: %v); report it with the file", ErrPanic, r))
+		}
+	}()
+	w.process(ctx, p)
+}
+
 // process reads one stable file; the outcome decides where the file goes.
 func (w *Watcher) process(ctx context.Context, p string) {
 	outcome, why := w.ingestFile(ctx, p)
@@ -349,20 +398,30 @@ func (w *Watcher) ingestFile(ctx context.Context, p string) (fileOutcome, string
 	if err != nil {
 		return fileRetry, err.Error()
 	}
+	// refused is a file that starts like DICOM but is refused before it
+	// reaches Accept: it is an offer like any other, counted as received and
+	// refused (malformed), so the counter identity of Accept holds.
+	refused := func(why string) (fileOutcome, string) {
+		if w.m != nil {
+			w.m.received.WithLabelValues(SourceFolder).Inc()
+			w.m.refused.WithLabelValues("malformed").Inc()
+		}
+		return fileBroken, why
+	}
 	fi, err := SniffFile(f, w.maxHeader)
 	switch {
 	case errors.Is(err, ErrNotDICOM):
 		return fileSkipped, "not DICOM"
 	case err != nil:
-		return fileBroken, err.Error()
+		return refused(err.Error())
 	case fi.IsDICOMDIR():
 		return fileSkipped, "DICOMDIR"
 	}
 	if fi.PixelDataEnd > st.Size() {
-		return fileBroken, fmt.Sprintf("truncated: pixel data ends at byte %d, file has %d", fi.PixelDataEnd, st.Size())
+		return refused(fmt.Sprintf("truncated: pixel data ends at byte %d, file has %d", fi.PixelDataEnd, st.Size()))
 	}
 	if !fi.Header.HasPixelData && nonImageClass(fi.SOPClassUID) == "" && fi.SOPClassUID != "" && strings.HasPrefix(fi.SOPClassUID, "1.2.840.10008.5.1.4.1.1.") {
-		return fileBroken, "image SOP class " + fi.SOPClassUID + " without pixel data (truncated?)"
+		return refused("image SOP class " + fi.SOPClassUID + " without pixel data (truncated?)")
 	}
 	if _, err := f.Seek(fi.DataSetOffset, io.SeekStart); err != nil {
 		return fileRetry, err.Error()
@@ -385,10 +444,12 @@ func (w *Watcher) ingestFile(ctx context.Context, p string) (fileOutcome, string
 		return fileRetry, err.Error()
 	}
 	f.Close()
+	// The line that ties a file name to its instance, whatever became of it.
+	w.log.Debug().Str("file", p).Str("sop", res.SOPInstanceUID).Str("series", res.SeriesInstanceUID).
+		Str("outcome", res.Outcome.String()).Str("rule", res.Decision.Rule).Msg("ingest: watch: accepted")
 	if err := w.finish(p); err != nil {
 		w.log.Error().Err(err).Str("file", p).Msg("ingest: watch: accepted but could not move or delete the file")
 	}
-	w.log.Debug().Str("file", p).Str("sop", res.SOPInstanceUID).Str("outcome", res.Outcome.String()).Str("rule", res.Decision.Rule).Msg("ingest: watch: accepted")
 	return fileDone, ""
 }
 

@@ -17,30 +17,31 @@ import (
 func init() {
 	register(&command{
 		name:    "exports",
-		summary: "list or replay undelivered outputs (exports list|replay --config FILE)",
+		summary: "list or replay undelivered outputs and work set aside (exports list|replay|poison --config FILE)",
 		run:     runExports,
 	})
 }
 
 func runExports(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "exports", "list|replay --config FILE [--seq N,N...] [--json]")
+	fs := newFlagSet(e, "exports", "list|replay|poison --config FILE [--seq N,N...] [--json] [--replay]")
 	config := fs.String("config", "", "configuration file (required)")
-	seqs := fs.String("seq", "", "replay: only these dead-letter sequence numbers (comma-separated); default all")
-	asJSON := fs.Bool("json", false, "list: one JSON object per line instead of a table")
+	seqs := fs.String("seq", "", "replay, poison --replay: only these sequence numbers (comma-separated); default all")
+	replay := fs.Bool("replay", false, "poison: queue the work set aside again (its cause fixed) instead of listing it")
+	asJSON := fs.Bool("json", false, "list, poison: one JSON object per line instead of a table")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
 		fs.Usage()
-		return errors.New("expected 'exports list' or 'exports replay'")
+		return errors.New("expected 'exports list', 'exports replay' or 'exports poison'")
 	}
 	sub := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if sub != "list" && sub != "replay" {
+	if sub != "list" && sub != "replay" && sub != "poison" {
 		fs.Usage()
-		return fmt.Errorf("unknown action %q (list or replay)", sub)
+		return fmt.Errorf("unknown action %q (list, replay or poison)", sub)
 	}
 	if *config == "" {
 		fs.Usage()
@@ -70,12 +71,43 @@ func runExports(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	switch sub {
+	case "poison":
+		if *replay {
+			svc, err := ingest.NewService(ctx, js, cfg, e.log, nil)
+			if err != nil {
+				return err
+			}
+			n, err := svc.ReplayDeadWork(ctx, want...)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "replayed %d work item(s)\n", n)
+			if len(want) > 0 && n < len(want) {
+				return fmt.Errorf("%d of the %d sequence numbers given were not set aside", len(want)-n, len(want))
+			}
+			return nil
+		}
+		dead, err := ingest.ListDeadWork(ctx, js)
+		if err != nil {
+			return err
+		}
+		return printDeadWork(e, dead, *asJSON)
 	case "list":
 		dead, err := q.DeadLetters(ctx)
 		if err != nil {
 			return err
 		}
-		return printDeadLetters(e, dead, *asJSON)
+		if err := printDeadLetters(e, dead, *asJSON); err != nil {
+			return err
+		}
+		if !*asJSON {
+			// Work that never became an output is the other half of what
+			// an operator must see.
+			if work, err := ingest.ListDeadWork(ctx, js); err == nil && len(work) > 0 {
+				fmt.Fprintf(e.stdout, "%d work item(s) set aside before any output was made: anomalynode exports poison --config %s\n", len(work), *config)
+			}
+		}
+		return nil
 	default:
 		n, err := q.Replay(ctx, want...)
 		if err != nil {
@@ -112,6 +144,30 @@ func printDeadLetters(e *env, dead []output.DeadLetter, asJSON bool) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%d dead-lettered job(s)\n", len(dead))
+	return nil
+}
+
+// printDeadWork lists the work items set aside (poison slices and series).
+func printDeadWork(e *env, dead []ingest.DeadWork, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		for _, d := range dead {
+			if err := enc.Encode(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tSTAGE\tSERIES INSTANCE UID\tSOP INSTANCE UID\tMODEL\tATTEMPTS\tSET ASIDE AT\tREASON")
+	for _, d := range dead {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Stage, d.SeriesInstanceUID, d.SOPInstanceUID, d.Model,
+			d.Attempts, d.DeadAt.Format("2006-01-02T15:04:05Z"), d.Reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%d work item(s) set aside\n", len(dead))
 	return nil
 }
 

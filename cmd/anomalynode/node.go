@@ -92,10 +92,13 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 	if log.GetLevel() != zerolog.Disabled {
 		log = newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
 	}
-	n = &node{path: path, over: over, cfg: cfg, log: log, reg: prometheus.NewRegistry(), served: map[string]*inference.Served{}}
+	// nd, not the named result n: every error return sets n to nil before
+	// this deferred close runs, and what was opened must still be released.
+	nd := &node{path: path, over: over, cfg: cfg, log: log, reg: prometheus.NewRegistry(), served: map[string]*inference.Served{}}
+	n = nd
 	defer func() {
 		if err != nil {
-			n.close()
+			nd.close()
 		}
 	}()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
