@@ -63,9 +63,9 @@ type Series struct {
 	Version int
 	// Finalised is when its outputs were built; Slices, Anomalous and
 	// Objects are the output's counts, SEG the segmentation's SOP Instance UID.
-	Finalised                 time.Time
+	Finalised                  time.Time
 	Slices, Anomalous, Objects int
-	SEG                       string
+	SEG                        string
 	// Problem is the last error or warning about the series, if any.
 	Problem string
 	// Destinations are where the outputs go; Delivered says when the SEG
@@ -89,7 +89,7 @@ type SeriesInfo struct {
 
 // State says where the series stands: receiving, completed (outputs being
 // built), delivering, delivered, failed.
-func (s *Series) State() string {
+func (s Series) State() string {
 	switch {
 	case len(s.Dead) > 0:
 		return "failed"
@@ -107,7 +107,7 @@ func (s *Series) State() string {
 }
 
 // Pending lists the destinations that do not have the SEG yet.
-func (s *Series) Pending() []string {
+func (s Series) Pending() []string {
 	var out []string
 	for _, d := range s.Destinations {
 		if _, ok := s.Delivered[d]; !ok {
@@ -119,7 +119,7 @@ func (s *Series) Pending() []string {
 
 // DeliveredIn is the time from the last slice received to the last
 // destination served; 0 while any is pending.
-func (s *Series) DeliveredIn() time.Duration {
+func (s Series) DeliveredIn() time.Duration {
 	if s.LastSlice.IsZero() || len(s.Destinations) == 0 || len(s.Delivered) < len(s.Destinations) {
 		return 0
 	}

@@ -278,9 +278,9 @@ type routingData struct {
 	RulesYAML string
 	Result    *ingest.Explanation
 	// Text is the explanation as 'anomalynode route' prints it.
-	Text      string
-	Earlier   []ingest.RuleTrace
-	Input     routingInput
+	Text    string
+	Earlier []ingest.RuleTrace
+	Input   routingInput
 }
 
 type routingInput struct {
@@ -544,7 +544,7 @@ func redact(n *yaml.Node) {
 }
 
 // effectiveYAML renders the running configuration, secrets redacted.
-func effectiveYAML(c *configs.Config) string {
+func effectiveYAML(c any) string {
 	var n yaml.Node
 	if err := n.Encode(c); err != nil {
 		return "# cannot render: " + err.Error()
