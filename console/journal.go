@@ -106,11 +106,13 @@ func (s Series) State() string {
 	}
 }
 
-// Pending lists the destinations that do not have the SEG yet.
+// Pending lists the destinations that do not have the SEG yet and have not
+// given up (those are in Dead).
 func (s Series) Pending() []string {
 	var out []string
 	for _, d := range s.Destinations {
-		if _, ok := s.Delivered[d]; !ok {
+		_, dead := s.Dead[d]
+		if _, ok := s.Delivered[d]; !ok && !dead {
 			out = append(out, d)
 		}
 	}
@@ -153,10 +155,15 @@ type JournalOptions struct {
 type Journal struct {
 	o JournalOptions
 
-	mu      sync.Mutex
-	series  map[string]*Series
-	order   []string
-	bySOP   map[string]string
+	mu     sync.Mutex
+	series map[string]*Series
+	order  []string
+	bySOP  map[string]string
+	// orphans hold export lines about objects not yet known: the export
+	// queue may try (and fail, or succeed) before the finaliser's log line
+	// names the SEG. They are taken up when it does.
+	orphans map[string][]map[string]any
+	nOrphan int
 	day     string
 	perAE   map[string]int
 	version uint64
@@ -173,7 +180,7 @@ func NewJournal(o JournalOptions) *Journal {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Journal{o: o, series: map[string]*Series{}, bySOP: map[string]string{}, perAE: map[string]int{}}
+	return &Journal{o: o, series: map[string]*Series{}, bySOP: map[string]string{}, perAE: map[string]int{}, orphans: map[string][]map[string]any{}}
 }
 
 // isPHI says whether a log field is about the patient (name, ID, birth date...).
@@ -194,10 +201,15 @@ func (j *Journal) Write(p []byte) (int, error) {
 		if err := json.Unmarshal(line, &raw); err != nil {
 			continue
 		}
+		j.mu.Lock()
 		j.take(raw)
+		j.mu.Unlock()
 	}
 	return len(p), nil
 }
+
+// maxOrphans bounds the export lines kept for objects not yet known.
+const maxOrphans = 10000
 
 // text renders a JSON value as the console shows it.
 func text(v any) string {
@@ -219,6 +231,7 @@ func text(v any) string {
 	}
 }
 
+// take turns one log line into journal state; j.mu is held.
 func (j *Journal) take(raw map[string]any) {
 	fields := map[string]string{}
 	var list []string
@@ -227,7 +240,7 @@ func (j *Journal) take(raw map[string]any) {
 			continue
 		}
 		switch k {
-		case "time", "level", "message", "component":
+		case "time", "level", "message", "component", "_seen":
 			continue
 		}
 		fields[k] = text(v)
@@ -241,9 +254,9 @@ func (j *Journal) take(raw map[string]any) {
 	}
 	msg, level := text(raw["message"]), text(raw["level"])
 	now := j.o.Now()
-
-	j.mu.Lock()
-	defer j.mu.Unlock()
+	if t, ok := raw["_seen"].(time.Time); ok {
+		now = t
+	}
 	if msg == msgAssocEnded {
 		if ae := fields["calling_ae"]; ae != "" {
 			day := now.Format("2006-01-02")
@@ -262,6 +275,14 @@ func (j *Journal) take(raw map[string]any) {
 		uid = j.bySOP[fields["sop_instance_uid"]]
 	}
 	if uid == "" {
+		if sop := fields["sop_instance_uid"]; sop != "" && strings.HasPrefix(msg, "export: ") {
+			if j.nOrphan >= maxOrphans {
+				j.orphans, j.nOrphan = map[string][]map[string]any{}, 0
+			}
+			raw["_seen"] = now
+			j.orphans[sop] = append(j.orphans[sop], raw)
+			j.nOrphan++
+		}
 		return
 	}
 	s := j.get(uid, now)
@@ -306,6 +327,15 @@ func (j *Journal) take(raw map[string]any) {
 		s.Destinations, s.Delivered, s.Dead, s.Problem = list, map[string]time.Time{}, map[string]string{}, ""
 		if s.SEG != "" {
 			j.bySOP[s.SEG] = uid
+			if early := j.orphans[s.SEG]; len(early) > 0 {
+				delete(j.orphans, s.SEG)
+				j.nOrphan -= len(early)
+				s.record(ev, j.o.MaxEvents)
+				for _, e := range early {
+					j.take(e)
+				}
+				return
+			}
 		}
 	case msgDelivered:
 		if fields["sop_instance_uid"] == s.SEG {

@@ -80,3 +80,24 @@ func TestJournalBounded(t *testing.T) {
 		t.Errorf("events %d, last %+v", len(s.Events), s.Events[len(s.Events)-1])
 	}
 }
+
+// TestJournalEarlyExport: the export queue may deliver (or fail) before the
+// finaliser logs the SEG's UID; those lines still count for the series.
+func TestJournalEarlyExport(t *testing.T) {
+	j := NewJournal(JournalOptions{})
+	w := func(s string) { j.Write([]byte(s + "\n")) }
+	w(`{"level":"debug","sop":"1.1","series":"S","outcome":"stored","message":"ingest: c-store"}`)
+	w(`{"level":"info","series":"S","version":1,"reason":"timeout","message":"ingest: series complete"}`)
+	w(`{"level":"info","destination":"a","sop_instance_uid":"SEG1","message":"export: delivered"}`)
+	w(`{"level":"warn","destination":"b","sop_instance_uid":"SEG1","error":"refused","message":"export: delivery failed, will retry"}`)
+	w(`{"level":"info","destination":"a","sop_instance_uid":"SC1","message":"export: delivered"}`)
+	w(`{"level":"info","series":"S","version":1,"slices":1,"destinations":["a","b"],"seg":"SEG1","message":"output: series finalised"}`)
+	s, _ := j.Series("S")
+	if _, ok := s.Delivered["a"]; !ok || s.Retries != 1 || s.State() != "delivering" {
+		t.Fatalf("early export lines lost: delivered %v, retries %d, state %s", s.Delivered, s.Retries, s.State())
+	}
+	w(`{"level":"error","destination":"b","sop_instance_uid":"SEG1","error":"refused","message":"export: gave up, job dead-lettered"}`)
+	if s, _ = j.Series("S"); len(s.Pending()) != 0 || s.State() != "failed" {
+		t.Fatalf("dead destination still pending: %v %s", s.Pending(), s.State())
+	}
+}

@@ -214,7 +214,7 @@ try {
   await step('no-script-errors', async () => {
     const csp = consoleErrors.filter((e) => /Content Security Policy|Refused/.test(e));
     if (csp.length) throw new Error(csp[0]);
-    return `${consoleErrors.length} console error(s), none from the CSP`;
+    return `${consoleErrors.length} console error(s), none from the CSP${consoleErrors.length ? ' (first: ' + consoleErrors[0].slice(0, 120) + ')' : ''}`;
   });
 } finally {
   fs.writeFileSync(resultsPath, JSON.stringify({ tests: results }, null, 2));
