@@ -166,7 +166,6 @@ type Journal struct {
 	nOrphan int
 	day     string
 	perAE   map[string]int
-	version uint64
 }
 
 // NewJournal returns an empty journal.
@@ -264,7 +263,6 @@ func (j *Journal) take(raw map[string]any) {
 				j.day, j.perAE = day, map[string]int{}
 			}
 			j.perAE[ae]++
-			j.version++
 		}
 		return
 	}
@@ -286,7 +284,6 @@ func (j *Journal) take(raw map[string]any) {
 		return
 	}
 	s := j.get(uid, now)
-	j.version++
 	ev := Event{Time: now, Level: level, Message: msg, Fields: fields}
 	switch msg {
 	case msgCStore, msgWatchAccept:
@@ -400,13 +397,6 @@ func (s *Series) copy() Series {
 		c.Dead[k] = v
 	}
 	return c
-}
-
-// Version changes whenever the journal does (the live page's cue).
-func (j *Journal) Version() uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.version
 }
 
 // Series returns one series, if the journal still holds it.

@@ -390,7 +390,7 @@ func (n *node) reload() error {
 		"nats":          !reflect.DeepEqual(old.NATS, cfg.NATS),
 		"ingest.watch":  !reflect.DeepEqual(old.Ingest.Watch, cfg.Ingest.Watch),
 		"node.data_dir": old.Node.DataDir != cfg.Node.DataDir,
-		"admin.listen":  old.Admin.Listen != cfg.Admin.Listen,
+		"admin":         !reflect.DeepEqual(old.Admin, cfg.Admin),
 		"inference":     !reflect.DeepEqual(old.Inference, cfg.Inference),
 	} {
 		if changed {
