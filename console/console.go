@@ -150,6 +150,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Method == http.MethodPost {
+		// Uploads are one DICOM file or one configuration file.
+		r.Body = http.MaxBytesReader(w, r.Body, maxUpload)
 		if err := checkCSRF(r); err != nil {
 			h.o.Log.Warn().Str("user", h.who(r)).Str("path", r.URL.Path).Str("remote", r.RemoteAddr).Err(err).Msg("console: request refused (CSRF)")
 			http.Error(w, "forbidden: "+err.Error(), http.StatusForbidden)
@@ -167,6 +169,9 @@ func (h *handler) who(r *http.Request) string {
 	}
 	return u + "@" + r.RemoteAddr
 }
+
+// maxUpload bounds a POST's body: a DICOM slice or a configuration file.
+const maxUpload = 128 << 20
 
 // csrfCookie is the double-submit token: a random value in a SameSite=Strict
 // cookie that every form repeats in a hidden field.
@@ -204,7 +209,7 @@ func checkCSRF(r *http.Request) error {
 	if err := r.ParseMultipartForm(32 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 		return fmt.Errorf("bad form: %w", err)
 	}
-	if v := r.FormValue("csrf"); v == "" || v != c.Value {
+	if v := r.FormValue("csrf"); v == "" || !same(v, c.Value) {
 		return errors.New("CSRF token missing or wrong (reload the page)")
 	}
 	return nil
