@@ -396,9 +396,10 @@ func TestCSRFRefusals(t *testing.T) {
 
 func TestReplayAsksFirst(t *testing.T) {
 	f := newFixture(t, nil)
+	logLines(f.journal, "1.2.3.7", "1.2.3.9", 1)
 	f.dead.letters = []output.DeadLetter{{Seq: 3, Job: output.Job{Destination: "pacs", SOPInstanceUID: "1.2.3.9", Attempts: 2, LastError: "connection refused"}}}
 	_, body := f.get(t, "/dead-letters")
-	for _, want := range []string{"connection refused", "1.2.3.9", `data-seq="3"`, "Replay all"} {
+	for _, want := range []string{"connection refused", "1.2.3.9", `data-seq="3"`, "Replay all", `href="/series/1.2.3.7"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("dead-letter list lacks %q", want)
 		}

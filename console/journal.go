@@ -430,6 +430,14 @@ func (s *Series) lastActive() time.Time {
 	return t
 }
 
+// SeriesOf returns the source series of an output object the journal has
+// seen (the SEG), "" when unknown.
+func (j *Journal) SeriesOf(sop string) string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.bySOP[sop]
+}
+
 // SetInfo records a series' description (looked up once by the console).
 func (j *Journal) SetInfo(uid string, info SeriesInfo) {
 	if !j.o.ShowPHI {

@@ -441,10 +441,12 @@ type deadData struct {
 }
 
 type deadRow struct {
-	Seq                                       uint64
-	Destination, SOP, Series, Error, Enqueued string
-	Attempts                                  int
-	DeadAt                                    time.Time
+	Seq                             uint64
+	Destination, SOP, Series, Error string
+	// Source is the series the object was made from, when the journal knows.
+	Source   string
+	Attempts int
+	DeadAt   time.Time
 }
 
 func (h *handler) deadLettersPage(w http.ResponseWriter, r *http.Request, d deadData, flash, errMsg string) {
@@ -455,7 +457,8 @@ func (h *handler) deadLettersPage(w http.ResponseWriter, r *http.Request, d dead
 	} else {
 		for _, dl := range dead {
 			d.Letters = append(d.Letters, deadRow{Seq: dl.Seq, Destination: dl.Job.Destination, SOP: dl.Job.SOPInstanceUID,
-				Series: dl.Job.SeriesInstanceUID, Error: dl.Job.LastError, Attempts: dl.Job.Attempts, DeadAt: dl.Job.DeadAt})
+				Series: dl.Job.SeriesInstanceUID, Error: dl.Job.LastError, Attempts: dl.Job.Attempts, DeadAt: dl.Job.DeadAt,
+				Source: h.o.Journal.SeriesOf(dl.Job.SOPInstanceUID)})
 		}
 	}
 	h.render(w, r, "deadletters", page{Title: "Dead letters", Nav: "dead", Data: d, Flash: flash, Error: errMsg})
