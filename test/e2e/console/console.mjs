@@ -161,6 +161,7 @@ try {
     run(process.env.BACKUP_UP);
     const segRow = page.locator('#dead tr[data-seq]', { hasText: seg });
     if ((await segRow.count()) !== 1) throw new Error(`the SEG ${seg} is not among the dead letters`);
+    if ((await segRow.locator(`a[href="/series/${uid}"]`).count()) !== 1) throw new Error('the SEG\'s dead letter does not link to its series');
     await segRow.locator('button.replay').click();
     await page.waitForSelector('#confirm');
     await shot('replay-confirm');
