@@ -7,7 +7,7 @@ export ANOMALYNODE_BIN := $(CURDIR)/$(BIN)
 TEST_TIMEOUT ?= 30m
 FUZZTIME ?= 5s
 
-.PHONY: all deps build test unit fuzz bench demo check-cuda gpu-bundle gpu-check e2e-viewer clean
+.PHONY: all deps build test unit fuzz bench demo check-cuda gpu-bundle gpu-check e2e-viewer e2e-console clean
 
 all: build
 
@@ -53,6 +53,10 @@ gpu-check:
 ## e2e-viewer: OHIF in headless Chromium shows our SEG overlay
 e2e-viewer: deps build
 	bash test/e2e/viewer/run.sh
+
+## e2e-console: the IT staff's console in headless Chromium (live Overview, rule tester, dead-letter replay)
+e2e-console: deps build
+	bash test/e2e/console/run.sh
 
 clean:
 	rm -rf bin .demo

@@ -28,7 +28,7 @@ type Config struct {
 	Node Node `yaml:"node"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
-	// Admin is the HTTP server for /metrics, /healthz and /readyz.
+	// Admin is the HTTP server for /metrics, /healthz, /readyz and the console.
 	Admin Admin `yaml:"admin"`
 	// DIMSE is the DICOM listener (SCP) and its acceptance policy.
 	DIMSE DIMSE `yaml:"dimse"`
@@ -71,12 +71,6 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Admin configures the admin HTTP server (/metrics, /healthz, /readyz).
-type Admin struct {
-	// Listen is HOST:PORT; loopback by default. Empty disables the server.
-	Listen string `yaml:"listen"`
-}
-
 // Default returns a configuration with every default filled in.
 func Default() *Config {
 	c := &Config{}
@@ -97,9 +91,7 @@ func (c *Config) setDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "auto"
 	}
-	if c.Admin.Listen == "" {
-		c.Admin.Listen = "127.0.0.1:9090"
-	}
+	c.Admin.setDefaults()
 	c.DIMSE.setDefaults()
 	c.NATS.setDefaults()
 	c.Ingest.setDefaults()
@@ -196,6 +188,7 @@ func (c *Config) Validate() error {
 	default:
 		p.add("log.format", "must be json, console or auto, not %q", c.Log.Format)
 	}
+	c.Admin.validate(&p, "admin")
 	c.DIMSE.validate(&p, "dimse")
 	c.NATS.validate(&p, "nats")
 	c.Ingest.validate(&p, "ingest")

@@ -59,6 +59,13 @@ func newFlagSet(e *env, name, usage string) *flag.FlagSet {
 // environment (ANOMALYNODE_LOG_LEVEL, ANOMALYNODE_LOG_FORMAT), else from the
 // given defaults; "auto" means console on a terminal and JSON elsewhere.
 func newLogger(w *os.File, level, format string) zerolog.Logger {
+	out, lvl := logOutput(w, level, format)
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+}
+
+// logOutput is newLogger's writer and level, for loggers that also write
+// elsewhere (the console's journal).
+func logOutput(w *os.File, level, format string) (io.Writer, zerolog.Level) {
 	if v := os.Getenv("ANOMALYNODE_LOG_LEVEL"); v != "" {
 		level = v
 	}
@@ -73,7 +80,7 @@ func newLogger(w *os.File, level, format string) zerolog.Logger {
 	if format == "console" || ((format == "" || format == "auto") && isatty.IsTerminal(w.Fd())) {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
-	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+	return out, lvl
 }
 
 func usage(w io.Writer) {

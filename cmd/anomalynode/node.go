@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/configs"
+	"anomalynode/console"
 	"anomalynode/dimse"
 	"anomalynode/inference"
 	"anomalynode/ingest"
@@ -79,6 +81,10 @@ type node struct {
 	dimseLn net.Listener
 	admin   *http.Server
 	ready   bool
+	// journal keeps the series timelines of the console (from the log);
+	// console is its handler on the admin listener.
+	journal *console.Journal
+	console http.Handler
 
 	reloads *prometheus.CounterVec
 }
@@ -89,12 +95,13 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 	if err != nil {
 		return nil, err
 	}
+	journal := console.NewJournal(console.JournalOptions{ShowPHI: cfg.Admin.ShowPHI})
 	if log.GetLevel() != zerolog.Disabled {
-		log = newLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+		log = newJournalLogger(os.Stderr, cfg.Log.Level, cfg.Log.Format, journal)
 	}
 	// nd, not the named result n: every error return sets n to nil before
 	// this deferred close runs, and what was opened must still be released.
-	nd := &node{path: path, over: over, cfg: cfg, log: log, reg: prometheus.NewRegistry(), served: map[string]*inference.Served{}}
+	nd := &node{path: path, over: over, cfg: cfg, log: log, reg: prometheus.NewRegistry(), served: map[string]*inference.Served{}, journal: journal}
 	n = nd
 	defer func() {
 		if err != nil {
@@ -189,7 +196,13 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 		n.watch = append(n.watch, ingest.NewWatcher(n.svc, wf, cfg.Node.DataDir, log))
 	}
 	if cfg.Admin.Listen != "" {
+		if n.console, err = n.newConsole(); err != nil {
+			return nil, err
+		}
 		n.admin = &http.Server{Addr: cfg.Admin.Listen, Handler: n.adminMux(), ReadHeaderTimeout: 10 * time.Second}
+		if n.admin.TLSConfig, err = adminTLS(cfg.Admin); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
 }
@@ -207,6 +220,9 @@ func (n *node) adminMux() *http.ServeMux {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if n.console != nil {
+		mux.Handle("/", n.console)
+	}
 	return mux
 }
 
@@ -248,6 +264,9 @@ func (n *node) run(ctx context.Context, grace time.Duration) error {
 		ln, err := net.Listen("tcp", n.admin.Addr)
 		if err != nil {
 			return fmt.Errorf("admin listen: %w", err)
+		}
+		if n.admin.TLSConfig != nil {
+			ln = tls.NewListener(ln, n.admin.TLSConfig)
 		}
 		go func() {
 			if err := n.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -299,7 +318,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			n.reload()
+			_ = n.reload() // it logs why a reload was refused
 		case err := <-errc:
 			runErr = err
 			n.log.Error().Err(err).Msg("node: a stage failed; shutting down")
@@ -340,25 +359,26 @@ func waitUntil(wg *sync.WaitGroup, deadline time.Time) bool {
 // reload re-reads the configuration on SIGHUP. An invalid file is refused and
 // the running configuration kept; a valid one replaces the acceptance policy
 // and routing rules without touching open associations. Changes that need a
-// restart (models, destinations, listeners, store) are logged as such.
-func (n *node) reload() {
+// restart (models, destinations, listeners, store) are logged as such. The
+// error (the console shows it) is nil when the new configuration is in force.
+func (n *node) reload() error {
 	cfg, err := loadConfig(n.path, n.over)
 	if err != nil {
 		n.reloads.WithLabelValues("invalid").Inc()
 		n.log.Error().Err(err).Msg("node: reload refused; keeping the running configuration")
-		return
+		return err
 	}
 	scpCfg, err := dimseServerConfig(cfg)
 	if err != nil {
 		n.reloads.WithLabelValues("invalid").Inc()
 		n.log.Error().Err(err).Msg("node: reload refused; keeping the running configuration")
-		return
+		return err
 	}
 	router, err := ingest.NewRouter(cfg.Routes, cfg.Ingest.SeriesTimeout)
 	if err != nil {
 		n.reloads.WithLabelValues("invalid").Inc()
 		n.log.Error().Err(err).Msg("node: reload refused; keeping the running configuration")
-		return
+		return err
 	}
 	n.mu.Lock()
 	old := n.cfg
@@ -373,7 +393,7 @@ func (n *node) reload() {
 		"nats":          !reflect.DeepEqual(old.NATS, cfg.NATS),
 		"ingest.watch":  !reflect.DeepEqual(old.Ingest.Watch, cfg.Ingest.Watch),
 		"node.data_dir": old.Node.DataDir != cfg.Node.DataDir,
-		"admin.listen":  old.Admin.Listen != cfg.Admin.Listen,
+		"admin":         !reflect.DeepEqual(old.Admin, cfg.Admin),
 		"inference":     !reflect.DeepEqual(old.Inference, cfg.Inference),
 	} {
 		if changed {
@@ -382,6 +402,7 @@ func (n *node) reload() {
 	}
 	n.reloads.WithLabelValues("ok").Inc()
 	n.log.Info().Int("routes", len(cfg.Routes)).Msg("node: configuration reloaded (AE policy, routing rules)")
+	return nil
 }
 
 // close releases what openNode opened.
