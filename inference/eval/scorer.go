@@ -44,7 +44,7 @@ const DefaultFindingFPR = 0.01
 
 // Configure builds the scorer c names and sets o's Scorer, ScorerName,
 // References, FPRKeys, Thresholds, ThresholdSource and finding limits
-// (Findings, FindingsSource, or FindingsNote when there are none).
+// (Findings, FindingFPR, FindingsSource, or FindingsNote when there are none).
 //
 // The policy: dpmm scores against the model's prototypes and takes the model's
 // thresholds and finding calibration, both fitted for exactly that scorer.
@@ -136,7 +136,7 @@ func (o *Options) Configure(ctx context.Context, model *inference.Model, c Score
 
 // configureFindings sets the finding limits for the pixel FPR ff.
 func (o *Options) configureFindings(model *inference.Model, c ScorerConfig, ff float64, val *dpmm.Loaded) error {
-	o.Findings, o.FindingsSource, o.FindingsNote = nil, "", ""
+	o.Findings, o.FindingFPR, o.FindingsSource, o.FindingsNote = nil, ff, "", ""
 	if c.Kind == "dpmm" {
 		// The model's calibration belongs to the DPMM scorer at the model's
 		// pixel threshold: it holds whatever the test thresholds are.
