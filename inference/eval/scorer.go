@@ -154,7 +154,7 @@ func (o *Options) configureFindings(model *inference.Model, c ScorerConfig, ff f
 		return nil
 	}
 	if val == nil {
-		o.FindingsNote = "no finding limits for this scorer (give --val with healthy DICOM series to calibrate them)"
+		o.FindingsNote = "no finding limits for this scorer: give --val with healthy DICOM series to calibrate them"
 		return nil
 	}
 	th := slices.IndexFunc(dpmm.DefaultFPRs, func(f float64) bool { return inference.FPRKey(f) == inference.FPRKey(ff) })
