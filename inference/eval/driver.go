@@ -198,14 +198,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return nil, fmt.Errorf("eval: %s: %w", f, err)
 		}
-		root := o.Images
 		var masks [][]uint8
 		if fi >= nImages {
-			root = o.Healthy
-			masks = make([][]uint8, len(sl))
-			for i, s := range sl {
-				masks[i] = make([]uint8, s.Rows*s.Cols)
-			}
+			masks = zeroMasks(sl)
 			sum.HealthyFiles++
 		} else {
 			var found bool
@@ -260,7 +255,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			times = append(times, e+sc)
 			embedT = append(embedT, e)
 			scoreT = append(scoreT, sc)
-			fmt.Fprintf(csvf, "%s,%d,%d,%d,%d,%.6f,%.6f,%.2f,%.2f\n", relOr(root, f), i, s.Rows, s.Cols, lesion, mx, top, e, sc)
+			fmt.Fprintf(csvf, "%s,%d,%d,%d,%d,%.6f,%.6f,%.2f,%.2f\n", relOr(o.Images, f), i, s.Rows, s.Cols, lesion, mx, top, e, sc)
 			sum.Slices++
 			sum.Pixels += int64(len(pix))
 			var ms runtime.MemStats
@@ -397,12 +392,18 @@ func labelCandidates(images, labels, f string) []string {
 	return out
 }
 
-// loadMasks returns one mask per frame (all zero when no label file exists).
-func loadMasks(images, labels, f string, sl []*inference.Slice) ([][]uint8, bool, error) {
+// zeroMasks returns one all-healthy mask per frame.
+func zeroMasks(sl []*inference.Slice) [][]uint8 {
 	masks := make([][]uint8, len(sl))
 	for i, s := range sl {
 		masks[i] = make([]uint8, s.Rows*s.Cols)
 	}
+	return masks
+}
+
+// loadMasks returns one mask per frame (all zero when no label file exists).
+func loadMasks(images, labels, f string, sl []*inference.Slice) ([][]uint8, bool, error) {
+	masks := zeroMasks(sl)
 	for _, c := range labelCandidates(images, labels, f) {
 		if _, err := os.Stat(c); err != nil {
 			continue
