@@ -101,7 +101,8 @@ func EvaluateFindings(stacks []Stack, p findings.Params, minLesionMM3 float64) (
 	if !(minLesionMM3 >= 0) || math.IsInf(minLesionMM3, 0) {
 		return nil, fmt.Errorf("eval: min lesion volume %v mm3 must be finite and >= 0", minLesionMM3)
 	}
-	fm := &FindingMetrics{PixelThreshold: p.PixelThreshold, MinVolumeMM3: p.MinVolumeMM3, PeakThreshold: p.PeakThreshold, MinLesionMM3: minLesionMM3}
+	fm := &FindingMetrics{PixelThreshold: p.PixelThreshold, MinVolumeMM3: p.MinVolumeMM3, PeakThreshold: p.PeakThreshold,
+		MinLesionMM3: minLesionMM3, LesionList: []LesionResult{}}
 	var diceSum float64
 	for _, st := range stacks {
 		if len(st.Masks) != len(st.Slices) {
