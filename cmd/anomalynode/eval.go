@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/mattn/go-isatty"
@@ -12,23 +14,26 @@ import (
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/eval"
 	"anomalynode/inference/eval/seglabel"
+	"anomalynode/inference/findings"
+	"anomalynode/output"
 )
 
 func init() {
 	register(&command{
 		name:    "eval",
-		summary: "pixel AUROC/AUPR, Dice at FPR 10/5/1 %, ROC/PR plots and a JSON summary on labelled test series",
+		summary: "pixel AUROC/AUPR, Dice at FPR 10/5/1 %, finding-level lesion sensitivity and false findings, ROC/PR plots and a JSON summary on labelled test series",
 		run:     runEval,
 	})
 }
 
 func runEval(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "eval", "--model MODEL --images DIR --labels DIR --out DIR [--scorer dpmm|knn|coreset] [--bank DIR|NPY...] [--val DIR|NPY...]")
+	fs := newFlagSet(e, "eval", "--model MODEL --images DIR --labels DIR --out DIR [--scorer dpmm|knn|coreset] [--bank DIR|NPY...] [--val DIR|NPY...] [--healthy DIR] [--fpr F] [--series-fpr F] [--min-volume MM3] [--min-lesion MM3]")
 	var bank, val listFlag
 	cfgPath := fs.String("config", "", "node configuration (ONNX Runtime library, threads, device, model embedder)")
 	modelPath := fs.String("model", "", "model file from 'anomalynode fit' (required)")
 	images := fs.String("images", "", "folder of test DICOM files, searched recursively (required)")
 	labels := fs.String("labels", "", "folder of masks named like the images (.npy or .png), or of binary DICOM SEG objects (required)")
+	healthy := fs.String("healthy", "", "folder of healthy test DICOM series (no masks): healthy series for the finding metrics")
 	out := fs.String("out", "", "folder for summary.json, slices.csv and curves.png (required)")
 	scorer := fs.String("scorer", "dpmm", "dpmm (model prototypes), knn (full memory bank) or coreset")
 	fs.Var(&bank, "bank", "normal embeddings for knn/coreset: .npy files or folders (e.g. fit's --cache folder), or DICOM folders (repeatable)")
@@ -37,9 +42,15 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	seed := fs.Uint64("seed", 0, "coreset seed")
 	fs.Var(&val, "val", "healthy validation slices to calibrate this scorer's thresholds (default: the model's, which are DPMM-calibrated)")
 	embedder := fs.String("embedder", "", "ONNX backbone (default: the config's model embedder when there is exactly one)")
+	fpr := fs.Float64("fpr", eval.DefaultFindingFPR, "pixel FPR whose threshold findings start from (the node config's fpr)")
+	seriesFPR := fs.Float64("series-fpr", findings.DefaultSeriesFPR, "share of healthy series allowed to show a finding (default: as fitted)")
+	minVolume := fs.Float64("min-volume", findings.DefaultMinVolumeMM3, "smallest finding in mm3 (default: as fitted)")
+	minLesion := fs.Float64("min-lesion", eval.DefaultMinLesionMM3, "smallest painted lesion the finding sensitivity counts, mm3")
 	if err := parseWithLists(fs, args, map[string]*listFlag{"bank": &bank, "val": &val}); err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	switch {
 	case *modelPath == "":
 		return errors.New("--model is required")
@@ -47,6 +58,12 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		return errors.New("--images and --labels are required")
 	case *out == "":
 		return errors.New("--out is required")
+	case !(*seriesFPR >= 0 && *seriesFPR <= 1):
+		return fmt.Errorf("--series-fpr %v: want a share in [0, 1]", *seriesFPR)
+	case !(*minVolume >= 0) || math.IsInf(*minVolume, 0):
+		return fmt.Errorf("--min-volume %v: want a volume >= 0 in mm3", *minVolume)
+	case !(*minLesion >= 0) || math.IsInf(*minLesion, 0):
+		return fmt.Errorf("--min-lesion %v: want a volume >= 0 in mm3", *minLesion)
 	}
 	cfg, err := configOrDefault(*cfgPath)
 	if err != nil {
@@ -71,80 +88,24 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	}
 	defer emb.Embedder.Close()
 
-	opt := eval.Options{Source: emb, ScorerName: *scorer, Images: *images, Labels: *labels, Out: *out}
-	segs, err := seglabel.Load(*labels)
+	opt := eval.Options{Source: emb, Images: *images, Labels: *labels, Healthy: *healthy, MinLesionMM3: *minLesion, Out: *out}
+	segs, err := seglabel.Load(*labels, readSEGLabel)
 	if err != nil {
 		return err
 	}
 	if segs.Files > 0 {
 		opt.Extra = segs
 	}
-	lo := dpmm.LoadOptions{Embedder: emb}
-	switch *scorer {
-	case "dpmm":
-		s, err := inference.NewDPMMScorer(model)
-		if err != nil {
-			return err
-		}
-		opt.Scorer, opt.References = s, s.Prototypes()
-	case "knn", "coreset":
-		if len(bank) == 0 {
-			return fmt.Errorf("--scorer %s needs --bank (the normal embeddings)", *scorer)
-		}
-		b, err := dpmm.Load(ctx, bank, lo)
-		if err != nil {
-			return err
-		}
-		if b.Data.D != model.D {
-			return fmt.Errorf("bank dimension %d differs from the model's %d", b.Data.D, model.D)
-		}
-		if *scorer == "knn" {
-			s, err := inference.NewKNNScorer(b.Data.X, b.Data.D)
-			if err != nil {
-				return err
-			}
-			opt.Scorer, opt.References = s, s.Size()
-		} else {
-			if *coresetMethod != "greedy" && *coresetMethod != "random" {
-				return fmt.Errorf("--coreset-method %q: want greedy or random", *coresetMethod)
-			}
-			s, err := inference.NewCoresetScorer(b.Data.X, b.Data.D, *coresetSize, *coresetMethod == "greedy", *seed)
-			if err != nil {
-				return err
-			}
-			opt.Scorer, opt.References = s, *coresetSize
-			opt.ScorerName = fmt.Sprintf("coreset-%s-%d", *coresetMethod, *coresetSize)
-		}
-	default:
-		return fmt.Errorf("--scorer %q: want dpmm, knn or coreset", *scorer)
+	sc := eval.ScorerConfig{Kind: *scorer, Bank: bank, CoresetSize: *coresetSize, CoresetMethod: *coresetMethod, Seed: *seed,
+		Val: val, Load: dpmm.LoadOptions{Embedder: emb}, FindingFPR: *fpr}
+	if given["series-fpr"] {
+		sc.SeriesFPR = seriesFPR
 	}
-	for _, f := range dpmm.DefaultFPRs {
-		opt.FPRKeys = append(opt.FPRKeys, inference.FPRKey(f))
+	if given["min-volume"] {
+		sc.MinVolumeMM3 = minVolume
 	}
-	switch {
-	case len(val) > 0:
-		v, err := dpmm.Load(ctx, val, lo)
-		if err != nil {
-			return err
-		}
-		unit, n, ths, err := dpmm.CalibrateScorer(opt.Scorer, v, dpmm.DefaultFPRs)
-		if err != nil {
-			return err
-		}
-		opt.Thresholds = ths
-		opt.ThresholdSource = fmt.Sprintf("%d %s scores of the healthy validation slices (this scorer)", n, unit)
-	case *scorer == "dpmm":
-		for _, f := range dpmm.DefaultFPRs {
-			t, err := model.Threshold(f)
-			if err != nil {
-				return err
-			}
-			opt.Thresholds = append(opt.Thresholds, t)
-		}
-		opt.ThresholdSource = "the model file (fit-time calibration)"
-	default:
-		opt.FPRKeys = nil
-		opt.ThresholdSource = "none (give --val to calibrate this scorer; Dice skipped)"
+	if err := opt.Configure(ctx, model, sc); err != nil {
+		return err
 	}
 	if f, ok := e.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		opt.Progress = e.stderr
@@ -156,4 +117,17 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	eval.Table(e.stdout, sum)
 	fmt.Fprintf(e.stdout, "wrote %s/summary.json, %s/slices.csv, %s\n", *out, *out, sum.CurvesPNG)
 	return nil
+}
+
+// readSEGLabel is the seglabel.Reader of the output package's SEG parser.
+func readSEGLabel(b []byte) (*seglabel.SEG, error) {
+	seg, err := output.ReadSEG(b)
+	if err != nil {
+		return nil, err
+	}
+	l := &seglabel.SEG{StudyInstanceUID: seg.Attrs.String("StudyInstanceUID"), Rows: seg.Rows, Cols: seg.Cols}
+	for _, fr := range seg.Frames {
+		l.Frames = append(l.Frames, seglabel.Frame{SourceSOPInstanceUID: fr.SourceSOPInstanceUID, Mask: fr.Mask})
+	}
+	return l, nil
 }

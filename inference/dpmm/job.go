@@ -578,14 +578,20 @@ type FindingCalibration struct {
 // slice without them is left out (Skipped), and with none left it returns no
 // calibration and a Warning, and the node masks per pixel.
 func CalibrateFindings(model *inference.Model, val *Loaded, fprs []float64, thresholds []float32, seriesFPR, minVolumeMM3 float64) (*FindingCalibration, error) {
+	sc, err := inference.NewDPMMScorer(model)
+	if err != nil {
+		return nil, err
+	}
+	return CalibrateFindingsScorer(sc, val, fprs, thresholds, seriesFPR, minVolumeMM3)
+}
+
+// CalibrateFindingsScorer is CalibrateFindings for any scorer (eval
+// calibrates the kNN and coreset baselines' finding limits this way).
+func CalibrateFindingsScorer(sc inference.Scorer, val *Loaded, fprs []float64, thresholds []float32, seriesFPR, minVolumeMM3 float64) (*FindingCalibration, error) {
 	fc := &FindingCalibration{}
 	if !val.HasPlanes() {
 		fc.Warning = "the validation slices have no series and plane geometry (.npy embeddings, or DICOM without ImagePositionPatient/ImageOrientationPatient/PixelSpacing): no finding calibration; the node will mask per pixel"
 		return fc, nil
-	}
-	sc, err := inference.NewDPMMScorer(model)
-	if err != nil {
-		return nil, err
 	}
 	bySeries := map[string][]int{}
 	var uids []string

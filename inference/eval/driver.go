@@ -21,6 +21,7 @@ import (
 
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
+	"anomalynode/inference/findings"
 	"anomalynode/inference/internal/sniff"
 )
 
@@ -53,6 +54,21 @@ type Options struct {
 	// Extra labels the images without a mask file (e.g. DICOM SEG objects,
 	// package seglabel); nil: none.
 	Extra LabelSource
+	// Healthy is an optional folder of healthy test DICOM files (searched
+	// recursively): every slice is healthy, no mask needed. They count in the
+	// pixel metrics like any healthy slice and give finding metrics their
+	// healthy series when the labelled test series all hold lesions.
+	Healthy string
+	// Findings are the finding limits (nil: no finding metrics, FindingsNote
+	// says why); FindingFPR names the pixel threshold they start from and
+	// FindingsSource where they come from. Configure sets all four.
+	Findings       *findings.Params
+	FindingFPR     float64
+	FindingsSource string
+	FindingsNote   string
+	// MinLesionMM3 is the smallest painted lesion finding sensitivity counts
+	// (0: DefaultMinLesionMM3).
+	MinLesionMM3 float64
 	// Out is the folder for summary.json, slices.csv and curves.png.
 	Out string
 	// Progress, when set, receives a progress line per slice.
@@ -86,12 +102,18 @@ type Summary struct {
 	LesionSlices int `json:"lesion_slices"`
 	// UnlabelledFiles counts images without a mask file (scored as healthy).
 	UnlabelledFiles int `json:"unlabelled_files"`
+	// HealthyFiles counts the files of the healthy test folder (Options.Healthy).
+	HealthyFiles int `json:"healthy_files,omitempty"`
 	// Pixels counts the scored pixels.
 	Pixels int64 `json:"pixels"`
 	// ThresholdSource says where the Dice thresholds came from.
 	ThresholdSource string `json:"threshold_source"`
 	// Metrics holds AUROC, AUPR and Dice.
 	Metrics *Metrics `json:"metrics"`
+	// Findings holds the finding-level metrics; nil when the finding limits
+	// are not available, and FindingsNote says why.
+	Findings     *FindingMetrics `json:"findings,omitempty"`
+	FindingsNote string          `json:"findings_note,omitempty"`
 	// Time is per slice at batch size 1 (decode excluded).
 	Time Timing `json:"time"`
 	// PeakRSSMiB is the process's maximum resident set (getrusage), which
@@ -118,24 +140,37 @@ var ErrNoLabels = errors.New("eval: no image has a matching label file")
 // Run scores every test slice, compares with the masks and writes the reports.
 // An image without a mask file counts as healthy (all zero) and is reported in
 // UnlabelledFiles; if no image has a mask, Run fails with ErrNoLabels.
+//
+// With finding limits (Options.Findings) it also groups the slices into
+// stacks, extracts each stack's findings and measures them against the painted
+// lesions (EvaluateFindings); the stacks' score maps and masks are kept until
+// the end for that (5 more bytes a pixel).
 func Run(ctx context.Context, o Options) (*Summary, error) {
-	var files []string
-	err := filepath.WalkDir(o.Images, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && sniff.IsDICOM(path) {
-			files = append(files, path)
-		}
-		return nil
-	})
+	files, err := dicomFiles(o.Images)
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, err
 	}
-	sort.Strings(files)
 	if len(files) == 0 {
 		return nil, fmt.Errorf("eval: no DICOM files under %s", o.Images)
 	}
+	var healthy []string
+	if o.Healthy != "" {
+		all, err := dicomFiles(o.Healthy)
+		if err != nil {
+			return nil, err
+		}
+		// A healthy folder inside the images folder is not scored twice.
+		for _, f := range all {
+			if _, dup := slices.BinarySearch(files, f); !dup {
+				healthy = append(healthy, f)
+			}
+		}
+		if len(healthy) == 0 {
+			return nil, fmt.Errorf("eval: no DICOM files under %s that are not under %s", o.Healthy, o.Images)
+		}
+	}
+	nImages := len(files)
+	files = append(files, healthy...)
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
@@ -147,6 +182,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	fmt.Fprintln(csvf, "file,frame,rows,cols,lesion_pixels,max_score,top1pct_mean,embed_ms,score_ms")
 
 	sum := &Summary{Scorer: o.ScorerName, References: o.References, Images: o.Images, ThresholdSource: o.ThresholdSource}
+	var stacks *stackSet
+	if o.Findings != nil {
+		stacks = newStackSet()
+	}
 	var px Pixels
 	var times, embedT, scoreT []float64
 	var peakHeap uint64
@@ -159,20 +198,27 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err != nil {
 			return nil, fmt.Errorf("eval: %s: %w", f, err)
 		}
-		masks, found, err := loadMasks(o.Images, o.Labels, f, sl)
-		if err != nil {
-			return nil, err
-		}
-		if !found && o.Extra != nil {
-			found, err = o.Extra.Masks(sl, masks)
-			if err != nil {
-				return nil, fmt.Errorf("eval: %s: %w", f, err)
-			}
-		}
-		if found {
-			labelled++
+		var masks [][]uint8
+		if fi >= nImages {
+			masks = zeroMasks(sl)
+			sum.HealthyFiles++
 		} else {
-			sum.UnlabelledFiles++
+			var found bool
+			masks, found, err = loadMasks(o.Images, o.Labels, f, sl)
+			if err != nil {
+				return nil, err
+			}
+			if !found && o.Extra != nil {
+				found, err = o.Extra.Masks(sl, masks)
+				if err != nil {
+					return nil, fmt.Errorf("eval: %s: %w", f, err)
+				}
+			}
+			if found {
+				labelled++
+			} else {
+				sum.UnlabelledFiles++
+			}
 		}
 		for i, s := range sl {
 			t0 := time.Now()
@@ -191,6 +237,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			mask := masks[i]
 			if err := px.Add(pix, mask); err != nil {
 				return nil, err
+			}
+			if stacks != nil {
+				stacks.add(s, pix, mask)
 			}
 			lesion := 0
 			for _, v := range mask {
@@ -223,10 +272,31 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if labelled == 0 {
 		return nil, fmt.Errorf("%w (images %s, labels %s)", ErrNoLabels, o.Images, o.Labels)
 	}
-	sum.ScoreStoreMiB = float64(px.Positives()+px.Negatives()) * 4 / (1 << 20)
+	perPixel := 4.0
+	if stacks != nil {
+		perPixel += 5 // the stacks' score maps and masks
+	}
+	sum.ScoreStoreMiB = float64(px.Positives()+px.Negatives()) * perPixel / (1 << 20)
 	sum.Metrics, err = px.Compute(o.FPRKeys, o.Thresholds)
 	if err != nil {
 		return nil, err
+	}
+	if stacks != nil {
+		st, skipped := stacks.stacks()
+		minLesion := o.MinLesionMM3
+		if minLesion == 0 {
+			minLesion = DefaultMinLesionMM3
+		}
+		if sum.Findings, err = EvaluateFindings(st, *o.Findings, minLesion); err != nil {
+			return nil, err
+		}
+		sum.Findings.Skipped = append(skipped, sum.Findings.Skipped...)
+		sum.Findings.PixelFPR, sum.Findings.Source = o.FindingFPR, o.FindingsSource
+	} else {
+		sum.FindingsNote = o.FindingsNote
+		if sum.FindingsNote == "" {
+			sum.FindingsNote = "no finding limits given"
+		}
 	}
 	sum.Time = timing(times, embedT, scoreT)
 	sum.PeakHeapMiB = float64(peakHeap) / (1 << 20)
@@ -243,6 +313,25 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, fmt.Errorf("eval: %w", err)
 	}
 	return sum, nil
+}
+
+// dicomFiles lists the DICOM files under root (recursively), sorted.
+func dicomFiles(root string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && sniff.IsDICOM(path) {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	sort.Strings(files)
+	return files, nil
 }
 
 func relOr(root, p string) string {
@@ -303,12 +392,18 @@ func labelCandidates(images, labels, f string) []string {
 	return out
 }
 
-// loadMasks returns one mask per frame (all zero when no label file exists).
-func loadMasks(images, labels, f string, sl []*inference.Slice) ([][]uint8, bool, error) {
+// zeroMasks returns one all-healthy mask per frame.
+func zeroMasks(sl []*inference.Slice) [][]uint8 {
 	masks := make([][]uint8, len(sl))
 	for i, s := range sl {
 		masks[i] = make([]uint8, s.Rows*s.Cols)
 	}
+	return masks
+}
+
+// loadMasks returns one mask per frame (all zero when no label file exists).
+func loadMasks(images, labels, f string, sl []*inference.Slice) ([][]uint8, bool, error) {
+	masks := zeroMasks(sl)
 	for _, c := range labelCandidates(images, labels, f) {
 		if _, err := os.Stat(c); err != nil {
 			continue
@@ -429,5 +524,40 @@ func Table(w io.Writer, sums ...*Summary) {
 		for _, d := range s.Metrics.Dice {
 			fmt.Fprintf(w, "FPR %s: threshold %.5f  Dice %.4f  sensitivity %.4f  test FPR %.4f\n", d.FPR, d.Threshold, d.Dice, d.Sensitivity, d.TestFPR)
 		}
+	}
+	for _, s := range sums {
+		prefix := ""
+		if len(sums) > 1 {
+			prefix = s.Scorer + " "
+		}
+		findingLines(w, prefix, s)
+	}
+}
+
+// findingLines writes the finding-level lines of one summary.
+func findingLines(w io.Writer, prefix string, s *Summary) {
+	f := s.Findings
+	if f == nil {
+		fmt.Fprintf(w, "%sfindings: not available (%s)\n", prefix, s.FindingsNote)
+		return
+	}
+	pct := func(p *float64) string {
+		if p == nil {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.1f %%", 100**p)
+	}
+	fmt.Fprintf(w, "%sfindings (pixel FPR %s: score > %.5f, volume >= %g mm3, peak >= %.5f; limits from %s):\n",
+		prefix, inference.FPRKey(f.PixelFPR), f.PixelThreshold, f.MinVolumeMM3, f.PeakThreshold, f.Source)
+	dice := "-"
+	if f.MeanDice != nil {
+		dice = fmt.Sprintf("%.4f", *f.MeanDice)
+	}
+	fmt.Fprintf(w, "  lesions >= %g mm3 found: %d/%d (%s), mean Dice of the overlapping finding %s; %d smaller lesion(s) not counted\n",
+		f.MinLesionMM3, f.Detected, f.Lesions, pct(f.Sensitivity), dice, f.SmallLesions)
+	fmt.Fprintf(w, "  false findings: %d of %d in %d series (%.2f per series); healthy series with a finding: %d/%d (%s)\n",
+		f.FalseFindings, f.Findings, f.Series, f.FalsePerSeries, f.HealthyWithFinding, f.HealthySeries, pct(f.HealthyRate))
+	if len(f.Skipped) > 0 {
+		fmt.Fprintf(w, "  %d series left out of the finding metrics (see summary.json skipped_series), e.g. %s\n", len(f.Skipped), f.Skipped[0])
 	}
 }

@@ -1,7 +1,7 @@
 // Package seglabel reads ground-truth masks from binary DICOM Segmentation
-// objects for the evaluation driver (eval.LabelSource). It is split from eval so
-// that only the command wiring, not the metrics, depends on the output
-// package's SEG reader.
+// objects for the evaluation driver (eval.LabelSource). The SEG parser itself
+// is the caller's (a Reader; the command wires the output package's ReadSEG),
+// so this package, below output, does not import it.
 package seglabel
 
 import (
@@ -12,8 +12,29 @@ import (
 
 	"anomalynode/inference"
 	"anomalynode/inference/eval"
-	"anomalynode/output"
 )
+
+// SEG is what Load needs of one binary segmentation object.
+type SEG struct {
+	// StudyInstanceUID is the segmented study.
+	StudyInstanceUID string
+	// Rows and Cols are the frame size.
+	Rows, Cols int
+	// Frames are the segmentation's frames.
+	Frames []Frame
+}
+
+// Frame is one SEG frame: the image it segments and its mask.
+type Frame struct {
+	// SourceSOPInstanceUID is the segmented image (the frame's derivation source).
+	SourceSOPInstanceUID string
+	// Mask is Rows*Cols, true inside the segment.
+	Mask []bool
+}
+
+// Reader parses a file's bytes as a binary SEG; an error means the file is
+// not one it can read, and Load ignores it.
+type Reader func(part10 []byte) (*SEG, error)
 
 var _ eval.LabelSource = (*Labels)(nil)
 
@@ -27,10 +48,10 @@ type Labels struct {
 	Files int
 }
 
-// Load reads every binary SEG under dir that output.ReadSEG parses (Explicit VR
-// Little Endian, BINARY); other files are ignored. Overlapping segments are
-// merged: a pixel is anomalous when any segment marks it.
-func Load(dir string) (*Labels, error) {
+// Load reads every file under dir that read parses as a binary SEG; other
+// files are ignored. Overlapping segments are merged: a pixel is anomalous
+// when any segment marks it.
+func Load(dir string, read Reader) (*Labels, error) {
 	l := &Labels{bySOP: map[string][]bool{}, size: map[string][2]int{}, studies: map[string]bool{}}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -43,12 +64,12 @@ func Load(dir string) (*Labels, error) {
 		if err != nil {
 			return err
 		}
-		seg, err := output.ReadSEG(b)
+		seg, err := read(b)
 		if err != nil {
 			return nil // not a readable SEG: not a label
 		}
 		l.Files++
-		l.studies[seg.Attrs.String("StudyInstanceUID")] = true
+		l.studies[seg.StudyInstanceUID] = true
 		for _, fr := range seg.Frames {
 			uid := fr.SourceSOPInstanceUID
 			if len(fr.Mask) != seg.Rows*seg.Cols || uid == "" {
