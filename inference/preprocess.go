@@ -21,6 +21,14 @@ const (
 	DefaultPatchSize  = 14
 )
 
+// DefaultPreprocessing is the VOI policy fit records when none is asked for:
+// the robust per-slice scale. A streaming node sees one slice at a time, so
+// the policy can use nothing but the slice; of the two such policies, the
+// robust scale keeps a lesion brighter than white matter apart from it, where
+// the percentile window saturates both to 1 (docs/inference.md, "The MR VOI
+// default", has the measurements).
+func DefaultPreprocessing() PreprocessSpec { return PreprocessSpec{VOI: VOIRobust} }
+
 // Preprocessor turns a decoded slice into the model's input tensor.
 type Preprocessor struct {
 	// Resolution is the short edge after resizing (448).
