@@ -18,7 +18,7 @@ func init() {
 }
 
 func runSynth(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "synth", "--out DIR [--lesions] [--slices N] [--seed S] [--rows R --cols C] [--modality MR|CT] [--series K]")
+	fs := newFlagSet(e, "synth", "--out DIR [--lesions [--polarity mixed|hyper|hypo]] [--slices N] [--seed S] [--rows R --cols C] [--modality MR|CT] [--series K]")
 	out := fs.String("out", "", "output folder (required); with --series K > 1 each series goes to DIR/S001 ...")
 	lesions := fs.Bool("lesions", false, "paint synthetic lesions and write masks (labels/) and their statistics")
 	nLesions := fs.Int("lesion-count", 3, "number of lesions painted with --lesions")
