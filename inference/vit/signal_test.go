@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"anomalynode/inference"
 	"anomalynode/inference/synth"
@@ -160,4 +161,25 @@ func parseFloats(t *testing.T, s string) []float64 {
 		out = append(out, v)
 	}
 	return out
+}
+
+// BenchmarkSignalForward times one 448 x 448 slice through the signal
+// backbone (batch 1, 2 intra-op threads), wall and process CPU time.
+func BenchmarkSignalForward(b *testing.B) {
+	model, err := GenerateSignal(DefaultSignal())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := newSession(b, model, 2)
+	const size = 448
+	x := pixels(1, size, size)
+	s.run(b, x, 1, size, size) // warm-up
+	var cpu time.Duration
+	for b.Loop() {
+		c0 := cpuTime(b)
+		s.run(b, x, 1, size, size)
+		cpu += cpuTime(b) - c0
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/forward")
+	b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/forward")
 }
