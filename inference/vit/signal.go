@@ -79,8 +79,9 @@ func (c SignalConfig) FeatureNames() []string {
 }
 
 // DefaultSignal is the signal preset. Mean and Std were measured on healthy
-// Colin 27 synth series (seeds 101 and 102, 6 slices each; TestSignalStandardised) under the robust VOI, the default for
-// MR (docs/mkvit.md says how to re-measure them).
+// Colin 27 synth series (seeds 101 and 102, 6 slices each, by
+// TestSignalStandardised) under the robust VOI, the default for MR
+// (docs/mkvit.md says how to re-measure them).
 func DefaultSignal() SignalConfig {
 	return SignalConfig{
 		PatchSize:     14,
