@@ -251,3 +251,56 @@ func TestTopMean(t *testing.T) {
 		t.Fatal("TopMean modified its input")
 	}
 }
+
+// TestRobustVOI checks the robust policy on hand-computed values: the level
+// is the median of the above-mean pixels, values map to y / (3 level)
+// clipped to [0,1], MONOCHROME1 is mirrored within the stored range first
+// (so it gives the MONOCHROME2 result of the mirrored data), and a blank
+// slice maps to 0.
+func TestRobustVOI(t *testing.T) {
+	// 10 pixels: 5 of background 0, then 100, 200, 300, 400, 2000 (mean 300).
+	// Above-mean: 400 and 2000 -> lower median 400; level 3 x 400 = 1200.
+	stored := []int32{0, 0, 0, 0, 0, 100, 200, 300, 400, 2000}
+	s := &Slice{Rows: 1, Cols: 10, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: stored}
+	p := &Preprocessor{Resolution: 14, PatchSize: 14, VOI: PreprocessSpec{VOI: VOIRobust}}
+	grey := make([]float32, 10)
+	pol, err := p.Grey(s, grey)
+	if err != nil || pol != VOIRobust {
+		t.Fatalf("policy %q, %v", pol, err)
+	}
+	want := []float32{0, 0, 0, 0, 0, 100. / 1200, 200. / 1200, 300. / 1200, 400. / 1200, 1}
+	for i := range want {
+		if math.Abs(float64(grey[i]-want[i])) > 1e-6 {
+			t.Errorf("grey[%d] = %v, want %v", i, grey[i], want[i])
+		}
+	}
+	// The same image stored inverted as MONOCHROME1 (v = 4095 - u) with
+	// slope 2, intercept 10: modality x = 2v + 10 = 8200 - 2u; mirrored
+	// within [aff(0), aff(4095)] = [10, 8200]: y = 8210 - x = 2u + 10.
+	m1 := &Slice{Rows: 1, Cols: 10, Slope: 2, Intercept: 10, Photometric: "MONOCHROME1", MinStored: 0, MaxStored: 4095}
+	for _, u := range stored {
+		m1.Stored = append(m1.Stored, 4095-u)
+	}
+	if _, err := p.Grey(m1, grey); err != nil {
+		t.Fatal(err)
+	}
+	// y = 2u + 10: mean 610, above-mean 810 and 4010 -> level 810.
+	for i, u := range stored {
+		w := min(float64(2*u+10)/(3*810), 1)
+		if math.Abs(float64(grey[i])-w) > 1e-6 {
+			t.Errorf("MONOCHROME1 grey[%d] = %v, want %v", i, grey[i], w)
+		}
+	}
+	blank := &Slice{Rows: 1, Cols: 10, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: make([]int32, 10)}
+	if _, err := p.Grey(blank, grey); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range grey {
+		if v != 0 {
+			t.Fatalf("blank slice: grey[%d] = %v", i, v)
+		}
+	}
+	if err := (&PreprocessSpec{VOI: VOIRobust}).Validate(); err != nil {
+		t.Errorf("robust spec: %v", err)
+	}
+}

@@ -96,7 +96,7 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	reg := fs.Float64("reg", 1e-6, "variance regulariser")
 	perSlice := fs.Int("patches-per-slice", 1024, "rows of a 2-D .npy array that form one slice")
 	embedder := fs.String("embedder", "", "ONNX backbone (default: the config's model embedder when there is exactly one)")
-	voi := fs.String("voi", inference.VOIPercentile, "VOI policy: percentile, header or model-window")
+	voi := fs.String("voi", inference.DefaultPreprocessing().VOI, "VOI policy: robust, percentile, header or model-window")
 	wc := fs.Float64("window-center", 0, "model-window centre")
 	ww := fs.Float64("window-width", 0, "model-window width")
 	resolution := fs.Int("resolution", inference.DefaultResolution, "short edge in pixels slices are resized to")

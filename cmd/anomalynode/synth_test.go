@@ -64,10 +64,43 @@ func TestSynthCommandErrors(t *testing.T) {
 		{"--out", t.TempDir(), "--rows", "3"},
 		{"--out", t.TempDir(), "--series", "0"},
 		{"--out", t.TempDir(), "extra"},
+		{"--out", t.TempDir(), "--lesions", "--polarity", "bright"},
 	} {
 		e, _ := combinedEnv()
 		if err := runSynth(t.Context(), e, args); err == nil {
 			t.Errorf("%v: accepted", args)
+		}
+	}
+}
+
+// TestSynthPolarity: --polarity reaches the generator (hypo: every manifest
+// amplitude negative; hyper: every one positive, same magnitudes).
+func TestSynthPolarity(t *testing.T) {
+	amps := map[string][]float64{}
+	for _, pol := range []string{"hyper", "hypo"} {
+		dir := t.TempDir()
+		e, out := combinedEnv()
+		if err := runSynth(t.Context(), e, []string{"--out", dir, "--lesions", "--polarity", pol, "--slices", "4", "--rows", "48", "--cols", "48", "--seed", "5"}); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		raw, err := os.ReadFile(filepath.Join(dir, synth.ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m synth.Manifest
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range m.Lesions {
+			amps[pol] = append(amps[pol], l.Amplitude)
+		}
+	}
+	if len(amps["hyper"]) != 3 || len(amps["hypo"]) != 3 {
+		t.Fatalf("amplitudes %v", amps)
+	}
+	for i, a := range amps["hyper"] {
+		if !(a > 0) || amps["hypo"][i] != -a {
+			t.Errorf("lesion %d: hyper amplitude %v, hypo %v", i, a, amps["hypo"][i])
 		}
 	}
 }

@@ -430,8 +430,8 @@ func RunJob(ctx context.Context, train, val *Loaded, opt JobOptions) (*JobResult
 		model.Meta.PatchSize = inference.DefaultPatchSize
 	}
 	if model.Meta.Preprocessing.VOI == "" {
-		// .npy inputs carry no VOI policy; record METHOD.md's MR default.
-		model.Meta.Preprocessing = inference.PreprocessSpec{VOI: inference.VOIPercentile, PercentileLo: 0.5, PercentileHi: 99.5}
+		// .npy inputs carry no VOI policy; record the MR default.
+		model.Meta.Preprocessing = inference.DefaultPreprocessing()
 	}
 	fo := opt.Fit
 	if fo.Epochs == 0 {
