@@ -43,6 +43,9 @@ const (
 func (r *SeriesResult) uidFor(kind, role string, extra ...string) string {
 	study, series := r.sourceUIDs()
 	parts := []string{study, series, r.Model.Name, r.Model.Version, strings.ToLower(r.Model.SHA256), kind, role}
+	if r.Stack != "" {
+		parts = append(parts, "stack", r.Stack)
+	}
 	return DeriveUID(append(parts, extra...)...)
 }
 
