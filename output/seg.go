@@ -63,7 +63,8 @@ type SEGOptions struct {
 	AllSlices bool
 	// ContentLabel is a CS (upper case, at most 16 characters).
 	ContentLabel string
-	// SegmentLabel names the one segment.
+	// SegmentLabel names the one segment of a per-pixel SEG (a model without
+	// finding calibration); finding segments are named by their finding.
 	SegmentLabel string
 	// SegmentType is the segmented property type; default SCT 52988006 Lesion.
 	SegmentType Code
@@ -71,6 +72,9 @@ type SEGOptions struct {
 	CIELab [3]int
 	// Equipment describes this software.
 	Equipment Equipment
+	// MaxSegments is how many findings of a stack get a segment of their own
+	// (Analyse reads it; 0 means DefaultMaxSegments).
+	MaxSegments int
 }
 
 func (o SEGOptions) withDefaults() SEGOptions {
@@ -205,8 +209,8 @@ func segments(a *Analysis, opts SEGOptions) []segmentSpec {
 		}
 	}
 	var out []segmentSpec
-	for i, f := range a.Findings {
-		if a.Segments[i] != f.ID {
+	for _, f := range a.Findings {
+		if f.ID > a.MaxSegments {
 			break
 		}
 		id := uint16(f.ID)

@@ -76,6 +76,12 @@ func (r *SeriesResult) SCFrameInstanceUID(sourceSOPInstanceUID string, frame int
 	return r.uidFor(KindSC, "instance", "v"+strconv.Itoa(r.version()), sourceSOPInstanceUID, "frame", strconv.Itoa(frame+1))
 }
 
+// NoFindingInstanceUID is the SOP Instance UID of the "no finding" page of
+// this result's version.
+func (r *SeriesResult) NoFindingInstanceUID() string {
+	return r.uidFor(KindSC, "no-finding", "v"+strconv.Itoa(r.version()))
+}
+
 func (r *SeriesResult) version() int {
 	if r.Version < 1 {
 		return 1
