@@ -14,11 +14,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	"anomalynode/inference/findings"
 )
 
 // ModelFormatVersion is the version of ModelMeta written by SaveModel. LoadModel
-// rejects files with a newer version.
-const ModelFormatVersion = 1
+// rejects files with a newer version. Version 2 added the finding calibration
+// (ModelMeta.Findings); a version 1 file loads without one.
+const ModelFormatVersion = 2
 
 // DefaultTau is the weight below which a mixture component is not a prototype.
 const DefaultTau = 1e-6
@@ -82,6 +85,10 @@ type ModelMeta struct {
 	Tau float32 `json:"tau"`
 	// Fit records how the model was fitted and how the fit went.
 	Fit FitInfo `json:"fit"`
+	// Findings maps a false-positive rate (a Thresholds key) to the finding
+	// calibration on that pixel threshold; absent from files written before
+	// format 2 and from fits validated on .npy embeddings (no geometry).
+	Findings map[string]*findings.Calibration `json:"findings,omitempty"`
 }
 
 // EmbedderInfo identifies the ONNX backbone.
@@ -170,6 +177,23 @@ func (m *Model) Threshold(fpr float64) (float32, error) {
 		return 0, fmt.Errorf("inference: model has no threshold for FPR %s", FPRKey(fpr))
 	}
 	return t, nil
+}
+
+// FindingParams returns the finding limits for the pixel threshold of
+// pixelFPR, a series FPR and a minimum volume, derived from the model's finding
+// calibration (so a per-model override needs no validation data). ok is false
+// when the model file has no calibration for pixelFPR (written before format
+// 2, or validated without geometry): the caller then masks per pixel.
+func (m *Model) FindingParams(pixelFPR, seriesFPR, minVolumeMM3 float64) (p findings.Params, ok bool, err error) {
+	c := m.Meta.Findings[FPRKey(pixelFPR)]
+	if c == nil {
+		return findings.Params{}, false, nil
+	}
+	p, err = c.Params(seriesFPR, minVolumeMM3)
+	if err != nil {
+		return findings.Params{}, false, fmt.Errorf("inference: finding limits: %w", err)
+	}
+	return p, true, nil
 }
 
 // Prototypes returns a copy of the means of the components with
@@ -299,6 +323,24 @@ func (mm *ModelMeta) validate(d int) error {
 		if ts[i].t > ts[i-1].t {
 			return fmt.Errorf("thresholds not sorted: FPR %g -> %v but FPR %g -> %v (a higher FPR needs a lower threshold)",
 				ts[i-1].fpr, ts[i-1].t, ts[i].fpr, ts[i].t)
+		}
+	}
+	return mm.validateFindings()
+}
+
+// validateFindings checks that each finding calibration belongs to a pixel
+// threshold of the file and is itself sound.
+func (mm *ModelMeta) validateFindings() error {
+	for k, c := range mm.Findings {
+		t, ok := mm.Thresholds[k]
+		if !ok || c == nil {
+			return fmt.Errorf("findings key %q has no pixel threshold (or no calibration)", k)
+		}
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("findings %s: %w", k, err)
+		}
+		if FPRKey(c.PixelFPR) != k || c.PixelThreshold != t {
+			return fmt.Errorf("findings %s: calibrated on pixel FPR %v threshold %v, the file's threshold is %v", k, c.PixelFPR, c.PixelThreshold, t)
 		}
 	}
 	return nil

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"anomalynode/inference/findings"
 )
 
 func testModel(k, d int, seed uint64) *Model {
@@ -84,6 +87,78 @@ func TestModelRoundTrip(t *testing.T) {
 	}
 }
 
+// testCalibration is a finding calibration on the 0.01 threshold (0.5) of
+// testModel: 20 healthy series, series i with one 200 mm3 region of peak
+// 0.5+(i+1)/10.
+func testCalibration(t *testing.T) *findings.Calibration {
+	var series []findings.SeriesRegions
+	for i := 0; i < 20; i++ {
+		series = append(series, findings.SeriesRegions{Voxels: 1000,
+			Regions: []findings.Region{{VolumeMM3: 200, Peak: 0.5 + float32(i+1)/10, Voxels: 20}}})
+	}
+	c, err := findings.Calibrate(series, 0.01, 0.5, 0.05, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestModelFindings(t *testing.T) {
+	m := testModel(3, 4, 5)
+	m.Meta.Findings = map[string]*findings.Calibration{"0.01": testCalibration(t)}
+	var buf bytes.Buffer
+	if err := EncodeModel(&buf, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeModel(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok, err := got.FindingParams(0.01, 0.10, 150)
+	want, _ := m.Meta.Findings["0.01"].Params(0.10, 150)
+	if err != nil || !ok || p != want || p.PeakThreshold <= p.PixelThreshold {
+		t.Fatalf("FindingParams(0.01) = %+v, %v, %v; want %+v", p, ok, err, want)
+	}
+	if _, ok, err := got.FindingParams(0.05, 0.05, 100); ok || err != nil {
+		t.Errorf("FindingParams(0.05) ok=%v err=%v, want no calibration", ok, err)
+	}
+	if _, _, err := got.FindingParams(0.01, 2, 100); err == nil {
+		t.Error("series FPR 2: no error")
+	}
+
+	// A format-1 file, written before finding calibration, loads without one.
+	old := testModel(3, 4, 6)
+	old.Meta.FormatVersion = 1
+	buf.Reset()
+	if err := EncodeModel(&buf, old); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `\"format_version\":1,`) || strings.Contains(buf.String(), "findings") {
+		t.Fatal("not a format-1 header")
+	}
+	got, err = DecodeModel(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := got.FindingParams(0.01, 0.05, 100); ok || err != nil {
+		t.Errorf("format 1: ok=%v err=%v, want no calibration", ok, err)
+	}
+
+	for name, mutate := range map[string]func(c *findings.Calibration) string{
+		"key without a threshold": func(c *findings.Calibration) string { return "0.02" },
+		"other pixel threshold":   func(c *findings.Calibration) string { c.PixelThreshold = 0.4; return "0.01" },
+		"other pixel FPR":         func(c *findings.Calibration) string { c.PixelFPR = 0.05; return "0.01" },
+		"invalid":                 func(c *findings.Calibration) string { c.Series = nil; return "0.01" },
+	} {
+		m := testModel(3, 4, 5)
+		c := testCalibration(t)
+		m.Meta.Findings = map[string]*findings.Calibration{mutate(c): c}
+		if err := m.Validate(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
 // TestModelFileLayout checks the bytes against the safetensors specification
 // independently of DecodeModel.
 func TestModelFileLayout(t *testing.T) {
@@ -148,7 +223,7 @@ func TestModelCorrupt(t *testing.T) {
 		"no meta":             replaceHeader(`"anomalynode":`, `"other":`),
 		"unsorted thresholds": replaceHeader(`\"0.01\":0.5`, `\"0.01\":0.1`),
 		"bad voi":             replaceHeader(`\"voi\":\"percentile\"`, `\"voi\":\"magic\"`),
-		"future version":      replaceHeader(`\"format_version\":1`, `\"format_version\":9`),
+		"future version":      replaceHeader(fmt.Sprintf(`\"format_version\":%d`, ModelFormatVersion), `\"format_version\":9`),
 		"unknown field":       replaceHeader(`\"tau\":`, `\"taux\":1,\"tau\":`),
 	}
 	for name, b := range cases {

@@ -22,6 +22,11 @@ type Plane struct {
 	Orientation [6]float64
 	// Spacing is PixelSpacing: the distance between rows, then between columns.
 	Spacing [2]float64
+	// Thickness is the slice's nominal extent along its normal
+	// (SpacingBetweenSlices, else SliceThickness; 0 when unknown). Only a
+	// single-slice stack needs it: every other slice's extent comes from its
+	// neighbours' positions.
+	Thickness float64
 }
 
 // Slice is one scored slice of a stack.
