@@ -291,3 +291,39 @@ func TestStacks(t *testing.T) {
 		}
 	}
 }
+
+// TestFinaliserBuild checks what the finaliser queues per stack: a stack with
+// findings gets its SEG, heat maps and the Extra objects (handed the SEG); a
+// calibrated stack with no finding gets only the "no finding" page, and
+// Extra is handed no SEG.
+func TestFinaliserBuild(t *testing.T) {
+	var extraSEG []*Object
+	f := &Finaliser{o: FinaliserOptions{Extra: func(a *Analysis, seg *Object) ([]*Object, error) {
+		extraSEG = append(extraSEG, seg)
+		return nil, nil
+	}}}
+	for _, tc := range []struct {
+		lesion   bool
+		objects  int
+		classSEG bool
+	}{{true, 1 + 7, true}, {false, 1, false}} {
+		res := makeSeries(t, 7, 32, 32, tc.lesion, 17).res
+		as, err := Analyse(res, &testParams, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, seg, err := f.build(as[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(objs) != tc.objects || (seg != nil) != tc.classSEG || (seg != nil && objs[0] != seg) {
+			t.Fatalf("lesion %v: %d objects, SEG %v", tc.lesion, len(objs), seg != nil)
+		}
+		if !tc.classSEG && objs[0].SOPInstanceUID != res.NoFindingInstanceUID() {
+			t.Error("a series with no finding did not get the 'no finding' page")
+		}
+		if extraSEG[len(extraSEG)-1] != seg {
+			t.Error("Extra was not handed the stack's SEG")
+		}
+	}
+}
