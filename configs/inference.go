@@ -82,8 +82,9 @@ type Model struct {
 	// VerifyEmbedder checks the embedder's sha256 against the model file at
 	// start-up (default true).
 	VerifyEmbedder *bool `yaml:"verify_embedder"`
-	// VOI overrides the model file's VOI policy: model-window, header or
-	// percentile (empty: as fitted; changing it changes what the model sees).
+	// VOI overrides the model file's VOI policy: model-window, header,
+	// percentile or robust (empty: as fitted; changing it changes what the
+	// model sees).
 	VOI string `yaml:"voi"`
 	// WindowCenter is the model-window centre when VOI is model-window.
 	WindowCenter *float64 `yaml:"window_center"`
@@ -128,7 +129,7 @@ func (m *Model) validate(p *problems, path string) {
 		} else if !(*m.WindowWidth >= 1) {
 			p.add(path+".window_width", "must be >= 1")
 		}
-	case "header":
+	case "header", "robust":
 	case "percentile":
 		lo, hi := 0.5, 99.5
 		if m.PercentileLo != nil {
@@ -141,6 +142,6 @@ func (m *Model) validate(p *problems, path string) {
 			p.add(path+".percentile_lo", "percentiles must satisfy 0 <= lo < hi <= 100 (got %v, %v)", lo, hi)
 		}
 	default:
-		p.add(path+".voi", "must be model-window, header or percentile, not %q", m.VOI)
+		p.add(path+".voi", "must be model-window, header, percentile or robust, not %q", m.VOI)
 	}
 }

@@ -113,11 +113,14 @@ const (
 	VOIHeader = "header"
 	// VOIPercentile clips each slice to its [lo, hi] percentiles.
 	VOIPercentile = "percentile"
+	// VOIRobust divides each slice by the median of its above-mean pixels,
+	// keeps values up to RobustHeadroom times that, and maps them to [0,1].
+	VOIRobust = "robust"
 )
 
 // PreprocessSpec is the VOI policy: how modality values become [0,1].
 type PreprocessSpec struct {
-	// VOI is model-window, header or percentile.
+	// VOI is model-window, header, percentile or robust.
 	VOI string `json:"voi"`
 	// WindowCenter is the model window's centre (model-window).
 	WindowCenter float64 `json:"window_center,omitempty"`
@@ -353,13 +356,13 @@ func (p *PreprocessSpec) Validate() error {
 		if !(p.WindowWidth > 0) || math.IsInf(p.WindowWidth, 0) || math.IsNaN(p.WindowCenter) || math.IsInf(p.WindowCenter, 0) {
 			return fmt.Errorf("preprocessing: model-window needs window_width > 0 and a finite centre (got %v/%v)", p.WindowCenter, p.WindowWidth)
 		}
-	case VOIHeader:
+	case VOIHeader, VOIRobust:
 	case VOIPercentile:
 		if !(p.PercentileLo >= 0 && p.PercentileLo < p.PercentileHi && p.PercentileHi <= 100) {
 			return fmt.Errorf("preprocessing: percentile needs 0 <= lo < hi <= 100 (got %v, %v)", p.PercentileLo, p.PercentileHi)
 		}
 	default:
-		return fmt.Errorf("preprocessing: voi %q must be %s, %s or %s", p.VOI, VOIModelWindow, VOIHeader, VOIPercentile)
+		return fmt.Errorf("preprocessing: voi %q must be %s, %s, %s or %s", p.VOI, VOIModelWindow, VOIHeader, VOIPercentile, VOIRobust)
 	}
 	return nil
 }

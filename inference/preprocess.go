@@ -3,6 +3,7 @@ package inference
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -170,10 +171,13 @@ func (p *Preprocessor) Grey(s *Slice, dst []float32) (string, error) {
 		} else {
 			f = func(float64) float64 { return 0 }
 		}
+	case VOIRobust:
+		// robustScale already works on displayed brightness.
+		f = robustScale(s, lo, hi)
 	default:
 		return "", fmt.Errorf("inference: preprocess: unknown VOI policy %q", policy)
 	}
-	invert := s.Photometric == "MONOCHROME1"
+	invert := s.Photometric == "MONOCHROME1" && policy != VOIRobust
 	for i := range lut {
 		v := f(float64(int32(i)+lo)*s.Slope + s.Intercept)
 		v = min(max(v, 0), 1)
@@ -186,6 +190,79 @@ func (p *Preprocessor) Grey(s *Slice, dst []float32) (string, error) {
 		dst[i] = lut[v-lo]
 	}
 	return policy, nil
+}
+
+// RobustHeadroom is how far above the reference level (the median of a
+// slice's above-mean pixels) the robust VOI keeps values apart: x / ref is
+// clipped to [0, RobustHeadroom], then divided by it. A lesion brighter than
+// the brightest normal tissue stays brighter, which a percentile window that
+// saturates at normal white matter cannot keep.
+const RobustHeadroom = 3
+
+// robustScale returns the robust VOI of a slice as a function of the modality
+// value: displayed brightness y (the modality value; for MONOCHROME1 mirrored
+// within the modality range of the stored bits, so that bright is bright)
+// divided by RobustHeadroom times the median of the slice's pixels whose y is
+// above the slice's mean y. The level comes from the slice alone, so a
+// streaming node needs no statistics of the rest of the volume; the median of
+// the above-mean pixels is the typical tissue signal (the mean splits tissue
+// from air/background), little moved by a lesion or by the background's area.
+func robustScale(s *Slice, lo, hi int32) func(float64) float64 {
+	aff := func(v int32) float64 { return float64(v)*s.Slope + s.Intercept }
+	disp := aff
+	if s.Photometric == "MONOCHROME1" {
+		top, bottom := aff(hi), aff(lo)
+		disp = func(v int32) float64 { return top + bottom - aff(v) }
+	}
+	hist := make([]int64, int(hi-lo)+1)
+	for _, v := range s.Stored {
+		hist[v-lo]++
+	}
+	var sum float64
+	for i, c := range hist {
+		if c > 0 {
+			sum += float64(c) * disp(int32(i)+lo)
+		}
+	}
+	n := len(s.Stored)
+	if n == 0 {
+		return func(float64) float64 { return 0 }
+	}
+	mean := sum / float64(n)
+	// Above-mean values in increasing order of y: y is monotone in the stored
+	// value, increasing or decreasing.
+	type bin struct {
+		y float64
+		c int64
+	}
+	var above []bin
+	var total int64
+	for i, c := range hist {
+		if y := disp(int32(i) + lo); c > 0 && y > mean {
+			above = append(above, bin{y, c})
+			total += c
+		}
+	}
+	if len(above) > 1 && above[0].y > above[len(above)-1].y {
+		slices.Reverse(above)
+	}
+	ref := 0.0
+	half, acc := (total+1)/2, int64(0) // lower median: an existing value
+	for _, b := range above {
+		if acc += b.c; acc >= half {
+			ref = b.y
+			break
+		}
+	}
+	if !(ref > 0) {
+		return func(float64) float64 { return 0 }
+	}
+	scale := 1 / (RobustHeadroom * ref)
+	if s.Photometric == "MONOCHROME1" {
+		top, bottom := aff(hi), aff(lo)
+		return func(x float64) float64 { return (top + bottom - x) * scale }
+	}
+	return func(x float64) float64 { return x * scale }
 }
 
 func minMax(x []int32) (lo, hi int32) {

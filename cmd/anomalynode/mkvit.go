@@ -12,15 +12,16 @@ import (
 func init() {
 	register(&command{
 		name:    "mkvit",
-		summary: "write an ONNX model with the DINOv2 architecture and random weights",
+		summary: "write a test backbone: the DINOv2 architecture with random weights, or fixed signal features",
 		run:     runMkvit,
 	})
 }
 
 func runMkvit(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "mkvit", "--out FILE --preset "+strings.Join(vit.PresetNames(), "|")+" [--registers R] [--seed S] [--pos-size PX] [--pos-resize 2d|separable]")
+	names := append(vit.PresetNames(), vit.SignalPreset)
+	fs := newFlagSet(e, "mkvit", "--out FILE --preset "+strings.Join(names, "|")+" [--registers R] [--seed S] [--pos-size PX] [--pos-resize 2d|separable]")
 	out := fs.String("out", "", "ONNX file to write (required)")
-	preset := fs.String("preset", "vits14", "architecture: "+strings.Join(vit.PresetNames(), ", "))
+	preset := fs.String("preset", "vits14", "architecture: "+strings.Join(vit.PresetNames(), ", ")+" (random-weight DINOv2 ViTs), or "+vit.SignalPreset+" (fixed image features that separate synthetic lesions; not DINOv2, not for clinical use)")
 	registers := fs.Int("registers", 0, "register tokens after CLS (0 = plain DINOv2, 4 = DINOv2 with registers)")
 	seed := fs.Uint64("seed", 0, "random seed of the weights; the same seed writes the same bytes")
 	posSize := fs.Int("pos-size", 0, "image size in px the position embeddings are laid out for (multiple of 14; 0 = the preset's: 224 tiny, 518 vits14); inputs of any size multiple of 14 are accepted")
@@ -33,6 +34,20 @@ func runMkvit(ctx context.Context, e *env, args []string) error {
 	}
 	if *out == "" {
 		return errors.New("--out is required")
+	}
+	if *preset == vit.SignalPreset {
+		// A fixed feature extractor: no weights to draw, no positions.
+		if *registers != 0 || *seed != 0 || *posSize != 0 || *posResize != "2d" {
+			return errors.New("--registers, --seed, --pos-size and --pos-resize do not apply to the signal preset")
+		}
+		sc := vit.DefaultSignal()
+		sum, size, err := vit.WriteSignalFile(*out, sc)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: preset %s, dim %d (%d features x %d bins), patch %d, no registers: %d bytes, sha256 %s (fixed features: NOT DINOv2, not for clinical use)\n",
+			*out, *preset, sc.Dim(), sc.SignalFeatures(), sc.Bins, sc.PatchSize, size, sum)
+		return nil
 	}
 	c, err := vit.Preset(*preset)
 	if err != nil {

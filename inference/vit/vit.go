@@ -361,6 +361,21 @@ func WriteFile(path string, c Config) (sum string, size int, err error) {
 	if err != nil {
 		return "", 0, err
 	}
+	return writeModel(path, b)
+}
+
+// WriteSignalFile writes the signal backbone c to path as WriteFile does.
+func WriteSignalFile(path string, c SignalConfig) (sum string, size int, err error) {
+	b, err := GenerateSignal(c)
+	if err != nil {
+		return "", 0, err
+	}
+	return writeModel(path, b)
+}
+
+// writeModel writes b to path through a temporary file and a rename and
+// returns its sha256 (hex) and size.
+func writeModel(path string, b []byte) (sum string, size int, err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return "", 0, fmt.Errorf("vit: write model: %w", err)
