@@ -66,7 +66,9 @@ MODEL=$D/model-$PRESET.dpmm
 
 if [ ! -f "$D/$PRESET.onnx" ]; then
   say "making the demo backbone (mkvit --preset $PRESET)"
-  "$BIN" mkvit --out "$D/$PRESET.onnx" --preset "$PRESET" --seed 1
+  seed=(--seed 1)
+  [ "$PRESET" = signal ] && seed=() # fixed features: no weights to seed
+  "$BIN" mkvit --out "$D/$PRESET.onnx" --preset "$PRESET" "${seed[@]}"
 fi
 # A model file from before finding calibration is fitted again.
 if [ -f "$MODEL" ] && ! grep -aq '"findings"' "$MODEL"; then
@@ -111,12 +113,13 @@ done
 http_get 127.0.0.1 "$admin_port" /readyz >/dev/null || { say "node not ready"; tail -20 "$D/serve.log" >&2; exit 1; }
 
 # finalised UID: the node's "series finalised" log line of a series.
-finalised() { grep '"series finalised"' "$D/serve.log" | grep -F "\"series\":\"$1\"" | tail -1 || true; }
+finalised() { grep 'series finalised' "$D/serve.log" | grep -F "\"series\":\"$1\"" | tail -1 || true; }
 # send_and_wait DIR: C-STORE the series in DIR, wait until the node finalised
 # it and the folder destination holds every object it built.
 send_and_wait() {
-  local dir=$1 uid fin objs n
+  local dir=$1 uid study fin objs n
   uid=$(sed -n 's/.*"series_instance_uid": *"\([^"]*\)".*/\1/p' "$dir/manifest.json" | head -1)
+  study=$(sed -n 's/.*"study_instance_uid": *"\([^"]*\)".*/\1/p' "$dir/manifest.json" | head -1)
   n=$(ls "$dir/images" | wc -l)
   say "sending $n slices of $(basename "$dir") to ANOMALYNODE@127.0.0.1:$dicom_port by C-STORE"
   "$BIN" send --addr "127.0.0.1:$dicom_port" --called-ae ANOMALYNODE --calling-ae DEMO_SCU "$dir/images"
@@ -124,7 +127,9 @@ send_and_wait() {
     fin=$(finalised "$uid")
     if [ -n "$fin" ]; then
       objs=$(sed -n 's/.*"objects":\([0-9]*\).*/\1/p' <<<"$fin")
-      [ "$(find "$D/out" -path "*$uid*" -name '*.dcm' 2>/dev/null | wc -l)" -ge "${objs:-1}" ] && return 0
+      # The folder destination files objects by study (the source's) and
+      # output series; each synthetic series is a study of its own.
+      [ "$(find "$D/out/$study" -name '*.dcm' 2>/dev/null | wc -l)" -ge "${objs:-1}" ] && return 0
     fi
     kill -0 "$node_pid" 2>/dev/null || { say "node exited"; tail -20 "$D/serve.log" >&2; exit 1; }
     sleep 0.2
