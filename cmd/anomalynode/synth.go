@@ -22,6 +22,7 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 	out := fs.String("out", "", "output folder (required); with --series K > 1 each series goes to DIR/S001 ...")
 	lesions := fs.Bool("lesions", false, "paint synthetic lesions and write masks (labels/) and their statistics")
 	nLesions := fs.Int("lesion-count", 3, "number of lesions painted with --lesions")
+	polarity := fs.String("polarity", "mixed", "lesion contrast: mixed (each lesion hyper- or hypo-intense at random), hyper or hypo")
 	labels := fs.Bool("labels", false, "write (all-zero) masks even without --lesions")
 	slices := fs.Int("slices", 24, "slices per series")
 	seed := fs.Uint64("seed", 1, "seed: anatomy jitter, noise, lesions and UIDs (series i uses seed+i)")
@@ -60,6 +61,9 @@ func runSynth(ctx context.Context, e *env, args []string) error {
 	}
 	if *lesions {
 		opts.Lesions = *nLesions
+	}
+	if opts.Polarity = *polarity; *polarity == "mixed" {
+		opts.Polarity = synth.PolarityMixed
 	}
 	for i := 0; i < *series; i++ {
 		if err := ctx.Err(); err != nil {

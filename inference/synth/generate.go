@@ -46,6 +46,9 @@ type Options struct {
 	Lesions int
 	// Labels keeps per-slice masks even when Lesions is 0 (all-zero masks).
 	Labels bool
+	// Polarity is the lesions' contrast: PolarityMixed ("", each lesion
+	// hyper- or hypo-intense at random, even odds), PolarityHyper or PolarityHypo.
+	Polarity string
 	// Source is a NIfTI-1 path; "" uses DefaultVolume and falls back to the
 	// phantom when it is absent; SourcePhantom forces the phantom.
 	Source string
@@ -121,7 +124,8 @@ type Lesion struct {
 	Radii [3]float64
 	// Angle is the in-plane rotation of the first axis from the row direction, degrees.
 	Angle float64
-	// Amplitude is the added intensity at the centre (MR units or HU).
+	// Amplitude is the intensity change at the centre (MR units or HU):
+	// positive for a hyper-intense lesion, negative for a hypo-intense one.
 	Amplitude float64
 	// plane-frame centre (u along row dir, v along column dir, w along normal)
 	u, v, w float64
@@ -182,6 +186,11 @@ func normalise(o Options) (Options, error) {
 	}
 	if o.Lesions < 0 || o.Lesions > 20 {
 		bad = append(bad, fmt.Sprintf("lesions %d not in 0..20", o.Lesions))
+	}
+	switch o.Polarity {
+	case PolarityMixed, PolarityHyper, PolarityHypo:
+	default:
+		bad = append(bad, fmt.Sprintf("polarity %q is not %q, %q or %q", o.Polarity, PolarityMixed, PolarityHyper, PolarityHypo))
 	}
 	if o.SeriesNumber < 0 {
 		bad = append(bad, "series number must be positive")
@@ -374,9 +383,15 @@ func (g *generator) placeLesions() {
 		radii := [3]float64{roundDS(r, 3), roundDS(math.Max(r*u(0.6, 1.0), minR), 3), roundDS(math.Max(r*u(0.7, 1.1), 1.2*t), 3)}
 		var amp float64
 		if o.Modality == ModalityMR {
-			amp = u(30, 55)
+			amp = u(mrLesionMin, mrLesionMax)
 		} else {
-			amp = u(18, 35)
+			amp = u(ctLesionMin, ctLesionMax)
+		}
+		// Drawn for every lesion whatever the polarity, so the choice does
+		// not move the lesions' other draws.
+		hypo := rng.Float64() < 0.5
+		if o.Polarity == PolarityHypo || (o.Polarity == PolarityMixed && hypo) {
+			amp = -amp
 		}
 		angle := u(0, 180)
 		var best Lesion
@@ -421,6 +436,26 @@ func (g *generator) placeLesions() {
 }
 
 func maxOf(r [3]float64) float64 { return math.Max(r[0], math.Max(r[1], r[2])) }
+
+// Lesion polarities (Options.Polarity).
+const (
+	// PolarityMixed makes each lesion hyper- or hypo-intense at random.
+	PolarityMixed = ""
+	// PolarityHyper makes every lesion brighter than the tissue it replaces.
+	PolarityHyper = "hyper"
+	// PolarityHypo makes every lesion darker than the tissue it replaces.
+	PolarityHypo = "hypo"
+)
+
+// Lesion contrast at the centre, drawn uniformly: MR in T1 units (x mrPerT1
+// = stored units; white matter is t1White), CT in HU. The rim gets 70 % of it.
+// MR's lower bound is below the 30 of the first release (harder, never
+// easier); a hypo-intense MR lesion scales the tissue by 1 - |amp|/t1White
+// (the same change as a hyper one in white matter, never below zero).
+const (
+	mrLesionMin, mrLesionMax = 25.0, 55.0
+	ctLesionMin, ctLesionMax = 18.0, 35.0
+)
 
 // Intensity model constants: MR signal per T1 unit, and the values of the
 // non-brain tissue classes around the brain (CSF, skull, scalp, air).
@@ -571,10 +606,16 @@ func (g *generator) renderSlice(k int) {
 					q := a*a + b*b + cz*cz
 					if q <= 1 {
 						prof := 0.7 + 0.3*(1-q)
-						if o.Modality == ModalityMR {
-							val += mrPerT1 * ln.l.Amplitude * prof * g.gain
-						} else {
+						switch {
+						case o.Modality != ModalityMR:
 							val += ln.l.Amplitude * prof
+						case ln.l.Amplitude >= 0:
+							val += mrPerT1 * ln.l.Amplitude * prof * g.gain
+						default:
+							// Darken in proportion: in white matter the same
+							// change as a hyper-intense lesion, elsewhere less,
+							// and the signal stays positive.
+							val *= 1 + ln.l.Amplitude*prof/t1White
 						}
 						if labels {
 							sl.Mask[r*cols+c] = 1

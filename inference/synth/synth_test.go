@@ -226,9 +226,10 @@ func TestGeometry(t *testing.T) {
 // and manifest statistics agree with it.
 func TestMasksMatchPaintedPixels(t *testing.T) {
 	for _, o := range []Options{
-		{Seed: 11, Lesions: 3, Rows: 96, Cols: 80, Slices: 10},
-		{Seed: 12, Lesions: 2, Modality: ModalityCT, Rows: 61, Cols: 61, Slices: 8},
-		{Seed: 13, Lesions: 3, Source: SourcePhantom, Rows: 64, Cols: 72, Slices: 8},
+		{Seed: 11, Lesions: 3, Rows: 96, Cols: 80, Slices: 10, Polarity: PolarityHyper},
+		{Seed: 12, Lesions: 2, Modality: ModalityCT, Rows: 61, Cols: 61, Slices: 8, Polarity: PolarityHypo},
+		{Seed: 13, Lesions: 3, Source: SourcePhantom, Rows: 64, Cols: 72, Slices: 8, Polarity: PolarityHypo},
+		{Seed: 16, Lesions: 3, Rows: 96, Cols: 80, Slices: 10, Polarity: PolarityHypo},
 		{Seed: 14, Lesions: 3, Rows: 9, Cols: 8, Slices: 1},
 		{Seed: 15, Lesions: 6, Rows: 31, Cols: 45, Slices: 2, Tilt: -20},
 	} {
@@ -267,8 +268,12 @@ func TestMasksMatchPaintedPixels(t *testing.T) {
 					n++
 					sr += float64(i / a.Cols)
 					sc += float64(i % a.Cols)
-					if sa.Stored[i] < sb.Stored[i] {
-						t.Fatalf("lesion pixel darker than healthy tissue")
+					// Stored values follow the modality value (MONOCHROME2, positive slope).
+					if o.Polarity == PolarityHyper && sa.Stored[i] < sb.Stored[i] {
+						t.Fatalf("hyper-intense lesion pixel darker than healthy tissue")
+					}
+					if o.Polarity == PolarityHypo && sa.Stored[i] > sb.Stored[i] {
+						t.Fatalf("hypo-intense lesion pixel brighter than healthy tissue")
 					}
 				}
 			}
@@ -567,4 +572,43 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
+
+// TestPolarity: the polarity changes only the lesions' sign (same places,
+// sizes and magnitudes), mixed series have both kinds, and magnitudes stay
+// within the documented ranges.
+func TestPolarity(t *testing.T) {
+	base := Options{Seed: 31, Lesions: 6, Rows: 64, Cols: 64, Slices: 6}
+	byPol := map[string]*Result{}
+	for _, p := range []string{PolarityMixed, PolarityHyper, PolarityHypo} {
+		o := base
+		o.Polarity = p
+		r, err := Generate(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byPol[p] = r
+	}
+	var hyper, hypo int
+	for i, l := range byPol[PolarityMixed].Lesions {
+		lh, lo := byPol[PolarityHyper].Lesions[i], byPol[PolarityHypo].Lesions[i]
+		if lh.Center != l.Center || lo.Center != l.Center || lh.Radii != l.Radii || lh.Amplitude != -lo.Amplitude ||
+			math.Abs(l.Amplitude) != lh.Amplitude {
+			t.Fatalf("lesion %d differs across polarities: %+v %+v %+v", i, l, lh, lo)
+		}
+		if lh.Amplitude < mrLesionMin || lh.Amplitude > mrLesionMax {
+			t.Errorf("lesion %d amplitude %v outside [%v, %v]", i, lh.Amplitude, mrLesionMin, mrLesionMax)
+		}
+		if l.Amplitude > 0 {
+			hyper++
+		} else {
+			hypo++
+		}
+	}
+	if hyper == 0 || hypo == 0 {
+		t.Errorf("mixed series of 6 lesions: %d hyper, %d hypo", hyper, hypo)
+	}
+	if _, err := Generate(Options{Seed: 1, Lesions: 1, Polarity: "bright"}); !errors.Is(err, ErrBadOptions) {
+		t.Errorf("polarity bright: %v, want ErrBadOptions", err)
+	}
 }

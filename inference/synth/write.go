@@ -65,7 +65,8 @@ type ManifestLesion struct {
 	RadiiMM [3]float64 `json:"radii_mm"`
 	// AngleDeg is the in-plane rotation of the first axis from the row direction.
 	AngleDeg float64 `json:"angle_deg"`
-	// Amplitude is the added intensity at the centre (MR units or HU).
+	// Amplitude is the intensity change at the centre (MR T1 units or HU):
+	// negative for a hypo-intense lesion.
 	Amplitude float64 `json:"amplitude"`
 }
 

@@ -113,6 +113,15 @@ func signalFeatures(t *testing.T, c SignalConfig, seeds []uint64, slices int) []
 // digits) (how the preset's constants were measured).
 func TestSignalStandardised(t *testing.T) {
 	c := DefaultSignal()
+	if v := os.Getenv("SIGNAL_SIGMAS"); v != "" {
+		// Measuring the constants of another configuration (docs/mkvit.md).
+		c.Sigmas, c.ContextSigmas = parseFloats(t, v), parseFloats(t, os.Getenv("SIGNAL_CONTEXT"))
+		f := c.SignalFeatures()
+		c.Mean, c.Std = make([]float32, f), make([]float32, f)
+		for i := range c.Std {
+			c.Std[i] = 1
+		}
+	}
 	feats := signalFeatures(t, c, []uint64{101, 102}, 6)
 	names := c.FeatureNames()
 	var means, stds []string
@@ -139,3 +148,16 @@ func TestSignalStandardised(t *testing.T) {
 }
 
 func formatG(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+func parseFloats(t *testing.T, s string) []float64 {
+	t.Helper()
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
