@@ -81,7 +81,9 @@ if [ ! -f "$MODEL" ]; then
   "$BIN" synth --out "$D/normal" --series 4 --slices 12 --seed 100 >/dev/null
   "$BIN" synth --out "$D/val" --series 2 --slices 12 --seed 200 >/dev/null
   say "fitting the DPMM (K=100, 12 epochs)"
-  "$BIN" fit --config "$CFG" --normal "$D/normal" --val "$D/val" --out "$MODEL" \
+  # The robust VOI (slice / median of its above-mean pixels) keeps bright
+  # lesions apart from white matter (docs/mkvit.md); the model file keeps it.
+  "$BIN" fit --config "$CFG" --normal "$D/normal" --val "$D/val" --out "$MODEL" --voi robust \
     --components 100 --epochs 12 --batch 8 --seed 1 --cache "$D/cache-$PRESET"
 fi
 say "synthesising a lesion series (the 'patient') and a healthy one"

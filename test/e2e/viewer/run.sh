@@ -168,7 +168,7 @@ dimse: {listen: "127.0.0.1:@NODE_DICOM@", ae_title: ANOMALYNODE}
 ingest: {series_timeout: 3s, min_free_bytes: 104857600}
 inference: {threads: 2, batch: 4}
 models:
-  mr-brain: {path: "@MODEL@/model.dpmm", embedder: "@MODEL@/tiny.onnx", fpr: 0.01}
+  mr-brain: {path: "@MODEL@/model.dpmm", embedder: "@MODEL@/signal.onnx", fpr: 0.01}
 destinations:
   archive: {address: "127.0.0.1:@ORTHANC_DICOM@", called_ae: ARCHIVE, calling_ae: ANOMALYNODE}
 export: {max_attempts: 5, backoff_initial: 1s, backoff_max: 10s}
@@ -192,7 +192,7 @@ produce_node() {
     # not DINOv2) with the robust VOI, so the node's findings are the painted
     # lesion (docs/mkvit.md); a model without finding calibration is refitted.
     say "making the node's model (cached in $model)"
-    "$BIN" mkvit --out "$model/tiny.onnx" --preset signal >/dev/null || return 1
+    "$BIN" mkvit --out "$model/signal.onnx" --preset signal >/dev/null || return 1
     rm -rf "$model/normal" "$model/val" "$model/cache"
     "$BIN" synth --out "$model/normal" --series 4 --slices 12 --seed 100 >/dev/null || return 1
     "$BIN" synth --out "$model/val" --series 4 --slices 12 --seed 200 >/dev/null || return 1
