@@ -153,9 +153,10 @@ produce_fixture() {
 # The series goes to `anomalynode serve` by C-STORE; the node scores it and
 # sends SEG + SC to this Orthanc (AE ARCHIVE at 127.0.0.1:$ORTHANC_DICOM) by
 # C-STORE. The source series also goes straight to Orthanc (the viewer needs
-# it; a real archive would already hold it). The model (a tiny ViT with the
-# DINOv2 contract and a DPMM fitted on synthetic normal series, as in
-# scripts/demo.sh) is cached in .e2e/node-model/. E2E_NODE_CONFIG may name a
+# it; a real archive would already hold it). The model (the signal backbone,
+# mkvit --preset signal, and a DPMM with its finding calibration fitted on
+# synthetic normal series, as in scripts/demo.sh) is cached in
+# .e2e/node-model/. A healthy series goes the same way. E2E_NODE_CONFIG may name a
 # config of your own; @ORTHANC_DICOM@, @NODE_DICOM@, @NODE_ADMIN@, @RUN@ and
 # @MODEL@ in it are replaced.
 node_config() {
