@@ -79,6 +79,13 @@ type Model struct {
 	// FPR selects the calibrated threshold the mask uses: 0.01, 0.05 or 0.10
 	// (a key of the model file's thresholds).
 	FPR float64 `yaml:"fpr"`
+	// SeriesFPR overrides the share of healthy series allowed to show any
+	// finding, in [0, 1] (default: as fitted, 0.05 unless fit was told
+	// otherwise); the peak limit is recomputed from the model file.
+	SeriesFPR *float64 `yaml:"series_fpr"`
+	// MinVolumeMM3 overrides the smallest finding in mm3, >= 0 (default: as
+	// fitted, 100 unless fit was told otherwise).
+	MinVolumeMM3 *float64 `yaml:"min_volume_mm3"`
 	// VerifyEmbedder checks the embedder's sha256 against the model file at
 	// start-up (default true).
 	VerifyEmbedder *bool `yaml:"verify_embedder"`
@@ -117,6 +124,12 @@ func (m *Model) validate(p *problems, path string) {
 	}
 	if !(m.FPR > 0 && m.FPR < 1) || math.Abs(m.FPR*100-math.Round(m.FPR*100)) > 1e-9 {
 		p.add(path+".fpr", "must be a false-positive rate in (0, 1) with two decimals (0.01, 0.05, 0.10), not %v", m.FPR)
+	}
+	if v := m.SeriesFPR; v != nil && !(*v >= 0 && *v <= 1) {
+		p.add(path+".series_fpr", "must be a share of series in [0, 1], not %v", *v)
+	}
+	if v := m.MinVolumeMM3; v != nil && (!(*v >= 0) || math.IsInf(*v, 0)) {
+		p.add(path+".min_volume_mm3", "must be a volume >= 0 (mm3), not %v", *v)
 	}
 	switch m.VOI {
 	case "":

@@ -183,16 +183,24 @@ func (m *Model) Threshold(fpr float64) (float32, error) {
 }
 
 // FindingParams returns the finding limits for the pixel threshold of
-// pixelFPR, a series FPR and a minimum volume, derived from the model's finding
-// calibration (so a per-model override needs no validation data). ok is false
-// when the model file has no calibration for pixelFPR (written before format
-// 2, or validated without geometry): the caller then masks per pixel.
-func (m *Model) FindingParams(pixelFPR, seriesFPR, minVolumeMM3 float64) (p findings.Params, ok bool, err error) {
+// pixelFPR, derived from the model's finding calibration (so a per-model
+// override needs no validation data): seriesFPR and minVolumeMM3 override the
+// limits chosen at fit time when not nil. ok is false when the model file has
+// no calibration for pixelFPR (written before format 2, or validated without
+// geometry): the caller then masks per pixel.
+func (m *Model) FindingParams(pixelFPR float64, seriesFPR, minVolumeMM3 *float64) (p findings.Params, ok bool, err error) {
 	c := m.Meta.Findings[FPRKey(pixelFPR)]
 	if c == nil {
 		return findings.Params{}, false, nil
 	}
-	p, err = c.Params(seriesFPR, minVolumeMM3)
+	sf, mv := c.SeriesFPR, c.MinVolumeMM3
+	if seriesFPR != nil {
+		sf = *seriesFPR
+	}
+	if minVolumeMM3 != nil {
+		mv = *minVolumeMM3
+	}
+	p, err = c.Params(sf, mv)
 	if err != nil {
 		return findings.Params{}, false, fmt.Errorf("inference: finding limits: %w", err)
 	}

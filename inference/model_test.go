@@ -114,15 +114,21 @@ func TestModelFindings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, ok, err := got.FindingParams(0.01, 0.10, 150)
+	ptr := func(v float64) *float64 { return &v }
+	p, ok, err := got.FindingParams(0.01, ptr(0.10), ptr(150))
 	want, _ := m.Meta.Findings["0.01"].Params(0.10, 150)
 	if err != nil || !ok || p != want || p.PeakThreshold <= p.PixelThreshold {
-		t.Fatalf("FindingParams(0.01) = %+v, %v, %v; want %+v", p, ok, err, want)
+		t.Fatalf("FindingParams(0.01, 0.10, 150) = %+v, %v, %v; want %+v", p, ok, err, want)
 	}
-	if _, ok, err := got.FindingParams(0.05, 0.05, 100); ok || err != nil {
+	// Without overrides: the limits chosen at fit time.
+	p, ok, err = got.FindingParams(0.01, nil, nil)
+	if c := m.Meta.Findings["0.01"]; err != nil || !ok || p.PeakThreshold != c.PeakThreshold || p.MinVolumeMM3 != c.MinVolumeMM3 {
+		t.Fatalf("FindingParams(0.01) = %+v, %v, %v; want the fitted %+v", p, ok, err, c)
+	}
+	if _, ok, err := got.FindingParams(0.05, nil, nil); ok || err != nil {
 		t.Errorf("FindingParams(0.05) ok=%v err=%v, want no calibration", ok, err)
 	}
-	if _, _, err := got.FindingParams(0.01, 2, 100); err == nil {
+	if _, _, err := got.FindingParams(0.01, ptr(2), nil); err == nil {
 		t.Error("series FPR 2: no error")
 	}
 
@@ -140,7 +146,7 @@ func TestModelFindings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := got.FindingParams(0.01, 0.05, 100); ok || err != nil {
+	if _, ok, err := got.FindingParams(0.01, nil, nil); ok || err != nil {
 		t.Errorf("format 1: ok=%v err=%v, want no calibration", ok, err)
 	}
 

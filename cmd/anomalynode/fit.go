@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"anomalynode/configs"
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
+	"anomalynode/inference/findings"
 )
 
 func init() {
@@ -74,7 +76,7 @@ func parseWithLists(fs *flag.FlagSet, args []string, lists map[string]*listFlag)
 }
 
 func runFit(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "fit", "--config FILE --normal DIR|NPY... --val DIR|NPY --out MODEL [--components K] [--epochs E] [--batch B] [--seed S] [--cache DIR]")
+	fs := newFlagSet(e, "fit", "--config FILE --normal DIR|NPY... --val DIR|NPY --out MODEL [--components K] [--epochs E] [--batch B] [--seed S] [--cache DIR] [--series-fpr F] [--min-volume MM3]")
 	var normal, val listFlag
 	cfgPath := fs.String("config", "", "node configuration (ONNX Runtime library, threads, device, model embedder); optional for .npy inputs")
 	fs.Var(&normal, "normal", "normal training inputs: DICOM folders/files or .npy [N,D] / [slices,patches,D] embeddings (repeatable)")
@@ -98,10 +100,16 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	wc := fs.Float64("window-center", 0, "model-window centre")
 	ww := fs.Float64("window-width", 0, "model-window width")
 	resolution := fs.Int("resolution", inference.DefaultResolution, "short edge in pixels slices are resized to")
+	seriesFPR := fs.Float64("series-fpr", findings.DefaultSeriesFPR, "share of healthy validation series allowed to show a finding (finding calibration)")
+	minVolume := fs.Float64("min-volume", findings.DefaultMinVolumeMM3, "smallest finding in mm3 (finding calibration)")
 	if err := parseWithLists(fs, args, map[string]*listFlag{"normal": &normal, "val": &val}); err != nil {
 		return err
 	}
 	switch {
+	case !(*seriesFPR >= 0 && *seriesFPR <= 1):
+		return fmt.Errorf("--series-fpr %v: want a share in [0, 1]", *seriesFPR)
+	case !(*minVolume >= 0) || math.IsInf(*minVolume, 0):
+		return fmt.Errorf("--min-volume %v: want a volume >= 0 in mm3", *minVolume)
 	case len(normal) == 0:
 		return errors.New("--normal is required")
 	case len(val) == 0:
@@ -151,6 +159,9 @@ func runFit(ctx context.Context, e *env, args []string) error {
 		Int("val_slices", valData.Data.Slices()).Int("dim", train.Data.D).
 		Int("dicom_files", train.DICOMFiles+valData.DICOMFiles).Int("cache_hits", train.CacheHits+valData.CacheHits).
 		Msg("fit: embeddings ready")
+	if n := train.SkippedMasks + valData.SkippedMasks; n > 0 {
+		fmt.Fprintf(e.stdout, "skipped %d label mask file(s) (integer .npy, e.g. synth --labels) in the input folders\n", n)
+	}
 	fo := dpmm.FitOptions{Epochs: *epochs, BatchSlices: *batch}
 	if f, ok := e.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		fo.Progress = e.stderr
@@ -160,7 +171,8 @@ func runFit(ctx context.Context, e *env, args []string) error {
 			s.Epoch, *epochs, s.ValLogLikelihood, s.Active, s.Alpha, s.TrainLogLikelihood, s.Seconds)
 	}
 	job := dpmm.JobOptions{Out: *out, Meta: meta, Fit: fo, Config: dpmm.Config{K: *components, Gamma: *step,
-		Schedule: *schedule, Rate: *rate, Reg: *reg, Alpha: *alpha, AlphaFixed: *alphaFixed, Tau: *tau, Seed: *seed}}
+		Schedule: *schedule, Rate: *rate, Reg: *reg, Alpha: *alpha, AlphaFixed: *alphaFixed, Tau: *tau, Seed: *seed},
+		SeriesFPR: seriesFPR, MinVolumeMM3: minVolume}
 	ckpt := *out + ".ckpt"
 	if _, err := os.Stat(ckpt); err == nil {
 		fmt.Fprintf(e.stdout, "resuming from the checkpoint %s\n", ckpt)
@@ -182,8 +194,38 @@ func runFit(ctx context.Context, e *env, args []string) error {
 		t, _ := res.Model.Threshold(f)
 		fmt.Fprintf(e.stdout, " FPR %s -> %.5f", inference.FPRKey(f), t)
 	}
-	fmt.Fprintf(e.stdout, "\nwrote %s, %s, %s\n", *out, res.CurvePath, res.HistoryPath)
+	fmt.Fprintln(e.stdout)
+	printFindingCalibration(e, res.Findings)
+	fmt.Fprintf(e.stdout, "wrote %s, %s, %s\n", *out, res.CurvePath, res.HistoryPath)
 	return nil
+}
+
+// printFindingCalibration reports the finding limits fit chose for each pixel
+// threshold, and why there are none when there are none.
+func printFindingCalibration(e *env, fc *dpmm.FindingCalibration) {
+	for _, s := range fc.Skipped {
+		fmt.Fprintf(e.stdout, "warning: validation series left out of the finding calibration: %s\n", s)
+	}
+	if fc.Warning != "" {
+		fmt.Fprintf(e.stdout, "warning: %s\n", fc.Warning)
+		e.log.Warn().Msg("fit: " + fc.Warning)
+		return
+	}
+	first := true
+	for _, f := range dpmm.DefaultFPRs {
+		c := fc.ByFPR[inference.FPRKey(f)]
+		if c == nil {
+			continue
+		}
+		if first {
+			fmt.Fprintf(e.stdout, "findings (from %d healthy validation series; volume >= %g mm3, at most %g of series with a finding):\n",
+				fc.Series, c.MinVolumeMM3, c.SeriesFPR)
+			first = false
+		}
+		p := findings.Params{PixelThreshold: c.PixelThreshold, MinVolumeMM3: c.MinVolumeMM3, PeakThreshold: c.PeakThreshold}
+		fmt.Fprintf(e.stdout, "  pixel FPR %s: peak >= %.5f; %d/%d healthy series with a finding; implied pixel FPR %.3g\n",
+			inference.FPRKey(f), c.PeakThreshold, c.SeriesWithFindings(p), len(c.Series), c.ImpliedPixelFPR)
+	}
 }
 
 // openEmbedder starts ONNX Runtime and opens the backbone with the config's

@@ -84,6 +84,10 @@ func TestFitNPY(t *testing.T) {
 	if a := m.ActiveComponents(m.Meta.Tau); a < 6 || a > 20 {
 		t.Errorf("%d active components for 6 clusters", a)
 	}
+	// .npy embeddings know no series or plane: no finding calibration, said so.
+	if m.Meta.Findings != nil || !strings.Contains(out.String(), "warning: the validation slices have no series and plane geometry") {
+		t.Errorf("findings %v; output:\n%s", m.Meta.Findings, out)
+	}
 	for _, f := range []string{"m.training.png", "m.history.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Error(err)
@@ -157,7 +161,10 @@ func TestFitEvalDICOM(t *testing.T) {
 		return out.String()
 	}
 	run("synth", "--out", filepath.Join(dir, "train"), "--series", "2", "--slices", "6", "--rows", "96", "--cols", "112", "--seed", "1")
-	run("synth", "--out", filepath.Join(dir, "val"), "--slices", "4", "--rows", "96", "--cols", "112", "--seed", "7")
+	// The validation folder holds label masks too (labels/IMnnnn.npy, uint8):
+	// fit (and eval --val, below) must leave them out, not take them for
+	// embeddings.
+	run("synth", "--out", filepath.Join(dir, "val"), "--labels", "--slices", "4", "--rows", "96", "--cols", "112", "--seed", "7")
 	run("synth", "--out", filepath.Join(dir, "test"), "--lesions", "--slices", "6", "--rows", "96", "--cols", "112", "--seed", "9")
 	model := filepath.Join(dir, "model.safetensors")
 	cache := filepath.Join(dir, "cache")
@@ -168,6 +175,12 @@ func TestFitEvalDICOM(t *testing.T) {
 	if !strings.Contains(out, "pixel scores of the healthy") {
 		t.Errorf("thresholds not calibrated on pixels: %s", out)
 	}
+	for _, want := range []string{"skipped 4 label mask file(s)", "findings (from 1 healthy validation series; volume >= 100 mm3, at most 0.05 of series with a finding)",
+		"pixel FPR 0.01: peak >= ", "0/1 healthy series with a finding"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fit output lacks %q:\n%s", want, out)
+		}
+	}
 	// Refitting from the cache folders as .npy inputs keeps the pixel geometry
 	// (the .json sidecars), so calibration is still on pixels, with the same
 	// thresholds.
@@ -176,6 +189,10 @@ func TestFitEvalDICOM(t *testing.T) {
 		"--resolution", "112", "--components", "40", "--epochs", "3", "--batch", "4")
 	if !strings.Contains(out2, "43008 pixel scores") || !strings.Contains(out, "43008 pixel scores") {
 		t.Errorf("fit from the cache did not calibrate on the same pixels:\n%s\n%s", out, out2)
+	}
+	// ... and their series and planes (the sidecars), so findings too.
+	if !strings.Contains(out2, "findings (from 1 healthy validation series") {
+		t.Errorf("fit from the cache did not calibrate findings:\n%s", out2)
 	}
 	cachedTrain, _ := filepath.Glob(filepath.Join(cache, "normal", "*.npy"))
 	cachedVal, _ := filepath.Glob(filepath.Join(cache, "val", "*.npy"))
@@ -195,6 +212,14 @@ func TestFitEvalDICOM(t *testing.T) {
 	}
 	if m.Meta.Embedder.SHA256 == "" || m.Meta.Resolution != 112 {
 		t.Errorf("model meta %+v", m.Meta)
+	}
+	// The node's limits: none of the one healthy series shows a finding.
+	for _, f := range []float64{0.01, 0.05, 0.10} {
+		p, ok, err := m.FindingParams(f, nil, nil)
+		c := m.Meta.Findings[inference.FPRKey(f)]
+		if err != nil || !ok || p.MinVolumeMM3 != 100 || c.SeriesWithFindings(p) != 0 || len(c.Series) != 1 {
+			t.Errorf("FPR %v: finding limits %+v ok=%v err=%v", f, p, ok, err)
+		}
 	}
 	test := filepath.Join(dir, "test")
 	for _, sc := range [][]string{{"--scorer", "dpmm"}, {"--scorer", "knn", "--bank", filepath.Join(cache, "normal")}, {"--scorer", "coreset", "--bank", filepath.Join(cache, "normal"), "--coreset-size", "50", "--val", filepath.Join(dir, "val")}} {

@@ -54,7 +54,13 @@ func (o *ONNXEmbedder) EmbedSlice(s *inference.Slice) (EmbeddedSlice, error) {
 	if emb.Patches != g.Patches() {
 		return EmbeddedSlice{}, fmt.Errorf("dpmm: embedder returned %d patches for a %dx%d grid", emb.Patches, g.GridRows, g.GridCols)
 	}
-	return EmbeddedSlice{Patches: emb.Slice(0), D: emb.Dim, Geometry: g}, nil
+	e := EmbeddedSlice{Patches: emb.Slice(0), D: emb.Dim, Geometry: g, Series: s.SeriesInstanceUID}
+	if pl, err := s.Plane(); err == nil {
+		// Without a plane the slice still fits and calibrates pixel
+		// thresholds; only finding calibration needs it.
+		e.Plane = &pl
+	}
+	return e, nil
 }
 
 // Identity implements SliceEmbedder: the ONNX file's hash and the preprocessing.

@@ -12,10 +12,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"anomalynode/inference"
+	"anomalynode/inference/findings"
 	"anomalynode/inference/internal/sniff"
 )
 
@@ -28,6 +30,11 @@ type EmbeddedSlice struct {
 	D int
 	// Geometry is the slice's resize/crop geometry.
 	Geometry inference.Geometry
+	// Series is the source's SeriesInstanceUID ("" when unknown).
+	Series string
+	// Plane is the source slice's plane in patient coordinates (nil when the
+	// header lacks it); finding calibration needs it.
+	Plane *findings.Plane
 }
 
 // SliceEmbedder embeds every frame of a DICOM file (the inference package's
@@ -59,8 +66,15 @@ type Loaded struct {
 	// from DICOM (or read from a cache entry with its .json sidecar), the zero
 	// Geometry for other .npy slices.
 	Geometries []inference.Geometry
+	// Series and Planes have one entry per slice: its SeriesInstanceUID and
+	// plane, known for slices embedded from DICOM ("" and nil otherwise).
+	Series []string
+	Planes []*findings.Plane
 	// DICOMFiles, CacheHits and NPYFiles count what was read.
 	DICOMFiles, CacheHits, NPYFiles int
+	// SkippedMasks counts the integer .npy files (label masks, such as
+	// synth --labels writes) found in input folders and left out.
+	SkippedMasks int
 }
 
 // HasGeometry reports whether every slice came from DICOM (pixel maps possible).
@@ -71,6 +85,20 @@ func (l *Loaded) HasGeometry() bool {
 		}
 	}
 	return len(l.Geometries) > 0
+}
+
+// HasPlanes reports whether any slice knows its series and plane, so
+// findings can be calibrated on its series.
+func (l *Loaded) HasPlanes() bool {
+	if n := l.Data.Slices(); len(l.Planes) != n || len(l.Series) != n || len(l.Geometries) != n {
+		return false
+	}
+	for i, p := range l.Planes {
+		if p != nil && l.Series[i] != "" {
+			return l.HasGeometry()
+		}
+	}
+	return false
 }
 
 // ErrNoInputs is returned when the inputs hold no slices.
@@ -86,6 +114,7 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 		opt.PatchesPerSlice = 1024
 	}
 	var files []string
+	walked := map[string]bool{} // files found in folders, not named
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -110,18 +139,23 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 			return nil, fmt.Errorf("dpmm: input: %w", err)
 		}
 		sort.Strings(found)
+		for _, f := range found {
+			walked[f] = true
+		}
 		files = append(files, found...)
 	}
 	l := &Loaded{Data: &Data{}}
-	add := func(rows []float32, n, d int, g inference.Geometry) error {
+	add := func(rows []float32, n int, e EmbeddedSlice) error {
 		if l.Data.D == 0 {
-			l.Data.D = d
+			l.Data.D = e.D
 		}
-		if d != l.Data.D {
-			return fmt.Errorf("dpmm: embedding dimension %d differs from the first input's %d", d, l.Data.D)
+		if e.D != l.Data.D {
+			return fmt.Errorf("dpmm: embedding dimension %d differs from the first input's %d", e.D, l.Data.D)
 		}
 		l.Data.Append(rows, n)
-		l.Geometries = append(l.Geometries, g)
+		l.Geometries = append(l.Geometries, e.Geometry)
+		l.Series = append(l.Series, e.Series)
+		l.Planes = append(l.Planes, e.Plane)
 		return nil
 	}
 	for _, f := range files {
@@ -129,7 +163,14 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 			return nil, err
 		}
 		if strings.EqualFold(filepath.Ext(f), ".npy") {
-			if err := loadNPY(f, opt.PatchesPerSlice, cacheGeometries(f), add); err != nil {
+			err := loadNPY(f, opt.PatchesPerSlice, cacheSidecar(f), add)
+			if errors.Is(err, errMaskNPY) && walked[f] {
+				// A label mask beside the images (synth --labels writes
+				// labels/IMnnnn.npy next to the DICOM files): not an input.
+				l.SkippedMasks++
+				continue
+			}
+			if err != nil {
 				return nil, err
 			}
 			l.NPYFiles++
@@ -150,7 +191,7 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 			l.CacheHits++
 		}
 		for _, s := range slices {
-			if err := add(s.Patches, len(s.Patches)/s.D, s.D, s.Geometry); err != nil {
+			if err := add(s.Patches, len(s.Patches)/s.D, s); err != nil {
 				return nil, err
 			}
 		}
@@ -161,9 +202,10 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 	return l, nil
 }
 
-// cacheGeometries reads the .json sidecar a cache entry has beside its .npy
-// (nil when there is none), so cached embeddings keep their pixel geometry.
-func cacheGeometries(npyPath string) []inference.Geometry {
+// cacheSidecar reads the .json sidecar a cache entry has beside its .npy
+// (nil when there is none), so cached embeddings keep their pixel geometry,
+// series and planes.
+func cacheSidecar(npyPath string) *cacheMeta {
 	b, err := os.ReadFile(strings.TrimSuffix(npyPath, filepath.Ext(npyPath)) + ".json")
 	if err != nil {
 		return nil
@@ -172,16 +214,19 @@ func cacheGeometries(npyPath string) []inference.Geometry {
 	if json.Unmarshal(b, &meta) != nil {
 		return nil
 	}
-	return meta.Geometries
+	return &meta
 }
 
-func loadNPY(path string, perSlice int, geoms []inference.Geometry, add func([]float32, int, int, inference.Geometry) error) error {
+// errMaskNPY marks an integer .npy: a label mask, not embeddings.
+var errMaskNPY = errors.New("an integer .npy is a label mask, not embeddings")
+
+func loadNPY(path string, perSlice int, meta *cacheMeta, add func([]float32, int, EmbeddedSlice) error) error {
 	a, err := inference.ReadNPY(path)
 	if err != nil {
 		return fmt.Errorf("dpmm: %w", err)
 	}
 	if a.F32 == nil {
-		return fmt.Errorf("dpmm: %s: dtype %s is not floating point", path, a.Dtype)
+		return fmt.Errorf("dpmm: %s: dtype %s: %w; inputs are DICOM files and float .npy embeddings ([N, D] or [slices, patches, D]), and label masks belong to eval --labels", path, a.Dtype, errMaskNPY)
 	}
 	var slices, rows, d int
 	switch len(a.Shape) {
@@ -190,7 +235,7 @@ func loadNPY(path string, perSlice int, geoms []inference.Geometry, add func([]f
 		d = a.Shape[1]
 		for lo := 0; lo < n; lo += perSlice {
 			r := min(perSlice, n-lo)
-			if err := add(a.F32[lo*d:(lo+r)*d], r, d, inference.Geometry{}); err != nil {
+			if err := add(a.F32[lo*d:(lo+r)*d], r, EmbeddedSlice{D: d}); err != nil {
 				return fmt.Errorf("dpmm: %s: %w", path, err)
 			}
 		}
@@ -201,16 +246,16 @@ func loadNPY(path string, perSlice int, geoms []inference.Geometry, add func([]f
 		return fmt.Errorf("dpmm: %s: shape %v, want [N, D] or [slices, patches, D]", path, a.Shape)
 	}
 	// A cache entry's sidecar gives each slice's geometry when it fits.
-	usable := len(geoms) == slices
-	for _, g := range geoms {
-		usable = usable && g.Patches() == rows
+	usable := meta != nil && len(meta.Geometries) == slices
+	for i := 0; usable && i < slices; i++ {
+		usable = meta.Geometries[i].Patches() == rows
 	}
 	for s := 0; s < slices; s++ {
-		var g inference.Geometry
+		e := EmbeddedSlice{D: d}
 		if usable {
-			g = geoms[s]
+			e = meta.slice(s, d)
 		}
-		if err := add(a.F32[s*rows*d:(s+1)*rows*d], rows, d, g); err != nil {
+		if err := add(a.F32[s*rows*d:(s+1)*rows*d], rows, e); err != nil {
 			return fmt.Errorf("dpmm: %s: %w", path, err)
 		}
 	}
@@ -232,10 +277,22 @@ func cacheKey(path string, e SliceEmbedder) (string, error) {
 	return hex.EncodeToString(h[:16]), nil
 }
 
-// cacheMeta is the .json sidecar of a cached file: one geometry per frame.
+// cacheMeta is the .json sidecar of a cached file: per frame its geometry,
+// and the series and plane (older entries lack them and are embedded again).
 type cacheMeta struct {
 	Source     string               `json:"source"`
 	Geometries []inference.Geometry `json:"geometries"`
+	Series     string               `json:"series,omitempty"`
+	Planes     []*findings.Plane    `json:"planes"`
+}
+
+// slice returns frame i's metadata as an EmbeddedSlice without patches.
+func (m *cacheMeta) slice(i, d int) EmbeddedSlice {
+	e := EmbeddedSlice{D: d, Geometry: m.Geometries[i], Series: m.Series}
+	if i < len(m.Planes) {
+		e.Plane = m.Planes[i]
+	}
+	return e
 }
 
 func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedSlice, bool, error) {
@@ -255,11 +312,12 @@ func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedS
 	if mb, err := os.ReadFile(jsonPath); err == nil {
 		var meta cacheMeta
 		a, err2 := inference.ReadNPY(npyPath)
-		if err := json.Unmarshal(mb, &meta); err == nil && err2 == nil && len(a.Shape) == 3 && a.Shape[0] == len(meta.Geometries) {
+		if err := json.Unmarshal(mb, &meta); err == nil && err2 == nil && len(a.Shape) == 3 && a.Shape[0] == len(meta.Geometries) && len(meta.Planes) == len(meta.Geometries) {
 			out := make([]EmbeddedSlice, a.Shape[0])
 			p, d := a.Shape[1], a.Shape[2]
 			for i := range out {
-				out[i] = EmbeddedSlice{Patches: a.F32[i*p*d : (i+1)*p*d], D: d, Geometry: meta.Geometries[i]}
+				out[i] = meta.slice(i, d)
+				out[i].Patches = a.F32[i*p*d : (i+1)*p*d]
 			}
 			return out, true, nil
 		}
@@ -273,14 +331,15 @@ func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedS
 	}
 	// Frames of one file share a geometry and patch count; if not, skip caching.
 	p, d := len(s[0].Patches)/s[0].D, s[0].D
-	meta := cacheMeta{Source: path}
+	meta := cacheMeta{Source: path, Series: s[0].Series}
 	var all []float32
 	for _, e := range s {
-		if e.D != d || len(e.Patches) != p*d {
+		if e.D != d || len(e.Patches) != p*d || e.Series != meta.Series {
 			return s, false, nil
 		}
 		all = append(all, e.Patches...)
 		meta.Geometries = append(meta.Geometries, e.Geometry)
+		meta.Planes = append(meta.Planes, e.Plane)
 	}
 	if err := os.MkdirAll(opt.CacheDir, 0o755); err != nil {
 		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
@@ -320,6 +379,9 @@ type JobOptions struct {
 	Meta inference.ModelMeta
 	// FPRs are the calibration false-positive rates (DefaultFPRs).
 	FPRs []float64
+	// SeriesFPR and MinVolumeMM3 are the finding limits to calibrate
+	// (nil: findings.DefaultSeriesFPR and findings.DefaultMinVolumeMM3).
+	SeriesFPR, MinVolumeMM3 *float64
 }
 
 // JobResult is what a fit produced.
@@ -337,6 +399,9 @@ type JobResult struct {
 	CalibrationUnit string
 	// CalibrationScores counts the scores the thresholds were taken from.
 	CalibrationScores int
+	// Findings is the finding calibration, as stored in the model (nil when
+	// the validation slices lack series and plane geometry).
+	Findings *FindingCalibration
 }
 
 // RunJob fits, calibrates on the validation slices and writes the model, its
@@ -393,12 +458,24 @@ func RunJob(ctx context.Context, train, val *Loaded, opt JobOptions) (*JobResult
 	for i, f := range opt.FPRs {
 		model.Meta.Thresholds[inference.FPRKey(f)] = ths[i]
 	}
+	seriesFPR, minVolume := findings.DefaultSeriesFPR, float64(findings.DefaultMinVolumeMM3)
+	if opt.SeriesFPR != nil {
+		seriesFPR = *opt.SeriesFPR
+	}
+	if opt.MinVolumeMM3 != nil {
+		minVolume = *opt.MinVolumeMM3
+	}
+	fc, err := CalibrateFindings(model, val, opt.FPRs, ths, seriesFPR, minVolume)
+	if err != nil {
+		return nil, err
+	}
+	model.Meta.Findings = fc.ByFPR
 	if err := inference.SaveModel(opt.Out, model); err != nil {
 		return nil, err
 	}
 	base := strings.TrimSuffix(opt.Out, filepath.Ext(opt.Out))
 	jr := &JobResult{Model: model, Fit: res, CurvePath: base + ".training.png", HistoryPath: base + ".history.json",
-		CalibrationUnit: unit, CalibrationScores: count}
+		CalibrationUnit: unit, CalibrationScores: count, Findings: fc}
 	if err := SaveTrainingCurve(jr.CurvePath, res.History); err != nil {
 		return nil, err
 	}
@@ -441,23 +518,12 @@ func CalibrateScorer(sc inference.Scorer, val *Loaded, fprs []float64) (unit str
 		unit = "pixel"
 	}
 	var cal Calibrator
-	d := val.Data.D
 	for i := 0; i < val.Data.Slices(); i++ {
-		lo, hi := val.Data.Offsets[i], val.Data.Offsets[i+1]
-		n := hi - lo
-		scores := make([]float32, n)
-		sc.Score(val.Data.X[lo*d:hi*d], n, scores)
-		if !pixel {
-			cal.Add(scores)
-			continue
+		scores, err := sliceScores(sc, val, i, pixel)
+		if err != nil {
+			return "", 0, nil, err
 		}
-		g := val.Geometries[i]
-		if g.Patches() != n {
-			return "", 0, nil, fmt.Errorf("dpmm: calibrate: slice %d has %d patches, geometry %d", i, n, g.Patches())
-		}
-		pix := make([]float32, g.SrcRows*g.SrcCols)
-		inference.Upsample(scores, g, pix)
-		cal.Add(pix)
+		cal.Add(scores)
 	}
 	ths, err = cal.Thresholds(fprs)
 	if err != nil {
@@ -469,4 +535,111 @@ func CalibrateScorer(sc inference.Scorer, val *Loaded, fprs []float64) (unit str
 		}
 	}
 	return unit, cal.Count(), ths, nil
+}
+
+// sliceScores scores validation slice i: its patch scores, or with pixel its
+// pixel score map (patch scores upsampled onto the source slice).
+func sliceScores(sc inference.Scorer, val *Loaded, i int, pixel bool) ([]float32, error) {
+	d := val.Data.D
+	lo, hi := val.Data.Offsets[i], val.Data.Offsets[i+1]
+	n := hi - lo
+	scores := make([]float32, n)
+	sc.Score(val.Data.X[lo*d:hi*d], n, scores)
+	if !pixel {
+		return scores, nil
+	}
+	g := val.Geometries[i]
+	if g.Patches() != n {
+		return nil, fmt.Errorf("dpmm: calibrate: slice %d has %d patches, geometry %d", i, n, g.Patches())
+	}
+	pix := make([]float32, g.SrcRows*g.SrcCols)
+	inference.Upsample(scores, g, pix)
+	return pix, nil
+}
+
+// FindingCalibration is the outcome of CalibrateFindings.
+type FindingCalibration struct {
+	// ByFPR maps a thresholds key to its calibration (the model's
+	// Meta.Findings); nil when there was nothing to calibrate on.
+	ByFPR map[string]*findings.Calibration
+	// Series counts the healthy validation series calibrated on.
+	Series int
+	// Skipped lists the validation series left out, with the reason (a
+	// series whose slices do not form one stack).
+	Skipped []string
+	// Warning says why there is no calibration ("" when there is one).
+	Warning string
+}
+
+// CalibrateFindings chooses the finding limits on the healthy validation
+// series, for the pixel threshold of each false-positive rate (thresholds[i]
+// belongs to fprs[i]): see findings.Calibrate. It needs the validation
+// slices' series and planes (slices embedded from DICOM): a series with a
+// slice without them is left out (Skipped), and with none left it returns no
+// calibration and a Warning, and the node masks per pixel.
+func CalibrateFindings(model *inference.Model, val *Loaded, fprs []float64, thresholds []float32, seriesFPR, minVolumeMM3 float64) (*FindingCalibration, error) {
+	fc := &FindingCalibration{}
+	if !val.HasPlanes() {
+		fc.Warning = "the validation slices have no series and plane geometry (.npy embeddings, or DICOM without ImagePositionPatient/ImageOrientationPatient/PixelSpacing): no finding calibration; the node will mask per pixel"
+		return fc, nil
+	}
+	sc, err := inference.NewDPMMScorer(model)
+	if err != nil {
+		return nil, err
+	}
+	bySeries := map[string][]int{}
+	var uids []string
+	for i, uid := range val.Series {
+		if bySeries[uid] == nil {
+			uids = append(uids, uid)
+		}
+		bySeries[uid] = append(bySeries[uid], i)
+	}
+	regions := make([][]findings.SeriesRegions, len(fprs))
+	for _, uid := range uids {
+		idx := bySeries[uid]
+		if uid == "" || slices.ContainsFunc(idx, func(i int) bool { return val.Planes[i] == nil }) {
+			fc.Skipped = append(fc.Skipped, fmt.Sprintf("%q: a slice without series or plane geometry", uid))
+			continue
+		}
+		in := make([]findings.Slice, len(idx))
+		for k, i := range idx {
+			pix, err := sliceScores(sc, val, i, true)
+			if err != nil {
+				return nil, err
+			}
+			g := val.Geometries[i]
+			in[k] = findings.Slice{Plane: *val.Planes[i], Rows: g.SrcRows, Cols: g.SrcCols, Scores: pix}
+		}
+		var per []findings.SeriesRegions
+		for _, t := range thresholds {
+			sr, err := findings.SeriesRegionsOf(in, t)
+			if errors.Is(err, findings.ErrGeometry) {
+				fc.Skipped = append(fc.Skipped, fmt.Sprintf("%s: %v", uid, err))
+				per = nil
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("dpmm: calibrate findings: series %s: %w", uid, err)
+			}
+			per = append(per, sr)
+		}
+		for j, sr := range per {
+			regions[j] = append(regions[j], sr)
+		}
+	}
+	if len(regions[0]) == 0 {
+		fc.Warning = "no validation series forms one stack with plane geometry: no finding calibration; the node will mask per pixel"
+		return fc, nil
+	}
+	fc.Series = len(regions[0])
+	fc.ByFPR = map[string]*findings.Calibration{}
+	for j, f := range fprs {
+		c, err := findings.Calibrate(regions[j], f, thresholds[j], seriesFPR, minVolumeMM3)
+		if err != nil {
+			return nil, fmt.Errorf("dpmm: calibrate findings: %w", err)
+		}
+		fc.ByFPR[inference.FPRKey(f)] = c
+	}
+	return fc, nil
 }

@@ -3,12 +3,15 @@ package dpmm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"anomalynode/inference"
+	"anomalynode/inference/findings"
 )
 
 func writeNPY(t *testing.T, path string, shape []int) {
@@ -52,6 +55,21 @@ func TestLoadNPY(t *testing.T) {
 	}
 	if l.Data.X[4*4] != 16 || l.Data.X[10*4] != 0 {
 		t.Fatalf("rows not in file order")
+	}
+	// A label mask (uint8 .npy, as synth --labels writes) in a folder is left
+	// out and counted; named on its own, it is an error that says what fit takes.
+	labels := filepath.Join(dir, "labels")
+	os.Mkdir(labels, 0o755)
+	mask := filepath.Join(labels, "IM0001.npy")
+	if err := inference.WriteNPY(mask, &inference.Array{Shape: []int{4, 4}, Dtype: inference.DtypeUint8, U8: make([]uint8, 16)}); err != nil {
+		t.Fatal(err)
+	}
+	l, err = Load(context.Background(), []string{dir}, LoadOptions{PatchesPerSlice: 4})
+	if err != nil || l.SkippedMasks != 1 || l.NPYFiles != 2 || l.Data.Slices() != 6 {
+		t.Fatalf("folder with a mask: %v, %+v", err, l)
+	}
+	if _, err := Load(context.Background(), []string{mask}, LoadOptions{}); err == nil || !strings.Contains(err.Error(), "label mask") {
+		t.Fatalf("a mask named as input: %v", err)
 	}
 	writeNPY(t, filepath.Join(dir, "c.npy"), []int{2, 3})
 	if _, err := Load(context.Background(), []string{dir}, LoadOptions{}); err == nil {
@@ -112,3 +130,100 @@ func TestRunJobCalibration(t *testing.T) {
 }
 
 func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(61, 62)) }
+
+// withPlanes gives the slices of d series of per slices each: a 20 x 40
+// source geometry (a 5 x 10 grid of 4-pixel patches), axial planes 5 mm apart.
+func withPlanes(d *Data, per int) *Loaded {
+	l := &Loaded{Data: d}
+	g := inference.Geometry{SrcRows: 20, SrcCols: 40, ResizedRows: 20, ResizedCols: 40, Rows: 20, Cols: 40, Patch: 4, GridRows: 5, GridCols: 10}
+	for i := 0; i < d.Slices(); i++ {
+		p := &findings.Plane{Position: [3]float64{0, 0, 5 * float64(i%per)}, Orientation: [6]float64{1, 0, 0, 0, 1, 0}, Spacing: [2]float64{1, 1}}
+		l.Geometries = append(l.Geometries, g)
+		l.Series = append(l.Series, fmt.Sprintf("1.2.%d", i/per))
+		l.Planes = append(l.Planes, p)
+	}
+	return l
+}
+
+// RunJob's finding limits must keep at most floor(series_fpr * series) of the
+// healthy validation series with a finding, as the node extracts them with
+// the limits the model file gives.
+func TestRunJobFindings(t *testing.T) {
+	rng := newTestRand()
+	means := [][]float64{{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}}
+	train := mixtureData(rng, means, []float64{0.3, 0.3, 0.4}, 0.1, 20, 50)
+	val := withPlanes(mixtureData(rng, means, []float64{0.3, 0.3, 0.4}, 0.2, 40, 50), 2)
+	// Series 1.2.19's second slice is a localiser: another orientation.
+	val.Planes[39].Orientation = [6]float64{0, 1, 0, 0, 0, -1}
+	out := filepath.Join(t.TempDir(), "m.safetensors")
+	minVol := 50.0
+	jr, err := RunJob(context.Background(), &Loaded{Data: train}, val,
+		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out, MinVolumeMM3: &minVol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr.Findings.Series != 19 || len(jr.Findings.Skipped) != 1 || !strings.Contains(jr.Findings.Skipped[0], "1.2.19") || jr.Findings.Warning != "" {
+		t.Fatalf("finding calibration %+v", jr.Findings)
+	}
+	m, err := inference.LoadModel(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := inference.NewDPMMScorer(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nontrivial := false
+	for _, f := range DefaultFPRs {
+		p, ok, err := m.FindingParams(f, nil, nil)
+		if err != nil || !ok || p.MinVolumeMM3 != 50 {
+			t.Fatalf("FPR %v: %+v %v %v", f, p, ok, err)
+		}
+		nontrivial = nontrivial || p.PeakThreshold > p.PixelThreshold
+		withFinding := 0
+		for s := 0; s < 19; s++ {
+			var in []findings.Slice
+			for i := 2 * s; i < 2*s+2; i++ {
+				pix, err := sliceScores(sc, val, i, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in = append(in, findings.Slice{Plane: *val.Planes[i], Rows: 20, Cols: 40, Scores: pix})
+			}
+			res, err := findings.Extract(in, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Findings) > 0 {
+				withFinding++
+			}
+		}
+		if withFinding > 0 { // floor(0.05 * 19) = 0
+			t.Errorf("FPR %v: %d of 19 healthy series with a finding under %+v", f, withFinding, p)
+		}
+	}
+	if !nontrivial {
+		t.Error("no healthy region reached 50 mm3 at any pixel threshold: the test proves nothing")
+	}
+
+	// A series with a slice without a plane is left out ...
+	val.Planes[0] = nil
+	jr, err = RunJob(context.Background(), &Loaded{Data: train}, val,
+		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr.Findings.Series != 18 || len(jr.Findings.Skipped) != 2 || !strings.Contains(jr.Findings.Skipped[0], `"1.2.0": a slice without`) {
+		t.Errorf("one plane missing: %+v", jr.Findings)
+	}
+	// ... and without any plane there is no calibration, and a warning.
+	clear(val.Planes)
+	jr, err = RunJob(context.Background(), &Loaded{Data: train}, val,
+		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr.Findings.ByFPR != nil || jr.Findings.Warning == "" || jr.Model.Meta.Findings != nil {
+		t.Errorf("no planes: %+v", jr.Findings)
+	}
+}

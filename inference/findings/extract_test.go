@@ -445,6 +445,8 @@ func BenchmarkExtract(b *testing.B) {
 	if len(res.Findings) != 1 {
 		b.Fatalf("%d findings, want the one lesion", len(res.Findings))
 	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/series")
+	ms := float64(b.Elapsed().Microseconds()) / 1000 / float64(b.N)
+	b.ReportMetric(ms, "ms/series")
+	b.ReportMetric(ms/n, "ms/slice")
 	b.ReportMetric(float64(res.Regions), "regions")
 }
