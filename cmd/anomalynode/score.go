@@ -143,25 +143,7 @@ func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (infer
 	s := inference.ModelSetup{ModelPath: model, EmbedderPath: embedder, VerifyEmbedder: true,
 		ORTLibrary: inf.ORTLibrary, Device: inf.Device, CUDADevice: inf.CUDADevice, Threads: inf.Threads,
 		GraphOptimization: inf.GraphOptimization, Batch: inf.Batch, TopFraction: inf.TopFraction, FPR: 0.01}
-	var mc *configs.Model
-	if m, ok := cfg.Models[model]; ok {
-		mc = &m
-	} else {
-		abs, _ := filepath.Abs(model)
-		for name, m := range cfg.Models {
-			if p, _ := filepath.Abs(m.Path); p == abs {
-				m := cfg.Models[name]
-				mc = &m
-				break
-			}
-		}
-	}
-	if mc == nil && len(cfg.Models) == 1 && embedder == "" {
-		for _, m := range cfg.Models {
-			mc = &m
-		}
-		mc.Path = model
-	}
+	mc := modelConfig(cfg, model, embedder)
 	if mc != nil {
 		s.ModelPath = mc.Path
 		if s.EmbedderPath == "" {
@@ -200,6 +182,32 @@ func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (infer
 		s.NewScorer = func(m *inference.Model) (inference.Scorer, error) { return cuda.NewScorer(m, dev) }
 	}
 	return s, nil
+}
+
+// modelConfig finds the config of a model named by its config name or its
+// file (the only model of a config serves when no embedder is given); nil
+// when the config has none.
+func modelConfig(cfg *configs.Config, model, embedder string) *configs.Model {
+	var mc *configs.Model
+	if m, ok := cfg.Models[model]; ok {
+		mc = &m
+	} else {
+		abs, _ := filepath.Abs(model)
+		for name, m := range cfg.Models {
+			if p, _ := filepath.Abs(m.Path); p == abs {
+				m := cfg.Models[name]
+				mc = &m
+				break
+			}
+		}
+	}
+	if mc == nil && len(cfg.Models) == 1 && embedder == "" {
+		for _, m := range cfg.Models {
+			mc = &m
+		}
+		mc.Path = model
+	}
+	return mc
 }
 
 // progress draws a one-line bar on a terminal and nothing elsewhere.
@@ -253,7 +261,10 @@ func scoreIdentity(cfg *configs.Config, model, path string, served *inference.Se
 // minimum volume (the defaults without them). nil when the model file has no
 // finding calibration: the masks stay per pixel.
 func findingParams(cfg *configs.Config, model string, served *inference.Served, pixelFPR float64) (*findings.Params, error) {
-	seriesFPR, minVolume := findings.DefaultSeriesFPR, float64(findings.DefaultMinVolumeMM3)
+	var seriesFPR, minVolume *float64
+	if mc := modelConfig(cfg, model, ""); mc != nil {
+		seriesFPR, minVolume = mc.SeriesFPR, mc.MinVolumeMM3
+	}
 	p, ok, err := served.Model.FindingParams(pixelFPR, seriesFPR, minVolume)
 	if err != nil || !ok {
 		return nil, err
