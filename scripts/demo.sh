@@ -78,8 +78,8 @@ fi
 if [ ! -f "$MODEL" ]; then
   say "synthesising normal brain MR series (training and validation)"
   rm -rf "$D/normal" "$D/val"
-  "$BIN" synth --out "$D/normal" --series 4 --slices 12 --seed 100 >/dev/null
-  "$BIN" synth --out "$D/val" --series 2 --slices 12 --seed 200 >/dev/null
+  "$BIN" synth --out "$D/normal" --series 6 --slices 16 --seed 100 >/dev/null
+  "$BIN" synth --out "$D/val" --series 4 --slices 16 --seed 200 >/dev/null
   say "fitting the DPMM (K=100, 12 epochs)"
   # The robust VOI (slice / median of its above-mean pixels) keeps bright
   # lesions apart from white matter (docs/mkvit.md); the model file keeps it.
