@@ -41,6 +41,9 @@ func signalModel(t *testing.T) (embed, model string) {
 		sigFx.err = func() error {
 			dir := filepath.Join(fx.dir, "signal")
 			sigFx.embed, sigFx.model = filepath.Join(dir, "signal.onnx"), filepath.Join(dir, "model.dpmm")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
 			if _, err := runBin("mkvit", "--out", sigFx.embed, "--preset", "signal"); err != nil {
 				return err
 			}
