@@ -218,6 +218,32 @@ func TestCalibratedHeatMapScale(t *testing.T) {
 	}
 }
 
+// TestCalibratedColourFloor: a score just above the pixel threshold is
+// clearly coloured on mid and bright grey (a viewer-side check counts a pixel
+// as coloured from a chroma of 40), and one just below stays grey.
+func TestCalibratedColourFloor(t *testing.T) {
+	sc := colourScale{lo: 0.5, hi: 0.8, start: 0.25, floor: 0.5}
+	for _, grey := range []uint8{60, 128, 220} {
+		for _, tc := range []struct {
+			score    float32
+			coloured bool
+		}{{0.505, true}, {0.495, false}} {
+			s := &SourceSlice{Rows: 64, Cols: 64, Scores: make([]float32, 64*64), Mask: make([]bool, 64*64), Display: make([]uint8, 64*64)}
+			for i := range s.Scores {
+				s.Scores[i], s.Display[i] = tc.score, grey
+			}
+			rgb := heatMap(s, sc, 0.6)
+			p := rgb[3*(20*64+20):] // above the legend band
+			r, g, b := float64(p[0]), float64(p[1]), float64(p[2])
+			l := (r + g + b) / 3
+			chroma := math.Sqrt((r-l)*(r-l) + (g-l)*(g-l) + (b-l)*(b-l))
+			if (chroma >= 40) != tc.coloured {
+				t.Errorf("grey %d, score %g: chroma %.1f, want coloured %v", grey, tc.score, chroma, tc.coloured)
+			}
+		}
+	}
+}
+
 // reoriented is a copy of src whose header has another orientation and SOP
 // Instance UID, at position ipp: a slice of a second stack in the same
 // series.

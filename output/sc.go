@@ -88,6 +88,11 @@ type colourScale struct {
 	lo, hi float64
 	// bar burns a labelled scale bar in (calibrated scales only).
 	bar bool
+	// start is where on the colour map lo falls (0: dark blue) and floor the
+	// share of the opacity a score just above lo gets. A calibrated scale
+	// starts at a clear blue with half the opacity, so every pixel above the
+	// pixel threshold is visibly coloured, not a near-grey dark blue.
+	start, floor float64
 }
 
 // scale chooses the heat map's colour scale for a stack.
@@ -99,7 +104,7 @@ func (a *Analysis) scale() colourScale {
 			// scale spans the pixel threshold to twice its distance from 0.
 			hi = lo + math.Max(math.Abs(lo), 1e-3)
 		}
-		return colourScale{lo: lo, hi: hi, bar: true}
+		return colourScale{lo: lo, hi: hi, bar: true, start: 0.25, floor: 0.5}
 	}
 	// One score scale for the whole series so colours compare across slices.
 	res := a.Result
@@ -279,8 +284,8 @@ func heatMap(s *SourceSlice, sc colourScale, opacity float64) []byte {
 			r, gg, b := g, g, g
 			if t := (float64(s.Scores[i]) - lo) / (hi - lo); t > 0 {
 				t = math.Min(t, 1)
-				cr, cg, cb := jet(t)
-				a := opacity * t
+				cr, cg, cb := jet(sc.start + (1-sc.start)*t)
+				a := opacity * (sc.floor + (1-sc.floor)*t)
 				r, gg, b = (1-a)*g+a*cr, (1-a)*g+a*cg, (1-a)*g+a*cb
 			}
 			if s.Mask[i] && onEdge(s.Mask, w, h, x, y) {
@@ -291,7 +296,7 @@ func heatMap(s *SourceSlice, sc colourScale, opacity float64) []byte {
 	}
 	drawLegend(img)
 	if sc.bar {
-		drawScale(img, lo, hi)
+		drawScale(img, lo, hi, sc.start)
 	}
 	out := make([]byte, 0, w*h*3)
 	for i := 0; i < len(img.Pix); i += 4 {
@@ -335,7 +340,7 @@ func drawLegend(img *image.RGBA) {
 
 // drawScale burns the calibrated colour scale into the top-left corner: the
 // pixel threshold, a colour bar, the finding peak threshold.
-func drawScale(img *image.RGBA, lo, hi float64) {
+func drawScale(img *image.RGBA, lo, hi, start float64) {
 	face := basicfont.Face7x13
 	b := img.Bounds()
 	loText, hiText := strconv.FormatFloat(lo, 'g', 3, 64), strconv.FormatFloat(hi, 'g', 3, 64)
@@ -344,7 +349,7 @@ func drawScale(img *image.RGBA, lo, hi float64) {
 	width := x0 + barW + 3 + font.MeasureString(face, hiText).Ceil() + 2
 	draw.Draw(img, image.Rect(0, 0, width, 16).Intersect(b), image.NewUniform(color.RGBA{0, 0, 0, 255}), image.Point{}, draw.Src)
 	for x := 0; x < barW; x++ {
-		r, g, bl := jet(float64(x) / float64(barW-1))
+		r, g, bl := jet(start + (1-start)*float64(x)/float64(barW-1))
 		c := color.RGBA{uint8(r + 0.5), uint8(g + 0.5), uint8(bl + 0.5), 255}
 		draw.Draw(img, image.Rect(x0+x, 3, x0+x+1, 13).Intersect(b), image.NewUniform(c), image.Point{}, draw.Src)
 	}

@@ -188,19 +188,22 @@ produce_node() {
   if [ -n "${E2E_NODE_CONFIG:-}" ]; then cat "$E2E_NODE_CONFIG"; else node_config; fi |
     sed -e "s|@ORTHANC_DICOM@|$ORTHANC_DICOM|g" -e "s|@NODE_DICOM@|$NODE_DICOM|g" \
       -e "s|@NODE_ADMIN@|$NODE_ADMIN|g" -e "s|@RUN@|$RUN|g" -e "s|@MODEL@|$model|g" >"$cfg"
-  if [ ! -f "$model/model.dpmm" ] || ! grep -aq '"findings"' "$model/model.dpmm"; then
+  # The recipe is part of the cache: another one fits again.
+  local recipe="signal robust-voi train 4x24 val 4x24 K100 e12"
+  if [ ! -f "$model/model.dpmm" ] || [ "$(cat "$model/recipe" 2>/dev/null)" != "$recipe" ]; then
     # The signal backbone (fixed image features with the DINOv2 IO contract,
     # not DINOv2) with the robust VOI, so the node's findings are the painted
-    # lesion (docs/mkvit.md); a model without finding calibration is refitted.
+    # lesion (docs/mkvit.md); series as long as the fixture's (24 slices).
     say "making the node's model (cached in $model)"
     "$BIN" mkvit --out "$model/signal.onnx" --preset signal >/dev/null || return 1
     rm -rf "$model/normal" "$model/val" "$model/cache"
-    "$BIN" synth --out "$model/normal" --series 4 --slices 12 --seed 100 >/dev/null || return 1
-    "$BIN" synth --out "$model/val" --series 4 --slices 12 --seed 200 >/dev/null || return 1
+    "$BIN" synth --out "$model/normal" --series 4 --slices 24 --seed 100 >/dev/null || return 1
+    "$BIN" synth --out "$model/val" --series 4 --slices 24 --seed 200 >/dev/null || return 1
     "$BIN" fit --config "$cfg" --normal "$model/normal" --val "$model/val" --out "$model/model.dpmm.tmp" --voi robust \
       --components 100 --epochs 12 --batch 8 --seed 1 --cache "$model/cache" >"$RUN/node/fit.log" 2>&1 ||
       { tail -20 "$RUN/node/fit.log" >&2; return 1; }
     mv "$model/model.dpmm.tmp" "$model/model.dpmm"
+    echo "$recipe" >"$model/recipe"
   fi
   # A healthy subject too: the node must send it no SEG (no overlay), only
   # its "no finding" page.
