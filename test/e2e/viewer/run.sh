@@ -237,15 +237,16 @@ produce_node() {
       jq -e --arg x "$3" '[.[]["0020000E"].Value[0] | select(. != $x)] | length > 0' >/dev/null 2>&1
   }
   for ((i = 0; i < 600; i++)); do
-    if new_series "$study" SEG "$fseg" && new_series "$study" OT "$fsc" &&
-      new_series "$mfstudy" SEG "$mfseg" && new_series "$mfstudy" OT - && new_series "$hstudy" OT -; then
+    # Every series gets an OT series from the node (heat maps, or the "no
+    # finding" page); a SEG only where it found something, judged below.
+    if new_series "$study" OT "$fsc" && new_series "$mfstudy" OT - && new_series "$hstudy" OT -; then
       sleep 3 # let the last heat maps arrive
       return 0
     fi
     kill -0 "$node_pid" 2>/dev/null || { say "the node exited"; break; }
     sleep 0.5
   done
-  say "the node did not deliver SEG + SC within 300 s; log tail:"
+  say "the node did not deliver its outputs within 300 s; log tail:"
   tail -20 "$RUN/node/serve.log" >&2
   return 1
 }
@@ -266,14 +267,14 @@ store "$RUN/data/negative/"*.dcm || die "storing the negative SEGs"
 "$E2E/bin/fixture" cases --orthanc "$ORTHANC" --truth "$RUN/data/truth.json" \
   --out "$RUN/cases.json" --probe-dir "$RUN/probes" || die "listing the cases"
 has_test() { jq -e --arg t "$1" '[.cases[] | select(.test == $t)] | length > 0' "$RUN/cases.json" >/dev/null; }
-for p in $([ "$PRODUCER" = both ] && echo "fixture node" || echo "$PRODUCER"); do
-  has_test "seg-$p" || die "no SEG from the $p in Orthanc"
-  has_test "sc-$p" || die "no SC from the $p in Orthanc"
-done
+has_test "seg-fixture" || [ "$PRODUCER" = node ] || die "no SEG from the fixture in Orthanc"
+has_test "sc-fixture" || [ "$PRODUCER" = node ] || die "no SC from the fixture in Orthanc"
+# The node sends a SEG only when it finds something: none for the lesion
+# series is a failed test (it missed the lesion), not a broken run.
+node_missed=()
 case "$PRODUCER" in fixture | both) has_test seg-multiframe || die "no multi-frame SEG from the fixture in Orthanc" ;; esac
 case "$PRODUCER" in node | both)
-  has_test seg-node-multiframe || die "no SEG from the node for the multi-frame instance in Orthanc"
-  has_test sc-node-multiframe || die "no SC from the node for the multi-frame instance in Orthanc"
+  for t in seg-node seg-node-multiframe; do has_test "$t" || node_missed+=("$t"); done
   ;;
 esac
 
@@ -298,6 +299,10 @@ if [ "$PRODUCER" != fixture ]; then
     failed=$((failed + 1))
   fi
 fi
+for t in "${node_missed[@]}"; do
+  echo "TEST FAIL $t: the node sent no SEG for the lesion series (no finding; its 'no finding' page only)"
+  failed=$((failed + 1))
+done
 # The healthy series: the node sent its "no finding" page and no SEG, so the
 # viewer has no overlay to show for it (what Orthanc holds is what OHIF lists).
 if [ "$PRODUCER" != fixture ]; then
