@@ -14,9 +14,11 @@ type Output struct {
 	SEGSeriesNumber int `yaml:"seg_series_number"`
 	// SEGAllSlices writes a SEG frame for every source slice, not only slices with findings.
 	SEGAllSlices bool `yaml:"seg_all_slices"`
+	// SEGMaxSegments is how many findings of a stack get a SEG segment of their own (by peak score); the rest share one "Other findings" segment.
+	SEGMaxSegments int `yaml:"seg_max_segments"`
 	// ContentLabel is the SEG's ContentLabel (a code string: upper case, at most 16 characters).
 	ContentLabel string `yaml:"content_label"`
-	// SegmentLabel names the SEG's one segment in viewers.
+	// SegmentLabel names the SEG's one segment in viewers when the model has no finding calibration (per-pixel masks).
 	SegmentLabel string `yaml:"segment_label"`
 	// SegmentType is the segmented property type code (default SCT 52988006 "Lesion").
 	SegmentType CodeConfig `yaml:"segment_type"`
@@ -61,6 +63,9 @@ func (o *Output) SREnabled() bool { return o.SR == nil || *o.SR }
 func (o *Output) setDefaults() {
 	if o.SEGSeriesDescription == "" {
 		o.SEGSeriesDescription = "Anomaly segmentation (anomalynode)"
+	}
+	if o.SEGMaxSegments == 0 {
+		o.SEGMaxSegments = 8
 	}
 	if o.ContentLabel == "" {
 		o.ContentLabel = "ANOMALY"
@@ -113,6 +118,9 @@ func (o *Output) validate(p *problems, path string) {
 	}
 	if o.SEGSeriesNumber < 0 || o.SCSeriesNumber < 0 {
 		p.add(path+".seg_series_number", "series numbers must not be negative")
+	}
+	if o.SEGMaxSegments < 1 || o.SEGMaxSegments > 99 {
+		p.add(path+".seg_max_segments", "must be 1 to 99, got %d", o.SEGMaxSegments)
 	}
 	if !csRE.MatchString(o.ContentLabel) {
 		p.add(path+".content_label", "must be upper case A-Z, 0-9, '_' or space, at most 16 characters, got %q", o.ContentLabel)

@@ -140,6 +140,40 @@ type SeriesSummary struct {
 	TotalMS StageMS `json:"total_ms"`
 	// WallMS is the wall-clock time of the series in milliseconds.
 	WallMS float64 `json:"wall_ms"`
+	// FindingCalibration says whether the model has a finding calibration;
+	// without one, Findings is empty and the masks are per pixel.
+	FindingCalibration bool `json:"finding_calibration"`
+	// Stacks is the number of stacks the series was split into (one per
+	// orientation, frame of reference and size).
+	Stacks int `json:"stacks"`
+	// FindingCount is len(Findings), for a quick look.
+	FindingCount int `json:"finding_count"`
+	// Findings lists every finding of every stack.
+	Findings []FindingSummary `json:"findings"`
+}
+
+// FindingSummary is one finding in the summary.
+type FindingSummary struct {
+	// Stack is the 0-based stack of the series it lies in.
+	Stack int `json:"stack"`
+	// ID numbers the findings of a stack by peak score, highest first.
+	ID int `json:"id"`
+	// Segment is its segment number in the stack's SEG.
+	Segment int `json:"segment"`
+	// Voxels and VolumeMM3 are its size.
+	Voxels int `json:"voxels"`
+	// VolumeMM3 is its volume in mm3.
+	VolumeMM3 float64 `json:"volume_mm3"`
+	// Peak and Mean are its highest and mean score.
+	Peak float32 `json:"peak"`
+	// Mean is its mean score.
+	Mean float32 `json:"mean"`
+	// Centroid is its centre in patient coordinates (mm).
+	Centroid [3]float64 `json:"centroid_mm"`
+	// FirstSlice and LastSlice are its 0-based slice range along the normal.
+	FirstSlice int `json:"first_slice"`
+	// LastSlice is the last slice it covers.
+	LastSlice int `json:"last_slice"`
 }
 
 // StageMS is Timings in milliseconds.
@@ -207,6 +241,9 @@ type OfflineOptions struct {
 	OnSlice func()
 	// OnResult, when set, is handed each scored slice (after its map is written).
 	OnResult func(r *Result)
+	// Finish, when set, completes the summary (the series' findings) before
+	// it is written.
+	Finish func(sum *SeriesSummary) error
 }
 
 // ScoreSeries scores every file of a series with the engine and writes one
@@ -218,7 +255,7 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 		return nil, fmt.Errorf("inference: score: %w", err)
 	}
 	sum := &SeriesSummary{SeriesInstanceUID: s.UID, StudyInstanceUID: s.StudyUID, Modality: s.Modality,
-		Model: o.Model, Threshold: o.Threshold, FPR: o.FPR, Slices: []SliceSummary{}}
+		Model: o.Model, Threshold: o.Threshold, FPR: o.FPR, Slices: []SliceSummary{}, Findings: []FindingSummary{}}
 	chunk := o.Chunk
 	if chunk < 1 {
 		chunk = 8
@@ -269,6 +306,12 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 		}
 	}
 	sum.TotalMS, sum.MeanMS = stageMS(total, 1), stageMS(total, ok)
+	if o.Finish != nil {
+		if err := o.Finish(sum); err != nil {
+			return nil, err
+		}
+	}
+	sum.FindingCount = len(sum.Findings)
 	sum.WallMS = float64(time.Since(start)) / float64(time.Millisecond)
 	b, err := json.MarshalIndent(sum, "", "  ")
 	if err != nil {

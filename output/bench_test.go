@@ -40,3 +40,17 @@ func BenchmarkBuildSC(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/24, "us/slice")
 }
+
+// BenchmarkAnalyse splits a 24-slice 256x256 series into stacks and extracts
+// its findings (what the finaliser adds per series before building), and
+// reports the time per source slice, to set against the model's time per
+// slice (issue 19: at most 5 %).
+func BenchmarkAnalyse(b *testing.B) {
+	s := makeSeries(b, 24, 256, 256, true, 1)
+	for b.Loop() {
+		if _, err := Analyse(s.res, &testParams, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/24, "us/slice")
+}

@@ -36,6 +36,7 @@ func SEGOptionsFrom(c *configs.Config) SEGOptions {
 		SegmentLabel:      o.SegmentLabel,
 		SegmentType:       Code{o.SegmentType.Value, o.SegmentType.Scheme, o.SegmentType.Meaning},
 		Equipment:         equipment(c),
+		MaxSegments:       o.SEGMaxSegments,
 	}
 }
 

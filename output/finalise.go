@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,7 @@ import (
 	"github.com/suyashkumar/dicom"
 
 	"anomalynode/inference"
+	"anomalynode/inference/findings"
 	"anomalynode/ingest"
 )
 
@@ -27,6 +29,10 @@ type InstanceOpener interface {
 type ServedModel struct {
 	Identity  ModelIdentity
 	Threshold float32
+	// Findings are the model's finding limits ((*inference.Model).FindingParams);
+	// nil for a model file without finding calibration, whose series keep
+	// per-pixel masks.
+	Findings *findings.Params
 }
 
 // FinaliserOptions configures a Finaliser.
@@ -41,6 +47,9 @@ type FinaliserOptions struct {
 	Models map[string]ServedModel
 	SEG    SEGOptions
 	SC     SCOptions
+	// Extra, when set, builds further objects of an analysed stack (the SR),
+	// queued after its SEG (nil for a stack with no finding) and SCs.
+	Extra func(a *Analysis, seg *Object) ([]*Object, error)
 	// Log receives one line per finalised series.
 	Log zerolog.Logger
 	// Registerer receives the finaliser's metrics (optional).
@@ -55,8 +64,12 @@ type FinaliserOptions struct {
 type Finaliser struct {
 	o FinaliserOptions
 
-	series  *prometheus.CounterVec
-	latency prometheus.Histogram
+	series   *prometheus.CounterVec
+	latency  prometheus.Histogram
+	findings prometheus.Histogram
+	// warned remembers the models already warned about lacking a finding
+	// calibration, so the warning comes once per model, not per series.
+	warned sync.Map
 }
 
 var _ ingest.CompletionConsumer = (*Finaliser)(nil)
@@ -76,9 +89,14 @@ func NewFinaliser(o FinaliserOptions) (*Finaliser, error) {
 			Help:    "Time from a series' last scored slice to its outputs being queued for delivery.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 		}),
+		findings: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "anomalynode_series_findings",
+			Help:    "Findings per finalised series (all its stacks), for models with a finding calibration.",
+			Buckets: []float64{0, 1, 2, 3, 5, 8, 13, 21},
+		}),
 	}
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{f.series, f.latency} {
+		for _, c := range []prometheus.Collector{f.series, f.latency, f.findings} {
 			if _, err := collect.Register(o.Registerer, c); err != nil {
 				return nil, fmt.Errorf("output: register finaliser metrics: %w", err)
 			}
@@ -108,19 +126,33 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 		log.Warn().Int("instances", len(c.Instances)).Msg("output: no scorable slice in the series; no outputs")
 		return c.Ack(ctx)
 	}
-	seg, err := BuildSEG(res, f.o.SEG)
+	analyses, err := Analyse(res, model.Findings, f.o.SEG.MaxSegments)
 	if err != nil {
 		f.series.WithLabelValues("build-failed").Inc()
-		log.Error().Err(err).Msg("output: SEG not built; series dropped")
+		log.Error().Err(err).Msg("output: findings not extracted; series dropped")
 		return c.Ack(ctx)
 	}
-	scs, err := BuildSC(res, f.o.SC)
-	if err != nil {
-		f.series.WithLabelValues("build-failed").Inc()
-		log.Error().Err(err).Msg("output: SC not built; series dropped")
-		return c.Ack(ctx)
+	if model.Findings == nil {
+		if _, done := f.warned.LoadOrStore(c.Decision.Model, true); !done {
+			log.Warn().Msg("output: the model file has no finding calibration (fit it again); masks are per pixel, about 1 % of every healthy slice is painted")
+		}
 	}
-	objs := append([]*Object{seg}, scs...)
+	var objs []*Object
+	var segUIDs []string
+	total := 0
+	for _, a := range analyses {
+		built, seg, err := f.build(a)
+		if err != nil {
+			f.series.WithLabelValues("build-failed").Inc()
+			log.Error().Err(err).Int("stack", a.Stack).Msg("output: outputs not built; series dropped")
+			return c.Ack(ctx)
+		}
+		objs = append(objs, built...)
+		if seg != nil {
+			segUIDs = append(segUIDs, seg.SOPInstanceUID)
+		}
+		total += len(a.Findings)
+	}
 	dests := c.Decision.Destinations
 	if len(dests) > 0 {
 		for _, obj := range objs {
@@ -132,20 +164,66 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 	if err := c.Ack(ctx); err != nil {
 		return err
 	}
-	anomalous := 0
-	for _, s := range res.Sources {
-		for _, m := range s.Mask {
-			if m {
-				anomalous++
-				break
-			}
-		}
-	}
 	f.series.WithLabelValues("ok").Inc()
 	f.latency.Observe(time.Since(last).Seconds())
-	log.Info().Int("slices", len(res.Sources)).Int("anomalous_slices", anomalous).Int("objects", len(objs)).
-		Strs("destinations", dests).Str("seg", seg.SOPInstanceUID).Msg("output: series finalised")
+	if model.Findings != nil {
+		f.findings.Observe(float64(total))
+	}
+	ev := log.Info().Int("slices", len(res.Sources)).Int("stacks", len(analyses)).Int("objects", len(objs)).
+		Strs("destinations", dests).Strs("seg", segUIDs)
+	if model.Findings != nil {
+		ev = ev.Int("findings", total)
+	} else {
+		ev = ev.Int("anomalous_slices", anomalousSlices(res))
+	}
+	ev.Msg("output: series finalised")
+	for _, a := range analyses {
+		for i, fd := range a.Findings {
+			log.Info().Int("stack", a.Stack).Int("finding", fd.ID).Int("segment", a.Segments[i]).Float64("volume_mm3", fd.VolumeMM3).
+				Float32("peak", fd.Peak).Float32("mean", fd.Mean).Floats64("centroid_mm", fd.Centroid[:]).
+				Int("first_slice", fd.FirstSlice).Int("last_slice", fd.LastSlice).Msg("output: finding")
+		}
+	}
 	return nil
+}
+
+// build makes the objects of one analysed stack: its SEG (none when a
+// calibrated stack has no finding), its heat maps or "no finding" page, and
+// the Extra objects. It returns the SEG too (nil when none).
+func (f *Finaliser) build(a *Analysis) ([]*Object, *Object, error) {
+	var objs []*Object
+	var seg *Object
+	if !a.NoFinding() {
+		var err error
+		if seg, _, err = BuildAnalysisSEG(a, f.o.SEG); err != nil {
+			return nil, nil, fmt.Errorf("SEG: %w", err)
+		}
+		objs = append(objs, seg)
+	}
+	scs, err := BuildAnalysisSC(a, f.o.SC)
+	if err != nil {
+		return nil, nil, fmt.Errorf("SC: %w", err)
+	}
+	objs = append(objs, scs...)
+	if f.o.Extra != nil {
+		more, err := f.o.Extra(a, seg)
+		if err != nil {
+			return nil, nil, err
+		}
+		objs = append(objs, more...)
+	}
+	return objs, seg, nil
+}
+
+// anomalousSlices counts the slices with any pixel in their mask.
+func anomalousSlices(res *SeriesResult) int {
+	n := 0
+	for _, s := range res.Sources {
+		if anyTrue(s.Mask) {
+			n++
+		}
+	}
+	return n
 }
 
 // load gathers the scored slices of a completion, every frame of a

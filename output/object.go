@@ -71,6 +71,13 @@ type SeriesResult struct {
 	// Created is the content date/time written into the outputs; zero means now.
 	// The service passes a fixed value so that a retried build is byte-identical.
 	Created time.Time
+	// Stack identifies one stack of a series split by orientation (see
+	// Analyse); it is part of every output UID. Empty for a series of one
+	// stack, whose UIDs are those it had before stacks existed.
+	Stack string
+	// StackLabel names the stack in descriptions ("stack 2 of 3"); empty for
+	// a series of one stack.
+	StackLabel string
 }
 
 // Object is one built DICOM instance, ready to be stored or sent.

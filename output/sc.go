@@ -7,6 +7,7 @@ import (
 	"image/draw"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/suyashkumar/dicom"
@@ -54,8 +55,131 @@ func (o SCOptions) withDefaults() SCOptions {
 // of a multi-frame source gets a single-frame SC of its own, on that frame's
 // plane, referencing the source instance and frame number; its
 // InstanceNumber is the frame's rank along the slice normal (1 for the first
-// slice), since the frames share the source's.
+// slice), since the frames share the source's. The colour scale runs from
+// half the threshold to the series' highest score (per-pixel masks, no
+// finding calibration).
 func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
+	return buildSC(&Analysis{Result: res}, opts)
+}
+
+// BuildAnalysisSC builds the heat maps of one analysed stack. Calibrated,
+// the colour scale is anchored to the calibration: colour starts at the
+// pixel threshold (blue) and saturates at the finding peak threshold (red),
+// and a scale bar with both values is burned in next to Legend, so the same
+// colour means the same score in every series. A calibrated stack with no
+// finding gets the one "no finding" page (BuildNoFindingSC) instead of heat
+// maps: there is nothing to show, but the clinician sees it was analysed
+// (built even when opts.Disabled turns heat maps off). Not calibrated, it is BuildSC of the stack.
+func BuildAnalysisSC(a *Analysis, opts SCOptions) ([]*Object, error) {
+	// The page is built even with heat maps disabled: without it a series
+	// with no finding would leave no trace in the viewer at all.
+	if a.NoFinding() {
+		obj, err := BuildNoFindingSC(a, opts)
+		if err != nil {
+			return nil, err
+		}
+		return []*Object{obj}, nil
+	}
+	return buildSC(a, opts)
+}
+
+// colourScale is the score range of the heat map's colours.
+type colourScale struct {
+	lo, hi float64
+	// bar burns a labelled scale bar in (calibrated scales only).
+	bar bool
+	// start is where on the colour map lo falls (0: dark blue) and floor the
+	// share of the opacity a score just above lo gets. A calibrated scale
+	// starts at a clear blue with half the opacity, so every pixel above the
+	// pixel threshold is visibly coloured, not a near-grey dark blue.
+	start, floor float64
+}
+
+// scale chooses the heat map's colour scale for a stack.
+func (a *Analysis) scale() colourScale {
+	if a.Calibrated {
+		lo, hi := float64(a.Params.PixelThreshold), float64(a.Params.PeakThreshold)
+		if hi <= lo {
+			// A peak limit at or below the pixel threshold adds nothing: the
+			// scale spans the pixel threshold to twice its distance from 0.
+			hi = lo + math.Max(math.Abs(lo), 1e-3)
+		}
+		return colourScale{lo: lo, hi: hi, bar: true, start: 0.25, floor: 0.5}
+	}
+	// One score scale for the whole series so colours compare across slices.
+	res := a.Result
+	lo := float64(res.Threshold) * 0.5
+	hi := float64(res.Threshold)
+	for _, s := range res.Sources {
+		for _, v := range s.Scores {
+			if float64(v) > hi {
+				hi = float64(v)
+			}
+		}
+	}
+	if hi <= lo {
+		hi = lo + 1
+	}
+	return colourScale{lo: lo, hi: hi}
+}
+
+// scHeader writes what every SC of a result shares: patient and study,
+// series, equipment, dates.
+func scHeader(e *elems, res *SeriesResult, opts SCOptions, h *dicom.Dataset, sop string, created time.Time) {
+	date, tm := created.Format("20060102"), created.Format("150405")
+	copyPatientStudy(e, h)
+	e.str("SOPClassUID", SecondaryCaptureImageStorage)
+	e.str("SOPInstanceUID", sop)
+	e.str("InstanceCreationDate", date)
+	e.str("InstanceCreationTime", tm)
+	// General Series.
+	e.str("Modality", "OT")
+	e.str("SeriesInstanceUID", res.SeriesUID(KindSC))
+	e.str("SeriesNumber", strconv.Itoa(seriesNumber(opts.SeriesNumber, h, 2000)))
+	e.str("SeriesDescription", loString(fmt.Sprintf("%s v%d - %s", opts.SeriesDescription, res.version(), Legend)+stackSuffix(res)))
+	e.str("SeriesDate", date)
+	e.str("SeriesTime", tm)
+	e.copy(h, "BodyPartExamined", false)
+	e.copy(h, "Laterality", false)
+	// General Equipment and SC Equipment.
+	eq := opts.Equipment
+	e.str("Manufacturer", eq.Manufacturer)
+	e.str("ManufacturerModelName", eq.ManufacturerModelName)
+	e.str("DeviceSerialNumber", eq.DeviceSerialNumber)
+	e.str("SoftwareVersions", softwareVersions(eq, res.Model)...)
+	e.str("ConversionType", "WSD")
+	e.str("SecondaryCaptureDeviceManufacturer", eq.Manufacturer)
+	e.str("SecondaryCaptureDeviceManufacturerModelName", eq.ManufacturerModelName)
+	e.str("SecondaryCaptureDeviceSoftwareVersions", softwareVersions(eq, res.Model)...)
+	e.str("DateOfSecondaryCapture", date)
+	e.str("TimeOfSecondaryCapture", tm)
+	e.str("ContentDate", date)
+	e.str("ContentTime", tm)
+	e.str("ImageType", "DERIVED", "SECONDARY")
+	e.str("BurnedInAnnotation", "YES")
+	e.str("LossyImageCompression", "00")
+}
+
+// rgbPixels writes the Image Pixel module of an 8-bit RGB image.
+func rgbPixels(e *elems, rows, cols int, rgb []byte) {
+	e.num("SamplesPerPixel", 3)
+	e.str("PhotometricInterpretation", "RGB")
+	e.num("PlanarConfiguration", 0)
+	e.num("Rows", rows)
+	e.num("Columns", cols)
+	e.num("BitsAllocated", 8)
+	e.num("BitsStored", 8)
+	e.num("HighBit", 7)
+	e.num("PixelRepresentation", 0)
+	if len(rgb)%2 == 1 {
+		rgb = append(rgb, 0)
+	}
+	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: rgb})
+	e.list[len(e.list)-1].RawValueRepresentation = "OB"
+}
+
+func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {
+	res := a.Result
 	if opts.Disabled {
 		return nil, nil
 	}
@@ -71,20 +195,12 @@ func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 	if created.IsZero() {
 		created = time.Now()
 	}
-	date, tm := created.Format("20060102"), created.Format("150405")
-
-	// One score scale for the whole series so colours compare across slices.
-	lo := float64(res.Threshold) * 0.5
-	hi := float64(res.Threshold)
-	for _, s := range slices {
-		for _, v := range s.src.Scores {
-			if float64(v) > hi {
-				hi = float64(v)
-			}
-		}
-	}
-	if hi <= lo {
-		hi = lo + 1
+	sc := a.scale()
+	comment := fmt.Sprintf("%s. Anomaly heat map of model %s %s (threshold %g), version %d.",
+		Legend, nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0"), res.Threshold, version)
+	if sc.bar {
+		comment = fmt.Sprintf("%s. Anomaly heat map of model %s %s, version %d: colour from the pixel threshold %.4g (blue) to the finding peak threshold %.4g (red); findings outlined.",
+			Legend, nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0"), version, sc.lo, sc.hi)
 	}
 
 	var out []*Object
@@ -98,47 +214,16 @@ func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 		h := s.src.Header
 		sop := res.SCFrameInstanceUID(s.sopInst, s.src.Frame)
 		e := &elems{}
-		copyPatientStudy(e, h)
-		e.str("SOPClassUID", SecondaryCaptureImageStorage)
-		e.str("SOPInstanceUID", sop)
-		e.str("InstanceCreationDate", date)
-		e.str("InstanceCreationTime", tm)
-		// General Series.
-		e.str("Modality", "OT")
-		e.str("SeriesInstanceUID", seriesUID)
-		e.str("SeriesNumber", strconv.Itoa(seriesNumber(opts.SeriesNumber, h, 2000)))
-		e.str("SeriesDescription", loString(fmt.Sprintf("%s v%d - %s", opts.SeriesDescription, version, Legend)))
-		e.str("SeriesDate", date)
-		e.str("SeriesTime", tm)
-		e.copy(h, "BodyPartExamined", false)
-		e.copy(h, "Laterality", false)
-		// General Equipment and SC Equipment.
-		eq := opts.Equipment
-		e.str("Manufacturer", eq.Manufacturer)
-		e.str("ManufacturerModelName", eq.ManufacturerModelName)
-		e.str("DeviceSerialNumber", eq.DeviceSerialNumber)
-		e.str("SoftwareVersions", softwareVersions(eq, res.Model)...)
-		e.str("ConversionType", "WSD")
-		e.str("SecondaryCaptureDeviceManufacturer", eq.Manufacturer)
-		e.str("SecondaryCaptureDeviceManufacturerModelName", eq.ManufacturerModelName)
-		e.str("SecondaryCaptureDeviceSoftwareVersions", softwareVersions(eq, res.Model)...)
-		e.str("DateOfSecondaryCapture", date)
-		e.str("TimeOfSecondaryCapture", tm)
+		scHeader(e, res, opts, h, sop, created)
 		// General Image.
 		inst, ok := getInt(h, "InstanceNumber")
 		if !ok || s.geom.multiFrame {
 			inst = rank + 1
 		}
 		e.str("InstanceNumber", strconv.Itoa(inst))
-		e.str("ImageType", "DERIVED", "SECONDARY")
-		e.str("ContentDate", date)
-		e.str("ContentTime", tm)
 		iop, _ := parseDS("ImageOrientationPatient", s.geom.iop)
 		e.str("PatientOrientation", patientOrientation(iop)...)
-		e.str("BurnedInAnnotation", "YES")
-		e.str("LossyImageCompression", "00")
-		e.str("ImageComments", fmt.Sprintf("%s. Anomaly heat map of model %s %s (threshold %g), version %d.",
-			Legend, nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0"), res.Threshold, version))
+		e.str("ImageComments", comment)
 		e.str("DerivationDescription", "Source windowed to grey with anomaly scores as a colour heat map and the anomaly mask outlined")
 		src := &elems{}
 		src.str("ReferencedSOPClassUID", s.sopClass)
@@ -167,22 +252,7 @@ func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 			e.copy(h, "SliceThickness", false)
 			e.copy(h, "SliceLocation", false)
 		}
-		// Image Pixel.
-		e.num("SamplesPerPixel", 3)
-		e.str("PhotometricInterpretation", "RGB")
-		e.num("PlanarConfiguration", 0)
-		e.num("Rows", s.src.Rows)
-		e.num("Columns", s.src.Cols)
-		e.num("BitsAllocated", 8)
-		e.num("BitsStored", 8)
-		e.num("HighBit", 7)
-		e.num("PixelRepresentation", 0)
-		rgb := HeatMap(s.src, lo, hi, opts.Opacity)
-		if len(rgb)%2 == 1 {
-			rgb = append(rgb, 0)
-		}
-		e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: rgb})
-		e.list[len(e.list)-1].RawValueRepresentation = "OB"
+		rgbPixels(e, s.src.Rows, s.src.Cols, heatMap(s.src, sc, opts.Opacity))
 		part10, err := encode(e, SecondaryCaptureImageStorage, sop)
 		if err != nil {
 			return nil, err
@@ -199,6 +269,12 @@ func BuildSC(res *SeriesResult, opts SCOptions) ([]*Object, error) {
 // grey source, scores in [lo, hi] blended with a blue-to-red colour map at up
 // to opacity, mask outline in cyan, and Legend at the bottom left.
 func HeatMap(s *SourceSlice, lo, hi, opacity float64) []byte {
+	return heatMap(s, colourScale{lo: lo, hi: hi}, opacity)
+}
+
+// heatMap is HeatMap with a scale bar when sc.bar.
+func heatMap(s *SourceSlice, sc colourScale, opacity float64) []byte {
+	lo, hi := sc.lo, sc.hi
 	w, h := s.Cols, s.Rows
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := 0; y < h; y++ {
@@ -208,8 +284,8 @@ func HeatMap(s *SourceSlice, lo, hi, opacity float64) []byte {
 			r, gg, b := g, g, g
 			if t := (float64(s.Scores[i]) - lo) / (hi - lo); t > 0 {
 				t = math.Min(t, 1)
-				cr, cg, cb := jet(t)
-				a := opacity * t
+				cr, cg, cb := jet(sc.start + (1-sc.start)*t)
+				a := opacity * (sc.floor + (1-sc.floor)*t)
 				r, gg, b = (1-a)*g+a*cr, (1-a)*g+a*cg, (1-a)*g+a*cb
 			}
 			if s.Mask[i] && onEdge(s.Mask, w, h, x, y) {
@@ -219,6 +295,9 @@ func HeatMap(s *SourceSlice, lo, hi, opacity float64) []byte {
 		}
 	}
 	drawLegend(img)
+	if sc.bar {
+		drawScale(img, lo, hi, sc.start)
+	}
 	out := make([]byte, 0, w*h*3)
 	for i := 0; i < len(img.Pix); i += 4 {
 		out = append(out, img.Pix[i], img.Pix[i+1], img.Pix[i+2])
@@ -257,4 +336,104 @@ func drawLegend(img *image.RGBA) {
 		Dot:  fixed.P(2, b.Max.Y-4),
 	}
 	d.DrawString(Legend)
+}
+
+// drawScale burns the calibrated colour scale into the top-left corner: the
+// pixel threshold, a colour bar, the finding peak threshold.
+func drawScale(img *image.RGBA, lo, hi, start float64) {
+	face := basicfont.Face7x13
+	b := img.Bounds()
+	loText, hiText := strconv.FormatFloat(lo, 'g', 3, 64), strconv.FormatFloat(hi, 'g', 3, 64)
+	const barW = 40
+	x0 := 2 + font.MeasureString(face, loText).Ceil() + 3
+	width := x0 + barW + 3 + font.MeasureString(face, hiText).Ceil() + 2
+	draw.Draw(img, image.Rect(0, 0, width, 16).Intersect(b), image.NewUniform(color.RGBA{0, 0, 0, 255}), image.Point{}, draw.Src)
+	for x := 0; x < barW; x++ {
+		r, g, bl := jet(start + (1-start)*float64(x)/float64(barW-1))
+		c := color.RGBA{uint8(r + 0.5), uint8(g + 0.5), uint8(bl + 0.5), 255}
+		draw.Draw(img, image.Rect(x0+x, 3, x0+x+1, 13).Intersect(b), image.NewUniform(c), image.Point{}, draw.Src)
+	}
+	d := &font.Drawer{Dst: img, Src: image.NewUniform(color.RGBA{255, 255, 255, 255}), Face: face, Dot: fixed.P(2, 12)}
+	d.DrawString(loText)
+	d.Dot = fixed.P(x0+barW+3, 12)
+	d.DrawString(hiText)
+}
+
+// noFindingSize is the size of the "no finding" page: wide enough for its
+// longest line in the 7x13 font.
+const noFindingRows, noFindingCols = 128, 560
+
+// BuildNoFindingSC builds the one-page Secondary Capture a calibrated stack
+// with no finding gets instead of a SEG and heat maps, so the clinician sees
+// that the series was analysed, by which model, and against which limits.
+// It sits in the stack's heat-map series with no plane of its own (a page,
+// not a slice).
+func BuildNoFindingSC(a *Analysis, opts SCOptions) (*Object, error) {
+	res := a.Result
+	if len(res.Sources) == 0 || res.Sources[0].Header == nil {
+		return nil, fmt.Errorf("%w: no source slices", ErrBadSource)
+	}
+	opts = opts.withDefaults()
+	h := res.Sources[0].Header
+	created := res.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	study, _ := res.sourceUIDs()
+	sop := res.NoFindingInstanceUID()
+	model := nonEmpty(res.Model.Name, "model") + " " + nonEmpty(res.Model.Version, "0")
+	lines := NoFindingText(a)
+	e := &elems{}
+	scHeader(e, res, opts, h, sop, created)
+	e.str("InstanceNumber", "1")
+	e.str("PatientOrientation")
+	e.str("ImageComments", fmt.Sprintf("%s. Analysed by %s: no finding.", Legend, model))
+	e.str("DerivationDescription", loString(strings.Join(lines[1:3], "; ")))
+	src := &elems{}
+	src.str("ReferencedSOPClassUID", getString(h, "SOPClassUID"))
+	src.str("ReferencedSOPInstanceUID", getString(h, "SOPInstanceUID"))
+	src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
+	e.seq("SourceImageSequence", src)
+
+	img := image.NewRGBA(image.Rect(0, 0, noFindingCols, noFindingRows))
+	draw.Draw(img, img.Bounds(), image.NewUniform(color.RGBA{0, 0, 0, 255}), image.Point{}, draw.Src)
+	d := &font.Drawer{Dst: img, Face: basicfont.Face7x13}
+	for i, l := range lines {
+		d.Src = image.NewUniform(color.RGBA{255, 255, 255, 255})
+		if i == 0 {
+			d.Src = image.NewUniform(color.RGBA{0, 255, 0, 255})
+		}
+		d.Dot = fixed.P(8, 20+18*i)
+		d.DrawString(l)
+	}
+	drawLegend(img)
+	rgb := make([]byte, 0, noFindingRows*noFindingCols*3)
+	for i := 0; i < len(img.Pix); i += 4 {
+		rgb = append(rgb, img.Pix[i], img.Pix[i+1], img.Pix[i+2])
+	}
+	rgbPixels(e, noFindingRows, noFindingCols, rgb)
+	part10, err := encode(e, SecondaryCaptureImageStorage, sop)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{
+		SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: ExplicitVRLittleEndian,
+		StudyInstanceUID: study, SeriesInstanceUID: res.SeriesUID(KindSC), Part10: part10,
+	}, nil
+}
+
+// NoFindingText is what the "no finding" page says, line by line.
+func NoFindingText(a *Analysis) []string {
+	res := a.Result
+	p := a.Params
+	scope := fmt.Sprintf("%d slices", len(res.Sources))
+	if res.StackLabel != "" {
+		scope += ", " + res.StackLabel
+	}
+	return []string{
+		fmt.Sprintf("Analysed by %s %s: no finding", nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0")),
+		fmt.Sprintf("%s, result version %d", scope, res.version()),
+		fmt.Sprintf("Limits: pixel score > %.4g, peak >= %.4g, volume >= %g mm3", p.PixelThreshold, p.PeakThreshold, p.MinVolumeMM3),
+		"No region passed them. This is not a diagnosis.",
+	}
 }

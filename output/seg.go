@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/suyashkumar/dicom"
+
+	"anomalynode/inference/findings"
 )
 
 // Coded concepts the SEG uses (PS3.16).
@@ -61,7 +63,8 @@ type SEGOptions struct {
 	AllSlices bool
 	// ContentLabel is a CS (upper case, at most 16 characters).
 	ContentLabel string
-	// SegmentLabel names the one segment.
+	// SegmentLabel names the one segment of a per-pixel SEG (a model without
+	// finding calibration); finding segments are named by their finding.
 	SegmentLabel string
 	// SegmentType is the segmented property type; default SCT 52988006 Lesion.
 	SegmentType Code
@@ -69,6 +72,9 @@ type SEGOptions struct {
 	CIELab [3]int
 	// Equipment describes this software.
 	Equipment Equipment
+	// MaxSegments is how many findings of a stack get a segment of their own
+	// (Analyse reads it; 0 means DefaultMaxSegments).
+	MaxSegments int
 }
 
 func (o SEGOptions) withDefaults() SEGOptions {
@@ -123,24 +129,134 @@ func loString(s string) string {
 type SEGFrame struct {
 	// Source is the index into SeriesResult.Sources.
 	Source int
+	// Segment is the frame's segment number (1 in a per-pixel SEG).
+	Segment int
 }
 
-// BuildSEG builds the BINARY Segmentation of a scored series: one 1-bit frame
+// BuildSEG builds the BINARY Segmentation of a scored series with per-pixel
+// masks (a model without finding calibration): one segment, one 1-bit frame
 // per source slice with any anomalous pixel (every slice with
 // opts.AllSlices), ordered along the slice normal, each on its source's exact
-// geometry. A series without findings still gets a valid SEG with one empty
-// frame on its first slice, so a viewer can show "nothing found".
+// geometry. A series without anomalous pixels still gets a valid SEG with one
+// empty frame on its first slice, so a viewer can show "nothing found".
 func BuildSEG(res *SeriesResult, opts SEGOptions) (*Object, error) {
-	obj, _, err := buildSEG(res, opts)
+	obj, _, err := buildSEG(&Analysis{Result: res}, opts)
 	return obj, err
 }
 
 // BuildSEGFrames is BuildSEG that also says which source each frame covers.
 func BuildSEGFrames(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
-	return buildSEG(res, opts)
+	return buildSEG(&Analysis{Result: res}, opts)
 }
 
-func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
+// BuildAnalysisSEG builds the SEG of one analysed stack. Calibrated, it has
+// one segment per finding (segment k is finding k, its label giving volume
+// and peak score) up to a.MaxSegments, and one "Other findings" segment for
+// the rest; a segment has frames only on the slices it covers (every slice
+// with opts.AllSlices). It is an error to ask for the SEG of a stack with no
+// finding: such a stack gets the "no finding" page instead (BuildNoFindingSC).
+// Not calibrated, it is BuildSEG of the stack.
+func BuildAnalysisSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
+	if a.NoFinding() {
+		return nil, nil, fmt.Errorf("%w: no finding, so no SEG", ErrBadSource)
+	}
+	return buildSEG(a, opts)
+}
+
+// segmentSpec is one segment of a SEG: its number, how it reads in a viewer,
+// and which pixels of a source slice belong to it.
+type segmentSpec struct {
+	number             int
+	label, description string
+	params             string
+	cielab             [3]int
+	// mask returns the segment's pixels on source i (nil: none).
+	mask func(i int) []bool
+}
+
+// findingColours are the display colours of finding segments (PCS-Lab
+// scaled to 0..65535), cycled: red, yellow, green, cyan, magenta, orange.
+var findingColours = [][3]int{
+	{34891, 53479, 50166}, {63479, 27421, 57312}, {57568, 17476, 51328},
+	{59405, 21588, 29060}, {38911, 56062, 22148}, {45311, 42663, 61237},
+}
+
+// segments describes the segments of a's SEG.
+func segments(a *Analysis, opts SEGOptions) []segmentSpec {
+	res := a.Result
+	model := fmt.Sprintf("model_sha256=%s", res.Model.SHA256)
+	if !a.Calibrated {
+		return []segmentSpec{{
+			number: 1, label: opts.SegmentLabel, description: fmt.Sprintf("Pixels scoring above %g", res.Threshold),
+			params: fmt.Sprintf("threshold=%g %s", res.Threshold, model), cielab: opts.CIELab,
+			mask: func(i int) []bool { return res.Sources[i].Mask },
+		}}
+	}
+	p := a.Params
+	params := fmt.Sprintf("pixel_threshold=%g peak_threshold=%g min_volume_mm3=%g %s", p.PixelThreshold, p.PeakThreshold, p.MinVolumeMM3, model)
+	labelMask := func(keep func(l uint16) bool) func(i int) []bool {
+		return func(i int) []bool {
+			var m []bool
+			for j, l := range a.Labels[i] {
+				if l != 0 && keep(l) {
+					if m == nil {
+						m = make([]bool, len(a.Labels[i]))
+					}
+					m[j] = true
+				}
+			}
+			return m
+		}
+	}
+	var out []segmentSpec
+	for _, f := range a.Findings {
+		if f.ID > a.MaxSegments {
+			break
+		}
+		id := uint16(f.ID)
+		out = append(out, segmentSpec{
+			number:      f.ID,
+			label:       fmt.Sprintf("Finding %d: %s, peak %.3g", f.ID, volumeText(f.VolumeMM3), f.Peak),
+			description: findingDescription(f),
+			params:      params, cielab: findingColours[(f.ID-1)%len(findingColours)],
+			mask: labelMask(func(l uint16) bool { return l == id }),
+		})
+	}
+	if other := a.OtherSegment(); other > 0 {
+		n, vol := 0, 0.0
+		for i, f := range a.Findings {
+			if a.Segments[i] == other {
+				n++
+				vol += f.VolumeMM3
+			}
+		}
+		first := uint16(other)
+		out = append(out, segmentSpec{
+			number:      other,
+			label:       fmt.Sprintf("Other findings: %d, %s", n, volumeText(vol)),
+			description: fmt.Sprintf("%d further findings (IDs %d and up), %s in all", n, other, volumeText(vol)),
+			params:      params, cielab: [3]int{49151, 32896, 32896}, // grey
+			mask: labelMask(func(l uint16) bool { return l >= first }),
+		})
+	}
+	return out
+}
+
+// volumeText writes a volume in cm3 (mm3 below 0.1 cm3), as a clinician reads it.
+func volumeText(mm3 float64) string {
+	if mm3 < 100 {
+		return fmt.Sprintf("%.0f mm3", mm3)
+	}
+	return fmt.Sprintf("%.2g cm3", mm3/1000)
+}
+
+func findingDescription(f findings.Finding) string {
+	return fmt.Sprintf("Finding %d: volume %.1f mm3, peak score %.4g, mean score %.4g, centroid (%.1f, %.1f, %.1f) mm, slices %d-%d",
+		f.ID, f.VolumeMM3, f.Peak, f.Mean, f.Centroid[0], f.Centroid[1], f.Centroid[2], f.FirstSlice+1, f.LastSlice+1)
+}
+
+func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
+	res := a.Result
 	opts = opts.withDefaults()
 	slices, _, err := orderedSlices(res)
 	if err != nil {
@@ -170,20 +286,29 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 		return nil, nil, fmt.Errorf("%w: no Study/Series Instance UID", ErrBadSource)
 	}
 
-	// Choose the frames: position rank k (1-based, along the normal) is the
-	// second dimension index, so frames of different versions line up.
+	// Choose the frames, segment by segment: position rank k (1-based, along
+	// the normal) is the second dimension index, so frames of different
+	// versions line up.
 	type frame struct {
-		s    slice
-		rank int
+		s       slice
+		rank    int
+		segment int
+		mask    []bool
 	}
+	segs := segments(a, opts)
 	var frames []frame
-	for k, s := range slices {
-		if opts.AllSlices || anyTrue(s.src.Mask) {
-			frames = append(frames, frame{s, k + 1})
+	for _, sg := range segs {
+		for k, s := range slices {
+			m := sg.mask(s.index)
+			if anyTrue(m) {
+				frames = append(frames, frame{s, k + 1, sg.number, m})
+			} else if opts.AllSlices {
+				frames = append(frames, frame{s, k + 1, sg.number, make([]bool, rows*cols)})
+			}
 		}
 	}
 	if len(frames) == 0 {
-		frames = []frame{{slices[0], 1}}
+		frames = []frame{{slices[0], 1, 1, slices[0].src.Mask}}
 	}
 
 	created := res.Created
@@ -207,7 +332,7 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 	e.str("Modality", "SEG")
 	e.str("SeriesInstanceUID", seriesUID)
 	e.str("SeriesNumber", strconv.Itoa(seriesNumber(opts.SeriesNumber, h, 1000)))
-	e.str("SeriesDescription", loString(fmt.Sprintf("%s v%d", opts.SeriesDescription, version)))
+	e.str("SeriesDescription", loString(fmt.Sprintf("%s v%d", opts.SeriesDescription, version)+stackSuffix(res)))
 	e.str("SeriesDate", date)
 	e.str("SeriesTime", tm)
 	e.copy(h, "BodyPartExamined", false)
@@ -229,7 +354,11 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 	e.str("ContentCreatorName")
 	e.str("SegmentationType", "BINARY")
 	e.str("SegmentsOverlap", "NO")
-	e.seq("SegmentSequence", segmentItem(res, opts))
+	items := make([]*elems, len(segs))
+	for i, sg := range segs {
+		items[i] = segmentItem(res, opts, sg)
+	}
+	e.seq("SegmentSequence", items...)
 	// Image Pixel.
 	e.num("SamplesPerPixel", 1)
 	e.str("PhotometricInterpretation", "MONOCHROME2")
@@ -274,13 +403,13 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 		deriv.seq("SourceImageSequence", src)
 		pf.seq("DerivationImageSequence", deriv)
 		fc := &elems{}
-		fc.add("DimensionIndexValues", []int{1, f.rank})
+		fc.add("DimensionIndexValues", []int{f.segment, f.rank})
 		pf.seq("FrameContentSequence", fc)
 		pp := &elems{}
 		pp.add("ImagePositionPatient", f.s.geom.ipp)
 		pf.seq("PlanePositionSequence", pp)
 		si := &elems{}
-		si.num("ReferencedSegmentNumber", 1)
+		si.num("ReferencedSegmentNumber", f.segment)
 		pf.seq("SegmentIdentificationSequence", si)
 		perFrame = append(perFrame, pf)
 	}
@@ -330,8 +459,8 @@ func buildSEG(res *SeriesResult, opts SEGOptions) (*Object, []SEGFrame, error) {
 	masks := make([][]bool, len(frames))
 	info := make([]SEGFrame, len(frames))
 	for i, f := range frames {
-		masks[i] = f.s.src.Mask
-		info[i] = SEGFrame{Source: f.s.index}
+		masks[i] = f.mask
+		info[i] = SEGFrame{Source: f.s.index, Segment: f.segment}
 	}
 	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: PackBits(masks)})
 	if len(e.list) > 0 {
@@ -383,22 +512,22 @@ func sourceInstances(ordered []slice) []sourceInstance {
 	return out
 }
 
-func segmentItem(res *SeriesResult, opts SEGOptions) *elems {
+func segmentItem(res *SeriesResult, opts SEGOptions, sg segmentSpec) *elems {
 	seg := &elems{}
-	seg.num("SegmentNumber", 1)
-	seg.str("SegmentLabel", loString(opts.SegmentLabel))
-	seg.str("SegmentDescription", loString(fmt.Sprintf("Pixels scoring above %g", res.Threshold)))
+	seg.num("SegmentNumber", sg.number)
+	seg.str("SegmentLabel", loString(sg.label))
+	seg.str("SegmentDescription", loString(sg.description))
 	seg.str("SegmentAlgorithmType", "AUTOMATIC")
 	seg.str("SegmentAlgorithmName", loString("anomalynode "+res.Model.Name))
 	alg := &elems{}
 	alg.seq("AlgorithmFamilyCodeSequence", familyAI.item())
 	alg.str("AlgorithmName", loString("anomalynode "+res.Model.Name))
 	alg.str("AlgorithmVersion", loString(opts.Equipment.SoftwareVersion+" model "+nonEmpty(res.Model.Version, "0")))
-	alg.str("AlgorithmParameters", fmt.Sprintf("threshold=%g model_sha256=%s", res.Threshold, res.Model.SHA256))
+	alg.str("AlgorithmParameters", sg.params)
 	seg.seq("SegmentationAlgorithmIdentificationSequence", alg)
 	seg.seq("SegmentedPropertyCategoryCodeSequence", CategoryMorphologicallyAbnormal.item())
 	seg.seq("SegmentedPropertyTypeCodeSequence", opts.SegmentType.item())
-	seg.num("RecommendedDisplayCIELabValue", opts.CIELab[:]...)
+	seg.num("RecommendedDisplayCIELabValue", sg.cielab[:]...)
 	return seg
 }
 
@@ -493,4 +622,12 @@ func UnpackBits(data []byte, nFrames, rows, cols int) ([][]bool, error) {
 		frames[f] = m
 	}
 	return frames, nil
+}
+
+// stackSuffix tells the stacks of a split series apart in descriptions.
+func stackSuffix(r *SeriesResult) string {
+	if r.StackLabel == "" {
+		return ""
+	}
+	return " (" + r.StackLabel + ")"
 }

@@ -44,6 +44,9 @@ const (
 func (r *SeriesResult) uidFor(kind, role string, extra ...string) string {
 	study, series := r.sourceUIDs()
 	parts := []string{study, series, r.Model.Name, r.Model.Version, strings.ToLower(r.Model.SHA256), kind, role}
+	if r.Stack != "" {
+		parts = append(parts, "stack", r.Stack)
+	}
 	return DeriveUID(append(parts, extra...)...)
 }
 
@@ -78,6 +81,12 @@ func (r *SeriesResult) SCFrameInstanceUID(sourceSOPInstanceUID string, frame int
 		return r.SCInstanceUID(sourceSOPInstanceUID)
 	}
 	return r.uidFor(KindSC, "instance", "v"+strconv.Itoa(r.version()), sourceSOPInstanceUID, "frame", strconv.Itoa(frame+1))
+}
+
+// NoFindingInstanceUID is the SOP Instance UID of the "no finding" page of
+// this result's version.
+func (r *SeriesResult) NoFindingInstanceUID() string {
+	return r.uidFor(KindSC, "no-finding", "v"+strconv.Itoa(r.version()))
 }
 
 func (r *SeriesResult) version() int {

@@ -15,6 +15,7 @@ import (
 	"anomalynode/configs"
 	"anomalynode/cuda"
 	"anomalynode/inference"
+	"anomalynode/inference/findings"
 	"anomalynode/output"
 )
 
@@ -85,6 +86,13 @@ func runScore(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	params, err := findingParams(cfg, *model, served, setup.FPR)
+	if err != nil {
+		return err
+	}
+	if params == nil {
+		e.log.Warn().Str("model", setup.ModelPath).Msg("score: the model file has no finding calibration (fit it again); masks are per pixel, about 1 % of every healthy slice is painted")
+	}
 	opts := inference.OfflineOptions{Out: *out, Model: setup.ModelPath, FPR: inference.FPRKey(setup.FPR),
 		Threshold: served.Threshold, Chunk: 2 * max(setup.Batch, 1), OnSlice: bar.step}
 	failed := 0
@@ -96,19 +104,32 @@ func runScore(ctx context.Context, e *env, args []string) error {
 			res.Sources = append(res.Sources, output.SourceSlice{Header: r.Slice.Header, Frame: r.Slice.Frame, Rows: r.Slice.Rows, Cols: r.Slice.Cols,
 				Scores: r.Map, Mask: output.BoolMask(r.Mask), Display: r.Display})
 		}
+		objects := 0
+		opts.Finish = func(sum *inference.SeriesSummary) error {
+			// The findings go into summary.json, so the outputs are built
+			// before it is written.
+			n, analyses, err := writeOutputs(filepath.Join(*out, s.UID), res, cfg, params)
+			if err != nil {
+				return err
+			}
+			objects, sum.FindingCalibration, sum.Stacks = n, params != nil, len(analyses)
+			for _, a := range analyses {
+				sum.Findings = append(sum.Findings, a.Summaries()...)
+			}
+			return nil
+		}
 		sum, err := inference.ScoreSeries(ctx, served.Engine, s, opts)
+		bar.finish()
 		if err != nil {
-			bar.finish()
 			return err
 		}
 		failed += sum.Errors
-		bar.finish()
-		objects, err := writeOutputs(filepath.Join(*out, s.UID), res, cfg)
-		if err != nil {
-			return err
+		found := "findings n/a (no calibration)"
+		if sum.FindingCalibration {
+			found = fmt.Sprintf("findings %d", sum.FindingCount)
 		}
-		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d  SEG+SC %d files\n",
-			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors, objects)
+		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d  %s  stacks %d  DICOM %d files\n",
+			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors, found, sum.Stacks, objects)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d slices or files could not be scored (see the summaries)", failed)
@@ -122,25 +143,7 @@ func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (infer
 	s := inference.ModelSetup{ModelPath: model, EmbedderPath: embedder, VerifyEmbedder: true,
 		ORTLibrary: inf.ORTLibrary, Device: inf.Device, CUDADevice: inf.CUDADevice, Threads: inf.Threads,
 		GraphOptimization: inf.GraphOptimization, Batch: inf.Batch, TopFraction: inf.TopFraction, FPR: 0.01}
-	var mc *configs.Model
-	if m, ok := cfg.Models[model]; ok {
-		mc = &m
-	} else {
-		abs, _ := filepath.Abs(model)
-		for name, m := range cfg.Models {
-			if p, _ := filepath.Abs(m.Path); p == abs {
-				m := cfg.Models[name]
-				mc = &m
-				break
-			}
-		}
-	}
-	if mc == nil && len(cfg.Models) == 1 && embedder == "" {
-		for _, m := range cfg.Models {
-			mc = &m
-		}
-		mc.Path = model
-	}
+	mc := modelConfig(cfg, model, embedder)
 	if mc != nil {
 		s.ModelPath = mc.Path
 		if s.EmbedderPath == "" {
@@ -179,6 +182,32 @@ func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (infer
 		s.NewScorer = func(m *inference.Model) (inference.Scorer, error) { return cuda.NewScorer(m, dev) }
 	}
 	return s, nil
+}
+
+// modelConfig finds the config of a model named by its config name or its
+// file (the only model of a config serves when no embedder is given); nil
+// when the config has none.
+func modelConfig(cfg *configs.Config, model, embedder string) *configs.Model {
+	var mc *configs.Model
+	if m, ok := cfg.Models[model]; ok {
+		mc = &m
+	} else {
+		abs, _ := filepath.Abs(model)
+		for name, m := range cfg.Models {
+			if p, _ := filepath.Abs(m.Path); p == abs {
+				m := cfg.Models[name]
+				mc = &m
+				break
+			}
+		}
+	}
+	if mc == nil && len(cfg.Models) == 1 && embedder == "" {
+		for _, m := range cfg.Models {
+			mc = &m
+		}
+		mc.Path = model
+	}
+	return mc
 }
 
 // progress draws a one-line bar on a terminal and nothing elsewhere.
@@ -227,28 +256,56 @@ func scoreIdentity(cfg *configs.Config, model, path string, served *inference.Se
 	return output.ModelIdentity{Name: name, Version: served.Model.Meta.Embedder.Name, SHA256: sha}, nil
 }
 
-// writeOutputs builds a scored series' SEG and SC heat maps and writes them
-// into dir as SEG_<SOPInstanceUID>.dcm and SC_<SOPInstanceUID>.dcm.
-func writeOutputs(dir string, res *output.SeriesResult, cfg *configs.Config) (int, error) {
+// findingParams are the finding limits of a served model: its finding
+// calibration at the pixel FPR, with the model config's series FPR and
+// minimum volume (the defaults without them). nil when the model file has no
+// finding calibration: the masks stay per pixel.
+func findingParams(cfg *configs.Config, model string, served *inference.Served, pixelFPR float64) (*findings.Params, error) {
+	var seriesFPR, minVolume *float64
+	if mc := modelConfig(cfg, model, ""); mc != nil {
+		seriesFPR, minVolume = mc.SeriesFPR, mc.MinVolumeMM3
+	}
+	p, ok, err := served.Model.FindingParams(pixelFPR, seriesFPR, minVolume)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// writeOutputs analyses a scored series (split into stacks, findings
+// extracted with params) and writes each stack's outputs into dir: the SEG
+// as SEG_<SOPInstanceUID>.dcm (none for a stack with no finding), the heat
+// maps or the "no finding" page as SC_<SOPInstanceUID>.dcm.
+func writeOutputs(dir string, res *output.SeriesResult, cfg *configs.Config, params *findings.Params) (int, []*output.Analysis, error) {
 	if len(res.Sources) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
-	seg, err := output.BuildSEG(res, output.SEGOptionsFrom(cfg))
+	segOpts, scOpts := output.SEGOptionsFrom(cfg), output.SCOptionsFrom(cfg)
+	analyses, err := output.Analyse(res, params, segOpts.MaxSegments)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	scs, err := output.BuildSC(res, output.SCOptionsFrom(cfg))
-	if err != nil {
-		return 0, err
-	}
-	files := map[string]*output.Object{"SEG_" + seg.SOPInstanceUID + ".dcm": seg}
-	for _, sc := range scs {
-		files["SC_"+sc.SOPInstanceUID+".dcm"] = sc
+	files := map[string]*output.Object{}
+	for _, a := range analyses {
+		if !a.NoFinding() {
+			seg, _, err := output.BuildAnalysisSEG(a, segOpts)
+			if err != nil {
+				return 0, nil, err
+			}
+			files["SEG_"+seg.SOPInstanceUID+".dcm"] = seg
+		}
+		scs, err := output.BuildAnalysisSC(a, scOpts)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, sc := range scs {
+			files["SC_"+sc.SOPInstanceUID+".dcm"] = sc
+		}
 	}
 	for name, obj := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), obj.Part10, 0o644); err != nil {
-			return 0, fmt.Errorf("write %s: %w", name, err)
+			return 0, nil, fmt.Errorf("write %s: %w", name, err)
 		}
 	}
-	return len(files), nil
+	return len(files), analyses, nil
 }

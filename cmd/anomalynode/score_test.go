@@ -18,6 +18,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"anomalynode/inference"
+	"anomalynode/inference/findings"
 	"anomalynode/inference/synth"
 	"anomalynode/inference/vit"
 	"anomalynode/output"
@@ -26,6 +27,13 @@ import (
 // scoreFixture writes a tiny ViT, a model file fitted "for" it (random
 // prototypes, real embedder sha256) and a config naming both.
 func scoreFixture(t *testing.T) (cfgPath, modelPath string) {
+	t.Helper()
+	return scoreFixtureWith(t, map[string]float32{"0.01": 0.9, "0.05": 0.8, "0.10": 0.7}, nil)
+}
+
+// scoreFixtureWith is scoreFixture with given pixel thresholds and finding
+// calibrations.
+func scoreFixtureWith(t *testing.T, thresholds map[string]float32, calib map[string]*findings.Calibration) (cfgPath, modelPath string) {
 	t.Helper()
 	dir := t.TempDir()
 	c, err := vit.Preset("tiny")
@@ -51,7 +59,8 @@ func scoreFixture(t *testing.T) (cfgPath, modelPath string) {
 		FormatVersion: inference.ModelFormatVersion, Resolution: 112, PatchSize: 14, Tau: inference.DefaultTau,
 		Embedder:      inference.EmbedderInfo{Name: "tiny", SHA256: sum, InputName: vit.InputName, OutputName: vit.OutputName},
 		Preprocessing: inference.PreprocessSpec{VOI: inference.VOIPercentile, PercentileLo: 0.5, PercentileHi: 99.5},
-		Thresholds:    map[string]float32{"0.01": 0.9, "0.05": 0.8, "0.10": 0.7},
+		Thresholds:    thresholds,
+		Findings:      calib,
 	}
 	modelPath = filepath.Join(dir, "model.safetensors")
 	if err := inference.SaveModel(modelPath, m); err != nil {
@@ -195,5 +204,84 @@ func TestScoreCommandErrors(t *testing.T) {
 	}
 	if sum.Errors != 1 || len(sum.Slices) != 2 || sum.Slices[0].Map == "" || !sum.Slices[1].Quarantine {
 		t.Fatalf("summary: %s", b)
+	}
+}
+
+// TestScoreFindings scores with a finding calibration: a model whose healthy
+// series had a region stronger than any score gets no finding and so no SEG,
+// only the "no finding" page; a model whose pixel and peak thresholds are 0
+// sees the whole volume as one finding, with its SEG segment and heat maps.
+func TestScoreFindings(t *testing.T) {
+	in := t.TempDir()
+	m, err := synth.WriteSeries(in, synth.Options{Seed: 31, Slices: 3, Rows: 60, Cols: 76, Source: synth.SourcePhantom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		threshold float32
+		peak      float32
+		want      int
+	}{{"none", 0.8, 1e6, 0}, {"whole", 0, 0, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			series := []findings.SeriesRegions{{Voxels: 1000, Regions: []findings.Region{{VolumeMM3: 1e9, Peak: tc.peak, Voxels: 1000}}}}
+			calib, err := findings.Calibrate(series, 0.05, tc.threshold, 0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfgPath, modelPath := scoreFixtureWith(t, map[string]float32{"0.05": tc.threshold}, map[string]*findings.Calibration{"0.05": calib})
+			out := t.TempDir()
+			var stdout bytes.Buffer
+			e := &env{log: zerolog.Nop(), stdout: &stdout, stderr: &stdout}
+			if err := runScore(t.Context(), e, []string{"--config", cfgPath, "--model", modelPath, "--in", in, "--out", out}); err != nil {
+				t.Fatalf("%v\n%s", err, stdout.String())
+			}
+			dir := filepath.Join(out, m.SeriesInstanceUID)
+			b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum inference.SeriesSummary
+			if err := json.Unmarshal(b, &sum); err != nil {
+				t.Fatal(err)
+			}
+			if !sum.FindingCalibration || sum.Stacks != 1 || sum.FindingCount != tc.want || len(sum.Findings) != tc.want {
+				t.Fatalf("summary: calibrated %v, %d stacks, %d findings; want %d\n%s", sum.FindingCalibration, sum.Stacks, sum.FindingCount, tc.want, b)
+			}
+			if !strings.Contains(stdout.String(), fmt.Sprintf("findings %d", tc.want)) {
+				t.Errorf("stdout does not say 'findings %d': %s", tc.want, stdout.String())
+			}
+			segs, _ := filepath.Glob(filepath.Join(dir, "SEG_*.dcm"))
+			scs, _ := filepath.Glob(filepath.Join(dir, "SC_*.dcm"))
+			if tc.want == 0 {
+				if len(segs) != 0 || len(scs) != 1 {
+					t.Fatalf("%d SEG and %d SC files, want no SEG and the one 'no finding' page", len(segs), len(scs))
+				}
+				return
+			}
+			f := sum.Findings[0]
+			if f.ID != 1 || f.Segment != 1 || f.FirstSlice != 0 || f.LastSlice != 2 || f.Voxels != 3*60*76 || f.VolumeMM3 <= 0 {
+				t.Errorf("finding %+v, want the whole 3x60x76 volume", f)
+			}
+			if len(segs) != 1 || len(scs) != 3 {
+				t.Fatalf("%d SEG and %d SC files, want 1 and 3", len(segs), len(scs))
+			}
+			data, err := os.ReadFile(segs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			seg, err := output.ReadSEG(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(seg.Frames) != 3 {
+				t.Fatalf("%d SEG frames, want 3", len(seg.Frames))
+			}
+			for _, fr := range seg.Frames {
+				if fr.SegmentNumber != 1 || slices.Contains(fr.Mask, false) {
+					t.Fatalf("frame of segment %d does not cover the slice", fr.SegmentNumber)
+				}
+			}
+		})
 	}
 }

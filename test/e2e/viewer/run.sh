@@ -153,9 +153,10 @@ produce_fixture() {
 # The series goes to `anomalynode serve` by C-STORE; the node scores it and
 # sends SEG + SC to this Orthanc (AE ARCHIVE at 127.0.0.1:$ORTHANC_DICOM) by
 # C-STORE. The source series also goes straight to Orthanc (the viewer needs
-# it; a real archive would already hold it). The model (a tiny ViT with the
-# DINOv2 contract and a DPMM fitted on synthetic normal series, as in
-# scripts/demo.sh) is cached in .e2e/node-model/. E2E_NODE_CONFIG may name a
+# it; a real archive would already hold it). The model (the signal backbone,
+# mkvit --preset signal, and a DPMM with its finding calibration fitted on
+# synthetic normal series, as in scripts/demo.sh) is cached in
+# .e2e/node-model/. A healthy series goes the same way. E2E_NODE_CONFIG may name a
 # config of your own; @ORTHANC_DICOM@, @NODE_DICOM@, @NODE_ADMIN@, @RUN@ and
 # @MODEL@ in it are replaced.
 node_config() {
@@ -168,7 +169,7 @@ dimse: {listen: "127.0.0.1:@NODE_DICOM@", ae_title: ANOMALYNODE}
 ingest: {series_timeout: 3s, min_free_bytes: 104857600}
 inference: {threads: 2, batch: 4}
 models:
-  mr-brain: {path: "@MODEL@/model.dpmm", embedder: "@MODEL@/tiny.onnx", fpr: 0.01}
+  mr-brain: {path: "@MODEL@/model.dpmm", embedder: "@MODEL@/signal.onnx", fpr: 0.01}
 destinations:
   archive: {address: "127.0.0.1:@ORTHANC_DICOM@", called_ae: ARCHIVE, calling_ae: ANOMALYNODE}
 export: {max_attempts: 5, backoff_initial: 1s, backoff_max: 10s}
@@ -187,17 +188,26 @@ produce_node() {
   if [ -n "${E2E_NODE_CONFIG:-}" ]; then cat "$E2E_NODE_CONFIG"; else node_config; fi |
     sed -e "s|@ORTHANC_DICOM@|$ORTHANC_DICOM|g" -e "s|@NODE_DICOM@|$NODE_DICOM|g" \
       -e "s|@NODE_ADMIN@|$NODE_ADMIN|g" -e "s|@RUN@|$RUN|g" -e "s|@MODEL@|$model|g" >"$cfg"
-  if [ ! -f "$model/model.dpmm" ]; then
+  # The recipe is part of the cache: another one fits again.
+  local recipe="signal robust-voi train 4x24 val 4x24 K100 e12"
+  if [ ! -f "$model/model.dpmm" ] || [ "$(cat "$model/recipe" 2>/dev/null)" != "$recipe" ]; then
+    # The signal backbone (fixed image features with the DINOv2 IO contract,
+    # not DINOv2) with the robust VOI, so the node's findings are the painted
+    # lesion (docs/mkvit.md); series as long as the fixture's (24 slices).
     say "making the node's model (cached in $model)"
-    "$BIN" mkvit --out "$model/tiny.onnx" --preset tiny --seed 1 >/dev/null || return 1
-    rm -rf "$model/normal" "$model/val"
-    "$BIN" synth --out "$model/normal" --series 4 --slices 12 --seed 100 >/dev/null || return 1
-    "$BIN" synth --out "$model/val" --series 2 --slices 12 --seed 200 >/dev/null || return 1
-    "$BIN" fit --config "$cfg" --normal "$model/normal" --val "$model/val" --out "$model/model.dpmm.tmp" \
+    "$BIN" mkvit --out "$model/signal.onnx" --preset signal >/dev/null || return 1
+    rm -rf "$model/normal" "$model/val" "$model/cache"
+    "$BIN" synth --out "$model/normal" --series 4 --slices 24 --seed 100 >/dev/null || return 1
+    "$BIN" synth --out "$model/val" --series 4 --slices 24 --seed 200 >/dev/null || return 1
+    "$BIN" fit --config "$cfg" --normal "$model/normal" --val "$model/val" --out "$model/model.dpmm.tmp" --voi robust \
       --components 100 --epochs 12 --batch 8 --seed 1 --cache "$model/cache" >"$RUN/node/fit.log" 2>&1 ||
       { tail -20 "$RUN/node/fit.log" >&2; return 1; }
     mv "$model/model.dpmm.tmp" "$model/model.dpmm"
+    echo "$recipe" >"$model/recipe"
   fi
+  # A healthy subject too: the node must send it no SEG (no overlay), only
+  # its "no finding" page.
+  "$BIN" synth --out "$RUN/data/healthy" --slices 24 --seed 8 >/dev/null || return 1
   store "$RUN/data/series/images/"*.dcm "$RUN/data/multiframe/enhanced.dcm" || return 1
   "$BIN" serve --config "$cfg" >"$RUN/node/serve.log" 2>&1 &
   local node_pid=$!
@@ -210,7 +220,9 @@ produce_node() {
   curl -fs "http://127.0.0.1:$NODE_ADMIN/readyz" >/dev/null 2>&1 || { say "the node is not ready"; tail -20 "$RUN/node/serve.log" >&2; return 1; }
   # The classic series and the multi-frame case's Enhanced MR instance (a
   # study of its own) go to the node together.
-  dcmsend -q -aet E2E -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" "$RUN/data/series/images/"*.dcm "$RUN/data/multiframe/enhanced.dcm" || return 1
+  store "$RUN/data/healthy/images/"*.dcm || return 1
+  dcmsend -q -aet E2E -aec ANOMALYNODE 127.0.0.1 "$NODE_DICOM" "$RUN/data/series/images/"*.dcm "$RUN/data/multiframe/enhanced.dcm" \
+    "$RUN/data/healthy/images/"*.dcm || return 1
   # Wait for a SEG and an SC series that are not the fixture's in both
   # studies (the negatives are stored later).
   local study fseg fsc mfstudy mfseg
@@ -219,20 +231,22 @@ produce_node() {
   fsc=$(jq -r .fixture_sc_series_uid "$RUN/data/truth.json")
   mfstudy=$(jq -r .multiframe.study_uid "$RUN/data/truth.json")
   mfseg=$(jq -r .multiframe.seg_series_uid "$RUN/data/truth.json")
+  hstudy=$(jq -r .study_instance_uid "$RUN/data/healthy/manifest.json")
   new_series() { # STUDY MODALITY EXCLUDED-UID
     curl -fs "$ORTHANC/dicom-web/studies/$1/series?Modality=$2" 2>/dev/null |
       jq -e --arg x "$3" '[.[]["0020000E"].Value[0] | select(. != $x)] | length > 0' >/dev/null 2>&1
   }
   for ((i = 0; i < 600; i++)); do
-    if new_series "$study" SEG "$fseg" && new_series "$study" OT "$fsc" &&
-      new_series "$mfstudy" SEG "$mfseg" && new_series "$mfstudy" OT -; then
+    # Every series gets an OT series from the node (heat maps, or the "no
+    # finding" page); a SEG only where it found something, judged below.
+    if new_series "$study" OT "$fsc" && new_series "$mfstudy" OT - && new_series "$hstudy" OT -; then
       sleep 3 # let the last heat maps arrive
       return 0
     fi
     kill -0 "$node_pid" 2>/dev/null || { say "the node exited"; break; }
     sleep 0.5
   done
-  say "the node did not deliver SEG + SC within 300 s; log tail:"
+  say "the node did not deliver its outputs within 300 s; log tail:"
   tail -20 "$RUN/node/serve.log" >&2
   return 1
 }
@@ -253,14 +267,14 @@ store "$RUN/data/negative/"*.dcm || die "storing the negative SEGs"
 "$E2E/bin/fixture" cases --orthanc "$ORTHANC" --truth "$RUN/data/truth.json" \
   --out "$RUN/cases.json" --probe-dir "$RUN/probes" || die "listing the cases"
 has_test() { jq -e --arg t "$1" '[.cases[] | select(.test == $t)] | length > 0' "$RUN/cases.json" >/dev/null; }
-for p in $([ "$PRODUCER" = both ] && echo "fixture node" || echo "$PRODUCER"); do
-  has_test "seg-$p" || die "no SEG from the $p in Orthanc"
-  has_test "sc-$p" || die "no SC from the $p in Orthanc"
-done
+has_test "seg-fixture" || [ "$PRODUCER" = node ] || die "no SEG from the fixture in Orthanc"
+has_test "sc-fixture" || [ "$PRODUCER" = node ] || die "no SC from the fixture in Orthanc"
+# The node sends a SEG only when it finds something: none for the lesion
+# series is a failed test (it missed the lesion), not a broken run.
+node_missed=()
 case "$PRODUCER" in fixture | both) has_test seg-multiframe || die "no multi-frame SEG from the fixture in Orthanc" ;; esac
 case "$PRODUCER" in node | both)
-  has_test seg-node-multiframe || die "no SEG from the node for the multi-frame instance in Orthanc"
-  has_test sc-node-multiframe || die "no SC from the node for the multi-frame instance in Orthanc"
+  for t in seg-node seg-node-multiframe; do has_test "$t" || node_missed+=("$t"); done
   ;;
 esac
 
@@ -282,6 +296,27 @@ if [ "$PRODUCER" != fixture ]; then
     passed=$((passed + 1))
   else
     echo "TEST FAIL node-multiframe-vs-classic: $cmp_detail"
+    failed=$((failed + 1))
+  fi
+fi
+for t in "${node_missed[@]}"; do
+  echo "TEST FAIL $t: the node sent no SEG for the lesion series (no finding; its 'no finding' page only)"
+  failed=$((failed + 1))
+done
+# The healthy series: the node sent its "no finding" page and no SEG, so the
+# viewer has no overlay to show for it (what Orthanc holds is what OHIF lists).
+if [ "$PRODUCER" != fixture ]; then
+  hstudy=$(jq -r .study_instance_uid "$RUN/data/healthy/manifest.json")
+  count() { # MODALITY: instances of it in the healthy study
+    curl -fs -X POST "$ORTHANC/tools/find" \
+      -d "{\"Level\":\"Instance\",\"Query\":{\"StudyInstanceUID\":\"$hstudy\",\"Modality\":\"$1\"}}" | jq length
+  }
+  hseg=$(count SEG) hot=$(count OT)
+  if [ "${hseg:-0}" = 0 ] && [ "${hot:-0}" = 1 ]; then
+    echo "TEST PASS node-healthy-no-overlay: no SEG series, one 'no finding' page"
+    passed=$((passed + 1))
+  else
+    echo "TEST FAIL node-healthy-no-overlay: ${hseg:-?} SEG series and ${hot:-?} OT instances for the healthy series (want 0 and 1)"
     failed=$((failed + 1))
   fi
 fi

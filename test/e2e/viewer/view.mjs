@@ -41,6 +41,9 @@ const limits = {
   maxCentroidMM: env('E2E_MAX_CENTROID_MM', 3),
   scMaxCentroidMM: env('E2E_SC_MAX_CENTROID_MM', 6),
   maxEmptyFraction: env('E2E_MAX_EMPTY_FRACTION', 0.05),
+  // The node's overlay against the painted lesion (issue 19).
+  nodeMinDice: env('E2E_NODE_MIN_DICE', 0.5),
+  nodeMaxCentroidMM: env('E2E_NODE_MAX_CENTROID_MM', 5),
 };
 const { truth, cases: allCases } = JSON.parse(fs.readFileSync(casesPath, 'utf8'));
 // E2E_CASES (a regular expression on the check names) runs some of them only.
@@ -346,6 +349,20 @@ async function runSEG(page, c, res) {
   if (m.overlayPx && m.centroidDistanceMM > limits.maxCentroidMM) res.failures.push(`overlay centroid ${m.centroidDistanceMM.toFixed(2)} mm from the lesion's (max ${limits.maxCentroidMM})`);
 
   mark(res, 'lesion slice');
+  if (c.judge_lesion) {
+    // The node's overlay must also be the painted lesion: on the lesion's
+    // largest slice, overlay against the painted mask.
+    const pl = await showSlice(page, source, painted.image_position_patient, painted.frame);
+    const pshot = path.join(artifacts, `${slug(c.name)}-3-painted.png`);
+    const p = await measure(page, pshot, { viewportId: pl.viewportId, mask: painted.mask_b64, colour, centroid: centroidOf(painted) });
+    res.screenshots.push(pshot);
+    res.metrics.paintedLesion = p;
+    if (p.dice < limits.nodeMinDice) res.failures.push(`the node's overlay does not cover the painted lesion: Dice ${p.dice.toFixed(3)} < ${limits.nodeMinDice}`);
+    if (!p.overlayPx || p.centroidDistanceMM > limits.nodeMaxCentroidMM) {
+      res.failures.push(`the node's overlay centroid is ${p.overlayPx ? p.centroidDistanceMM.toFixed(2) + ' mm' : 'nowhere'} from the painted lesion's (max ${limits.nodeMaxCentroidMM} mm)`);
+    }
+    mark(res, 'painted lesion');
+  }
   if (!empty) {
     res.notes.push('every slice has findings: no lesion-free slice to check');
     return;
@@ -409,7 +426,7 @@ for (const c of cases) {
   const mm = (v) => (v === undefined ? '-' : `${v.toFixed(2)} mm`);
   const summary = !ls ? '' : c.kind === 'sc'
     ? `coloured ${ls.overlayPx}px, findings ${ls.truthPx}px of which coloured ${ls.truePositivePx}px, largest blob ${mm(ls.largestBlobDistanceMM)} from their centroid`
-    : `overlay ${ls.overlayPx}px, ${c.target ? 'node findings' : 'lesion'} ${ls.truthPx}px, Dice ${ls.dice.toFixed(3)}, centroid ${mm(ls.centroidDistanceMM)} from the lesion's; lesion-free slice ${res.metrics.emptySlice ? res.metrics.emptySlice.overlayPx : '-'}px`;
+    : `overlay ${ls.overlayPx}px, ${c.target ? 'node findings' : 'lesion'} ${ls.truthPx}px, Dice ${ls.dice.toFixed(3)}, centroid ${mm(ls.centroidDistanceMM)} from the lesion's; lesion-free slice ${res.metrics.emptySlice ? res.metrics.emptySlice.overlayPx : '-'}px${res.metrics.paintedLesion ? `; painted lesion: Dice ${res.metrics.paintedLesion.dice.toFixed(3)}, centroid ${mm(res.metrics.paintedLesion.centroidDistanceMM)}` : ''}`;
   const verdict = res.error ? `ERROR ${res.error}` : res.failures.length ? `MISMATCH ${res.failures.join('; ')}` : 'OK';
   log(`${c.name}: ${verdict} ${summary ? '(' + summary + ')' : ''} [${res.seconds.toFixed(1)}s]`);
   log(`  steps: ${res.steps.join(', ')}`);
