@@ -122,7 +122,9 @@ func TestPoisonWork(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, func() string {
 		return fmt.Sprintf("set aside %v times, want 2", n.metrics().Sum("anomalynode_ingest_work_dead_lettered_total"))
-	}, func() bool { return n.metrics().Sum("anomalynode_ingest_work_dead_lettered_total", `stage="slice"`) == 2 })
+	}, func() bool {
+		return n.metrics().Sum("anomalynode_ingest_work_dead_lettered_total", `stage="slice"`) == 2
+	})
 	if listed, err := runBin("exports", "poison", "--config", n.cfgPath); err != nil || !strings.Contains(listed, "1 work item(s) set aside") {
 		t.Errorf("after the replay: %v\n%s", err, listed)
 	}
