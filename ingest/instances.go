@@ -1,0 +1,126 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The instance stream holds each received data set that fits in one message
+// as exactly one message, subject <prefix>.instance.<hash of the SOP Instance
+// UID>, with its transfer syntax and UIDs in the headers. One synced write per
+// instance instead of the object store's two (chunk + meta record) and its two
+// lookups (docs/ingest.md, "Where the time goes"). The stream keeps one
+// message per subject and refuses a second one (discard new per subject), so
+// "a stored object never changes under a queued work item" is enforced by the
+// server in the same write, with no lookup before it. Data sets larger than
+// one message (Enhanced multi-frame objects) still stream through the object
+// store in chunks; OpenInstance reads either. The stream has the node's
+// replica count, so in nats.url mode every node reads the bytes from the
+// cluster like before.
+
+// inlineSlack is what a message needs besides the data set (headers, subject)
+// below the server's max payload.
+const inlineSlack = 64 << 10
+
+// openInstanceStream creates (or opens) the stream of single-message
+// instances.
+func (s *Service) openInstanceStream(ctx context.Context, retention time.Duration) error {
+	st, err := s.js.JetStream.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: s.js.Name("INSTANCE_DATA"), Subjects: []string{s.instSubj + ".*"},
+		Description: "received DICOM data sets, one message each, by SOP Instance UID",
+		Storage:     jetstream.FileStorage, Replicas: s.js.Replicas, MaxAge: retention,
+		// One message per instance; a second copy is refused by the server,
+		// so the first stored bytes never change under their work item.
+		MaxMsgsPerSubject: 1, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: instance stream: %w", err)
+	}
+	s.inst = st
+	return nil
+}
+
+// inlineLimit is the largest data set stored as one message.
+func (s *Service) inlineLimit() int64 {
+	lim := s.js.Conn.MaxPayload() - inlineSlack
+	if lim < 0 {
+		return 0
+	}
+	return lim
+}
+
+// instanceSubject is the subject of an instance's message.
+func (s *Service) instanceSubject(sopInstanceUID string) string {
+	return uidKey(s.instSubj+".", sopInstanceUID)
+}
+
+// bufPool recycles the buffers data sets are read into; buffers grown past
+// pooledBufMax (multi-frame objects) are left to the collector.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const pooledBufMax = 4 << 20
+
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= pooledBufMax {
+		b.Reset()
+		bufPool.Put(b)
+	}
+}
+
+// putInline stores one data set as one synced message. kept is true when a
+// copy of the instance was already stored (the server refused the second
+// message); storedTS is then that copy's transfer syntax.
+func (s *Service) putInline(ctx context.Context, sop, ts, class, series string, data []byte) (kept bool, storedTS string, err error) {
+	subj := s.instanceSubject(sop)
+	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{
+		"Transfer-Syntax-UID": []string{ts},
+		"SOP-Class-UID":       []string{class},
+		"SOP-Instance-UID":    []string{sop},
+		"Series-Instance-UID": []string{series},
+	}}
+	_, perr := s.js.JetStream.PublishMsg(ctx, msg)
+	if perr == nil {
+		return false, ts, nil
+	}
+	// Refused: either a copy is there (discard new per subject) or the store
+	// failed. Only a stored copy makes this a success.
+	raw, err := s.inst.GetLastMsgForSubject(ctx, subj)
+	if err == nil {
+		return true, raw.Header.Get("Transfer-Syntax-UID"), nil
+	}
+	return false, "", fmt.Errorf("%w: put %s: %v", ErrUnavailable, sop, perr)
+}
+
+// inlineSyntax says whether an instance is stored as one message, and with
+// which transfer syntax.
+func (s *Service) inlineSyntax(ctx context.Context, sop string) (found bool, ts string, err error) {
+	raw, err := s.inst.GetLastMsgForSubject(ctx, s.instanceSubject(sop))
+	switch {
+	case err == nil:
+		return true, raw.Header.Get("Transfer-Syntax-UID"), nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, "", nil
+	}
+	return false, "", err
+}
+
+// openInline returns an instance stored as one message (found false when it
+// is not stored that way).
+func (s *Service) openInline(ctx context.Context, sop string) (rc io.ReadCloser, ts string, found bool, err error) {
+	raw, err := s.inst.GetLastMsgForSubject(ctx, s.instanceSubject(sop))
+	switch {
+	case err == nil:
+		return io.NopCloser(bytes.NewReader(raw.Data)), raw.Header.Get("Transfer-Syntax-UID"), true, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, "", false, nil
+	}
+	return nil, "", false, err
+}
