@@ -75,10 +75,10 @@ func putBuf(b *bytes.Buffer) {
 	}
 }
 
-// putInline stores one data set as one synced message. kept is true when a
-// copy of the instance was already stored (the server refused the second
-// message); storedTS is then that copy's transfer syntax.
-func (s *Service) putInline(ctx context.Context, sop, ts, class, series string, data []byte) (kept bool, storedTS string, err error) {
+// putInline stores one data set as one synced message and returns the stored
+// bytes' transfer syntax and size: those of the copy already stored, when
+// there is one (the server refused the second message).
+func (s *Service) putInline(ctx context.Context, sop, ts, class, series string, data []byte) (storedTS string, size int64, err error) {
 	subj := s.instanceSubject(sop)
 	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{
 		"Transfer-Syntax-UID": []string{ts},
@@ -88,28 +88,28 @@ func (s *Service) putInline(ctx context.Context, sop, ts, class, series string, 
 	}}
 	_, perr := s.js.JetStream.PublishMsg(ctx, msg)
 	if perr == nil {
-		return false, ts, nil
+		return ts, int64(len(data)), nil
 	}
 	// Refused: either a copy is there (discard new per subject) or the store
 	// failed. Only a stored copy makes this a success.
 	raw, err := s.inst.GetLastMsgForSubject(ctx, subj)
 	if err == nil {
-		return true, raw.Header.Get("Transfer-Syntax-UID"), nil
+		return raw.Header.Get("Transfer-Syntax-UID"), int64(len(raw.Data)), nil
 	}
-	return false, "", fmt.Errorf("%w: put %s: %v", ErrUnavailable, sop, perr)
+	return "", 0, fmt.Errorf("%w: put %s: %v", ErrUnavailable, sop, perr)
 }
 
-// inlineSyntax says whether an instance is stored as one message, and with
-// which transfer syntax.
-func (s *Service) inlineSyntax(ctx context.Context, sop string) (found bool, ts string, err error) {
+// inlineStored says whether an instance is stored as one message, with
+// which transfer syntax and size.
+func (s *Service) inlineStored(ctx context.Context, sop string) (found bool, ts string, size int64, err error) {
 	raw, err := s.inst.GetLastMsgForSubject(ctx, s.instanceSubject(sop))
 	switch {
 	case err == nil:
-		return true, raw.Header.Get("Transfer-Syntax-UID"), nil
+		return true, raw.Header.Get("Transfer-Syntax-UID"), int64(len(raw.Data)), nil
 	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return false, "", nil
+		return false, "", 0, nil
 	}
-	return false, "", err
+	return false, "", 0, err
 }
 
 // openInline returns an instance stored as one message (found false when it

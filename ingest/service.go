@@ -410,14 +410,13 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 			putBuf(buf)
 			return res, err
 		}
-		res.Size = int64(buf.Len())
-		_, ts, err := s.putInline(ctx, res.SOPInstanceUID, in.TransferSyntaxUID, h.Str(tag.SOPClassUID), res.SeriesInstanceUID, buf.Bytes())
+		ts, size, err := s.putInline(ctx, res.SOPInstanceUID, in.TransferSyntaxUID, h.Str(tag.SOPClassUID), res.SeriesInstanceUID, buf.Bytes())
 		if err != nil {
 			// Not returned to the pool: a failed publish may still hold it.
 			return res, err
 		}
 		putBuf(buf)
-		storedTS = ts
+		storedTS, res.Size = ts, size
 	default:
 		info, ts, err := s.putObject(ctx, res, h, len(prefix), in.TransferSyntaxUID, io.MultiReader(bytes.NewReader(buf.Bytes()), src), src)
 		if err != nil {
@@ -507,16 +506,15 @@ func truncated(h *Header, n int64) error {
 // copy is already stored as one message. It returns the stored size and the
 // stored bytes' transfer syntax.
 func (s *Service) putObject(ctx context.Context, res Result, h *Header, prefixLen int, ts string, r io.Reader, src *errReader) (*jetstream.ObjectInfo, string, error) {
-	found, kts, err := s.inlineSyntax(ctx, res.SOPInstanceUID)
+	found, kts, size, err := s.inlineStored(ctx, res.SOPInstanceUID)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: stat %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
 	if found {
-		n, err := io.Copy(io.Discard, r)
-		if err != nil {
+		if _, err := io.Copy(io.Discard, r); err != nil {
 			return nil, "", fmt.Errorf("%w: %v", ErrSourceRead, err)
 		}
-		return &jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: res.SOPInstanceUID}, Size: uint64(n)}, kts, nil
+		return &jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: res.SOPInstanceUID}, Size: uint64(size)}, kts, nil
 	}
 	meta := jetstream.ObjectMeta{
 		Name: res.SOPInstanceUID,
