@@ -25,7 +25,8 @@ import (
 // (TCP_NODELAY=1, one association, waiting for each response) sends 300
 // 512x512 16-bit slices to the in-process dimse.Server twice, once with a
 // handler that only reads the data set (the wire and DIMSE cost) and once with
-// the Service (received -> durable -> response). Then the durable steps are
+// the Service (received -> durable -> response), and once more with a
+// consumer taking the work at the same time. Then the durable steps are
 // timed alone on the same store: the lookups (series record, object store),
 // the data set's synced write, the work item's synced write. Run it with
 // -cpuprofile for the profile.
@@ -92,12 +93,20 @@ func BenchmarkStorescuSteps(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// The same again while a consumer takes the work (series record update,
+	// acknowledgement: the synced writes of the next stage) on the same disk.
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer rcancel()
+	go svc.Run(rctx, Consumers{Slices: &recorder{}, Completions: &recorder{}})
+	consuming := send(node, write("consumed"))
 	rounds := time.Duration(b.N)
 	b.ReportMetric(float64(n)/(nodeT/rounds).Seconds(), "inst/s")
 	b.ReportMetric(float64(n)/(rawT/rounds).Seconds(), "raw-inst/s")
 	b.ReportMetric(per(nodeT/rounds), "ms/inst")
 	b.ReportMetric(per(rawT/rounds), "wire-ms/inst")
 	b.ReportMetric(per(nodeH/rounds), "accept-ms/inst")
+	b.ReportMetric(float64(n)/consuming.Seconds(), "consuming-inst/s")
+	rcancel()
 
 	// The durable steps alone, n times each, on the same store.
 	ctx := context.Background()
