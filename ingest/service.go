@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -461,85 +460,6 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	s.m.storedBytes.Add(float64(res.Size))
 	s.m.storeSeconds.Observe(s.now().Sub(start).Seconds())
 	return res, nil
-}
-
-// lookup is what Accept must know about an instance before storing it.
-type lookup struct {
-	// dup: the instance's series record lists it (dispatched before).
-	dup bool
-	// object: a copy of the instance in the object store, if any.
-	object *jetstream.ObjectInfo
-	err    error
-}
-
-// lookup reads the series record and the object store for sop.
-func (s *Service) lookup(ctx context.Context, series, sop string) lookup {
-	dup, err := s.seriesHas(ctx, series, sop)
-	if err != nil {
-		return lookup{err: fmt.Errorf("%w: series index: %v", ErrUnavailable, err)}
-	}
-	if dup {
-		return lookup{dup: true}
-	}
-	info, err := s.objects.GetInfo(ctx, sop)
-	switch {
-	case err == nil && !info.Deleted:
-		return lookup{object: info}
-	case err == nil || errors.Is(err, jetstream.ErrObjectNotFound):
-		return lookup{}
-	}
-	return lookup{err: fmt.Errorf("%w: stat %s: %v", ErrUnavailable, sop, err)}
-}
-
-// truncated refuses a data set whose pixel data value is shorter than
-// declared (n bytes of the data set were read after the header prefix): the
-// sender or the file was cut off.
-func truncated(h *Header, n int64) error {
-	if h.HasPixelData && h.PixelDataLength != tag.VLUndefinedLength && n < int64(h.PixelDataLength) {
-		return fmt.Errorf("%w: pixel data truncated (%d of %d bytes)", ErrMalformed, n, h.PixelDataLength)
-	}
-	return nil
-}
-
-// putObject streams a data set too large for one message into the object
-// store in chunks (Enhanced multi-frame objects of hundreds of MB), unless a
-// copy is already stored as one message. It returns the stored size and the
-// stored bytes' transfer syntax.
-func (s *Service) putObject(ctx context.Context, res Result, h *Header, prefixLen int, ts string, r io.Reader, src *errReader) (*jetstream.ObjectInfo, string, error) {
-	found, kts, size, err := s.inlineStored(ctx, res.SOPInstanceUID)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: stat %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
-	}
-	if found {
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return nil, "", fmt.Errorf("%w: %v", ErrSourceRead, err)
-		}
-		return &jetstream.ObjectInfo{ObjectMeta: jetstream.ObjectMeta{Name: res.SOPInstanceUID}, Size: uint64(size)}, kts, nil
-	}
-	meta := jetstream.ObjectMeta{
-		Name: res.SOPInstanceUID,
-		// 1 MiB chunks: every record costs one synced write.
-		Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize(s.js.Conn.MaxPayload())},
-		Headers: nats.Header{
-			"Transfer-Syntax-UID": []string{ts},
-			"SOP-Class-UID":       []string{h.Str(tag.SOPClassUID)},
-			"Series-Instance-UID": []string{res.SeriesInstanceUID},
-		},
-	}
-	info, err := s.objects.Put(ctx, meta, r)
-	if err != nil {
-		if src.err != nil {
-			return nil, "", fmt.Errorf("%w: %v", ErrSourceRead, src.err)
-		}
-		return nil, "", fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
-	}
-	if err := truncated(h, int64(info.Size)-int64(prefixLen)); err != nil {
-		// The object was never queued; remove it so a complete re-send
-		// replaces it.
-		_ = s.objects.Delete(ctx, res.SOPInstanceUID)
-		return nil, "", err
-	}
-	return info, ts, nil
 }
 
 func (s *Service) checkSpace() error {
