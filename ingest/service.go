@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -117,10 +116,14 @@ func chunkSize(maxPayload int64) uint32 {
 // (Accept, ServeStore), and Run feeds the queued work to the next stages and
 // tracks series to completion.
 type Service struct {
-	js        *JS
-	log       zerolog.Logger
-	router    atomic.Pointer[Router]
-	objects   jetstream.ObjectStore
+	js      *JS
+	log     zerolog.Logger
+	router  atomic.Pointer[Router]
+	objects jetstream.ObjectStore
+	// inst holds the data sets stored as one message each (instances.go);
+	// instSubj is its subject prefix.
+	inst      jetstream.Stream
+	instSubj  string
 	series    jetstream.KeyValue
 	workName  string
 	workSubj  string
@@ -186,8 +189,8 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		js: js, log: log, cfg: cfg.Ingest, dataDir: cfg.Node.DataDir,
 		workName: js.Name("WORK"), workSubj: js.Subject("work.slice"),
 		doneName: js.Name("SERIES_DONE"), doneSubj: js.Subject("series.complete"),
-		deadSubj: js.Subject("work.dead"),
-		now:      time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond, retryDelay: backoff,
+		deadSubj: js.Subject("work.dead"), instSubj: js.Subject("instance"),
+		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond, retryDelay: backoff,
 	}
 	s.router.Store(router)
 	j := js.JetStream
@@ -197,6 +200,9 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: object store: %w", err)
+	}
+	if err := s.openInstanceStream(ctx, cfg.Ingest.Retention); err != nil {
+		return nil, err
 	}
 	s.series, err = j.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: js.Name("SERIES"), Description: "open and completed series",
@@ -345,30 +351,41 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	// Copies of one instance arriving at once are stored one at a time: the
 	// later copy finds the first stored and is discarded.
 	defer s.accepting.lock(res.SOPInstanceUID)()
+	// The lookups (series record, an object-store copy) run while the rest
+	// of the data set is still arriving, so their round trips hide behind
+	// the network.
+	look := make(chan lookup, 1)
+	go func() { look <- s.lookup(ctx, res.SeriesInstanceUID, res.SOPInstanceUID) }()
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Write(prefix)
+	limit := s.inlineLimit()
+	_, rerr := io.CopyN(buf, src, limit-int64(len(prefix))+1)
+	lk := <-look
+	if rerr != nil && rerr != io.EOF {
+		putBuf(buf)
+		return res, fmt.Errorf("%w: %v", ErrSourceRead, rerr)
+	}
+	inline := int64(buf.Len()) <= limit
 	// Duplicates: an instance already in its series record was dispatched
 	// before; one still waiting in the work queue is caught by the message ID
 	// below. Either way the copy is not queued again.
-	dup, err := s.seriesHas(ctx, res.SeriesInstanceUID, res.SOPInstanceUID)
-	if err != nil {
-		return res, fmt.Errorf("%w: series index: %v", ErrUnavailable, err)
+	if lk.err != nil {
+		putBuf(buf)
+		return res, lk.err
 	}
-	if dup {
+	discardRest := func() error {
+		putBuf(buf)
 		if _, err := io.Copy(io.Discard, src); err != nil {
-			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
+			return fmt.Errorf("%w: %v", ErrSourceRead, err)
+		}
+		return nil
+	}
+	if lk.dup {
+		if err := discardRest(); err != nil {
+			return res, err
 		}
 		res.Outcome = Duplicate
 		return res, nil
-	}
-	meta := jetstream.ObjectMeta{
-		Name: res.SOPInstanceUID,
-		// 1 MiB chunks: a typical slice is one chunk plus the meta record,
-		// and every record costs one synced write.
-		Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize(s.js.Conn.MaxPayload())},
-		Headers: nats.Header{
-			"Transfer-Syntax-UID": []string{in.TransferSyntaxUID},
-			"SOP-Class-UID":       []string{h.Str(tag.SOPClassUID)},
-			"Series-Instance-UID": []string{res.SeriesInstanceUID},
-		},
 	}
 	// An object stored by an attempt whose work item never got queued (a
 	// crash in between) is kept as it was: a stored object never changes
@@ -376,32 +393,37 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	// The work item names the transfer syntax of the bytes actually stored,
 	// which for a kept object is not this copy's.
 	storedTS := in.TransferSyntaxUID
-	info, err := s.objects.GetInfo(ctx, res.SOPInstanceUID)
 	switch {
-	case err == nil && !info.Deleted:
-		if _, err := io.Copy(io.Discard, src); err != nil {
-			return res, fmt.Errorf("%w: %v", ErrSourceRead, err)
+	case lk.object != nil:
+		if err := discardRest(); err != nil {
+			return res, err
 		}
-		if ts := objectSyntax(info); ts != "" {
+		res.Size = int64(lk.object.Size)
+		if ts := objectSyntax(lk.object); ts != "" {
 			storedTS = ts
 		}
-	case err == nil || errors.Is(err, jetstream.ErrObjectNotFound):
-		info, err = s.objects.Put(ctx, meta, io.MultiReader(bytes.NewReader(prefix), src))
-		if err != nil {
-			if src.err != nil {
-				return res, fmt.Errorf("%w: %v", ErrSourceRead, src.err)
-			}
-			return res, fmt.Errorf("%w: put %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
+	case inline:
+		// The whole data set is here: a short pixel data value is refused
+		// before anything is stored.
+		if err := truncated(h, int64(buf.Len()-len(prefix))); err != nil {
+			putBuf(buf)
+			return res, err
 		}
+		ts, size, err := s.putInline(ctx, res.SOPInstanceUID, in.TransferSyntaxUID, h.Str(tag.SOPClassUID), res.SeriesInstanceUID, buf.Bytes())
+		if err != nil {
+			// Not returned to the pool: a failed publish may still hold it.
+			return res, err
+		}
+		putBuf(buf)
+		storedTS, res.Size = ts, size
 	default:
-		return res, fmt.Errorf("%w: stat %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
-	}
-	res.Size = int64(info.Size)
-	if h.HasPixelData && h.PixelDataLength != tag.VLUndefinedLength && src.n-int64(len(prefix)) < int64(h.PixelDataLength) {
-		// A short pixel data value: the sender or the file was cut off. The
-		// object was never queued; remove it so a complete re-send replaces it.
-		_ = s.objects.Delete(ctx, res.SOPInstanceUID)
-		return res, fmt.Errorf("%w: pixel data truncated (%d of %d bytes)", ErrMalformed, src.n-int64(len(prefix)), h.PixelDataLength)
+		info, ts, err := s.putObject(ctx, res, h, len(prefix), in.TransferSyntaxUID, io.MultiReader(bytes.NewReader(buf.Bytes()), src), src)
+		if err != nil {
+			return res, err
+		}
+		putBuf(buf)
+		res.Size = int64(info.Size)
+		storedTS = ts
 	}
 	item := workItem{
 		SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: h.Str(tag.SOPClassUID),
@@ -460,6 +482,11 @@ func (s *Service) checkSpace() error {
 // OpenInstance returns the stored bare data set of an instance and its
 // transfer syntax.
 func (s *Service) OpenInstance(ctx context.Context, sopInstanceUID string) (io.ReadCloser, string, error) {
+	if rc, ts, found, err := s.openInline(ctx, sopInstanceUID); err != nil {
+		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)
+	} else if found {
+		return rc, ts, nil
+	}
 	r, err := s.objects.Get(ctx, sopInstanceUID)
 	if err != nil {
 		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)

@@ -1,0 +1,91 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestInlineInstance: a slice is stored as one message of the instance
+// stream (nothing in the object store), reads back byte for byte with its
+// syntax, and a second copy in another syntax leaves the first one as it
+// was, the work item naming the stored syntax.
+func TestInlineInstance(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	ctx := context.Background()
+	in := inst{series: "7.1", sop: "7.1.1", pixels: 512 * 512 * 2}
+	if r := accept(t, svc, in); r.Outcome != Stored || r.Size != int64(len(in.dataSet())) {
+		t.Fatalf("outcome %v size %d", r.Outcome, r.Size)
+	}
+	if _, err := svc.objects.GetInfo(ctx, in.sop); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Fatalf("object store: %v, want not found", err)
+	}
+	si, err := svc.inst.Info(ctx)
+	if err != nil || si.State.Msgs != 1 {
+		t.Fatalf("instance stream: %v messages (%v), want 1", si, err)
+	}
+	second := in
+	second.implicit = true
+	if r := accept(t, svc, second); r.Outcome != Duplicate {
+		t.Fatalf("second copy: outcome %v, want duplicate (queued by message ID)", r.Outcome)
+	}
+	rc, ts, err := svc.OpenInstance(ctx, in.sop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	if ts != ExplicitVRLittleEndian || !bytes.Equal(data, in.dataSet()) {
+		t.Fatalf("read back %d bytes in %s, want the first copy (%d bytes, explicit VR)", len(data), ts, len(in.dataSet()))
+	}
+	checkStoredSyntax(t, svc, 1)
+}
+
+// TestInlineTruncatedRefused: a data set whose pixel data is shorter than
+// declared is refused before anything is stored, and a complete re-send is
+// stored.
+func TestInlineTruncatedRefused(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	in := inst{series: "7.2", sop: "7.2.1", pixels: 4096}
+	ds := in.dataSet()
+	_, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: in.ts(),
+		DataSet: bytes.NewReader(ds[:len(ds)-100])})
+	if !errors.Is(err, ErrMalformed) {
+		t.Fatalf("truncated: %v, want ErrMalformed", err)
+	}
+	if si, err := svc.inst.Info(context.Background()); err != nil || si.State.Msgs != 0 {
+		t.Fatalf("instance stream after a refused copy: %v (%v), want empty", si.State.Msgs, err)
+	}
+	if r := accept(t, svc, in); r.Outcome != Stored {
+		t.Fatalf("complete re-send: %v", r.Outcome)
+	}
+}
+
+// TestLargeAfterInline: a copy too large for one message (uncompressed)
+// after a copy stored as one message (say, compressed) keeps the first: the
+// object store gets nothing.
+func TestLargeAfterInline(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	small := inst{series: "7.3", sop: "7.3.1", pixels: 1024}
+	ctx := context.Background()
+	if _, _, err := svc.putInline(ctx, small.sop, small.ts(), ctImage, small.series, small.dataSet()); err != nil {
+		t.Fatal(err)
+	}
+	big := small
+	big.pixels = int(svc.inlineLimit()) + 1<<20
+	big.implicit = true
+	if r := accept(t, svc, big); r.Outcome != Stored || r.Size != int64(len(small.dataSet())) {
+		t.Fatalf("outcome %v size %d, want stored with the kept copy's size %d", r.Outcome, r.Size, len(small.dataSet()))
+	}
+	if _, err := svc.objects.GetInfo(ctx, small.sop); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Fatalf("object store: %v, want not found", err)
+	}
+	checkStoredSyntax(t, svc, 1)
+}
