@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -122,12 +121,7 @@ func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
 			Msg("inference: routed to a model this node does not serve; slice set aside")
 		return sl.DeadLetter(ctx, "unknown model "+model)
 	}
-	rc, err := sl.OpenPart10(ctx)
-	if err != nil {
-		return fmt.Errorf("inference: open %s: %w", sl.SOPInstanceUID, err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
+	data, err := sl.ReadPart10(ctx)
 	if err != nil {
 		return fmt.Errorf("inference: read %s: %w", sl.SOPInstanceUID, err)
 	}

@@ -115,6 +115,29 @@ func (s *Slice) OpenPart10(ctx context.Context) (io.ReadCloser, error) {
 	return part10Reader(r, s.SOPClassUID, s.SOPInstanceUID, ts), nil
 }
 
+// ReadPart10 reads the whole stored instance as DICOM Part-10 bytes (see
+// OpenPart10). A read that may have raced replication (not found, or a
+// digest mismatch from a replica holding part of the object) is retried for
+// DefaultReadRaceBudget (SetReadRaceBudget), so a slice is never failed for a replica's lag.
+func (s *Slice) ReadPart10(ctx context.Context) ([]byte, error) {
+	data, n, err := ReadRetrying(ctx, func(ctx context.Context) ([]byte, error) {
+		rc, err := s.OpenPart10(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: read %s: %w", s.SOPInstanceUID, err)
+		}
+		return b, nil
+	})
+	if err == nil && n > 1 {
+		s.svc.log.Info().Str("sop", s.SOPInstanceUID).Int("attempts", n).Msg("ingest: instance read after retries (a replica was catching up)")
+	}
+	return data, err
+}
+
 // Ack records the slice as processed in its series and acknowledges the work
 // item, waiting for the server to confirm. Call it only once the consumer's own
 // results are durable.

@@ -458,9 +458,12 @@ func (s *Service) checkSpace() error {
 }
 
 // OpenInstance returns the stored bare data set of an instance and its
-// transfer syntax.
+// transfer syntax. A "not found" that may come from a replica still catching
+// up is retried for DefaultReadRaceBudget (SetReadRaceBudget) before it is returned.
 func (s *Service) OpenInstance(ctx context.Context, sopInstanceUID string) (io.ReadCloser, string, error) {
-	r, err := s.objects.Get(ctx, sopInstanceUID)
+	r, _, err := ReadRetrying(ctx, func(ctx context.Context) (jetstream.ObjectResult, error) {
+		return s.objects.Get(ctx, sopInstanceUID)
+	})
 	if err != nil {
 		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)
 	}
