@@ -250,6 +250,21 @@ func (e *errReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// progressReader reports each read that returns bytes as progress to a
+// stall watchdog.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
+}
+
 // Accept makes one instance durable: it reads the header up to the pixel data,
 // routes it, and - unless ignored or a duplicate - streams the data set into the
 // object store and queues a work item. It returns only after both are durable;
@@ -272,7 +287,22 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (res Result, err err
 			s.m.refused.WithLabelValues(refusal(err)).Inc()
 		}
 	}()
-	res, err = s.accept(ctx, in)
+	// Every offer gets an answer within a bound: a store that makes no
+	// progress for store_timeout (JetStream slow or unreachable) refuses the
+	// instance as unavailable (A700) instead of leaving the sender waiting.
+	bound := s.cfg.StoreTimeout
+	if bound <= 0 {
+		bound = 10 * time.Second
+	}
+	sctx, progress, release := withStallTimeout(ctx, bound)
+	defer release()
+	in.DataSet = &progressReader{r: in.DataSet, progress: progress}
+	res, err = s.accept(sctx, in)
+	if err != nil && stalled(sctx) && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%v): %v", ErrStoreTimeout, bound, err)
+		s.log.Warn().Err(err).Str("sop", res.SOPInstanceUID).Str("series", res.SeriesInstanceUID).Str("source", in.Source.Kind).
+			Str("calling_ae", in.Source.CallingAE).Str("path", in.Source.Path).Msg("ingest: store did not answer in time; instance refused (A700), the sender keeps it")
+	}
 	if err != nil {
 		s.m.refused.WithLabelValues(refusal(err)).Inc()
 		return res, err
