@@ -125,6 +125,9 @@ func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
 	if err != nil {
 		return fmt.Errorf("inference: read %s: %w", sl.SOPInstanceUID, err)
 	}
+	// The slice waits in the model's queue and batch: keep it ours until
+	// finish answers it, so a short ack_wait never redelivers live work.
+	sl.Hold()
 	job := Job{Input: Input{Data: data}, Done: func(results []*Result, err error) {
 		w.waiting.Dec()
 		w.finish(context.WithoutCancel(ctx), sl, model, results, err)

@@ -82,6 +82,9 @@ type Slice struct {
 
 	svc *Service
 	msg jetstream.Msg
+	// kept: the consumer called Hold, so the heartbeat goes on after
+	// ConsumeSlice returns.
+	kept bool
 }
 
 // Open returns the stored bare data set (no preamble or file meta) in
@@ -145,6 +148,7 @@ func (s *Slice) Ack(ctx context.Context) error {
 	if err := s.svc.markDone(ctx, s.SeriesInstanceUID, s.SOPInstanceUID); err != nil {
 		return err
 	}
+	s.svc.held.release(s.msg)
 	if err := s.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("ingest: ack %s: %w", s.SOPInstanceUID, err)
 	}
@@ -154,6 +158,7 @@ func (s *Slice) Ack(ctx context.Context) error {
 
 // Nak asks for redelivery after delay.
 func (s *Slice) Nak(delay time.Duration) error {
+	s.svc.held.release(s.msg)
 	if err := s.msg.NakWithDelay(delay); err != nil {
 		return fmt.Errorf("ingest: nak %s: %w", s.SOPInstanceUID, err)
 	}
@@ -175,6 +180,7 @@ func (s *Slice) Term(ctx context.Context, reason string) error {
 	if err := s.svc.markDone(ctx, s.SeriesInstanceUID, s.SOPInstanceUID); err != nil {
 		return err
 	}
+	s.svc.held.release(s.msg)
 	if err := s.msg.TermWithReason(reason); err != nil {
 		return fmt.Errorf("ingest: term %s: %w", s.SOPInstanceUID, err)
 	}
@@ -216,6 +222,7 @@ type SeriesCompletion struct {
 
 // Ack acknowledges the completion (the finaliser's outputs are committed).
 func (c *SeriesCompletion) Ack(ctx context.Context) error {
+	c.svc.held.release(c.msg)
 	if err := c.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("ingest: ack completion %s: %w", c.SeriesInstanceUID, err)
 	}
@@ -224,6 +231,7 @@ func (c *SeriesCompletion) Ack(ctx context.Context) error {
 
 // Nak asks for redelivery after delay.
 func (c *SeriesCompletion) Nak(delay time.Duration) error {
+	c.svc.held.release(c.msg)
 	if err := c.msg.NakWithDelay(delay); err != nil {
 		return fmt.Errorf("ingest: nak completion %s: %w", c.SeriesInstanceUID, err)
 	}

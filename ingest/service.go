@@ -139,6 +139,9 @@ type Service struct {
 	// accepting serialises Accepts of one SOP Instance UID, so that copies
 	// arriving at once (in different transfer syntaxes) store one object.
 	accepting keyedMutex
+	// held are the work items handed to a consumer and not yet answered;
+	// heartbeat keeps them from being redelivered.
+	held holdings
 }
 
 // keyedMutex is a mutex per key, held only while in use.
@@ -546,6 +549,7 @@ func (s *Service) Run(ctx context.Context, c Consumers) error {
 		start(func(ctx context.Context) error { return s.runCompletions(ctx, c.Completions) })
 	}
 	start(s.runTracker)
+	start(s.heartbeat)
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
@@ -627,7 +631,13 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			Delivery: delivery, WorkSequence: seq, svc: s, msg: msg,
 		}
 		s.m.dispatched.Inc()
+		s.held.hold(msg, "slice "+it.SOPInstanceUID)
 		err = s.guard("slice consumer", func() error { return sc.ConsumeSlice(ctx, sl) })
+		if err == nil && !sl.kept {
+			// Returned without Hold: an item not answered yet is the
+			// consumer's to answer, or to be redelivered after ack_wait.
+			s.held.release(msg)
+		}
 		if err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
 				_ = sl.Nak(s.retryDelay(delivery))
@@ -638,6 +648,7 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			if err := sl.Fail(context.WithoutCancel(ctx), err); err != nil {
 				s.log.Error().Err(err).Str("sop", it.SOPInstanceUID).Msg("ingest: failed slice not handed back; it is redelivered after ack_wait")
 			}
+			s.held.release(msg)
 		}
 	})
 }
@@ -654,7 +665,11 @@ func (s *Service) runCompletions(ctx context.Context, cc CompletionConsumer) err
 			sc.Delivery = int(md.NumDelivered)
 		}
 		sc.msg, sc.svc = msg, s
+		s.held.hold(msg, "completion "+sc.SeriesInstanceUID)
 		err := s.guard("completion consumer", func() error { return cc.ConsumeCompletion(ctx, &sc) })
+		if err == nil {
+			s.held.release(msg)
+		}
 		if err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
 				_ = sc.Nak(s.retryDelay(sc.Delivery))
@@ -665,6 +680,7 @@ func (s *Service) runCompletions(ctx context.Context, cc CompletionConsumer) err
 			if err := sc.Fail(context.WithoutCancel(ctx), err); err != nil {
 				s.log.Error().Err(err).Str("series", sc.SeriesInstanceUID).Msg("ingest: failed completion not handed back; it is redelivered after ack_wait")
 			}
+			s.held.release(msg)
 		}
 	})
 }
