@@ -115,6 +115,35 @@ func (c *natsCluster) url() string {
 	return strings.Join(u, ",")
 }
 
+// notCurrent lists the streams (as STREAM@server) with a replica that is
+// not current.
+func (c *natsCluster) notCurrent(t testing.TB) []string {
+	conn, err := nats.Connect(c.url())
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer conn.Close()
+	js, _ := jetstream.New(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var lag []string
+	l := js.ListStreams(ctx)
+	for si := range l.Info() {
+		if si.Cluster == nil {
+			continue
+		}
+		for _, r := range si.Cluster.Replicas {
+			if !r.Current {
+				lag = append(lag, si.Config.Name+"@"+r.Name)
+			}
+		}
+	}
+	if err := l.Err(); err != nil {
+		lag = append(lag, err.Error())
+	}
+	return lag
+}
+
 // clusterWork returns a probe of the shared work: slices and series
 // completions waiting or handed out and not yet acknowledged.
 func clusterWork(t testing.TB, c *natsCluster) func() int {
@@ -358,6 +387,7 @@ func TestClusterScaleOut(t *testing.T) {
 	nc.stop(victim)
 	time.Sleep(3 * time.Second)
 	nc.start(victim)
+	restarted := time.Now()
 	t.Logf("NATS server n%d restarted", victim+1)
 	wg.Wait()
 	for _, err := range errs {
@@ -399,6 +429,16 @@ func TestClusterScaleOut(t *testing.T) {
 		m := n.metrics()
 		t.Logf("%s: scored %v slices, stored %v instances", n.cfg.name, m.Sum("anomalynode_slices_scored_total"), m.Sum("anomalynode_ingest_instances_stored_total"))
 	}
+
+	// How long the restarted server's replicas take to be current again
+	// (a measurement for docs/scaleout.md, not an assertion: it is NATS's
+	// own catch-up).
+	if lag := nc.notCurrent(t); len(lag) > 0 {
+		waitFor(t, 60*time.Second, func() string { return fmt.Sprintf("replicas not current: %v", nc.notCurrent(t)) }, func() bool {
+			return len(nc.notCurrent(t)) == 0
+		})
+	}
+	t.Logf("every stream replica current %v after the NATS restart", time.Since(restarted).Round(100*time.Millisecond))
 
 	// Nothing dead-lettered, in the shared streams (either node's config
 	// reads them).
