@@ -61,7 +61,29 @@ type Node struct {
 	DataDir string `yaml:"data_dir"`
 	// Name identifies this node in logs and metrics.
 	Name string `yaml:"name"`
+	// Role is what this node runs: "all" (the default: DICOM listener,
+	// watched folders, inference, SEG/SC export), "receiver" (listener,
+	// watched folders and series tracking; no model is loaded, routing still
+	// names models for the workers) or "worker" (inference, series tracking
+	// and export; no DICOM listener, no watched folders). The split roles
+	// share an external NATS cluster (nats.url).
+	Role string `yaml:"role"`
 }
+
+// Node roles (node.role).
+const (
+	RoleAll      = "all"
+	RoleReceiver = "receiver"
+	RoleWorker   = "worker"
+)
+
+// Receives reports whether the node runs the DICOM listener and the watched
+// folders.
+func (n Node) Receives() bool { return n.Role != RoleWorker }
+
+// Works reports whether the node loads its models and runs inference, the
+// finaliser and the export queue.
+func (n Node) Works() bool { return n.Role != RoleReceiver }
 
 // Log configures logging.
 type Log struct {
@@ -84,6 +106,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Node.Name == "" {
 		c.Node.Name = "anomalynode"
+	}
+	if c.Node.Role == "" {
+		c.Node.Role = RoleAll
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -189,6 +214,15 @@ func (c *Config) Validate() error {
 		p.add("log.format", "must be json, console or auto, not %q", c.Log.Format)
 	}
 	c.Admin.validate(&p, "admin")
+	switch c.Node.Role {
+	case RoleAll:
+	case RoleReceiver, RoleWorker:
+		if c.NATS.URL == "" {
+			p.add("node.role", "%q shares its work with other nodes through an external NATS cluster: set nats.url", c.Node.Role)
+		}
+	default:
+		p.add("node.role", "must be all, receiver or worker, not %q", c.Node.Role)
+	}
 	c.DIMSE.validate(&p, "dimse")
 	c.NATS.validate(&p, "nats")
 	c.Ingest.validate(&p, "ingest")

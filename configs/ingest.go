@@ -101,8 +101,16 @@ type Ingest struct {
 	// instance index.
 	DuplicateWindow time.Duration `yaml:"duplicate_window"`
 	// AckWait is how long a consumer may hold a work item without acknowledging
-	// it (or signalling progress) before it is redelivered.
+	// it (or signalling progress) before it is redelivered. A node signals
+	// progress on every item it holds every ack_wait/3, so this bounds how
+	// long the work of a crashed node waits before another node takes it
+	// over; default 30s.
 	AckWait time.Duration `yaml:"ack_wait"`
+	// StoreTimeout bounds how long the store may make no progress on an
+	// offered instance (JetStream slow or unreachable) before the C-STORE is
+	// answered A700 (out of resources) and a watched file is left for a
+	// retry; default 10s.
+	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// MaxDeliver bounds redeliveries of one work item (then it is dropped and
 	// logged); -1 retries forever.
 	MaxDeliver int `yaml:"max_deliver"`
@@ -158,7 +166,10 @@ func (i *Ingest) setDefaults() {
 		i.DuplicateWindow = 10 * time.Minute
 	}
 	if i.AckWait == 0 {
-		i.AckWait = 5 * time.Minute
+		i.AckWait = 30 * time.Second
+	}
+	if i.StoreTimeout == 0 {
+		i.StoreTimeout = 10 * time.Second
 	}
 	if i.MaxDeliver == 0 {
 		i.MaxDeliver = -1
@@ -203,6 +214,9 @@ func (i *Ingest) validate(p *problems, path string) {
 	}
 	if i.AckWait < time.Second {
 		p.add(path+".ack_wait", "must be at least 1s")
+	}
+	if i.StoreTimeout < 100*time.Millisecond {
+		p.add(path+".store_timeout", "must be at least 100ms")
 	}
 	if i.MaxDeliver < -1 || i.MaxDeliver == 0 {
 		p.add(path+".max_deliver", "must be -1 (forever) or at least 1")

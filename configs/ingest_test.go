@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -12,7 +13,7 @@ func TestIngestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := c.Ingest
-	if in.SeriesTimeout != 30*time.Second || in.AckWait != 5*time.Minute || in.MaxDeliver != -1 ||
+	if in.SeriesTimeout != 30*time.Second || in.AckWait != 30*time.Second || in.StoreTimeout != 10*time.Second || in.MaxDeliver != -1 ||
 		in.DuplicateWindow != 10*time.Minute || in.MaxHeaderBytes != 64<<20 {
 		t.Errorf("unexpected defaults: %+v", in)
 	}
@@ -21,6 +22,38 @@ func TestIngestDefaults(t *testing.T) {
 	}
 	if c.NATS.Prefix != "ANOMALYNODE" || c.NATS.Replicas != 1 {
 		t.Errorf("unexpected nats defaults: %+v", c.NATS)
+	}
+	if c.Node.Role != RoleAll || !c.Node.Receives() || !c.Node.Works() {
+		t.Errorf("unexpected node role default: %+v", c.Node)
+	}
+}
+
+// TestNodeRole: receiver and worker need an external NATS; other names are
+// refused with their line.
+func TestNodeRole(t *testing.T) {
+	for _, tc := range []struct {
+		yaml, err       string
+		receives, works bool
+	}{
+		{yaml: "node: {role: receiver}\nnats: {url: nats://a:4222}\n", receives: true},
+		{yaml: "node: {role: worker}\nnats: {url: nats://a:4222}\n", works: true},
+		{yaml: "node: {role: worker}\n", err: "t.yaml:1: node.role: \"worker\" shares its work"},
+		{yaml: "node: {role: gpu}\n", err: "node.role: must be all, receiver or worker"},
+	} {
+		c, err := Parse([]byte(tc.yaml), "t.yaml")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+			continue
+		}
+		if c.Node.Receives() != tc.receives || c.Node.Works() != tc.works {
+			t.Errorf("%q: receives %v works %v", tc.yaml, c.Node.Receives(), c.Node.Works())
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -122,15 +121,13 @@ func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
 			Msg("inference: routed to a model this node does not serve; slice set aside")
 		return sl.DeadLetter(ctx, "unknown model "+model)
 	}
-	rc, err := sl.OpenPart10(ctx)
-	if err != nil {
-		return fmt.Errorf("inference: open %s: %w", sl.SOPInstanceUID, err)
-	}
-	data, err := io.ReadAll(rc)
-	rc.Close()
+	data, err := sl.ReadPart10(ctx)
 	if err != nil {
 		return fmt.Errorf("inference: read %s: %w", sl.SOPInstanceUID, err)
 	}
+	// The slice waits in the model's queue and batch: keep it ours until
+	// finish answers it, so a short ack_wait never redelivers live work.
+	sl.Hold()
 	job := Job{Input: Input{Data: data}, Done: func(results []*Result, err error) {
 		w.waiting.Dec()
 		w.finish(context.WithoutCancel(ctx), sl, model, results, err)

@@ -118,6 +118,7 @@ func (c *SeriesCompletion) Fail(ctx context.Context, cause error) error {
 	}); err != nil {
 		return err
 	}
+	c.svc.held.release(c.msg)
 	if err := c.msg.TermWithReason(cause.Error()); err != nil {
 		return fmt.Errorf("ingest: term completion %s: %w", c.SeriesInstanceUID, err)
 	}

@@ -82,6 +82,9 @@ type Slice struct {
 
 	svc *Service
 	msg jetstream.Msg
+	// kept: the consumer called Hold, so the heartbeat goes on after
+	// ConsumeSlice returns.
+	kept bool
 }
 
 // Open returns the stored bare data set (no preamble or file meta) in
@@ -115,6 +118,29 @@ func (s *Slice) OpenPart10(ctx context.Context) (io.ReadCloser, error) {
 	return part10Reader(r, s.SOPClassUID, s.SOPInstanceUID, ts), nil
 }
 
+// ReadPart10 reads the whole stored instance as DICOM Part-10 bytes (see
+// OpenPart10). A read that may have raced replication (not found, or a
+// digest mismatch from a replica holding part of the object) is retried for
+// DefaultReadRaceBudget (SetReadRaceBudget), so a slice is never failed for a replica's lag.
+func (s *Slice) ReadPart10(ctx context.Context) ([]byte, error) {
+	data, n, err := ReadRetrying(ctx, func(ctx context.Context) ([]byte, error) {
+		rc, err := s.OpenPart10(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: read %s: %w", s.SOPInstanceUID, err)
+		}
+		return b, nil
+	})
+	if err == nil && n > 1 {
+		s.svc.log.Info().Str("sop", s.SOPInstanceUID).Int("attempts", n).Msg("ingest: instance read after retries (a replica was catching up)")
+	}
+	return data, err
+}
+
 // Ack records the slice as processed in its series and acknowledges the work
 // item, waiting for the server to confirm. Call it only once the consumer's own
 // results are durable.
@@ -122,6 +148,7 @@ func (s *Slice) Ack(ctx context.Context) error {
 	if err := s.svc.markDone(ctx, s.SeriesInstanceUID, s.SOPInstanceUID); err != nil {
 		return err
 	}
+	s.svc.held.release(s.msg)
 	if err := s.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("ingest: ack %s: %w", s.SOPInstanceUID, err)
 	}
@@ -131,6 +158,7 @@ func (s *Slice) Ack(ctx context.Context) error {
 
 // Nak asks for redelivery after delay.
 func (s *Slice) Nak(delay time.Duration) error {
+	s.svc.held.release(s.msg)
 	if err := s.msg.NakWithDelay(delay); err != nil {
 		return fmt.Errorf("ingest: nak %s: %w", s.SOPInstanceUID, err)
 	}
@@ -152,6 +180,7 @@ func (s *Slice) Term(ctx context.Context, reason string) error {
 	if err := s.svc.markDone(ctx, s.SeriesInstanceUID, s.SOPInstanceUID); err != nil {
 		return err
 	}
+	s.svc.held.release(s.msg)
 	if err := s.msg.TermWithReason(reason); err != nil {
 		return fmt.Errorf("ingest: term %s: %w", s.SOPInstanceUID, err)
 	}
@@ -193,6 +222,7 @@ type SeriesCompletion struct {
 
 // Ack acknowledges the completion (the finaliser's outputs are committed).
 func (c *SeriesCompletion) Ack(ctx context.Context) error {
+	c.svc.held.release(c.msg)
 	if err := c.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("ingest: ack completion %s: %w", c.SeriesInstanceUID, err)
 	}
@@ -201,6 +231,7 @@ func (c *SeriesCompletion) Ack(ctx context.Context) error {
 
 // Nak asks for redelivery after delay.
 func (c *SeriesCompletion) Nak(delay time.Duration) error {
+	c.svc.held.release(c.msg)
 	if err := c.msg.NakWithDelay(delay); err != nil {
 		return fmt.Errorf("ingest: nak completion %s: %w", c.SeriesInstanceUID, err)
 	}

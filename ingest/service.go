@@ -142,6 +142,9 @@ type Service struct {
 	// accepting serialises Accepts of one SOP Instance UID, so that copies
 	// arriving at once (in different transfer syntaxes) store one object.
 	accepting keyedMutex
+	// held are the work items handed to a consumer and not yet answered;
+	// heartbeat keeps them from being redelivered.
+	held holdings
 }
 
 // keyedMutex is a mutex per key, held only while in use.
@@ -256,6 +259,21 @@ func (e *errReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// progressReader reports each read that returns bytes as progress to a
+// stall watchdog.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
+}
+
 // Accept makes one instance durable: it reads the header up to the pixel data,
 // routes it, and - unless ignored or a duplicate - streams the data set into the
 // object store and queues a work item. It returns only after both are durable;
@@ -278,7 +296,22 @@ func (s *Service) Accept(ctx context.Context, in *Incoming) (res Result, err err
 			s.m.refused.WithLabelValues(refusal(err)).Inc()
 		}
 	}()
-	res, err = s.accept(ctx, in)
+	// Every offer gets an answer within a bound: a store that makes no
+	// progress for store_timeout (JetStream slow or unreachable) refuses the
+	// instance as unavailable (A700) instead of leaving the sender waiting.
+	bound := s.cfg.StoreTimeout
+	if bound <= 0 {
+		bound = 10 * time.Second
+	}
+	sctx, progress, release := withStallTimeout(ctx, bound)
+	defer release()
+	in.DataSet = &progressReader{r: in.DataSet, progress: progress}
+	res, err = s.accept(sctx, in)
+	if err != nil && stalled(sctx) && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%v): %v", ErrStoreTimeout, bound, err)
+		s.log.Warn().Err(err).Str("sop", res.SOPInstanceUID).Str("series", res.SeriesInstanceUID).Str("source", in.Source.Kind).
+			Str("calling_ae", in.Source.CallingAE).Str("path", in.Source.Path).Msg("ingest: store did not answer in time; instance refused (A700), the sender keeps it")
+	}
 	if err != nil {
 		s.m.refused.WithLabelValues(refusal(err)).Inc()
 		return res, err
@@ -480,22 +513,33 @@ func (s *Service) checkSpace() error {
 }
 
 // OpenInstance returns the stored bare data set of an instance and its
-// transfer syntax.
+// transfer syntax. A "not found" that may come from a replica still catching
+// up is retried for DefaultReadRaceBudget (SetReadRaceBudget) before it is returned.
 func (s *Service) OpenInstance(ctx context.Context, sopInstanceUID string) (io.ReadCloser, string, error) {
-	if rc, ts, found, err := s.openInline(ctx, sopInstanceUID); err != nil {
-		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)
-	} else if found {
-		return rc, ts, nil
+	type opened struct {
+		rc io.ReadCloser
+		ts string
 	}
-	r, err := s.objects.Get(ctx, sopInstanceUID)
+	o, _, err := ReadRetrying(ctx, func(ctx context.Context) (opened, error) {
+		// A data set that fitted one message lives in the instance stream;
+		// a larger one (or one stored before that stream) in the object store.
+		if rc, ts, found, err := s.openInline(ctx, sopInstanceUID); err != nil || found {
+			return opened{rc, ts}, err
+		}
+		r, err := s.objects.Get(ctx, sopInstanceUID)
+		if err != nil {
+			return opened{}, err
+		}
+		ts := ""
+		if info, err := r.Info(); err == nil {
+			ts = objectSyntax(info)
+		}
+		return opened{r, ts}, nil
+	})
 	if err != nil {
 		return nil, "", fmt.Errorf("ingest: open %s: %w", sopInstanceUID, err)
 	}
-	ts := ""
-	if info, err := r.Info(); err == nil {
-		ts = objectSyntax(info)
-	}
-	return r, ts, nil
+	return o.rc, o.ts, nil
 }
 
 // objectSyntax is the transfer syntax stored with an object's bytes ("" when
@@ -540,6 +584,7 @@ func (s *Service) Run(ctx context.Context, c Consumers) error {
 		start(func(ctx context.Context) error { return s.runCompletions(ctx, c.Completions) })
 	}
 	start(s.runTracker)
+	start(s.heartbeat)
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {
@@ -621,7 +666,13 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			Delivery: delivery, WorkSequence: seq, svc: s, msg: msg,
 		}
 		s.m.dispatched.Inc()
+		s.held.hold(msg, "slice "+it.SOPInstanceUID)
 		err = s.guard("slice consumer", func() error { return sc.ConsumeSlice(ctx, sl) })
+		if err == nil && !sl.kept {
+			// Returned without Hold: an item not answered yet is the
+			// consumer's to answer, or to be redelivered after ack_wait.
+			s.held.release(msg)
+		}
 		if err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
 				_ = sl.Nak(s.retryDelay(delivery))
@@ -632,6 +683,7 @@ func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {
 			if err := sl.Fail(context.WithoutCancel(ctx), err); err != nil {
 				s.log.Error().Err(err).Str("sop", it.SOPInstanceUID).Msg("ingest: failed slice not handed back; it is redelivered after ack_wait")
 			}
+			s.held.release(msg)
 		}
 	})
 }
@@ -648,7 +700,11 @@ func (s *Service) runCompletions(ctx context.Context, cc CompletionConsumer) err
 			sc.Delivery = int(md.NumDelivered)
 		}
 		sc.msg, sc.svc = msg, s
+		s.held.hold(msg, "completion "+sc.SeriesInstanceUID)
 		err := s.guard("completion consumer", func() error { return cc.ConsumeCompletion(ctx, &sc) })
+		if err == nil {
+			s.held.release(msg)
+		}
 		if err != nil {
 			if ctx.Err() != nil && !errors.Is(err, ErrPanic) {
 				_ = sc.Nak(s.retryDelay(sc.Delivery))
@@ -659,6 +715,7 @@ func (s *Service) runCompletions(ctx context.Context, cc CompletionConsumer) err
 			if err := sc.Fail(context.WithoutCancel(ctx), err); err != nil {
 				s.log.Error().Err(err).Str("series", sc.SeriesInstanceUID).Msg("ingest: failed completion not handed back; it is redelivered after ack_wait")
 			}
+			s.held.release(msg)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package output
 
 import (
+	"anomalynode/ingest"
 	"anomalynode/internal/collect"
 	"context"
 	"encoding/json"
@@ -116,6 +117,11 @@ var (
 	// ErrBadDestinationName: a destination name is not a valid subject token.
 	ErrBadDestinationName = errors.New("output: destination name must be letters, digits, '-' or '_'")
 )
+
+// objectGoneAttempts is the delivery from which a job whose object is not
+// found is dead-lettered: each delivery has retried the read for
+// ingest.the read race budget, so by then the object is gone, not lagging.
+const objectGoneAttempts = 3
 
 // shutdownGrace is how long an in-flight delivery may continue after Run's
 // context is cancelled.
@@ -368,7 +374,10 @@ func (q *Queue) handle(ctx context.Context, d Destination, msg jetstream.Msg) {
 		return
 	}
 	age := time.Since(job.Enqueued)
-	if attempt >= q.cfg.MaxAttempts || age >= q.cfg.MaxAge || errors.Is(err, jetstream.ErrObjectNotFound) {
+	// An object still missing after the read retries of several deliveries
+	// (seconds apart) is really gone: no later attempt can deliver it.
+	gone := errors.Is(err, jetstream.ErrObjectNotFound) && attempt >= objectGoneAttempts
+	if attempt >= q.cfg.MaxAttempts || age >= q.cfg.MaxAge || gone {
 		job.Attempts, job.LastError, job.DeadAt = attempt, err.Error(), time.Now().UTC()
 		data, _ := json.Marshal(job)
 		if _, perr := q.js.Publish(ctx, q.deadSubject(d.Name), data); perr != nil {
@@ -378,7 +387,7 @@ func (q *Queue) handle(ctx context.Context, d Destination, msg jetstream.Msg) {
 		}
 		_ = msg.DoubleAck(ctx)
 		q.m.dead.WithLabelValues(d.Name).Inc()
-		log.Error().Err(err).Dur("age", age).Msg("export: gave up, job dead-lettered")
+		log.Error().Err(err).Float64("age_s", age.Seconds()).Msg("export: gave up, job dead-lettered")
 		return
 	}
 	delay := q.backoff(attempt)
@@ -388,7 +397,15 @@ func (q *Queue) handle(ctx context.Context, d Destination, msg jetstream.Msg) {
 }
 
 func (q *Queue) deliver(ctx context.Context, d Destination, job Job, msg jetstream.Msg) error {
-	data, err := q.objects.GetBytes(ctx, job.Object)
+	// The job was queued after its object was stored, so "not found" (or a
+	// digest mismatch) right after is a replica that has not caught up yet,
+	// not a missing object: retried before this attempt counts as failed.
+	data, n, err := ingest.ReadRetrying(ctx, func(ctx context.Context) ([]byte, error) {
+		return q.objects.GetBytes(ctx, job.Object)
+	})
+	if n > 1 && err == nil {
+		q.log.Info().Str("job", job.ID).Int("attempts", n).Msg("export: object read after retries (a replica was catching up)")
+	}
 	if err != nil {
 		return fmt.Errorf("output: load object %s: %w", job.ID, err)
 	}

@@ -127,8 +127,11 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 	engines := map[string]*inference.Engine{}
 	models := map[string]output.ServedModel{}
 	names := make([]string, 0, len(cfg.Models))
+	// A receiver loads no model: routing still names them, for the workers.
 	for name := range cfg.Models {
-		names = append(names, name)
+		if cfg.Node.Works() {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	modelInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -174,18 +177,22 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 			return nil, err
 		}
 	}
-	dests, err := output.DestinationsFrom(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	if n.queue, err = output.NewQueue(ctx, n.js.JetStream, output.QueueConfigFrom(cfg), dests, log, n.reg); err != nil {
-		return nil, err
-	}
-	if n.fin, err = output.NewFinaliser(output.FinaliserOptions{
-		Results: results, Instances: n.svc, Queue: n.queue, Models: models,
-		SEG: output.SEGOptionsFrom(cfg), SC: output.SCOptionsFrom(cfg), Log: log, Registerer: n.reg,
-	}); err != nil {
-		return nil, err
+	// The finaliser and the export queue run where the models are: the
+	// finaliser needs each model's identity and threshold.
+	if cfg.Node.Works() {
+		dests, err := output.DestinationsFrom(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		if n.queue, err = output.NewQueue(ctx, n.js.JetStream, output.QueueConfigFrom(cfg), dests, log, n.reg); err != nil {
+			return nil, err
+		}
+		if n.fin, err = output.NewFinaliser(output.FinaliserOptions{
+			Results: results, Instances: n.svc, Queue: n.queue, Models: models,
+			SEG: output.SEGOptionsFrom(cfg), SC: output.SCOptionsFrom(cfg), Log: log, Registerer: n.reg,
+		}); err != nil {
+			return nil, err
+		}
 	}
 
 	scpCfg, err := dimseServerConfig(cfg)
@@ -193,11 +200,13 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 		return nil, err
 	}
 	n.scp = dimse.NewServer(scpCfg, n.svc, log, n.reg)
-	if n.dimseLn, err = net.Listen("tcp", cfg.DIMSE.Listen); err != nil {
-		return nil, fmt.Errorf("dimse listen: %w", err)
-	}
-	for _, wf := range cfg.Ingest.Watch {
-		n.watch = append(n.watch, ingest.NewWatcher(n.svc, wf, cfg.Node.DataDir, log))
+	if cfg.Node.Receives() {
+		if n.dimseLn, err = net.Listen("tcp", cfg.DIMSE.Listen); err != nil {
+			return nil, fmt.Errorf("dimse listen: %w", err)
+		}
+		for _, wf := range cfg.Ingest.Watch {
+			n.watch = append(n.watch, ingest.NewWatcher(n.svc, wf, cfg.Node.DataDir, log))
+		}
 	}
 	if cfg.Admin.Listen != "" {
 		if n.console, err = n.newConsole(); err != nil {
@@ -234,7 +243,7 @@ func (n *node) adminMux() *http.ServeMux {
 // no model loaded, or the disk under the free-space floor.
 func (n *node) readiness() error {
 	n.mu.Lock()
-	ready := n.ready
+	ready, works := n.ready, n.cfg.Node.Works()
 	n.mu.Unlock()
 	if !ready {
 		return errors.New("starting")
@@ -242,7 +251,7 @@ func (n *node) readiness() error {
 	if !n.js.Conn.IsConnected() {
 		return errors.New("store: not connected to NATS")
 	}
-	if len(n.served) == 0 {
+	if len(n.served) == 0 && works {
 		return errors.New("no model loaded")
 	}
 	if err := n.svc.CheckSpace(); err != nil {
@@ -293,23 +302,34 @@ func (n *node) run(ctx context.Context, grace time.Duration) error {
 			}
 		}()
 	}
-	start(&intakeWG, "dimse", func() error { return n.scp.Serve(intake, n.dimseLn) })
+	if n.dimseLn != nil {
+		start(&intakeWG, "dimse", func() error { return n.scp.Serve(intake, n.dimseLn) })
+	}
 	for _, w := range n.watch {
 		start(&intakeWG, "watch", func() error { return w.Run(intake) })
 	}
 	if n.worker != nil {
 		start(&workWG, "inference", func() error { return n.worker.Run(work) })
 	}
-	consumers := ingest.Consumers{Completions: n.fin}
+	var consumers ingest.Consumers
+	if n.fin != nil {
+		consumers.Completions = n.fin
+	}
 	if n.worker != nil {
 		consumers.Slices = n.worker
 	}
 	start(&workWG, "ingest", func() error { return n.svc.Run(work, consumers) })
-	start(&workWG, "export", func() error { return n.queue.Run(work) })
+	if n.queue != nil {
+		start(&workWG, "export", func() error { return n.queue.Run(work) })
+	}
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
-	n.log.Info().Str("dimse", n.dimseLn.Addr().String()).Str("ae", n.cfg.DIMSE.AETitle).Str("admin", n.cfg.Admin.Listen).
+	dimseAddr := "(none: worker)"
+	if n.dimseLn != nil {
+		dimseAddr = n.dimseLn.Addr().String()
+	}
+	n.log.Info().Str("role", n.cfg.Node.Role).Str("dimse", dimseAddr).Str("ae", n.cfg.DIMSE.AETitle).Str("admin", n.cfg.Admin.Listen).
 		Int("models", len(n.served)).Int("watched_folders", len(n.watch)).Bool("embedded_nats", n.js.Embedded).Msg("node: serving")
 
 	hup := make(chan os.Signal, 1)
@@ -398,6 +418,7 @@ func (n *node) reload() error {
 		"ingest.watch":  !reflect.DeepEqual(old.Ingest.Watch, cfg.Ingest.Watch),
 		"node.data_dir": old.Node.DataDir != cfg.Node.DataDir,
 		"admin":         !reflect.DeepEqual(old.Admin, cfg.Admin),
+		"node.role":     old.Node.Role != cfg.Node.Role,
 		"inference":     !reflect.DeepEqual(old.Inference, cfg.Inference),
 	} {
 		if changed {

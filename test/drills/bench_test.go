@@ -18,8 +18,27 @@ import (
 // output delivered) and the node's peak RSS while serving (/proc VmRSS).
 func BenchmarkNode(b *testing.B) {
 	setup(b)
-	const slices = 16
 	c, out := defaultConfig(b)
+	benchNode(b, c, out)
+}
+
+// BenchmarkNodeCluster is BenchmarkNode against a three-server JetStream
+// cluster on loopback (nats.url listing all three, replicas 3), the
+// scale-out setup: every write is replicated to a quorum before it is
+// acknowledged. One node; its last-slice-to-SEG sits next to the embedded
+// mode's in make bench.
+func BenchmarkNodeCluster(b *testing.B) {
+	setup(b)
+	nc := startNATSCluster(b)
+	c, out := defaultConfig(b)
+	c.natsURL, c.replicas = nc.url(), 3
+	benchNode(b, c, out)
+}
+
+// benchNode runs BenchmarkNode's measurement on a node configured by c,
+// whose folder destination is out.
+func benchNode(b *testing.B, c nodeConfig, out string) {
+	const slices = 16
 	n := startNode(b, c)
 	series := synthSeries(b, max(b.N, 2), slices, 64, 64)
 	rss := sampleRSS(n.pid(), 50*time.Millisecond)

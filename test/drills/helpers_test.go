@@ -172,6 +172,11 @@ type nodeConfig struct {
 	maxAge, backoffInitial, backoffMx string
 	maxAssociations                   int
 	syncInterval                      string
+	// natsURL (an external cluster, comma-separated servers), replicas,
+	// ackWait and storeTimeout: the scale-out drill's settings.
+	natsURL, ackWait, storeTimeout string
+	replicas                       int
+	name                           string
 }
 
 type dest struct {
@@ -181,7 +186,11 @@ type dest struct {
 func (c nodeConfig) yaml() string {
 	var b strings.Builder
 	w := func(f string, a ...any) { fmt.Fprintf(&b, f+"\n", a...) }
-	w("node:\n  name: drill\n  data_dir: %s", c.dataDir)
+	name := c.name
+	if name == "" {
+		name = "drill"
+	}
+	w("node:\n  name: %s\n  data_dir: %s", name, c.dataDir)
 	w("log:\n  level: info\n  format: json")
 	w("admin:\n  listen: %s", c.admin)
 	w("dimse:\n  listen: %s\n  ae_title: %s\n  check_called_ae: true", c.dimse, nodeAE)
@@ -201,8 +210,11 @@ func (c nodeConfig) yaml() string {
 	if c.tlsCert != "" {
 		w("  tls:\n    cert: %s\n    key: %s\n    ca: %s\n    require_client_cert: true", c.tlsCert, c.tlsKey, c.tlsCA)
 	}
-	if c.natsListen != "" || c.syncInterval != "" {
+	if c.natsListen != "" || c.syncInterval != "" || c.natsURL != "" {
 		w("nats:")
+		if c.natsURL != "" {
+			w("  url: %s\n  replicas: %d", c.natsURL, max(c.replicas, 1))
+		}
 		if c.natsListen != "" {
 			w("  listen: %s", c.natsListen)
 		}
@@ -211,6 +223,12 @@ func (c nodeConfig) yaml() string {
 		}
 	}
 	w("ingest:\n  series_timeout: %s\n  min_free_bytes: 104857600", c.seriesTimeout)
+	if c.ackWait != "" {
+		w("  ack_wait: %s", c.ackWait)
+	}
+	if c.storeTimeout != "" {
+		w("  store_timeout: %s", c.storeTimeout)
+	}
 	if c.watch != "" {
 		w("  watch:\n    - path: %s\n      done_dir: %s\n      quarantine_dir: %s\n      stable_for: 500ms", c.watch, c.watchDone, c.quarantine)
 	}

@@ -33,7 +33,7 @@ type killPoint struct {
 func TestKill9Torture(t *testing.T) {
 	setup(t)
 	c, out := defaultConfig(t)
-	// ingest.ack_wait stays at its default (5m): work the killed process
+	// ingest.ack_wait stays at its default (30s): work the killed process
 	// held must come back at the restart, not after ack_wait.
 	n := startNode(t, c)
 
