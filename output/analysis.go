@@ -217,3 +217,63 @@ func splitStacks(res *SeriesResult) ([]*SeriesResult, error) {
 	}
 	return out, nil
 }
+
+// AnalysisOptions are the builders' options for the outputs of one analysed
+// stack, and the calibration rates its report states.
+type AnalysisOptions struct {
+	SEG SEGOptions
+	SC  SCOptions
+	SR  SROptions
+	// PixelFPR and SeriesFPR are the healthy-voxel and healthy-series rates
+	// the model's limits were calibrated for.
+	PixelFPR, SeriesFPR float64
+}
+
+// AnalysisOutputs are the objects of one analysed stack.
+type AnalysisOutputs struct {
+	// SEG holds one segment per finding; nil when a calibrated stack has no
+	// finding (no overlay).
+	SEG *Object
+	// SC are the heat maps, or the one "no finding" page.
+	SC []*Object
+	// SR is the measurement report; nil when reports are off or the model
+	// has no finding calibration (it has no findings to report, only a mask).
+	SR *Object
+}
+
+// BuildAnalysis builds the outputs of one analysed stack, the same for the
+// node's finaliser and the offline 'score'.
+func BuildAnalysis(a *Analysis, o AnalysisOptions) (*AnalysisOutputs, error) {
+	out := &AnalysisOutputs{}
+	if !a.NoFinding() {
+		seg, _, err := BuildAnalysisSEG(a, o.SEG)
+		if err != nil {
+			return nil, fmt.Errorf("SEG: %w", err)
+		}
+		out.SEG = seg
+	}
+	scs, err := BuildAnalysisSC(a, o.SC)
+	if err != nil {
+		return nil, fmt.Errorf("SC: %w", err)
+	}
+	out.SC = scs
+	if a.Calibrated {
+		if out.SR, err = BuildSR(a.srInput(out.SEG, o.PixelFPR, o.SeriesFPR), o.SR); err != nil {
+			return nil, fmt.Errorf("SR: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// srInput is what the report of a calibrated stack says: its findings, each
+// with its segment in seg, and the limits they passed.
+func (a *Analysis) srInput(seg *Object, pixelFPR, seriesFPR float64) SRInput {
+	fs := make([]SRFinding, len(a.Findings))
+	for i, f := range a.Findings {
+		fs[i] = SRFinding{Finding: f, Segment: a.Segments[i]}
+	}
+	return SRInput{Result: a.Result, Findings: fs, SEG: seg, Thresholds: SRThresholds{
+		PixelThreshold: a.Params.PixelThreshold, PixelFPR: pixelFPR,
+		PeakThreshold: a.Params.PeakThreshold, SeriesFPR: seriesFPR, MinVolumeMM3: a.Params.MinVolumeMM3,
+	}}
+}

@@ -318,38 +318,48 @@ func TestStacks(t *testing.T) {
 	}
 }
 
-// TestFinaliserBuild checks what the finaliser queues per stack: a stack with
-// findings gets its SEG, heat maps and the Extra objects (handed the SEG); a
-// calibrated stack with no finding gets only the "no finding" page, and
-// Extra is handed no SEG.
-func TestFinaliserBuild(t *testing.T) {
-	var extraSEG []*Object
-	f := &Finaliser{o: FinaliserOptions{Extra: func(a *Analysis, seg *Object) ([]*Object, error) {
-		extraSEG = append(extraSEG, seg)
-		return nil, nil
-	}}}
+// TestBuildAnalysis checks the outputs of one stack: a stack with findings
+// gets its SEG, heat maps and a report whose findings reference the SEG's
+// segments with their volumes; a calibrated stack with no finding gets only
+// the "no finding" page and a report saying so; reports can be turned off.
+func TestBuildAnalysis(t *testing.T) {
 	for _, tc := range []struct {
-		lesion   bool
-		objects  int
-		classSEG bool
-	}{{true, 1 + 7, true}, {false, 1, false}} {
+		lesion bool
+		scs    int
+	}{{true, 7}, {false, 1}} {
 		res := makeSeries(t, 7, 32, 32, tc.lesion, 17).res
 		as, err := Analyse(res, &testParams, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		objs, seg, err := f.build(as[0])
+		out, err := BuildAnalysis(as[0], AnalysisOptions{PixelFPR: 0.01, SeriesFPR: 0.05})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(objs) != tc.objects || (seg != nil) != tc.classSEG || (seg != nil && objs[0] != seg) {
-			t.Fatalf("lesion %v: %d objects, SEG %v", tc.lesion, len(objs), seg != nil)
+		if len(out.SC) != tc.scs || (out.SEG != nil) != tc.lesion || out.SR == nil {
+			t.Fatalf("lesion %v: SEG %v, %d SCs, SR %v", tc.lesion, out.SEG != nil, len(out.SC), out.SR != nil)
 		}
-		if !tc.classSEG && objs[0].SOPInstanceUID != res.NoFindingInstanceUID() {
+		if !tc.lesion && out.SC[0].SOPInstanceUID != res.NoFindingInstanceUID() {
 			t.Error("a series with no finding did not get the 'no finding' page")
 		}
-		if extraSEG[len(extraSEG)-1] != seg {
-			t.Error("Extra was not handed the stack's SEG")
+		sr, err := ReadSR(out.SR.Part10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sr.Groups) != len(as[0].Findings) || sr.NoAbnormality == tc.lesion {
+			t.Fatalf("lesion %v: the report has %d findings (no abnormality %v), the stack %d", tc.lesion, len(sr.Groups), sr.NoAbnormality, len(as[0].Findings))
+		}
+		if tc.lesion {
+			if len(sr.Groups) == 0 {
+				t.Fatal("the lesion stack has no finding: the test proves nothing")
+			}
+			if err := CheckSRAgainstSEG(sr, out.SEG.Part10); err != nil {
+				t.Error(err)
+			}
+		}
+		off, err := BuildAnalysis(as[0], AnalysisOptions{SR: SROptions{Disabled: true}})
+		if err != nil || off.SR != nil {
+			t.Errorf("reports off: SR %v, err %v", off.SR != nil, err)
 		}
 	}
 }

@@ -33,6 +33,9 @@ type ServedModel struct {
 	// nil for a model file without finding calibration, whose series keep
 	// per-pixel masks.
 	Findings *findings.Params
+	// PixelFPR and SeriesFPR are the healthy-voxel and healthy-series rates
+	// Threshold and Findings were calibrated for; the report states them.
+	PixelFPR, SeriesFPR float64
 }
 
 // FinaliserOptions configures a Finaliser.
@@ -47,9 +50,10 @@ type FinaliserOptions struct {
 	Models map[string]ServedModel
 	SEG    SEGOptions
 	SC     SCOptions
-	// Extra, when set, builds further objects of an analysed stack (the SR),
-	// queued after its SEG (nil for a stack with no finding) and SCs.
-	Extra func(a *Analysis, seg *Object) ([]*Object, error)
+	SR     SROptions
+	// SRDestinations picks, from a decision's destinations, those that take
+	// measurement reports (output.SRDestinations); nil: all of them.
+	SRDestinations func(dests []string) []string
 	// Log receives one line per finalised series.
 	Log zerolog.Logger
 	// Registerer receives the finaliser's metrics (optional).
@@ -137,30 +141,47 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 			log.Warn().Msg("output: the model file has no finding calibration (fit it again); masks are per pixel, about 1 % of every healthy slice is painted")
 		}
 	}
-	var objs []*Object
-	var segUIDs []string
+	var objs, reports []*Object
+	var segUIDs, srUIDs []string
 	total := 0
+	opts := AnalysisOptions{SEG: f.o.SEG, SC: f.o.SC, SR: f.o.SR, PixelFPR: model.PixelFPR, SeriesFPR: model.SeriesFPR}
 	for _, a := range analyses {
-		built, seg, err := f.build(a)
+		built, err := BuildAnalysis(a, opts)
 		if err != nil {
 			f.series.WithLabelValues("build-failed").Inc()
 			log.Error().Err(err).Int("stack", a.Stack).Msg("output: outputs not built; series dropped")
 			return c.Ack(ctx)
 		}
-		objs = append(objs, built...)
-		if seg != nil {
-			segUIDs = append(segUIDs, seg.SOPInstanceUID)
+		if built.SEG != nil {
+			objs = append(objs, built.SEG)
+			segUIDs = append(segUIDs, built.SEG.SOPInstanceUID)
+		}
+		objs = append(objs, built.SC...)
+		if built.SR != nil {
+			reports = append(reports, built.SR)
+			srUIDs = append(srUIDs, built.SR.SOPInstanceUID)
 		}
 		total += len(a.Findings)
 	}
 	dests := c.Decision.Destinations
-	if len(dests) > 0 {
-		for _, obj := range objs {
-			if err := f.o.Queue.Enqueue(ctx, obj, dests...); err != nil {
+	srDests := dests
+	if f.o.SRDestinations != nil {
+		srDests = f.o.SRDestinations(dests)
+	}
+	for _, q := range []struct {
+		objs  []*Object
+		dests []string
+	}{{objs, dests}, {reports, srDests}} {
+		if len(q.dests) == 0 {
+			continue
+		}
+		for _, obj := range q.objs {
+			if err := f.o.Queue.Enqueue(ctx, obj, q.dests...); err != nil {
 				return fmt.Errorf("output: enqueue %s: %w", obj.SOPInstanceUID, err)
 			}
 		}
 	}
+	objs = append(objs, reports...)
 	if err := c.Ack(ctx); err != nil {
 		return err
 	}
@@ -170,7 +191,7 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 		f.findings.Observe(float64(total))
 	}
 	ev := log.Info().Int("slices", len(res.Sources)).Int("stacks", len(analyses)).Int("objects", len(objs)).
-		Strs("destinations", dests).Strs("seg", segUIDs)
+		Strs("destinations", dests).Strs("seg", segUIDs).Strs("sr", srUIDs)
 	if model.Findings != nil {
 		ev = ev.Int("findings", total)
 	} else {
@@ -185,34 +206,6 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 		}
 	}
 	return nil
-}
-
-// build makes the objects of one analysed stack: its SEG (none when a
-// calibrated stack has no finding), its heat maps or "no finding" page, and
-// the Extra objects. It returns the SEG too (nil when none).
-func (f *Finaliser) build(a *Analysis) ([]*Object, *Object, error) {
-	var objs []*Object
-	var seg *Object
-	if !a.NoFinding() {
-		var err error
-		if seg, _, err = BuildAnalysisSEG(a, f.o.SEG); err != nil {
-			return nil, nil, fmt.Errorf("SEG: %w", err)
-		}
-		objs = append(objs, seg)
-	}
-	scs, err := BuildAnalysisSC(a, f.o.SC)
-	if err != nil {
-		return nil, nil, fmt.Errorf("SC: %w", err)
-	}
-	objs = append(objs, scs...)
-	if f.o.Extra != nil {
-		more, err := f.o.Extra(a, seg)
-		if err != nil {
-			return nil, nil, err
-		}
-		objs = append(objs, more...)
-	}
-	return objs, seg, nil
 }
 
 // anomalousSlices counts the slices with any pixel in their mask.

@@ -154,13 +154,13 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
-		fp, err := findingParams(cfg, name, s, setup.FPR)
+		fp, seriesFPR, err := findingParams(cfg, name, s, setup.FPR)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
 		models[name] = output.ServedModel{
 			Identity:  output.ModelIdentity{Name: name, Version: s.Model.Meta.Embedder.Name, SHA256: sha},
-			Threshold: s.Threshold, Findings: fp,
+			Threshold: s.Threshold, Findings: fp, PixelFPR: setup.FPR, SeriesFPR: seriesFPR,
 		}
 		modelInfo.WithLabelValues(name, sha, s.Model.Meta.Embedder.Name, fmt.Sprint(s.Scorer.Prototypes())).Set(1)
 		log.Info().Str("model", name).Str("sha256", sha).Float32("threshold", s.Threshold).Msg("node: model loaded")
@@ -189,7 +189,9 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 		}
 		if n.fin, err = output.NewFinaliser(output.FinaliserOptions{
 			Results: results, Instances: n.svc, Queue: n.queue, Models: models,
-			SEG: output.SEGOptionsFrom(cfg), SC: output.SCOptionsFrom(cfg), Log: log, Registerer: n.reg,
+			SEG: output.SEGOptionsFrom(cfg), SC: output.SCOptionsFrom(cfg), SR: output.SROptionsFrom(cfg),
+			SRDestinations: func(d []string) []string { return output.SRDestinations(cfg, d) },
+			Log:            log, Registerer: n.reg,
 		}); err != nil {
 			return nil, err
 		}

@@ -191,7 +191,11 @@ func TestFindingsThroughNode(t *testing.T) {
 	}
 	outs := seriesOutputs(t, dest, lm.StudyInstanceUID, int(fin["objects"].(float64)))
 	var segs [][]byte
+	var reports []*out.SR
 	for _, o := range outs {
+		if o.sopClass == out.Comprehensive3DSRStorage {
+			reports = append(reports, readSR(t, o.path))
+		}
 		if o.sopClass == segClass {
 			b, err := os.ReadFile(o.path)
 			if err != nil {
@@ -216,22 +220,47 @@ func TestFindingsThroughNode(t *testing.T) {
 		t.Fatal("the lesion series has no painted lesion of 0.5 cm3: the drill proves nothing")
 	}
 	checkOffline(t, n, lesion, lm.SeriesInstanceUID, int(found), segs)
+	// The measurement report: one per analysed series, its findings those of
+	// the SEG (segments that exist, volumes that match their voxels).
+	if len(reports) != 1 {
+		t.Fatalf("lesion series: %d measurement reports, want 1", len(reports))
+	}
+	if len(reports[0].Groups) != int(found) || reports[0].NoAbnormality != (found == 0) {
+		t.Errorf("lesion series: the report has %d findings (no abnormality %v), the node found %v", len(reports[0].Groups), reports[0].NoAbnormality, found)
+	}
+	if len(segs) == 1 {
+		if err := out.CheckSRAgainstSEG(reports[0], segs[0]); err != nil {
+			t.Errorf("report against SEG: %v", err)
+		}
+	}
 
 	sendSeries(t, n, healthy)
 	fin = finalisedLine(t, n, hm.SeriesInstanceUID)
 	if f, _ := fin["findings"].(float64); f != 0 {
 		t.Errorf("healthy series: %v findings, want none", fin["findings"])
 	}
-	outs = seriesOutputs(t, dest, hm.StudyInstanceUID, 1)
-	if len(outs) != 1 || outs[0].sopClass == segClass {
-		t.Fatalf("healthy series: %d outputs (%v), want only the 'no finding' page", len(outs), outs)
+	outs = seriesOutputs(t, dest, hm.StudyInstanceUID, 2)
+	var page, report *output
+	for i, o := range outs {
+		switch o.sopClass {
+		case out.SecondaryCaptureImageStorage:
+			page = &outs[i]
+		case out.Comprehensive3DSRStorage:
+			report = &outs[i]
+		}
 	}
-	if errs := dciodvfyErrors(t, outs[0].path); len(errs) > 0 {
+	if len(outs) != 2 || page == nil || report == nil {
+		t.Fatalf("healthy series: %d outputs (%v), want only the 'no finding' page and its report", len(outs), outs)
+	}
+	if errs := dciodvfyErrors(t, page.path); len(errs) > 0 {
 		t.Errorf("dciodvfy 'no finding' page:\n%s", strings.Join(errs, "\n"))
 	}
-	b, err := os.ReadFile(outs[0].path)
+	b, err := os.ReadFile(page.path)
 	if err != nil || !strings.Contains(string(b), "no finding") {
 		t.Errorf("the healthy series' page does not say 'no finding' (%v)", err)
+	}
+	if sr := readSR(t, report.path); !sr.NoAbnormality || len(sr.Groups) != 0 {
+		t.Errorf("healthy series: the report has %d findings, no abnormality %v", len(sr.Groups), sr.NoAbnormality)
 	}
 	if v := n.metrics().Sum("anomalynode_series_findings_count"); v != 2 {
 		t.Errorf("anomalynode_series_findings observed %v series, want 2", v)
@@ -355,4 +384,18 @@ func segmentVoxels(part10 []byte) (map[int]int, error) {
 		}
 	}
 	return vox, nil
+}
+
+// readSR reads a measurement report the node delivered.
+func readSR(t *testing.T, path string) *out.SR {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := out.ReadSR(b)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return sr
 }
