@@ -86,6 +86,11 @@ type Model struct {
 	// MinVolumeMM3 overrides the smallest finding in mm3, >= 0 (default: as
 	// fitted, 100 unless fit was told otherwise).
 	MinVolumeMM3 *float64 `yaml:"min_volume_mm3"`
+	// Findings turns finding-level decisions off when false: every pixel
+	// above the threshold is painted, as in the paper's evaluation, and no
+	// measurement report is built (default true when the model file has a
+	// finding calibration).
+	Findings *bool `yaml:"findings"`
 	// VerifyEmbedder checks the embedder's sha256 against the model file at
 	// start-up (default true).
 	VerifyEmbedder *bool `yaml:"verify_embedder"`
@@ -102,6 +107,9 @@ type Model struct {
 	// PercentileHi is the upper clipping percentile when VOI is percentile.
 	PercentileHi *float64 `yaml:"percentile_hi"`
 }
+
+// UseFindings reports whether finding-level decisions are on (the default).
+func (m *Model) UseFindings() bool { return m.Findings == nil || *m.Findings }
 
 // Verify reports whether the embedder's sha256 is to be checked.
 func (m *Model) Verify() bool { return m.VerifyEmbedder == nil || *m.VerifyEmbedder }

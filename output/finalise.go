@@ -138,7 +138,7 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 	}
 	if model.Findings == nil {
 		if _, done := f.warned.LoadOrStore(c.Decision.Model, true); !done {
-			log.Warn().Msg("output: the model file has no finding calibration (fit it again); masks are per pixel, about 1 % of every healthy slice is painted")
+			log.Warn().Msg("output: no finding limits (the model file has no finding calibration: fit it again; or the config sets findings: false); masks are per pixel, about 1 % of every healthy slice is painted")
 		}
 	}
 	var objs, reports []*Object

@@ -91,7 +91,7 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if params == nil {
-		e.log.Warn().Str("model", setup.ModelPath).Msg("score: the model file has no finding calibration (fit it again); masks are per pixel, about 1 % of every healthy slice is painted")
+		e.log.Warn().Str("model", setup.ModelPath).Msg("score: no finding limits (the model file has no finding calibration: fit it again; or the config sets findings: false); masks are per pixel, about 1 % of every healthy slice is painted")
 	}
 	opts := inference.OfflineOptions{Out: *out, Model: setup.ModelPath, FPR: inference.FPRKey(setup.FPR),
 		Threshold: served.Threshold, Chunk: 2 * max(setup.Batch, 1), OnSlice: bar.step}
@@ -265,6 +265,9 @@ func scoreIdentity(cfg *configs.Config, model, path string, served *inference.Se
 func findingParams(cfg *configs.Config, model string, served *inference.Served, pixelFPR float64) (p *findings.Params, seriesFPR float64, err error) {
 	var sf, minVolume *float64
 	if mc := modelConfig(cfg, model, ""); mc != nil {
+		if !mc.UseFindings() {
+			return nil, 0, nil
+		}
 		sf, minVolume = mc.SeriesFPR, mc.MinVolumeMM3
 	}
 	fp, ok, err := served.Model.FindingParams(pixelFPR, sf, minVolume)

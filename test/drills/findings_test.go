@@ -76,7 +76,7 @@ func startSignalNode(t *testing.T, c nodeConfig) *node {
 	embed, model := signalModel(t)
 	dir := t.TempDir()
 	n := &node{t: t, cfg: c, cfgPath: filepath.Join(dir, "node.yaml"), logPath: filepath.Join(dir, "node.log")}
-	y := strings.NewReplacer(fx.model, model, fx.embed, embed, "seg_all_slices: true", "seg_all_slices: false").Replace(c.yaml())
+	y := strings.NewReplacer(fx.model, model, fx.embed, embed, "seg_all_slices: true", "seg_all_slices: false", perPixel, "findings: true").Replace(c.yaml())
 	if err := os.WriteFile(n.cfgPath, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,10 @@ func seriesOutputs(t *testing.T, dir, study string, objects int) []output {
 // separates too few of them from healthy hot spots (issue 19, measured by
 // `anomalynode eval`; docs/fit-eval.md).
 func TestFindingsThroughNode(t *testing.T) {
-	c, dest := defaultConfig(t)
+	c, folder := defaultConfig(t)
+	// The archive gets every output too: the reports must arrive next to the SEG.
+	archive := peers.StartOrthanc(t, nil, nil)
+	c.dests = append(c.dests, dest{name: "archive", address: fmt.Sprintf("127.0.0.1:%d", archive.DicomPort), calledAE: archive.AET})
 	n := startSignalNode(t, c)
 	lesion := synthDir(t, 7001, "--lesions")
 	healthy := synthDir(t, 7002)
@@ -189,7 +192,7 @@ func TestFindingsThroughNode(t *testing.T) {
 	if !ok {
 		t.Fatalf("the node masks per pixel: its model has no finding calibration (log: %v)", fin)
 	}
-	outs := seriesOutputs(t, dest, lm.StudyInstanceUID, int(fin["objects"].(float64)))
+	outs := seriesOutputs(t, folder, lm.StudyInstanceUID, int(fin["objects"].(float64)))
 	var segs [][]byte
 	var reports []*out.SR
 	for _, o := range outs {
@@ -233,13 +236,14 @@ func TestFindingsThroughNode(t *testing.T) {
 			t.Errorf("report against SEG: %v", err)
 		}
 	}
+	inArchive(t, archive, fin, "sr", "seg")
 
 	sendSeries(t, n, healthy)
 	fin = finalisedLine(t, n, hm.SeriesInstanceUID)
 	if f, _ := fin["findings"].(float64); f != 0 {
 		t.Errorf("healthy series: %v findings, want none", fin["findings"])
 	}
-	outs = seriesOutputs(t, dest, hm.StudyInstanceUID, 2)
+	outs = seriesOutputs(t, folder, hm.StudyInstanceUID, 2)
 	var page, report *output
 	for i, o := range outs {
 		switch o.sopClass {
@@ -262,6 +266,7 @@ func TestFindingsThroughNode(t *testing.T) {
 	if sr := readSR(t, report.path); !sr.NoAbnormality || len(sr.Groups) != 0 {
 		t.Errorf("healthy series: the report has %d findings, no abnormality %v", len(sr.Groups), sr.NoAbnormality)
 	}
+	inArchive(t, archive, fin, "sr")
 	if v := n.metrics().Sum("anomalynode_series_findings_count"); v != 2 {
 		t.Errorf("anomalynode_series_findings observed %v series, want 2", v)
 	}
@@ -304,7 +309,7 @@ func TestStacksThroughNode(t *testing.T) {
 	// Each stack has an output series of its own (heat maps or the page).
 	series := map[string]bool{}
 	for _, o := range outs {
-		if o.sopClass != segClass {
+		if o.sopClass == out.SecondaryCaptureImageStorage {
 			series[o.series] = true
 		}
 	}
@@ -398,4 +403,39 @@ func readSR(t *testing.T, path string) *out.SR {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return sr
+}
+
+// inArchive waits until Orthanc holds every object the finalised log line
+// names under the given keys ("sr", "seg": lists of SOP Instance UIDs), and
+// checks that each report it holds agrees with the SEG it holds.
+func inArchive(t *testing.T, o *peers.Orthanc, fin map[string]any, keys ...string) {
+	t.Helper()
+	files := map[string][]byte{}
+	for _, k := range keys {
+		uids, _ := fin[k].([]any)
+		if k == "sr" && len(uids) != 1 {
+			t.Fatalf("the node built %d reports for the series, want 1 (%v)", len(uids), fin)
+		}
+		for _, u := range uids {
+			uid := u.(string)
+			waitFor(t, 60*time.Second, func() string { return "Orthanc has no " + k + " " + uid }, func() bool {
+				var found []struct{ ID string }
+				b, err := o.Post("/tools/lookup", uid)
+				if err != nil || json.Unmarshal(b, &found) != nil || len(found) != 1 {
+					return false
+				}
+				files[k], err = o.Get("/instances/" + found[0].ID + "/file")
+				return err == nil
+			})
+		}
+	}
+	sr, err := out.ReadSR(files["sr"])
+	if err != nil {
+		t.Fatalf("the report in the archive: %v", err)
+	}
+	if seg, ok := files["seg"]; ok {
+		if err := out.CheckSRAgainstSEG(sr, seg); err != nil {
+			t.Errorf("the archive's report against its SEG: %v", err)
+		}
+	}
 }

@@ -183,6 +183,9 @@ type dest struct {
 	name, address, calledAE, folder string
 }
 
+// perPixel is the model setting of the drills that do not test findings.
+const perPixel = "findings: false"
+
 func (c nodeConfig) yaml() string {
 	var b strings.Builder
 	w := func(f string, a ...any) { fmt.Fprintf(&b, f+"\n", a...) }
@@ -233,7 +236,11 @@ func (c nodeConfig) yaml() string {
 		w("  watch:\n    - path: %s\n      done_dir: %s\n      quarantine_dir: %s\n      stable_for: 500ms", c.watch, c.watchDone, c.quarantine)
 	}
 	w("inference:\n  threads: 2\n  batch: 4\n  ort_library: %s", fx.ort)
-	w("models:\n  mr-brain:\n    path: %s\n    embedder: %s\n    fpr: 0.05", fx.model, fx.embed)
+	// The fixture's random-weight backbone finds nothing real: these drills
+	// test durability and delivery on the per-pixel outputs (a SEG of every
+	// slice, a heat map per slice); the findings drills (findings_test.go)
+	// serve the signal backbone with findings and reports.
+	w("models:\n  mr-brain:\n    path: %s\n    embedder: %s\n    fpr: 0.05\n    %s", fx.model, fx.embed, perPixel)
 	w("destinations:")
 	var names []string
 	for _, d := range c.dests {
