@@ -62,9 +62,13 @@ type Series struct {
 	// Version is the completion's version (a series that grows is redone).
 	Version int
 	// Finalised is when its outputs were built; Slices, Anomalous and
-	// Objects are the output's counts, SEG the segmentation's SOP Instance UID.
+	// Objects are the output's counts; Findings the findings when the model
+	// decides by finding (HasFindings). SEG is the SOP Instance UID whose
+	// delivery is tracked: the segmentation's, else (no finding) the report's.
 	Finalised                  time.Time
 	Slices, Anomalous, Objects int
+	Findings                   int
+	HasFindings                bool
 	SEG                        string
 	// Problem is the last error or warning about the series, if any.
 	Problem string
@@ -317,7 +321,12 @@ func (j *Journal) take(raw map[string]any) {
 			s.Version = v
 		}
 	case msgFinalised:
-		s.Finalised, s.Model, s.SEG = now, fields["model"], fields["seg"]
+		s.Finalised, s.Model, s.SEG = now, fields["model"], firstOf(raw["seg"])
+		if s.SEG == "" {
+			s.SEG = firstOf(raw["sr"])
+		}
+		_, s.HasFindings = raw["findings"]
+		s.Findings, _ = strconv.Atoi(fields["findings"])
 		s.Slices, _ = strconv.Atoi(fields["slices"])
 		s.Anomalous, _ = strconv.Atoi(fields["anomalous_slices"])
 		s.Objects, _ = strconv.Atoi(fields["objects"])
@@ -462,4 +471,16 @@ func (j *Journal) CallingAEs() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// firstOf is the first value of a log field that is a list (or the field
+// itself when it is a single value).
+func firstOf(v any) string {
+	if a, ok := v.([]any); ok {
+		if len(a) == 0 {
+			return ""
+		}
+		return text(a[0])
+	}
+	return text(v)
 }

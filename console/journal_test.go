@@ -101,3 +101,22 @@ func TestJournalEarlyExport(t *testing.T) {
 		t.Fatalf("dead destination still pending: %v %s", s.Pending(), s.State())
 	}
 }
+
+// TestJournalFindings: a finding-level finalised line (lists of SEG and SR
+// UIDs, a findings count) tracks the SEG's delivery, and the report's when a
+// series has no finding and so no SEG.
+func TestJournalFindings(t *testing.T) {
+	j := NewJournal(JournalOptions{Now: time.Now})
+	w := func(s string) { j.Write([]byte(s + "\n")) }
+	w(`{"level":"info","series":"1.1","version":1,"model":"mr","slices":8,"stacks":1,"objects":10,"destinations":["a"],"seg":["1.1.9"],"sr":["1.1.8"],"findings":2,"message":"output: series finalised"}`)
+	w(`{"level":"info","series":"2.2","version":1,"model":"mr","slices":8,"stacks":1,"objects":2,"destinations":["a"],"seg":[],"sr":["2.2.8"],"findings":0,"message":"output: series finalised"}`)
+	w(`{"level":"info","destination":"a","sop_instance_uid":"2.2.8","message":"export: delivered"}`)
+	s, _ := j.Series("1.1")
+	if !s.HasFindings || s.Findings != 2 || s.SEG != "1.1.9" || len(s.Pending()) != 1 {
+		t.Errorf("series with findings: %+v", s)
+	}
+	s, _ = j.Series("2.2")
+	if !s.HasFindings || s.Findings != 0 || s.SEG != "2.2.8" || len(s.Pending()) != 0 {
+		t.Errorf("series without a finding: %+v", s)
+	}
+}
