@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"anomalynode/inference/synth"
 	"anomalynode/internal/fault"
+	"anomalynode/internal/synth"
 )
 
 // testEngine builds an engine on the tiny ViT (4 registers) with a random

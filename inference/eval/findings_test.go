@@ -14,7 +14,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
 	"anomalynode/inference/fitjob"
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 // box sets v in rows [r0, r1) x cols [c0, c1) of a rows x cols map.

@@ -11,7 +11,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
 	"anomalynode/inference/fitjob"
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 // pixelGeometry maps a rows x cols grid of one-pixel patches onto the slice
