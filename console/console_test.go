@@ -22,8 +22,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/configs"
-	"anomalynode/inference/synth"
 	"anomalynode/ingest"
+	"anomalynode/internal/synth"
 	"anomalynode/output"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
-	"anomalynode/inference/synth"
 	"anomalynode/inference/vit"
+	"anomalynode/internal/synth"
 )
 
 var (

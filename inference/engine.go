@@ -1,8 +1,6 @@
 package inference
 
 import (
-	"anomalynode/ingest"
-	"anomalynode/internal/collect"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +10,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"anomalynode/internal/collect"
+	"anomalynode/internal/fault"
 )
 
 // Backbone is what the engine needs of an embedder (*Embedder implements it).
@@ -419,9 +420,9 @@ type PanicError struct {
 
 func (p *PanicError) Error() string { return fmt.Sprintf("inference: panic: %v", p.Value) }
 
-// Unwrap makes errors.Is(err, ingest.ErrPanic) hold, as for panics the ingest
-// stage recovers itself.
-func (p *PanicError) Unwrap() error { return ingest.ErrPanic }
+// Unwrap makes errors.Is(err, fault.ErrPanic) (and so ingest.ErrPanic) hold,
+// as for panics the ingest stage recovers itself.
+func (p *PanicError) Unwrap() error { return fault.ErrPanic }
 
 // processGuarded is Process with a panic turned into a *PanicError.
 func (e *Engine) processGuarded(ctx context.Context, inputs []Input) (results []*Result, err error) {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"anomalynode/inference/synth"
-	"anomalynode/ingest"
+	"anomalynode/internal/fault"
+	"anomalynode/internal/synth"
 )
 
 // testEngine builds an engine on the tiny ViT (4 registers) with a random
@@ -330,7 +330,7 @@ func TestEngineRunIsolatesPoison(t *testing.T) {
 		d := <-c
 		if i == 1 {
 			var pe *PanicError
-			if !errors.As(d.err, &pe) || !errors.Is(d.err, ingest.ErrPanic) || d.n != 0 || len(pe.Stack) == 0 {
+			if !errors.As(d.err, &pe) || !errors.Is(d.err, fault.ErrPanic) || d.n != 0 || len(pe.Stack) == 0 {
 				t.Fatalf("poison job: %d results, err %v; want a *PanicError", d.n, d.err)
 			}
 			continue

@@ -8,7 +8,7 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 // An Enhanced MR instance keeps its window and every frame's position in the

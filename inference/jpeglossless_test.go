@@ -16,8 +16,8 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"anomalynode/inference/synth"
 	"anomalynode/internal/peers"
+	"anomalynode/internal/synth"
 )
 
 // runTool runs a dcmtk program and fails the test with its output on error.
@@ -89,7 +89,7 @@ func scanPredictor(b []byte) (ss, pt int) {
 }
 
 // jpegSources are the images the dcmtk round trips start from: edge patterns
-// written with the dcmSpec builder and realistic slices from inference/synth.
+// written with the dcmSpec builder and realistic slices from internal/synth.
 func jpegSources(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(5, 14))

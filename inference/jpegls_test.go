@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 // jlsScanParams returns NEAR and ILV of the first SOS segment of a JPEG-LS

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"anomalynode/inference/findings"
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 // Plane must give the same geometry from a classic series and from the

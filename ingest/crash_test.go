@@ -20,8 +20,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/dimse"
-	"anomalynode/inference/synth"
 	"anomalynode/internal/peers"
+	"anomalynode/internal/synth"
 )
 
 // The crash test re-executes this test binary as the node (childEnv set):

@@ -12,8 +12,8 @@ import (
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"anomalynode/inference/synth"
 	"anomalynode/internal/peers"
+	"anomalynode/internal/synth"
 )
 
 // seq builds an undefined-length sequence with one undefined-length item

@@ -15,8 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"anomalynode/dimse"
-	"anomalynode/inference/synth"
 	"anomalynode/internal/peers"
+	"anomalynode/internal/synth"
 )
 
 // serveDIMSE runs a dimse.Server with the service as its C-STORE handler.

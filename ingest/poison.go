@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"anomalynode/internal/fault"
 )
 
 // DefaultPoisonAttempts is how many deliveries a work item that keeps failing
@@ -24,8 +26,9 @@ const (
 	StageCompletion = "completion"
 )
 
-// ErrPanic marks a fault recovered from a panic at a stage boundary.
-var ErrPanic = errors.New("panic")
+// ErrPanic marks a fault recovered from a panic at a stage boundary (the
+// same value as fault.ErrPanic, which stages that do not import ingest wrap).
+var ErrPanic = fault.ErrPanic
 
 // DeadWork is a work item set aside after it kept failing (or could never
 // succeed, as an instance that cannot be decoded): what the operator lists with

@@ -9,7 +9,7 @@ import (
 
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 // DefaultMinLesionMM3 is the smallest painted lesion a detection report

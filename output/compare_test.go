@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"anomalynode/inference/findings"
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 // TestCompareLesions compares SEGs with the painted lesions of a synthetic

@@ -25,6 +25,14 @@ type InstanceOpener interface {
 	OpenInstance(ctx context.Context, sopInstanceUID string) (io.ReadCloser, string, error)
 }
 
+// ResultReader reads back the scored slices of a series (the inference
+// stage's result store has it). Get returns an error wrapping
+// inference.ErrNoRecord for a slice that has no result.
+type ResultReader interface {
+	// Get loads the record of one frame of one slice.
+	Get(ctx context.Context, series, sop string, frame int) (*inference.SliceRecord, error)
+}
+
 // ServedModel is what the finaliser needs to know of a model.
 type ServedModel struct {
 	Identity  ModelIdentity
@@ -41,7 +49,7 @@ type ServedModel struct {
 // FinaliserOptions configures a Finaliser.
 type FinaliserOptions struct {
 	// Results holds the scored slices.
-	Results *inference.ResultStore
+	Results ResultReader
 	// Instances reads the source instances (their headers).
 	Instances InstanceOpener
 	// Queue receives the built objects for delivery.

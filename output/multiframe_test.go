@@ -21,6 +21,7 @@ import (
 	"github.com/suyashkumar/dicom"
 
 	"anomalynode/inference"
+	"anomalynode/inference/stage"
 	"anomalynode/ingest"
 	"anomalynode/internal/peers"
 )
@@ -605,7 +606,7 @@ func TestFinaliserLoadsEveryFrame(t *testing.T) {
 	ctx := context.Background()
 	es := makeEnhanced(t, enhancedOptions{instances: 2, frames: 3, rows: 16, cols: 12, seed: 13})
 	js := openJS(t)
-	store, err := inference.OpenResultStore(ctx, js, "MF_RESULTS", 1, 0)
+	store, err := stage.OpenResultStore(ctx, js, "MF_RESULTS", 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/suyashkumar/dicom"
 
-	"anomalynode/inference/synth"
 	"anomalynode/internal/peers"
+	"anomalynode/internal/synth"
 )
 
 // synthResult turns a series of the synth package (real anatomy from the

@@ -11,10 +11,10 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"anomalynode/inference"
-	"anomalynode/inference/dpmm"
 	"anomalynode/inference/eval"
 	"anomalynode/inference/eval/seglabel"
 	"anomalynode/inference/findings"
+	"anomalynode/inference/fitjob"
 	"anomalynode/output"
 )
 
@@ -97,7 +97,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		opt.Extra = segs
 	}
 	sc := eval.ScorerConfig{Kind: *scorer, Bank: bank, CoresetSize: *coresetSize, CoresetMethod: *coresetMethod, Seed: *seed,
-		Val: val, Load: dpmm.LoadOptions{Embedder: emb}, FindingFPR: *fpr}
+		Val: val, Load: fitjob.LoadOptions{Embedder: emb}, FindingFPR: *fpr}
 	if given["series-fpr"] {
 		sc.SeriesFPR = seriesFPR
 	}

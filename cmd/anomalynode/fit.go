@@ -16,6 +16,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
+	"anomalynode/inference/fitjob"
 )
 
 func init() {
@@ -130,7 +131,7 @@ func runFit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	embPath := embedderPath(*embedder, cfg)
-	lo := dpmm.LoadOptions{CacheDir: *cache, PatchesPerSlice: *perSlice}
+	lo := fitjob.LoadOptions{CacheDir: *cache, PatchesPerSlice: *perSlice}
 	if embPath != "" {
 		emb, info, err := openEmbedder(cfg, embPath, meta)
 		if err != nil {
@@ -147,11 +148,11 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	if *cache != "" {
 		trainLO.CacheDir, valLO.CacheDir = filepath.Join(*cache, "normal"), filepath.Join(*cache, "val")
 	}
-	train, err := dpmm.Load(ctx, normal, trainLO)
+	train, err := fitjob.Load(ctx, normal, trainLO)
 	if err != nil {
 		return err
 	}
-	valData, err := dpmm.Load(ctx, val, valLO)
+	valData, err := fitjob.Load(ctx, val, valLO)
 	if err != nil {
 		return err
 	}
@@ -170,14 +171,14 @@ func runFit(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "epoch %3d/%d  val_loglik %12.4f  active %4d  alpha %8.4f  train_loglik %12.4f  %6.1fs\n",
 			s.Epoch, *epochs, s.ValLogLikelihood, s.Active, s.Alpha, s.TrainLogLikelihood, s.Seconds)
 	}
-	job := dpmm.JobOptions{Out: *out, Meta: meta, Fit: fo, Config: dpmm.Config{K: *components, Gamma: *step,
+	job := fitjob.JobOptions{Out: *out, Meta: meta, Fit: fo, Config: dpmm.Config{K: *components, Gamma: *step,
 		Schedule: *schedule, Rate: *rate, Reg: *reg, Alpha: *alpha, AlphaFixed: *alphaFixed, Tau: *tau, Seed: *seed},
 		SeriesFPR: seriesFPR, MinVolumeMM3: minVolume}
 	ckpt := *out + ".ckpt"
 	if _, err := os.Stat(ckpt); err == nil {
 		fmt.Fprintf(e.stdout, "resuming from the checkpoint %s\n", ckpt)
 	}
-	res, err := dpmm.RunJob(ctx, train, valData, job)
+	res, err := fitjob.RunJob(ctx, train, valData, job)
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("interrupted; run the same command again to resume from %s (last completed epoch)", ckpt)
 	}
@@ -202,7 +203,7 @@ func runFit(ctx context.Context, e *env, args []string) error {
 
 // printFindingCalibration reports the finding limits fit chose for each pixel
 // threshold, and why there are none when there are none.
-func printFindingCalibration(e *env, fc *dpmm.FindingCalibration) {
+func printFindingCalibration(e *env, fc *fitjob.FindingCalibration) {
 	for _, s := range fc.Skipped {
 		fmt.Fprintf(e.stdout, "warning: validation series left out of the finding calibration: %s\n", s)
 	}
@@ -231,7 +232,7 @@ func printFindingCalibration(e *env, fc *dpmm.FindingCalibration) {
 // openEmbedder starts ONNX Runtime and opens the backbone with the config's
 // runtime settings; it returns the SliceEmbedder and the embedder identity to
 // record in the model.
-func openEmbedder(cfg *configs.Config, path string, meta inference.ModelMeta) (*dpmm.ONNXEmbedder, inference.EmbedderInfo, error) {
+func openEmbedder(cfg *configs.Config, path string, meta inference.ModelMeta) (*fitjob.ONNXEmbedder, inference.EmbedderInfo, error) {
 	var info inference.EmbedderInfo
 	if err := inference.InitRuntime(cfg.Inference.ORTLibrary); err != nil {
 		return nil, info, err
@@ -247,7 +248,7 @@ func openEmbedder(cfg *configs.Config, path string, meta inference.ModelMeta) (*
 	}
 	in, outName := emb.Names()
 	info = inference.EmbedderInfo{Name: strings.TrimSuffix(baseName(path), ".onnx"), SHA256: sum, InputName: in, OutputName: outName}
-	return &dpmm.ONNXEmbedder{Embedder: emb, Pre: inference.NewPreprocessor(meta), EmbedderSHA256: sum}, info, nil
+	return &fitjob.ONNXEmbedder{Embedder: emb, Pre: inference.NewPreprocessor(meta), EmbedderSHA256: sum}, info, nil
 }
 
 func baseName(p string) string {

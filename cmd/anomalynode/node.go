@@ -24,6 +24,7 @@ import (
 	"anomalynode/console"
 	"anomalynode/dimse"
 	"anomalynode/inference"
+	"anomalynode/inference/stage"
 	"anomalynode/ingest"
 	"anomalynode/output"
 )
@@ -73,7 +74,7 @@ type node struct {
 	js      *ingest.JS
 	svc     *ingest.Service
 	served  map[string]*inference.Served
-	worker  *inference.Worker
+	worker  *stage.Worker
 	queue   *output.Queue
 	fin     *output.Finaliser
 	scp     *dimse.Server
@@ -166,12 +167,12 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 		log.Info().Str("model", name).Str("sha256", sha).Float32("threshold", s.Threshold).Msg("node: model loaded")
 	}
 
-	results, err := inference.OpenResultStore(ctx, n.js.JetStream, n.js.Name("RESULTS"), n.js.Replicas, cfg.Ingest.Retention)
+	results, err := stage.OpenResultStore(ctx, n.js.JetStream, n.js.Name("RESULTS"), n.js.Replicas, cfg.Ingest.Retention)
 	if err != nil {
 		return nil, err
 	}
 	if len(engines) > 0 {
-		if n.worker, err = inference.NewWorker(inference.WorkerOptions{
+		if n.worker, err = stage.NewWorker(stage.WorkerOptions{
 			Engines: engines, Results: results, Queue: 2 * cfg.Inference.Batch, Log: log, Registerer: n.reg,
 		}); err != nil {
 			return nil, err

@@ -14,7 +14,7 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 	"anomalynode/output"
 )
 

@@ -19,8 +19,8 @@ import (
 
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
-	"anomalynode/inference/synth"
 	"anomalynode/inference/vit"
+	"anomalynode/internal/synth"
 	"anomalynode/output"
 )
 

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 func init() {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 )
 
 func TestSynthCommand(t *testing.T) {

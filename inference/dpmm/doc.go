@@ -3,5 +3,6 @@
 // calibrates its pixel thresholds. The heavy steps are float32 matrix products
 // (package linalg); everything else is O(N*K) or O(K*D). It reads no files other
 // than its own checkpoints and knows nothing of DICOM or ONNX: callers hand it
-// embeddings.
+// embeddings (package fitjob turns DICOM and .npy inputs into them, runs
+// the fit and writes the model file).
 package dpmm

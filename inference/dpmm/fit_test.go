@@ -10,29 +10,6 @@ import (
 	"testing"
 )
 
-// mixtureData draws slices of rows from a Gaussian mixture with the given means
-// (rows of d), weights and isotropic standard deviation.
-func mixtureData(rng *rand.Rand, means [][]float64, weights []float64, sd float64, slices, rows int) *Data {
-	d := len(means[0])
-	data := &Data{D: d}
-	row := make([]float32, rows*d)
-	for s := 0; s < slices; s++ {
-		for i := 0; i < rows; i++ {
-			u := rng.Float64()
-			c := 0
-			for c < len(weights)-1 && u > weights[c] {
-				u -= weights[c]
-				c++
-			}
-			for j := 0; j < d; j++ {
-				row[i*d+j] = float32(means[c][j] + sd*rng.NormFloat64())
-			}
-		}
-		data.Append(row, rows)
-	}
-	return data
-}
-
 type component struct {
 	idx  int
 	w, r float64
@@ -126,8 +103,8 @@ func TestFitToy2D(t *testing.T) {
 			weights = append(weights, 1.0/9)
 		}
 	}
-	train := mixtureData(rng, means, weights, 0.5, 60, 200)
-	val := mixtureData(rng, means, weights, 0.5, 10, 200)
+	train := SampleMixture(rng, means, weights, 0.5, 60, 200)
+	val := SampleMixture(rng, means, weights, 0.5, 10, 200)
 	res, err := Fit(context.Background(), Config{K: 30, Seed: 1}, train, val, FitOptions{Epochs: 15, BatchSlices: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -161,8 +138,8 @@ func TestFit32D(t *testing.T) {
 	for i := range weights {
 		weights[i] /= wsum
 	}
-	train := mixtureData(rng, means, weights, 1, 40, 300)
-	val := mixtureData(rng, means, weights, 1, 8, 300)
+	train := SampleMixture(rng, means, weights, 1, 40, 300)
+	val := SampleMixture(rng, means, weights, 1, 8, 300)
 	res, err := Fit(context.Background(), Config{K: 60, Seed: 2}, train, val, FitOptions{Epochs: 12, BatchSlices: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -180,8 +157,8 @@ func TestVanishingComponents(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	means := [][]float64{{-3, 0, 0}, {3, 0, 0}}
 	weights := []float64{0.5, 0.5}
-	train := mixtureData(rng, means, weights, 0.3, 30, 100)
-	val := mixtureData(rng, means, weights, 0.3, 5, 100)
+	train := SampleMixture(rng, means, weights, 0.3, 30, 100)
+	val := SampleMixture(rng, means, weights, 0.3, 5, 100)
 	// K exceeds the first batch's rows, so some means start as standard-normal
 	// draws far from any data and vanish at once.
 	res, err := Fit(context.Background(), Config{K: 250, Seed: 3}, train, val, FitOptions{Epochs: 20, BatchSlices: 2})
@@ -210,8 +187,8 @@ func TestFitDeterministicAndResumes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(51, 52))
 	means := [][]float64{{0, 0}, {5, 5}, {-5, 5}}
 	weights := []float64{0.3, 0.3, 0.4}
-	train := mixtureData(rng, means, weights, 0.5, 20, 50)
-	val := mixtureData(rng, means, weights, 0.5, 4, 50)
+	train := SampleMixture(rng, means, weights, 0.5, 20, 50)
+	val := SampleMixture(rng, means, weights, 0.5, 4, 50)
 	cfg := Config{K: 10, Seed: 9, Schedule: ScheduleExp}
 	full, err := Fit(context.Background(), cfg, train, val, FitOptions{Epochs: 6, BatchSlices: 3})
 	if err != nil {

@@ -528,3 +528,15 @@ func (m *Mixture) LogLikelihood(x []float32, n int, tau float64) float64 {
 	}
 	return total
 }
+
+// Tensors returns the mixture as model tensors: means, variances and
+// log weights (-Inf for a weight of exactly 0).
+func (m *Mixture) Tensors() (means, variances, logWeights []float32) {
+	means = append([]float32(nil), m.Mu...)
+	variances = append([]float32(nil), m.S2...)
+	logWeights = make([]float32, m.K)
+	for k, l := range m.LogPi {
+		logWeights[k] = float32(l)
+	}
+	return means, variances, logWeights
+}

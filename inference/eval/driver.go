@@ -20,15 +20,15 @@ import (
 	"time"
 
 	"anomalynode/inference"
-	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
+	"anomalynode/inference/fitjob"
 	"anomalynode/inference/internal/sniff"
 )
 
-// SliceSource embeds decoded slices; dpmm.ONNXEmbedder is the real one.
+// SliceSource embeds decoded slices; fitjob.ONNXEmbedder is the real one.
 type SliceSource interface {
 	// EmbedSlice preprocesses and embeds one slice.
-	EmbedSlice(s *inference.Slice) (dpmm.EmbeddedSlice, error)
+	EmbedSlice(s *inference.Slice) (fitjob.EmbeddedSlice, error)
 }
 
 // Options configures one evaluation run.

@@ -12,9 +12,9 @@ import (
 	"testing"
 
 	"anomalynode/inference"
-	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
-	"anomalynode/inference/synth"
+	"anomalynode/inference/fitjob"
+	"anomalynode/internal/synth"
 )
 
 // box sets v in rows [r0, r1) x cols [c0, c1) of a rows x cols map.
@@ -154,14 +154,14 @@ func TestEvaluateFindings(t *testing.T) {
 // value: together they put known score maps through Run.
 type maskSource map[string][]uint8
 
-func (m maskSource) EmbedSlice(s *inference.Slice) (dpmm.EmbeddedSlice, error) {
+func (m maskSource) EmbedSlice(s *inference.Slice) (fitjob.EmbeddedSlice, error) {
 	g := inference.Geometry{SrcRows: s.Rows, SrcCols: s.Cols, ResizedRows: s.Rows, ResizedCols: s.Cols,
 		Rows: s.Rows, Cols: s.Cols, Patch: 1, GridRows: s.Rows, GridCols: s.Cols}
 	x := make([]float32, s.Rows*s.Cols)
 	for i, v := range m[s.SOPInstanceUID] {
 		x[i] = float32(v)
 	}
-	return dpmm.EmbeddedSlice{Patches: x, D: 1, Geometry: g}, nil
+	return fitjob.EmbeddedSlice{Patches: x, D: 1, Geometry: g}, nil
 }
 
 type copyScorer struct{}

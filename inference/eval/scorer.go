@@ -9,6 +9,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
+	"anomalynode/inference/fitjob"
 )
 
 // ScorerConfig says which scorer an evaluation measures and where its
@@ -17,7 +18,7 @@ type ScorerConfig struct {
 	// Kind is dpmm (the model's prototypes), knn (the full memory bank) or
 	// coreset (a PatchCore-style subset of it).
 	Kind string
-	// Bank holds the normal embeddings knn and coreset need (dpmm.Load inputs).
+	// Bank holds the normal embeddings knn and coreset need (fitjob.Load inputs).
 	Bank []string
 	// CoresetSize is the coreset's prototype count; CoresetMethod is greedy
 	// (k-center) or random; Seed seeds the selection.
@@ -29,7 +30,7 @@ type ScorerConfig struct {
 	// model's fit-time calibration, which only fits the dpmm scorer.
 	Val []string
 	// Load embeds Bank and Val.
-	Load dpmm.LoadOptions
+	Load fitjob.LoadOptions
 	// FindingFPR picks the pixel threshold the findings start from (the node
 	// config's fpr); 0 means 0.01, the node's default.
 	FindingFPR float64
@@ -68,7 +69,7 @@ func (o *Options) Configure(ctx context.Context, model *inference.Model, c Score
 		if c.Kind == "coreset" && c.CoresetMethod != "greedy" && c.CoresetMethod != "random" {
 			return fmt.Errorf("eval: coreset method %q: want greedy or random", c.CoresetMethod)
 		}
-		b, err := dpmm.Load(ctx, c.Bank, c.Load)
+		b, err := fitjob.Load(ctx, c.Bank, c.Load)
 		if err != nil {
 			return err
 		}
@@ -104,14 +105,14 @@ func (o *Options) Configure(ctx context.Context, model *inference.Model, c Score
 	if !slices.ContainsFunc(dpmm.DefaultFPRs, func(f float64) bool { return inference.FPRKey(f) == inference.FPRKey(ff) }) {
 		return fmt.Errorf("eval: finding pixel FPR %v is not one of the calibrated %v", ff, dpmm.DefaultFPRs)
 	}
-	var val *dpmm.Loaded
+	var val *fitjob.Loaded
 	switch {
 	case len(c.Val) > 0:
 		var err error
-		if val, err = dpmm.Load(ctx, c.Val, c.Load); err != nil {
+		if val, err = fitjob.Load(ctx, c.Val, c.Load); err != nil {
 			return err
 		}
-		unit, n, ths, err := dpmm.CalibrateScorer(o.Scorer, val, dpmm.DefaultFPRs)
+		unit, n, ths, err := fitjob.CalibrateScorer(o.Scorer, val, dpmm.DefaultFPRs)
 		if err != nil {
 			return err
 		}
@@ -135,7 +136,7 @@ func (o *Options) Configure(ctx context.Context, model *inference.Model, c Score
 }
 
 // configureFindings sets the finding limits for the pixel FPR ff.
-func (o *Options) configureFindings(model *inference.Model, c ScorerConfig, ff float64, val *dpmm.Loaded) error {
+func (o *Options) configureFindings(model *inference.Model, c ScorerConfig, ff float64, val *fitjob.Loaded) error {
 	o.Findings, o.FindingFPR, o.FindingsSource, o.FindingsNote = nil, ff, "", ""
 	if c.Kind == "dpmm" {
 		// The model's calibration belongs to the DPMM scorer at the model's
@@ -165,7 +166,7 @@ func (o *Options) configureFindings(model *inference.Model, c ScorerConfig, ff f
 	if c.MinVolumeMM3 != nil {
 		mv = *c.MinVolumeMM3
 	}
-	fc, err := dpmm.CalibrateFindingsScorer(o.Scorer, val, []float64{ff}, []float32{o.Thresholds[th]}, sf, mv)
+	fc, err := fitjob.CalibrateFindingsScorer(o.Scorer, val, []float64{ff}, []float32{o.Thresholds[th]}, sf, mv)
 	if err != nil {
 		return err
 	}

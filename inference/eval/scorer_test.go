@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"anomalynode/inference"
-	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
-	"anomalynode/inference/synth"
+	"anomalynode/inference/fitjob"
+	"anomalynode/internal/synth"
 )
 
 // pixelGeometry maps a rows x cols grid of one-pixel patches onto the slice
@@ -49,12 +49,12 @@ func configModel(t *testing.T, withFindings bool) *inference.Model {
 // series and plane, as the ONNX embedder does for a real file.
 type blobEmbedder map[string]bool
 
-func (b blobEmbedder) EmbedFile(_ context.Context, path string) ([]dpmm.EmbeddedSlice, error) {
+func (b blobEmbedder) EmbedFile(_ context.Context, path string) ([]fitjob.EmbeddedSlice, error) {
 	sl, err := inference.DecodeFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var out []dpmm.EmbeddedSlice
+	var out []fitjob.EmbeddedSlice
 	for _, s := range sl {
 		pl, err := s.Plane()
 		if err != nil {
@@ -68,7 +68,7 @@ func (b blobEmbedder) EmbedFile(_ context.Context, path string) ([]dpmm.Embedded
 				x[2*i] = 1
 			}
 		}
-		out = append(out, dpmm.EmbeddedSlice{Patches: x, D: 2, Geometry: pixelGeometry(s.Rows, s.Cols), Series: s.SeriesInstanceUID, Plane: &pl})
+		out = append(out, fitjob.EmbeddedSlice{Patches: x, D: 2, Geometry: pixelGeometry(s.Rows, s.Cols), Series: s.SeriesInstanceUID, Plane: &pl})
 	}
 	return out, nil
 }
@@ -150,7 +150,7 @@ func TestConfigure(t *testing.T) {
 		}
 	}
 	c := ScorerConfig{Kind: "coreset", Bank: []string{bank}, CoresetSize: 2, CoresetMethod: "greedy", Val: []string{filepath.Join(dir, "val")},
-		Load: dpmm.LoadOptions{Embedder: blobs}}
+		Load: fitjob.LoadOptions{Embedder: blobs}}
 	if err := o.Configure(ctx, model, c); err != nil {
 		t.Fatal(err)
 	}

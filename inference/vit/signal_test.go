@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"anomalynode/inference"
-	"anomalynode/inference/synth"
+	"anomalynode/internal/synth"
 
 	ort "github.com/yalue/onnxruntime_go"
 )

@@ -14,8 +14,8 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
-	"anomalynode/inference/synth"
 	"anomalynode/internal/peers"
+	"anomalynode/internal/synth"
 	nodeoutput "anomalynode/output"
 )
 

@@ -1,4 +1,4 @@
-package dpmm
+package fitjob
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func (o *ONNXEmbedder) EmbedSlice(s *inference.Slice) (EmbeddedSlice, error) {
 		return EmbeddedSlice{}, err
 	}
 	if emb.Patches != g.Patches() {
-		return EmbeddedSlice{}, fmt.Errorf("dpmm: embedder returned %d patches for a %dx%d grid", emb.Patches, g.GridRows, g.GridCols)
+		return EmbeddedSlice{}, fmt.Errorf("fitjob: embedder returned %d patches for a %dx%d grid", emb.Patches, g.GridRows, g.GridCols)
 	}
 	e := EmbeddedSlice{Patches: emb.Slice(0), D: emb.Dim, Geometry: g, Series: s.SeriesInstanceUID}
 	if pl, err := s.Plane(); err == nil {

@@ -7,5 +7,6 @@
 // Everything is derived from a seed: the same Options give byte-identical
 // files, different seeds give different (shifted, scaled, noisy) anatomy and
 // different UIDs. It is a test and evaluation tool; it never touches the
-// network and does not read DICOM.
+// network and does not read DICOM. It imports no stage (ingest, inference,
+// output), so the tests of every stage can use it.
 package synth

@@ -1,4 +1,4 @@
-package dpmm
+package fitjob
 
 import (
 	"fmt"
@@ -8,12 +8,13 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"anomalynode/inference/dpmm"
 	"anomalynode/inference/internal/pngplot"
 )
 
 // SaveTrainingCurve draws the validation mean log-likelihood and the number of
 // active components per epoch, one above the other, into a PNG at path.
-func SaveTrainingCurve(path string, history []EpochStats) error {
+func SaveTrainingCurve(path string, history []dpmm.EpochStats) error {
 	ll := make(plotter.XYs, len(history))
 	active := make(plotter.XYs, len(history))
 	for i, h := range history {
@@ -28,7 +29,7 @@ func SaveTrainingCurve(path string, history []EpochStats) error {
 		p.Add(plotter.NewGrid())
 		l, s, err := plotter.NewLinePoints(xys)
 		if err != nil {
-			return nil, fmt.Errorf("dpmm: plot: %w", err)
+			return nil, fmt.Errorf("fitjob: plot: %w", err)
 		}
 		l.Width = vg.Points(1.5)
 		p.Add(l, s)
@@ -45,7 +46,7 @@ func SaveTrainingCurve(path string, history []EpochStats) error {
 	pad := draw.Tiles{PadY: 6 * vg.Millimeter, PadTop: 2 * vg.Millimeter,
 		PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
 	if err := pngplot.Save(path, [][]*plot.Plot{{lp}, {ap}}, 8*vg.Inch, 8*vg.Inch, pad); err != nil {
-		return fmt.Errorf("dpmm: %w", err)
+		return fmt.Errorf("fitjob: %w", err)
 	}
 	return nil
 }

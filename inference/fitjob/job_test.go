@@ -1,4 +1,4 @@
-package dpmm
+package fitjob
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"anomalynode/inference"
+	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
 )
 
@@ -85,12 +86,12 @@ func TestLoadNPY(t *testing.T) {
 func TestRunJobCalibration(t *testing.T) {
 	rng := newTestRand()
 	means := [][]float64{{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}}
-	train := mixtureData(rng, means, []float64{0.3, 0.3, 0.4}, 0.1, 20, 50)
-	val := mixtureData(rng, means, []float64{0.3, 0.3, 0.4}, 0.1, 5, 50)
+	train := dpmm.SampleMixture(rng, means, []float64{0.3, 0.3, 0.4}, 0.1, 20, 50)
+	val := dpmm.SampleMixture(rng, means, []float64{0.3, 0.3, 0.4}, 0.1, 5, 50)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "m.safetensors")
 	jr, err := RunJob(context.Background(), &Loaded{Data: train}, &Loaded{Data: val},
-		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
+		JobOptions{Config: dpmm.Config{K: 12, Seed: 4}, Fit: dpmm.FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestRunJobCalibration(t *testing.T) {
 	}
 	scores := make([]float32, val.Rows())
 	sc.Score(val.X, val.Rows(), scores)
-	for _, f := range DefaultFPRs {
+	for _, f := range dpmm.DefaultFPRs {
 		th, err := m.Threshold(f)
 		if err != nil {
 			t.Fatal(err)
@@ -133,7 +134,7 @@ func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(61, 62)) }
 
 // withPlanes gives the slices of d series of per slices each: a 20 x 40
 // source geometry (a 5 x 10 grid of 4-pixel patches), axial planes 5 mm apart.
-func withPlanes(d *Data, per int) *Loaded {
+func withPlanes(d *dpmm.Data, per int) *Loaded {
 	l := &Loaded{Data: d}
 	g := inference.Geometry{SrcRows: 20, SrcCols: 40, ResizedRows: 20, ResizedCols: 40, Rows: 20, Cols: 40, Patch: 4, GridRows: 5, GridCols: 10}
 	for i := 0; i < d.Slices(); i++ {
@@ -151,14 +152,14 @@ func withPlanes(d *Data, per int) *Loaded {
 func TestRunJobFindings(t *testing.T) {
 	rng := newTestRand()
 	means := [][]float64{{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}}
-	train := mixtureData(rng, means, []float64{0.3, 0.3, 0.4}, 0.1, 20, 50)
-	val := withPlanes(mixtureData(rng, means, []float64{0.3, 0.3, 0.4}, 0.2, 40, 50), 2)
+	train := dpmm.SampleMixture(rng, means, []float64{0.3, 0.3, 0.4}, 0.1, 20, 50)
+	val := withPlanes(dpmm.SampleMixture(rng, means, []float64{0.3, 0.3, 0.4}, 0.2, 40, 50), 2)
 	// Series 1.2.19's second slice is a localiser: another orientation.
 	val.Planes[39].Orientation = [6]float64{0, 1, 0, 0, 0, -1}
 	out := filepath.Join(t.TempDir(), "m.safetensors")
 	minVol := 50.0
 	jr, err := RunJob(context.Background(), &Loaded{Data: train}, val,
-		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out, MinVolumeMM3: &minVol})
+		JobOptions{Config: dpmm.Config{K: 12, Seed: 4}, Fit: dpmm.FitOptions{Epochs: 3, BatchSlices: 4}, Out: out, MinVolumeMM3: &minVol})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func TestRunJobFindings(t *testing.T) {
 		t.Fatal(err)
 	}
 	nontrivial := false
-	for _, f := range DefaultFPRs {
+	for _, f := range dpmm.DefaultFPRs {
 		p, ok, err := m.FindingParams(f, nil, nil)
 		if err != nil || !ok || p.MinVolumeMM3 != 50 {
 			t.Fatalf("FPR %v: %+v %v %v", f, p, ok, err)
@@ -209,7 +210,7 @@ func TestRunJobFindings(t *testing.T) {
 	// A series with a slice without a plane is left out ...
 	val.Planes[0] = nil
 	jr, err = RunJob(context.Background(), &Loaded{Data: train}, val,
-		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
+		JobOptions{Config: dpmm.Config{K: 12, Seed: 4}, Fit: dpmm.FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestRunJobFindings(t *testing.T) {
 	// ... and without any plane there is no calibration, and a warning.
 	clear(val.Planes)
 	jr, err = RunJob(context.Background(), &Loaded{Data: train}, val,
-		JobOptions{Config: Config{K: 12, Seed: 4}, Fit: FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
+		JobOptions{Config: dpmm.Config{K: 12, Seed: 4}, Fit: dpmm.FitOptions{Epochs: 3, BatchSlices: 4}, Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
-package inference
+package stage
 
 import (
-	"anomalynode/internal/collect"
 	"context"
 	"errors"
 	"fmt"
@@ -12,20 +11,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"anomalynode/inference"
 	"anomalynode/ingest"
+	"anomalynode/internal/collect"
 )
 
 // Worker is the node's inference stage: it takes routed slices from ingest as
-// soon as they are durable, runs them through the Engine of the model their
-// rule names (batching across series: each engine run takes whatever slices
-// are queued, up to its batch size), stores each slice's result durably and
+// soon as they are durable, runs them through the inference.Engine of the
+// model their rule names (batching across series: each engine run takes
+// whatever slices are queued, up to its batch size), stores each slice's result durably and
 // only then acknowledges the slice. A slice that cannot be decoded is set
 // aside with the reason (it never blocks its series); a model failure, a
 // panic or a store failure hands the slice back with a growing delay, and
 // sets it aside once it has had its bounded deliveries (ingest.Slice.Fail).
 type Worker struct {
-	engines map[string]*Engine
-	queues  map[string]chan Job
+	engines map[string]*inference.Engine
+	queues  map[string]chan inference.Job
 	results *ResultStore
 	log     zerolog.Logger
 
@@ -39,7 +40,7 @@ var _ ingest.SliceConsumer = (*Worker)(nil)
 // WorkerOptions configures a Worker.
 type WorkerOptions struct {
 	// Engines maps model names (as routing rules name them) to their engines.
-	Engines map[string]*Engine
+	Engines map[string]*inference.Engine
 	// Results keeps scored slices until their series is finalised.
 	Results *ResultStore
 	// Queue is how many slices may wait per model (default 2 x 8).
@@ -53,17 +54,17 @@ type WorkerOptions struct {
 // NewWorker returns a worker; Run must be running for slices to be processed.
 func NewWorker(o WorkerOptions) (*Worker, error) {
 	if len(o.Engines) == 0 {
-		return nil, errors.New("inference: worker needs at least one model")
+		return nil, errors.New("stage: worker needs at least one model")
 	}
 	if o.Results == nil {
-		return nil, errors.New("inference: worker needs a result store")
+		return nil, errors.New("stage: worker needs a result store")
 	}
 	if o.Queue <= 0 {
 		o.Queue = 16
 	}
 	w := &Worker{
 		engines: o.Engines,
-		queues:  map[string]chan Job{},
+		queues:  map[string]chan inference.Job{},
 		results: o.Results,
 		log:     o.Log,
 		scored: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -76,19 +77,26 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 			Name: "anomalynode_inference_queue_depth", Help: "Slices waiting for a model run.",
 		}),
 	}
+	if o.Registerer != nil {
+		// A second worker in the process (one registry) counts into the
+		// collectors the first registered, so its counts are exported too.
+		var err error
+		if w.scored, err = collect.Register(o.Registerer, w.scored); err != nil {
+			return nil, fmt.Errorf("stage: register worker metrics: %w", err)
+		}
+		if w.failed, err = collect.Register(o.Registerer, w.failed); err != nil {
+			return nil, fmt.Errorf("stage: register worker metrics: %w", err)
+		}
+		if w.waiting, err = collect.Register(o.Registerer, w.waiting); err != nil {
+			return nil, fmt.Errorf("stage: register worker metrics: %w", err)
+		}
+	}
 	for name := range o.Engines {
-		w.queues[name] = make(chan Job, o.Queue)
+		w.queues[name] = make(chan inference.Job, o.Queue)
 		// Exported at 0 from the start, so a rate or an alert has its series.
 		w.scored.WithLabelValues(name)
 		for _, reason := range []string{"decode", "model", "panic", "store"} {
 			w.failed.WithLabelValues(name, reason)
-		}
-	}
-	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.scored, w.failed, w.waiting} {
-			if _, err := collect.Register(o.Registerer, c); err != nil {
-				return nil, fmt.Errorf("inference: register worker metrics: %w", err)
-			}
 		}
 	}
 	return w, nil
@@ -100,7 +108,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for name, e := range w.engines {
 		wg.Add(1)
-		go func(e *Engine, q chan Job) {
+		go func(e *inference.Engine, q chan inference.Job) {
 			defer wg.Done()
 			_ = e.Run(ctx, q)
 		}(e, w.queues[name])
@@ -123,12 +131,12 @@ func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
 	}
 	data, err := sl.ReadPart10(ctx)
 	if err != nil {
-		return fmt.Errorf("inference: read %s: %w", sl.SOPInstanceUID, err)
+		return fmt.Errorf("stage: read %s: %w", sl.SOPInstanceUID, err)
 	}
 	// The slice waits in the model's queue and batch: keep it ours until
 	// finish answers it, so a short ack_wait never redelivers live work.
 	sl.Hold()
-	job := Job{Input: Input{Data: data}, Done: func(results []*Result, err error) {
+	job := inference.Job{Input: inference.Input{Data: data}, Done: func(results []*inference.Result, err error) {
 		w.waiting.Dec()
 		w.finish(context.WithoutCancel(ctx), sl, model, results, err)
 	}}
@@ -144,7 +152,7 @@ func (w *Worker) ConsumeSlice(ctx context.Context, sl *ingest.Slice) error {
 
 // finish stores a slice's results and acknowledges it; it runs on the engine's
 // goroutine, so it must not block for long.
-func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, results []*Result, err error) {
+func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, results []*inference.Result, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	log := w.log.With().Str("sop", sl.SOPInstanceUID).Str("series", sl.SeriesInstanceUID).Str("model", model).
@@ -154,7 +162,7 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 	// node or the slices behind it.
 	fail := func(reason string, err error) {
 		w.failed.WithLabelValues(model, reason).Inc()
-		var pe *PanicError
+		var pe *inference.PanicError
 		if errors.As(err, &pe) {
 			log.Error().Err(err).Str("stack", string(pe.Stack)).Msg("inference: slice processing panicked")
 		} else {
@@ -166,12 +174,12 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			fail("panic", fmt.Errorf("inference: storing results: %w", &PanicError{Value: p, Stack: debug.Stack()}))
+			fail("panic", fmt.Errorf("stage: storing results: %w", &inference.PanicError{Value: p, Stack: debug.Stack()}))
 		}
 	}()
 	if err != nil {
 		reason := "model"
-		if errors.As(err, new(*PanicError)) {
+		if errors.As(err, new(*inference.PanicError)) {
 			reason = "panic"
 		}
 		fail(reason, err)
@@ -191,7 +199,7 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 			}
 			return
 		}
-		rec := &SliceRecord{
+		rec := &inference.SliceRecord{
 			SOPInstanceUID: sl.SOPInstanceUID, SeriesInstanceUID: sl.SeriesInstanceUID,
 			Frame: r.Slice.Frame, Rows: r.Slice.Rows, Cols: r.Slice.Cols,
 			Scores: r.Map, Mask: r.Mask, Display: r.Display,

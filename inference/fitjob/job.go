@@ -1,4 +1,4 @@
-package dpmm
+package fitjob
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"anomalynode/inference"
+	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
 	"anomalynode/inference/internal/sniff"
 )
@@ -61,7 +62,7 @@ type LoadOptions struct {
 // Loaded is a set of inputs turned into embeddings.
 type Loaded struct {
 	// Data holds the slices' embeddings.
-	Data *Data
+	Data *dpmm.Data
 	// Geometries has one entry per slice: the source geometry of slices embedded
 	// from DICOM (or read from a cache entry with its .json sidecar), the zero
 	// Geometry for other .npy slices.
@@ -102,7 +103,7 @@ func (l *Loaded) HasPlanes() bool {
 }
 
 // ErrNoInputs is returned when the inputs hold no slices.
-var ErrNoInputs = errors.New("dpmm: no embeddings in the inputs")
+var ErrNoInputs = errors.New("fitjob: no embeddings in the inputs")
 
 // skipExt lists extensions in input folders that are never DICOM.
 var skipExt = map[string]bool{".json": true, ".png": true, ".txt": true, ".md": true, ".csv": true, ".jpg": true, ".yaml": true, ".yml": true, ".onnx": true, ".tmp": true}
@@ -118,7 +119,7 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("dpmm: input: %w", err)
+			return nil, fmt.Errorf("fitjob: input: %w", err)
 		}
 		if !st.IsDir() {
 			files = append(files, p)
@@ -136,7 +137,7 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("dpmm: input: %w", err)
+			return nil, fmt.Errorf("fitjob: input: %w", err)
 		}
 		sort.Strings(found)
 		for _, f := range found {
@@ -144,13 +145,13 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 		}
 		files = append(files, found...)
 	}
-	l := &Loaded{Data: &Data{}}
+	l := &Loaded{Data: &dpmm.Data{}}
 	add := func(rows []float32, n int, e EmbeddedSlice) error {
 		if l.Data.D == 0 {
 			l.Data.D = e.D
 		}
 		if e.D != l.Data.D {
-			return fmt.Errorf("dpmm: embedding dimension %d differs from the first input's %d", e.D, l.Data.D)
+			return fmt.Errorf("fitjob: embedding dimension %d differs from the first input's %d", e.D, l.Data.D)
 		}
 		l.Data.Append(rows, n)
 		l.Geometries = append(l.Geometries, e.Geometry)
@@ -180,7 +181,7 @@ func Load(ctx context.Context, paths []string, opt LoadOptions) (*Loaded, error)
 			continue
 		}
 		if opt.Embedder == nil {
-			return nil, fmt.Errorf("dpmm: %s is DICOM but no embedder is configured", f)
+			return nil, fmt.Errorf("fitjob: %s is DICOM but no embedder is configured", f)
 		}
 		slices, hit, err := embedCached(ctx, f, opt)
 		if err != nil {
@@ -223,10 +224,10 @@ var errMaskNPY = errors.New("an integer .npy is a label mask, not embeddings")
 func loadNPY(path string, perSlice int, meta *cacheMeta, add func([]float32, int, EmbeddedSlice) error) error {
 	a, err := inference.ReadNPY(path)
 	if err != nil {
-		return fmt.Errorf("dpmm: %w", err)
+		return fmt.Errorf("fitjob: %w", err)
 	}
 	if a.F32 == nil {
-		return fmt.Errorf("dpmm: %s: dtype %s: %w; inputs are DICOM files and float .npy embeddings ([N, D] or [slices, patches, D]), and label masks belong to eval --labels", path, a.Dtype, errMaskNPY)
+		return fmt.Errorf("fitjob: %s: dtype %s: %w; inputs are DICOM files and float .npy embeddings ([N, D] or [slices, patches, D]), and label masks belong to eval --labels", path, a.Dtype, errMaskNPY)
 	}
 	var slices, rows, d int
 	switch len(a.Shape) {
@@ -236,14 +237,14 @@ func loadNPY(path string, perSlice int, meta *cacheMeta, add func([]float32, int
 		for lo := 0; lo < n; lo += perSlice {
 			r := min(perSlice, n-lo)
 			if err := add(a.F32[lo*d:(lo+r)*d], r, EmbeddedSlice{D: d}); err != nil {
-				return fmt.Errorf("dpmm: %s: %w", path, err)
+				return fmt.Errorf("fitjob: %s: %w", path, err)
 			}
 		}
 		return nil
 	case 3:
 		slices, rows, d = a.Shape[0], a.Shape[1], a.Shape[2]
 	default:
-		return fmt.Errorf("dpmm: %s: shape %v, want [N, D] or [slices, patches, D]", path, a.Shape)
+		return fmt.Errorf("fitjob: %s: shape %v, want [N, D] or [slices, patches, D]", path, a.Shape)
 	}
 	// A cache entry's sidecar gives each slice's geometry when it fits.
 	usable := meta != nil && len(meta.Geometries) == slices
@@ -256,7 +257,7 @@ func loadNPY(path string, perSlice int, meta *cacheMeta, add func([]float32, int
 			e = meta.slice(s, d)
 		}
 		if err := add(a.F32[s*rows*d:(s+1)*rows*d], rows, e); err != nil {
-			return fmt.Errorf("dpmm: %s: %w", path, err)
+			return fmt.Errorf("fitjob: %s: %w", path, err)
 		}
 	}
 	return nil
@@ -299,13 +300,13 @@ func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedS
 	if opt.CacheDir == "" {
 		s, err := opt.Embedder.EmbedFile(ctx, path)
 		if err != nil {
-			return nil, false, fmt.Errorf("dpmm: embed %s: %w", path, err)
+			return nil, false, fmt.Errorf("fitjob: embed %s: %w", path, err)
 		}
 		return s, false, nil
 	}
 	key, err := cacheKey(path, opt.Embedder)
 	if err != nil {
-		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+		return nil, false, fmt.Errorf("fitjob: cache: %w", err)
 	}
 	npyPath := filepath.Join(opt.CacheDir, key+".npy")
 	jsonPath := filepath.Join(opt.CacheDir, key+".json")
@@ -324,7 +325,7 @@ func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedS
 	}
 	s, err := opt.Embedder.EmbedFile(ctx, path)
 	if err != nil {
-		return nil, false, fmt.Errorf("dpmm: embed %s: %w", path, err)
+		return nil, false, fmt.Errorf("fitjob: embed %s: %w", path, err)
 	}
 	if len(s) == 0 {
 		return s, false, nil
@@ -342,42 +343,30 @@ func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedS
 		meta.Planes = append(meta.Planes, e.Plane)
 	}
 	if err := os.MkdirAll(opt.CacheDir, 0o755); err != nil {
-		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+		return nil, false, fmt.Errorf("fitjob: cache: %w", err)
 	}
 	if err := inference.WriteNPY(npyPath, &inference.Array{Shape: []int{len(s), p, d}, Dtype: inference.DtypeFloat32, F32: all}); err != nil {
-		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+		return nil, false, fmt.Errorf("fitjob: cache: %w", err)
 	}
 	mb, _ := json.Marshal(meta)
 	if err := os.WriteFile(jsonPath, mb, 0o644); err != nil {
-		return nil, false, fmt.Errorf("dpmm: cache: %w", err)
+		return nil, false, fmt.Errorf("fitjob: cache: %w", err)
 	}
 	return s, false, nil
-}
-
-// Tensors returns the mixture as model tensors: means, variances and
-// log weights (-Inf for a weight of exactly 0).
-func (m *Mixture) Tensors() (means, variances, logWeights []float32) {
-	means = append([]float32(nil), m.Mu...)
-	variances = append([]float32(nil), m.S2...)
-	logWeights = make([]float32, m.K)
-	for k, l := range m.LogPi {
-		logWeights[k] = float32(l)
-	}
-	return means, variances, logWeights
 }
 
 // JobOptions describes one `anomalynode fit` run.
 type JobOptions struct {
 	// Config holds the EM hyper-parameters.
-	Config Config
+	Config dpmm.Config
 	// Fit holds the schedule; Fit.Checkpoint defaults to Out + ".ckpt".
-	Fit FitOptions
+	Fit dpmm.FitOptions
 	// Out is the model file to write.
 	Out string
 	// Meta is the model metadata the caller knows (embedder, preprocessing,
 	// resolution, patch size); the fit and calibration fields are filled in.
 	Meta inference.ModelMeta
-	// FPRs are the calibration false-positive rates (DefaultFPRs).
+	// FPRs are the calibration false-positive rates (dpmm.DefaultFPRs).
 	FPRs []float64
 	// SeriesFPR and MinVolumeMM3 are the finding limits to calibrate
 	// (nil: findings.DefaultSeriesFPR and findings.DefaultMinVolumeMM3).
@@ -389,7 +378,7 @@ type JobResult struct {
 	// Model is the written model.
 	Model *inference.Model
 	// Fit is the EM result with its history.
-	Fit *Result
+	Fit *dpmm.Result
 	// CurvePath is the training-curve PNG beside the model.
 	CurvePath string
 	// HistoryPath is the per-epoch JSON beside the model.
@@ -411,10 +400,10 @@ func RunJob(ctx context.Context, train, val *Loaded, opt JobOptions) (*JobResult
 		opt.Fit.Checkpoint = opt.Out + ".ckpt"
 	}
 	if len(opt.FPRs) == 0 {
-		opt.FPRs = DefaultFPRs
+		opt.FPRs = dpmm.DefaultFPRs
 	}
 	cfg := opt.Config.Defaults()
-	res, err := Fit(ctx, cfg, train.Data, val.Data, opt.Fit)
+	res, err := dpmm.Fit(ctx, cfg, train.Data, val.Data, opt.Fit)
 	if err != nil {
 		return nil, err
 	}
@@ -446,7 +435,7 @@ func RunJob(ctx context.Context, train, val *Loaded, opt JobOptions) (*JobResult
 		Seed: cfg.Seed, BestEpoch: res.BestEpoch, ValLogLikelihood: bh.ValLogLikelihood,
 		ActiveComponents: best.Active(cfg.Tau), Alpha: best.Alpha, TrainSlices: train.Data.Slices(),
 		ValSlices: val.Data.Slices(), TrainPatches: int64(train.Data.Rows())}
-	if cfg.Schedule == ScheduleExp {
+	if cfg.Schedule == dpmm.ScheduleExp {
 		model.Meta.Fit.Rate = cfg.Rate
 	}
 
@@ -483,16 +472,16 @@ func RunJob(ctx context.Context, train, val *Loaded, opt JobOptions) (*JobResult
 	enc := json.NewEncoder(&hb)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(struct {
-		BestEpoch int          `json:"best_epoch"`
-		Epochs    []EpochStats `json:"epochs"`
+		BestEpoch int               `json:"best_epoch"`
+		Epochs    []dpmm.EpochStats `json:"epochs"`
 	}{res.BestEpoch, res.History}); err != nil {
-		return nil, fmt.Errorf("dpmm: history: %w", err)
+		return nil, fmt.Errorf("fitjob: history: %w", err)
 	}
 	if err := os.WriteFile(jr.HistoryPath, hb.Bytes(), 0o644); err != nil {
-		return nil, fmt.Errorf("dpmm: history: %w", err)
+		return nil, fmt.Errorf("fitjob: history: %w", err)
 	}
 	if err := os.Remove(opt.Fit.Checkpoint); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("dpmm: remove checkpoint: %w", err)
+		return nil, fmt.Errorf("fitjob: remove checkpoint: %w", err)
 	}
 	return jr, nil
 }
@@ -517,7 +506,7 @@ func CalibrateScorer(sc inference.Scorer, val *Loaded, fprs []float64) (unit str
 	if pixel {
 		unit = "pixel"
 	}
-	var cal Calibrator
+	var cal dpmm.Calibrator
 	for i := 0; i < val.Data.Slices(); i++ {
 		scores, err := sliceScores(sc, val, i, pixel)
 		if err != nil {
@@ -531,7 +520,7 @@ func CalibrateScorer(sc inference.Scorer, val *Loaded, fprs []float64) (unit str
 	}
 	for _, t := range ths {
 		if math.IsNaN(float64(t)) {
-			return "", 0, nil, errors.New("dpmm: calibrate: NaN threshold")
+			return "", 0, nil, errors.New("fitjob: calibrate: NaN threshold")
 		}
 	}
 	return unit, cal.Count(), ths, nil
@@ -550,7 +539,7 @@ func sliceScores(sc inference.Scorer, val *Loaded, i int, pixel bool) ([]float32
 	}
 	g := val.Geometries[i]
 	if g.Patches() != n {
-		return nil, fmt.Errorf("dpmm: calibrate: slice %d has %d patches, geometry %d", i, n, g.Patches())
+		return nil, fmt.Errorf("fitjob: calibrate: slice %d has %d patches, geometry %d", i, n, g.Patches())
 	}
 	pix := make([]float32, g.SrcRows*g.SrcCols)
 	inference.Upsample(scores, g, pix)
@@ -626,7 +615,7 @@ func CalibrateFindingsScorer(sc inference.Scorer, val *Loaded, fprs []float64, t
 				break
 			}
 			if err != nil {
-				return nil, fmt.Errorf("dpmm: calibrate findings: series %s: %w", uid, err)
+				return nil, fmt.Errorf("fitjob: calibrate findings: series %s: %w", uid, err)
 			}
 			per = append(per, sr)
 		}
@@ -643,7 +632,7 @@ func CalibrateFindingsScorer(sc inference.Scorer, val *Loaded, fprs []float64, t
 	for j, f := range fprs {
 		c, err := findings.Calibrate(regions[j], f, thresholds[j], seriesFPR, minVolumeMM3)
 		if err != nil {
-			return nil, fmt.Errorf("dpmm: calibrate findings: %w", err)
+			return nil, fmt.Errorf("fitjob: calibrate findings: %w", err)
 		}
 		fc.ByFPR[inference.FPRKey(f)] = c
 	}
