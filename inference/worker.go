@@ -76,19 +76,18 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 			Name: "anomalynode_inference_queue_depth", Help: "Slices waiting for a model run.",
 		}),
 	}
+	// Registered first: a second worker on the same registry counts into
+	// the collectors the first one registered.
+	if err := errors.Join(collect.Register(o.Registerer, &w.scored), collect.Register(o.Registerer, &w.failed),
+		collect.Register(o.Registerer, &w.waiting)); err != nil {
+		return nil, fmt.Errorf("inference: register worker metrics: %w", err)
+	}
 	for name := range o.Engines {
 		w.queues[name] = make(chan Job, o.Queue)
 		// Exported at 0 from the start, so a rate or an alert has its series.
 		w.scored.WithLabelValues(name)
 		for _, reason := range []string{"decode", "model", "panic", "store"} {
 			w.failed.WithLabelValues(name, reason)
-		}
-	}
-	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.scored, w.failed, w.waiting} {
-			if _, err := collect.Register(o.Registerer, c); err != nil {
-				return nil, fmt.Errorf("inference: register worker metrics: %w", err)
-			}
 		}
 	}
 	return w, nil

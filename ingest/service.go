@@ -229,7 +229,9 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 	if _, err := j.CreateOrUpdateStream(ctx, deadStream(js, cfg.Ingest.Retention)); err != nil {
 		return nil, fmt.Errorf("ingest: dead work stream: %w", err)
 	}
-	s.m = newMetrics(reg, s)
+	if s.m, err = newMetrics(reg, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

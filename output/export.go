@@ -152,7 +152,11 @@ type Queue struct {
 // reg may be nil.
 func NewQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, dests []Destination, log zerolog.Logger, reg prometheus.Registerer) (*Queue, error) {
 	cfg = cfg.withDefaults()
-	q := &Queue{js: js, cfg: cfg, dests: map[string]Destination{}, log: log.With().Str("component", "export").Logger(), m: newQueueMetrics(reg)}
+	m, err := newQueueMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{js: js, cfg: cfg, dests: map[string]Destination{}, log: log.With().Str("component", "export").Logger(), m: m}
 	for _, d := range dests {
 		if !destNameRE.MatchString(d.Name) {
 			return nil, fmt.Errorf("%w: %q", ErrBadDestinationName, d.Name)
@@ -168,7 +172,6 @@ func NewQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, dest
 	if q.cfg.AckWait <= 0 {
 		q.cfg.AckWait = 30 * time.Second
 	}
-	var err error
 	q.jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Prefix + "_EXPORT",
 		Description: "anomalynode export jobs, one per object and destination",
@@ -526,7 +529,7 @@ type queueMetrics struct {
 	depth                              *prometheus.GaugeVec
 }
 
-func newQueueMetrics(reg prometheus.Registerer) *queueMetrics {
+func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
 	m := &queueMetrics{
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "anomalynode", Subsystem: "export", Name: "delivered_total",
 			Help: "Objects the destination confirmed (success or warning status, or written to the folder)."}, []string{"destination"}),
@@ -539,12 +542,9 @@ func newQueueMetrics(reg prometheus.Registerer) *queueMetrics {
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "anomalynode", Subsystem: "export", Name: "queue_depth",
 			Help: "Jobs waiting or in flight per destination."}, []string{"destination"}),
 	}
-	if reg != nil {
-		m.delivered, _ = collect.Register(reg, m.delivered)
-		m.retried, _ = collect.Register(reg, m.retried)
-		m.dead, _ = collect.Register(reg, m.dead)
-		m.replayed, _ = collect.Register(reg, m.replayed)
-		m.depth, _ = collect.Register(reg, m.depth)
+	if err := errors.Join(collect.Register(reg, &m.delivered), collect.Register(reg, &m.retried), collect.Register(reg, &m.dead),
+		collect.Register(reg, &m.replayed), collect.Register(reg, &m.depth)); err != nil {
+		return nil, fmt.Errorf("output: register export metrics: %w", err)
 	}
-	return m
+	return m, nil
 }

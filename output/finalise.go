@@ -99,12 +99,9 @@ func NewFinaliser(o FinaliserOptions) (*Finaliser, error) {
 			Buckets: []float64{0, 1, 2, 3, 5, 8, 13, 21},
 		}),
 	}
-	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{f.series, f.latency, f.findings} {
-			if _, err := collect.Register(o.Registerer, c); err != nil {
-				return nil, fmt.Errorf("output: register finaliser metrics: %w", err)
-			}
-		}
+	if err := errors.Join(collect.Register(o.Registerer, &f.series), collect.Register(o.Registerer, &f.latency),
+		collect.Register(o.Registerer, &f.findings)); err != nil {
+		return nil, fmt.Errorf("output: register finaliser metrics: %w", err)
 	}
 	return f, nil
 }
