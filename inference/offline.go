@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"anomalynode/internal/dcm"
+
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -57,7 +59,7 @@ func ScanSeries(dir string) (series []*Series, problems []ScanProblem, notDICOM 
 			return nil
 		}
 		ds, err := parseHeader(p)
-		if errors.Is(err, ErrNotDICOM) {
+		if errors.Is(err, dcm.ErrNotDICOM) {
 			notDICOM++
 			return nil
 		}
