@@ -252,7 +252,7 @@ type OfflineOptions struct {
 // float32 .npy score map per slice and summary.json to OUT/<SeriesInstanceUID>/.
 func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*SeriesSummary, error) {
 	start := time.Now()
-	dir := filepath.Join(o.Out, safeName(s.UID))
+	dir := filepath.Join(o.Out, dcm.FileName(s.UID))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("inference: score: %w", err)
 	}
@@ -284,7 +284,7 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 				ss.Quarantine = Quarantinable(r.Err)
 				sum.Errors++
 			} else {
-				name := safeName(r.Slice.SOPInstanceUID)
+				name := dcm.FileName(r.Slice.SOPInstanceUID)
 				if r.Slice.Frames > 1 {
 					name += fmt.Sprintf("_f%04d", r.Slice.Frame)
 				}
@@ -323,18 +323,4 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 		return nil, fmt.Errorf("inference: score: %w", err)
 	}
 	return sum, nil
-}
-
-// safeName keeps a UID usable as a file name.
-func safeName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	if len(b) == 0 || b[0] == '.' {
-		return "_" + string(b)
-	}
-	return string(b)
 }
