@@ -171,11 +171,7 @@ func rgbPixels(e *elems, rows, cols int, rgb []byte) {
 	e.num("BitsStored", 8)
 	e.num("HighBit", 7)
 	e.num("PixelRepresentation", 0)
-	if len(rgb)%2 == 1 {
-		rgb = append(rgb, 0)
-	}
-	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: rgb})
-	e.list[len(e.list)-1].RawValueRepresentation = "OB"
+	e.pixelDataOB(rgb)
 }
 
 func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {

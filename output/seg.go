@@ -462,12 +462,7 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 		masks[i] = f.mask
 		info[i] = SEGFrame{Source: f.s.index, Segment: f.segment}
 	}
-	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: PackBits(masks)})
-	if len(e.list) > 0 {
-		// 1-bit data is a byte stream: OB, not the OW NewElement picks.
-		last := e.list[len(e.list)-1]
-		last.RawValueRepresentation = "OB"
-	}
+	e.pixelDataOB(PackBits(masks))
 
 	part10, err := encode(e, SegmentationStorage, sopInst)
 	if err != nil {
