@@ -111,6 +111,14 @@ func parseHeader(path string) (dicom.Dataset, error) {
 	if err != nil {
 		return dicom.Dataset{}, err
 	}
+	return ParseHeader(data)
+}
+
+// ParseHeader parses the attributes of untrusted Part-10 bytes, pixel data
+// skipped, through the guarded walk the decoder uses: a declared length past
+// the end is refused (ErrInvalidDICOM) before the parser can allocate it, and
+// a parser panic becomes an error.
+func ParseHeader(data []byte) (dicom.Dataset, error) {
 	return parseGuarded(data, dicom.SkipPixelData())
 }
 
