@@ -3,6 +3,7 @@ package output
 import (
 	"anomalynode/ingest"
 	"anomalynode/internal/collect"
+	"anomalynode/internal/jsconsume"
 	"context"
 	"encoding/json"
 	"errors"
@@ -319,20 +320,11 @@ func (q *Queue) watchDepth(ctx context.Context, dest string, cons jetstream.Cons
 	}
 }
 
+// worker delivers d's jobs one at a time: a job is fetched only when the
+// worker is free, so a slow destination never holds one it has not started.
 func (q *Queue) worker(ctx context.Context, d Destination, cons jetstream.Consumer) {
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			if ctx.Err() == nil {
-				q.log.Warn().Err(err).Str("destination", d.Name).Msg("export: fetch failed")
-				sleepCtx(ctx, time.Second)
-			}
-			continue
-		}
-		for msg := range batch.Messages() {
-			q.handle(ctx, d, msg)
-		}
-	}
+	_ = jsconsume.Run(ctx, cons, jsconsume.Options{Name: "export", Log: q.log.With().Str("destination", d.Name).Logger()},
+		func(ctx context.Context, msg jetstream.Msg) { q.handle(ctx, d, msg) })
 }
 
 // handle makes one delivery attempt. The job is acknowledged only after the
@@ -431,18 +423,7 @@ func (q *Queue) deliver(ctx context.Context, d Destination, job Job, msg jetstre
 	})
 	defer stop()
 	// Keep the job ours while a slow destination works on it.
-	go func() {
-		t := time.NewTicker(q.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
+	go jsconsume.KeepInProgress(sctx, msg, q.cfg.AckWait/3)
 	return d.Sender.Send(sctx, obj)
 }
 
@@ -513,15 +494,6 @@ func (q *Queue) Replay(ctx context.Context, seqs ...uint64) (int, error) {
 		n++
 	}
 	return n, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 type queueMetrics struct {
