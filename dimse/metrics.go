@@ -1,6 +1,9 @@
 package dimse
 
 import (
+	"errors"
+	"fmt"
+
 	"anomalynode/internal/collect"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +19,9 @@ type metrics struct {
 	storeSeconds prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics returns the server's metrics registered on reg (may be nil),
+// and the registration error, if any.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		associations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "anomalynode_dimse_associations_total",
@@ -40,14 +45,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	if reg != nil {
-		m.associations, _ = collect.Register(reg, m.associations)
-		m.active, _ = collect.Register(reg, m.active)
-		m.stores, _ = collect.Register(reg, m.stores)
-		m.storeBytes, _ = collect.Register(reg, m.storeBytes)
-		m.storeSeconds, _ = collect.Register(reg, m.storeSeconds)
+	err := errors.Join(collect.Register(reg, &m.associations), collect.Register(reg, &m.active), collect.Register(reg, &m.stores),
+		collect.Register(reg, &m.storeBytes), collect.Register(reg, &m.storeSeconds))
+	if err != nil {
+		err = fmt.Errorf("dimse: register metrics: %w", err)
 	}
-	return m
+	return m, err
 }
 
 func statusClass(s Status) string {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"anomalynode/internal/dcm"
 )
 
 // FileMeta is the File Meta Information (group 0002) of a DICOM Part-10 file
@@ -33,7 +35,7 @@ func ReadFileMeta(r *bufio.Reader) (FileMeta, int64, error) {
 		return m, 0, fmt.Errorf("dimse: read file meta: %w", err)
 	}
 	if string(pre[128:]) != "DICM" {
-		return m, 0, fmt.Errorf("dimse: read file meta: no DICM prefix (not a DICOM Part-10 file)")
+		return m, 0, fmt.Errorf("dimse: read file meta: %w (no DICM prefix)", dcm.ErrNotDICOM)
 	}
 	n := int64(132)
 	for {

@@ -25,6 +25,9 @@ type Server struct {
 	h   StoreHandler
 	log zerolog.Logger
 	m   *metrics
+	// metricsErr is a failed metric registration, returned by Serve: the
+	// constructor has no error to return it with.
+	metricsErr error
 
 	policy atomic.Pointer[policy]
 	nextID atomic.Uint64
@@ -90,14 +93,17 @@ func newPolicy(cfg ServerConfig) *policy {
 	return p
 }
 
-// NewServer returns a server answering C-STORE with h. reg may be nil.
+// NewServer returns a server answering C-STORE with h. reg may be nil; a
+// metric that cannot be registered there is Serve's error.
 func NewServer(cfg ServerConfig, h StoreHandler, log zerolog.Logger, reg prometheus.Registerer) *Server {
+	m, merr := newMetrics(reg)
 	s := &Server{
-		h:         h,
-		log:       log.With().Str("component", "dimse").Logger(),
-		m:         newMetrics(reg),
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*ulConn]context.CancelFunc{},
+		h:          h,
+		log:        log.With().Str("component", "dimse").Logger(),
+		m:          m,
+		metricsErr: merr,
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*ulConn]context.CancelFunc{},
 	}
 	s.policy.Store(newPolicy(cfg))
 	return s
@@ -129,6 +135,10 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // gracefully within ShutdownGrace and returns nil) or Shutdown is called (then
 // it returns ErrServerClosed). It closes l.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	if s.metricsErr != nil {
+		_ = l.Close()
+		return s.metricsErr
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

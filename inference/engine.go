@@ -142,8 +142,7 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 			Help:    "Per-slice time spent in each inference stage.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"stage"})
-		h, err := collect.Register(o.Registerer, h)
-		if err != nil {
+		if err := collect.Register(o.Registerer, &h); err != nil {
 			return nil, fmt.Errorf("inference: engine metrics: %w", err)
 		}
 		e.stageHx = h

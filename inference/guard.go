@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"anomalynode/internal/dcm"
+
 	"github.com/suyashkumar/dicom"
 )
 
@@ -14,9 +16,9 @@ import (
 // end, broken sequences, a parser failure).
 var ErrInvalidDICOM = errors.New("invalid DICOM data")
 
-// ErrNotDICOM reports a file without the Part-10 "DICM" prefix; it wraps
-// ErrInvalidDICOM.
-var ErrNotDICOM = fmt.Errorf("%w: not a DICOM Part-10 file (no DICM prefix)", ErrInvalidDICOM)
+// errNoPrefix reports a file without the Part-10 "DICM" prefix: both
+// dcm.ErrNotDICOM (skip it) and ErrInvalidDICOM (quarantinable).
+var errNoPrefix = fmt.Errorf("%w: %w (no DICM prefix)", ErrInvalidDICOM, dcm.ErrNotDICOM)
 
 // Quarantinable reports whether err is about the data itself (unsupported,
 // invalid or bad pixel data), so retrying cannot help and the input belongs in
@@ -59,7 +61,7 @@ func checkStructure(data []byte) error {
 		return fmt.Errorf("%w: %s", ErrInvalidDICOM, fmt.Sprintf(format, args...))
 	}
 	if len(data) < 132 || string(data[128:132]) != "DICM" {
-		return ErrNotDICOM
+		return errNoPrefix
 	}
 	// File meta: explicit VR little endian, group 0002 only.
 	pos := 132

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"anomalynode/internal/dcm"
+
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
@@ -57,7 +59,7 @@ func ScanSeries(dir string) (series []*Series, problems []ScanProblem, notDICOM 
 			return nil
 		}
 		ds, err := parseHeader(p)
-		if errors.Is(err, ErrNotDICOM) {
+		if errors.Is(err, dcm.ErrNotDICOM) {
 			notDICOM++
 			return nil
 		}
@@ -109,6 +111,14 @@ func parseHeader(path string) (dicom.Dataset, error) {
 	if err != nil {
 		return dicom.Dataset{}, err
 	}
+	return ParseHeader(data)
+}
+
+// ParseHeader parses the attributes of untrusted Part-10 bytes, pixel data
+// skipped, through the guarded walk the decoder uses: a declared length past
+// the end is refused (ErrInvalidDICOM) before the parser can allocate it, and
+// a parser panic becomes an error.
+func ParseHeader(data []byte) (dicom.Dataset, error) {
 	return parseGuarded(data, dicom.SkipPixelData())
 }
 
@@ -250,7 +260,7 @@ type OfflineOptions struct {
 // float32 .npy score map per slice and summary.json to OUT/<SeriesInstanceUID>/.
 func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*SeriesSummary, error) {
 	start := time.Now()
-	dir := filepath.Join(o.Out, safeName(s.UID))
+	dir := filepath.Join(o.Out, dcm.FileName(s.UID))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("inference: score: %w", err)
 	}
@@ -282,7 +292,7 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 				ss.Quarantine = Quarantinable(r.Err)
 				sum.Errors++
 			} else {
-				name := safeName(r.Slice.SOPInstanceUID)
+				name := dcm.FileName(r.Slice.SOPInstanceUID)
 				if r.Slice.Frames > 1 {
 					name += fmt.Sprintf("_f%04d", r.Slice.Frame)
 				}
@@ -321,18 +331,4 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 		return nil, fmt.Errorf("inference: score: %w", err)
 	}
 	return sum, nil
-}
-
-// safeName keeps a UID usable as a file name.
-func safeName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	if len(b) == 0 || b[0] == '.' {
-		return "_" + string(b)
-	}
-	return string(b)
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"anomalynode/internal/dcm"
+
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
@@ -26,8 +28,6 @@ const (
 
 // Errors of the header reader and file sniffer.
 var (
-	// ErrNotDICOM: the bytes do not start like a DICOM file or data set.
-	ErrNotDICOM = errors.New("ingest: not a DICOM file")
 	// ErrMalformed: the bytes start like DICOM but cannot be parsed.
 	ErrMalformed = errors.New("ingest: malformed DICOM")
 	// ErrHeaderTooLarge: the attributes before the pixel data exceed the limit.
@@ -392,7 +392,7 @@ func (f *FileInfo) IsDICOMDIR() bool { return f.SOPClassUID == MediaStorageDirec
 // SniffFile recognises a DICOM file in r: Part-10 (preamble + DICM), file meta
 // without preamble, or a bare data set in implicit or explicit VR little endian
 // (or explicit big endian), and reads its header up to the pixel data.
-// ErrNotDICOM means the bytes do not look like DICOM at all (skip the file);
+// dcm.ErrNotDICOM means the bytes do not look like DICOM at all (skip the file);
 // ErrMalformed means they do but cannot be parsed (quarantine it).
 func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 	br := bufio.NewReaderSize(r, 4096)
@@ -427,7 +427,7 @@ func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 	} else {
 		ts = guessSyntax(br)
 		if ts == "" {
-			return nil, ErrNotDICOM
+			return nil, dcm.ErrNotDICOM
 		}
 	}
 	fi.DataSetOffset = off
@@ -438,7 +438,7 @@ func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 	h, prefix, err := ReadHeader(br, ts, max)
 	if err != nil {
 		if !fi.Part10 && errors.Is(err, ErrMalformed) && h != nil && h.Len() == 0 {
-			return nil, ErrNotDICOM
+			return nil, dcm.ErrNotDICOM
 		}
 		return nil, err
 	}
@@ -451,7 +451,7 @@ func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 	}
 	if !fi.Part10 && (h.Str(tag.SOPInstanceUID) == "" || fi.SOPClassUID == "") {
 		// A bare data set must at least identify itself to count as DICOM.
-		return nil, ErrNotDICOM
+		return nil, dcm.ErrNotDICOM
 	}
 	return fi, nil
 }

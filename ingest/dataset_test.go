@@ -12,6 +12,7 @@ import (
 
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 	"anomalynode/internal/synth"
 )
@@ -139,8 +140,8 @@ func TestSniffNotDICOM(t *testing.T) {
 		"png":   append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 200)...),
 		"zeros": make([]byte, 300),
 	} {
-		if _, err := SniffFile(bytes.NewReader(data), 1<<20); !errors.Is(err, ErrNotDICOM) {
-			t.Errorf("%s: %v, want ErrNotDICOM", name, err)
+		if _, err := SniffFile(bytes.NewReader(data), 1<<20); !errors.Is(err, dcm.ErrNotDICOM) {
+			t.Errorf("%s: %v, want dcm.ErrNotDICOM", name, err)
 		}
 	}
 	// Preamble + DICM and then nonsense: DICOM, but malformed.
@@ -162,7 +163,7 @@ func FuzzSniffFile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fi, err := SniffFile(bytes.NewReader(data), 1<<16)
 		if err != nil {
-			if !errors.Is(err, ErrNotDICOM) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrHeaderTooLarge) && !errors.Is(err, ErrUnsupportedSyntax) {
+			if !errors.Is(err, dcm.ErrNotDICOM) && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrHeaderTooLarge) && !errors.Is(err, ErrUnsupportedSyntax) {
 				t.Fatalf("unexpected error class: %v", err)
 			}
 			return

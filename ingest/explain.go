@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"anomalynode/internal/dcm"
+
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
@@ -37,7 +39,7 @@ func ExplainFile(r *Router, path string, src Source) (*Explanation, error) {
 	defer f.Close()
 	fi, err := SniffFile(f, 64<<20)
 	switch {
-	case errors.Is(err, ErrNotDICOM):
+	case errors.Is(err, dcm.ErrNotDICOM):
 		ex.Skipped = "not a DICOM file"
 		return ex, nil
 	case err != nil:

@@ -1,9 +1,12 @@
 package ingest
 
 import (
-	"anomalynode/internal/collect"
 	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"anomalynode/internal/collect"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -26,7 +29,7 @@ type metrics struct {
 	storeSeconds prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
+func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	const ns, sub = "anomalynode", "ingest"
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "instances_received_total",
@@ -61,20 +64,6 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 			Help:    "Time from receiving an instance to it being durable and queued.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
-	// Every label value is exported from the start (at 0): a dashboard or an
-	// alert on a rate needs the series before its first event.
-	for _, src := range []string{SourceNetwork, SourceFolder} {
-		m.received.WithLabelValues(src)
-	}
-	for _, reason := range []string{"disk", "store", "malformed", "source"} {
-		m.refused.WithLabelValues(reason)
-	}
-	for _, stage := range []string{StageSlice, StageCompletion} {
-		m.deadLettered.WithLabelValues(stage)
-	}
-	if reg == nil {
-		return m
-	}
 	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "queue_depth",
 		Help: "Slices stored and not yet acknowledged by the slice consumer."}, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -89,11 +78,26 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 		}
 		return float64(info.State.Msgs)
 	})
-	for _, c := range []prometheus.Collector{m.received, m.refused, m.stored, m.storedBytes, m.duplicate, m.ignored,
-		m.quarantined, m.dispatched, m.acked, m.redundant, m.reopened, m.completed, m.deadLettered, m.openSeries, m.storeSeconds, depth} {
-		if _, err := collect.Register(reg, c); err != nil {
-			s.log.Warn().Err(err).Msg("ingest: metric not registered")
-		}
+	// Registered before the label values below are set: a second service on
+	// the same registry counts into the collectors the first registered.
+	if err := errors.Join(collect.Register(reg, &m.received), collect.Register(reg, &m.refused), collect.Register(reg, &m.stored),
+		collect.Register(reg, &m.storedBytes), collect.Register(reg, &m.duplicate), collect.Register(reg, &m.ignored),
+		collect.Register(reg, &m.quarantined), collect.Register(reg, &m.dispatched), collect.Register(reg, &m.acked),
+		collect.Register(reg, &m.redundant), collect.Register(reg, &m.reopened), collect.Register(reg, &m.completed),
+		collect.Register(reg, &m.deadLettered), collect.Register(reg, &m.openSeries), collect.Register(reg, &m.storeSeconds),
+		collect.Register(reg, &depth)); err != nil {
+		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}
-	return m
+	// Every label value is exported from the start (at 0): a dashboard or an
+	// alert on a rate needs the series before its first event.
+	for _, src := range []string{SourceNetwork, SourceFolder} {
+		m.received.WithLabelValues(src)
+	}
+	for _, reason := range []string{"disk", "store", "malformed", "source"} {
+		m.refused.WithLabelValues(reason)
+	}
+	for _, stage := range []string{StageSlice, StageCompletion} {
+		m.deadLettered.WithLabelValues(stage)
+	}
+	return m, nil
 }

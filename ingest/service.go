@@ -21,6 +21,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"anomalynode/configs"
+	"anomalynode/internal/jsconsume"
 )
 
 // Sentinel errors of the store.
@@ -229,7 +230,9 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 	if _, err := j.CreateOrUpdateStream(ctx, deadStream(js, cfg.Ingest.Retention)); err != nil {
 		return nil, fmt.Errorf("ingest: dead work stream: %w", err)
 	}
-	s.m = newMetrics(reg, s)
+	if s.m, err = newMetrics(reg, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -612,24 +615,7 @@ func (s *Service) consume(ctx context.Context, stream, durable, subject string, 
 	if err != nil {
 		return fmt.Errorf("ingest: consumer %s: %w", durable, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(64))
-	if err != nil {
-		return fmt.Errorf("ingest: consume %s: %w", durable, err)
-	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("ingest: consume %s: %w", durable, err)
-		}
-		handle(ctx, msg)
-	}
+	return jsconsume.Run(ctx, cons, jsconsume.Options{Name: "ingest: consume " + durable, Prefetch: 64, Log: s.log}, handle)
 }
 
 func (s *Service) runSlices(ctx context.Context, sc SliceConsumer) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/configs"
+	"anomalynode/internal/dcm"
 )
 
 // Acceptor takes an instance into the durable store; *Service implements it.
@@ -410,7 +411,7 @@ func (w *Watcher) ingestFile(ctx context.Context, p string) (fileOutcome, string
 	}
 	fi, err := SniffFile(f, w.maxHeader)
 	switch {
-	case errors.Is(err, ErrNotDICOM):
+	case errors.Is(err, dcm.ErrNotDICOM):
 		return fileSkipped, "not DICOM"
 	case err != nil:
 		return refused(err.Error())

@@ -3,6 +3,7 @@ package output
 import (
 	"anomalynode/ingest"
 	"anomalynode/internal/collect"
+	"anomalynode/internal/jsconsume"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,7 +153,11 @@ type Queue struct {
 // reg may be nil.
 func NewQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, dests []Destination, log zerolog.Logger, reg prometheus.Registerer) (*Queue, error) {
 	cfg = cfg.withDefaults()
-	q := &Queue{js: js, cfg: cfg, dests: map[string]Destination{}, log: log.With().Str("component", "export").Logger(), m: newQueueMetrics(reg)}
+	m, err := newQueueMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{js: js, cfg: cfg, dests: map[string]Destination{}, log: log.With().Str("component", "export").Logger(), m: m}
 	for _, d := range dests {
 		if !destNameRE.MatchString(d.Name) {
 			return nil, fmt.Errorf("%w: %q", ErrBadDestinationName, d.Name)
@@ -168,7 +173,6 @@ func NewQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, dest
 	if q.cfg.AckWait <= 0 {
 		q.cfg.AckWait = 30 * time.Second
 	}
-	var err error
 	q.jobs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Prefix + "_EXPORT",
 		Description: "anomalynode export jobs, one per object and destination",
@@ -316,20 +320,11 @@ func (q *Queue) watchDepth(ctx context.Context, dest string, cons jetstream.Cons
 	}
 }
 
+// worker delivers d's jobs one at a time: a job is fetched only when the
+// worker is free, so a slow destination never holds one it has not started.
 func (q *Queue) worker(ctx context.Context, d Destination, cons jetstream.Consumer) {
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			if ctx.Err() == nil {
-				q.log.Warn().Err(err).Str("destination", d.Name).Msg("export: fetch failed")
-				sleepCtx(ctx, time.Second)
-			}
-			continue
-		}
-		for msg := range batch.Messages() {
-			q.handle(ctx, d, msg)
-		}
-	}
+	_ = jsconsume.Run(ctx, cons, jsconsume.Options{Name: "export", Log: q.log.With().Str("destination", d.Name).Logger()},
+		func(ctx context.Context, msg jetstream.Msg) { q.handle(ctx, d, msg) })
 }
 
 // handle makes one delivery attempt. The job is acknowledged only after the
@@ -428,18 +423,7 @@ func (q *Queue) deliver(ctx context.Context, d Destination, job Job, msg jetstre
 	})
 	defer stop()
 	// Keep the job ours while a slow destination works on it.
-	go func() {
-		t := time.NewTicker(q.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
+	go jsconsume.KeepInProgress(sctx, msg, q.cfg.AckWait/3)
 	return d.Sender.Send(sctx, obj)
 }
 
@@ -512,21 +496,12 @@ func (q *Queue) Replay(ctx context.Context, seqs ...uint64) (int, error) {
 	return n, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 type queueMetrics struct {
 	delivered, retried, dead, replayed *prometheus.CounterVec
 	depth                              *prometheus.GaugeVec
 }
 
-func newQueueMetrics(reg prometheus.Registerer) *queueMetrics {
+func newQueueMetrics(reg prometheus.Registerer) (*queueMetrics, error) {
 	m := &queueMetrics{
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "anomalynode", Subsystem: "export", Name: "delivered_total",
 			Help: "Objects the destination confirmed (success or warning status, or written to the folder)."}, []string{"destination"}),
@@ -539,12 +514,9 @@ func newQueueMetrics(reg prometheus.Registerer) *queueMetrics {
 		depth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "anomalynode", Subsystem: "export", Name: "queue_depth",
 			Help: "Jobs waiting or in flight per destination."}, []string{"destination"}),
 	}
-	if reg != nil {
-		m.delivered, _ = collect.Register(reg, m.delivered)
-		m.retried, _ = collect.Register(reg, m.retried)
-		m.dead, _ = collect.Register(reg, m.dead)
-		m.replayed, _ = collect.Register(reg, m.replayed)
-		m.depth, _ = collect.Register(reg, m.depth)
+	if err := errors.Join(collect.Register(reg, &m.delivered), collect.Register(reg, &m.retried), collect.Register(reg, &m.dead),
+		collect.Register(reg, &m.replayed), collect.Register(reg, &m.depth)); err != nil {
+		return nil, fmt.Errorf("output: register export metrics: %w", err)
 	}
-	return m
+	return m, nil
 }

@@ -107,12 +107,9 @@ func NewFinaliser(o FinaliserOptions) (*Finaliser, error) {
 			Buckets: []float64{0, 1, 2, 3, 5, 8, 13, 21},
 		}),
 	}
-	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{f.series, f.latency, f.findings} {
-			if _, err := collect.Register(o.Registerer, c); err != nil {
-				return nil, fmt.Errorf("output: register finaliser metrics: %w", err)
-			}
-		}
+	if err := errors.Join(collect.Register(o.Registerer, &f.series), collect.Register(o.Registerer, &f.latency),
+		collect.Register(o.Registerer, &f.findings)); err != nil {
+		return nil, fmt.Errorf("output: register finaliser metrics: %w", err)
 	}
 	return f, nil
 }
@@ -281,8 +278,14 @@ func (f *Finaliser) header(ctx context.Context, sop string) (*dicom.Dataset, err
 		return nil, err
 	}
 	defer rc.Close()
-	r := io.MultiReader(bytes.NewReader(ingest.Part10Header("", sop, ts)), rc)
-	ds, err := dicom.ParseUntilEOF(r, nil, dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength())
+	// The source's bytes came from a sender: they go through the guarded
+	// walk the decoder uses, which refuses a declared length past the end
+	// before the parser can allocate it.
+	buf := bytes.NewBuffer(ingest.Part10Header("", sop, ts))
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return nil, fmt.Errorf("output: read source %s: %w", sop, err)
+	}
+	ds, err := inference.ParseHeader(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("output: parse source %s: %w", sop, err)
 	}

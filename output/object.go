@@ -147,6 +147,20 @@ func (e *elems) add(keyword string, v any) {
 	e.list = append(e.list, el)
 }
 
+// pixelDataOB appends Pixel Data holding data as OB, padded to an even
+// length: the node's pixel data (1-bit SEG frames, 8-bit RGB) are byte
+// streams, not the OW that dicom.NewElement picks for native pixel data.
+func (e *elems) pixelDataOB(data []byte) {
+	if len(data)%2 == 1 {
+		data = append(data, 0)
+	}
+	n := len(e.list)
+	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: data})
+	if len(e.list) > n {
+		e.list[n].RawValueRepresentation = "OB"
+	}
+}
+
 // str appends a single-valued string attribute.
 func (e *elems) str(keyword string, v ...string) { e.add(keyword, v) }
 

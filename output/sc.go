@@ -171,13 +171,58 @@ func rgbPixels(e *elems, rows, cols int, rgb []byte) {
 	e.num("BitsStored", 8)
 	e.num("HighBit", 7)
 	e.num("PixelRepresentation", 0)
-	if len(rgb)%2 == 1 {
-		rgb = append(rgb, 0)
-	}
-	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: rgb})
-	e.list[len(e.list)-1].RawValueRepresentation = "OB"
+	e.pixelDataOB(rgb)
 }
 
+// heatMapComment is the heat maps' ImageComments: the legend, the model and
+// the colour scale (threshold to finding peak threshold when the model has a
+// finding calibration).
+func heatMapComment(res *SeriesResult, sc colourScale, version int) string {
+	if sc.bar {
+		return fmt.Sprintf("%s. Anomaly heat map of model %s %s, version %d: colour from the pixel threshold %.4g (blue) to the finding peak threshold %.4g (red); findings outlined.",
+			Legend, nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0"), version, sc.lo, sc.hi)
+	}
+	return fmt.Sprintf("%s. Anomaly heat map of model %s %s (threshold %g), version %d.",
+		Legend, nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0"), res.Threshold, version)
+}
+
+// addSCSource references the slice (and frame) the heat map was made from.
+func addSCSource(e *elems, s slice) {
+	src := &elems{}
+	src.str("ReferencedSOPClassUID", s.sopClass)
+	src.str("ReferencedSOPInstanceUID", s.sopInst)
+	if n := s.frameNumber(); n > 0 {
+		src.str("ReferencedFrameNumber", strconv.Itoa(n))
+	}
+	src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
+	e.seq("SourceImageSequence", src)
+}
+
+// addSCPlane gives the heat map the source's frame of reference and plane,
+// for viewers that scroll and link by position.
+func addSCPlane(e *elems, s slice) {
+	h := s.src.Header
+	e.str("FrameOfReferenceUID", getString(h, "FrameOfReferenceUID"))
+	e.add("ImagePositionPatient", s.geom.ipp)
+	e.add("ImageOrientationPatient", s.geom.iop)
+	if s.geom.multiFrame {
+		// The frame's own pixel measures; a multi-frame source has no
+		// per-frame SliceLocation to copy.
+		if len(s.geom.spacing) > 0 {
+			e.add("PixelSpacing", s.geom.spacing)
+		}
+		if len(s.geom.thickness) > 0 {
+			e.add("SliceThickness", s.geom.thickness)
+		}
+		return
+	}
+	e.copy(h, "PixelSpacing", false)
+	e.copy(h, "SliceThickness", false)
+	e.copy(h, "SliceLocation", false)
+}
+
+// buildSC builds one secondary-capture heat map per slice (per slice with a
+// finding with OnlyFindings).
 func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {
 	res := a.Result
 	if opts.Disabled {
@@ -196,12 +241,7 @@ func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {
 		created = time.Now()
 	}
 	sc := a.scale()
-	comment := fmt.Sprintf("%s. Anomaly heat map of model %s %s (threshold %g), version %d.",
-		Legend, nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0"), res.Threshold, version)
-	if sc.bar {
-		comment = fmt.Sprintf("%s. Anomaly heat map of model %s %s, version %d: colour from the pixel threshold %.4g (blue) to the finding peak threshold %.4g (red); findings outlined.",
-			Legend, nonEmpty(res.Model.Name, "model"), nonEmpty(res.Model.Version, "0"), version, sc.lo, sc.hi)
-	}
+	comment := heatMapComment(res, sc, version)
 
 	var out []*Object
 	for rank, s := range slices {
@@ -225,33 +265,8 @@ func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {
 		e.str("PatientOrientation", patientOrientation(iop)...)
 		e.str("ImageComments", comment)
 		e.str("DerivationDescription", "Source windowed to grey with anomaly scores as a colour heat map and the anomaly mask outlined")
-		src := &elems{}
-		src.str("ReferencedSOPClassUID", s.sopClass)
-		src.str("ReferencedSOPInstanceUID", s.sopInst)
-		if n := s.frameNumber(); n > 0 {
-			src.str("ReferencedFrameNumber", strconv.Itoa(n))
-		}
-		src.seq("PurposeOfReferenceCodeSequence", purposeSourceImage.item())
-		e.seq("SourceImageSequence", src)
-		// Same frame of reference and plane as the source, for viewers that
-		// scroll and link by position.
-		e.str("FrameOfReferenceUID", getString(h, "FrameOfReferenceUID"))
-		e.add("ImagePositionPatient", s.geom.ipp)
-		e.add("ImageOrientationPatient", s.geom.iop)
-		if s.geom.multiFrame {
-			// The frame's own pixel measures; a multi-frame source has no
-			// per-frame SliceLocation to copy.
-			if len(s.geom.spacing) > 0 {
-				e.add("PixelSpacing", s.geom.spacing)
-			}
-			if len(s.geom.thickness) > 0 {
-				e.add("SliceThickness", s.geom.thickness)
-			}
-		} else {
-			e.copy(h, "PixelSpacing", false)
-			e.copy(h, "SliceThickness", false)
-			e.copy(h, "SliceLocation", false)
-		}
+		addSCSource(e, s)
+		addSCPlane(e, s)
 		rgbPixels(e, s.src.Rows, s.src.Cols, heatMap(s.src, sc, opts.Opacity))
 		part10, err := encode(e, SecondaryCaptureImageStorage, sop)
 		if err != nil {

@@ -255,6 +255,19 @@ func findingDescription(f findings.Finding) string {
 		f.ID, f.VolumeMM3, f.Peak, f.Mean, f.Centroid[0], f.Centroid[1], f.Centroid[2], f.FirstSlice+1, f.LastSlice+1)
 }
 
+// segFrame is one frame of the SEG: a source slice's mask for one segment.
+// rank (1-based position along the normal) is the second dimension index,
+// so frames of different versions line up.
+type segFrame struct {
+	s       slice
+	rank    int
+	segment int
+	mask    []bool
+}
+
+// buildSEG builds the series' binary SEG: its frames (chosen segment by
+// segment), the common modules, the functional groups, the dimensions, the
+// references to every source and the packed pixel data.
 func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	res := a.Result
 	opts = opts.withDefaults()
@@ -262,20 +275,9 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	first := slices[0].src
-	h := first.Header
-	rows, cols := first.Rows, first.Cols
-	spacing := slices[0].geom.spacing
-	if len(spacing) != 2 {
-		return nil, nil, fmt.Errorf("%w: no PixelSpacing", ErrBadSource)
-	}
-	for _, s := range slices {
-		if s.src.Rows != rows || s.src.Cols != cols {
-			return nil, nil, fmt.Errorf("%w: %s is %dx%d, the series %dx%d", ErrBadSource, where(s.index, s.src, s.geom), s.src.Rows, s.src.Cols, rows, cols)
-		}
-		if !sameStrings(s.geom.spacing, spacing) {
-			return nil, nil, fmt.Errorf("%w: %s: PixelSpacing differs from the series'", ErrBadSource, where(s.index, s.src, s.geom))
-		}
+	h := slices[0].src.Header
+	if err := checkSEGSlices(slices); err != nil {
+		return nil, nil, err
 	}
 	frameOfRef := getString(h, "FrameOfReferenceUID")
 	if frameOfRef == "" {
@@ -285,31 +287,8 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	if study == "" || series == "" {
 		return nil, nil, fmt.Errorf("%w: no Study/Series Instance UID", ErrBadSource)
 	}
-
-	// Choose the frames, segment by segment: position rank k (1-based, along
-	// the normal) is the second dimension index, so frames of different
-	// versions line up.
-	type frame struct {
-		s       slice
-		rank    int
-		segment int
-		mask    []bool
-	}
 	segs := segments(a, opts)
-	var frames []frame
-	for _, sg := range segs {
-		for k, s := range slices {
-			m := sg.mask(s.index)
-			if anyTrue(m) {
-				frames = append(frames, frame{s, k + 1, sg.number, m})
-			} else if opts.AllSlices {
-				frames = append(frames, frame{s, k + 1, sg.number, make([]bool, rows*cols)})
-			}
-		}
-	}
-	if len(frames) == 0 {
-		frames = []frame{{slices[0], 1, 1, slices[0].src.Mask}}
-	}
+	frames := chooseSEGFrames(segs, slices, opts.AllSlices)
 
 	created := res.Created
 	if created.IsZero() {
@@ -319,7 +298,6 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	version := res.version()
 	sopInst := res.SEGInstanceUID()
 	seriesUID := res.SeriesUID(KindSEG)
-	dimOrg := res.uidFor(KindSEG, "dimension-organization")
 
 	e := &elems{}
 	copyPatientStudy(e, h)
@@ -362,8 +340,8 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	// Image Pixel.
 	e.num("SamplesPerPixel", 1)
 	e.str("PhotometricInterpretation", "MONOCHROME2")
-	e.num("Rows", rows)
-	e.num("Columns", cols)
+	e.num("Rows", slices[0].src.Rows)
+	e.num("Columns", slices[0].src.Cols)
 	e.num("BitsAllocated", 1)
 	e.num("BitsStored", 1)
 	e.num("HighBit", 0)
@@ -371,11 +349,77 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	e.str("LossyImageCompression", "00")
 	e.str("PresentationLUTShape", "IDENTITY")
 	e.str("BurnedInAnnotation", "NO")
-	// Multi-frame Functional Groups.
+	addSEGFunctionalGroups(e, slices, frames)
+	addSEGDimensions(e, res.uidFor(KindSEG, "dimension-organization"))
+	addSEGReferences(e, slices, series)
+
+	masks := make([][]bool, len(frames))
+	info := make([]SEGFrame, len(frames))
+	for i, f := range frames {
+		masks[i] = f.mask
+		info[i] = SEGFrame{Source: f.s.index, Segment: f.segment}
+	}
+	e.pixelDataOB(PackBits(masks))
+
+	part10, err := encode(e, SegmentationStorage, sopInst)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Object{
+		SOPClassUID: SegmentationStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: ExplicitVRLittleEndian,
+		StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
+	}, info, nil
+}
+
+// checkSEGSlices refuses a stack the SEG's shared functional groups cannot
+// describe: slices of different sizes or pixel spacings, or no spacing.
+func checkSEGSlices(slices []slice) error {
+	first := slices[0]
+	rows, cols, spacing := first.src.Rows, first.src.Cols, first.geom.spacing
+	if len(spacing) != 2 {
+		return fmt.Errorf("%w: no PixelSpacing", ErrBadSource)
+	}
+	for _, s := range slices {
+		if s.src.Rows != rows || s.src.Cols != cols {
+			return fmt.Errorf("%w: %s is %dx%d, the series %dx%d", ErrBadSource, where(s.index, s.src, s.geom), s.src.Rows, s.src.Cols, rows, cols)
+		}
+		if !sameStrings(s.geom.spacing, spacing) {
+			return fmt.Errorf("%w: %s: PixelSpacing differs from the series'", ErrBadSource, where(s.index, s.src, s.geom))
+		}
+	}
+	return nil
+}
+
+// chooseSEGFrames picks the frames segment by segment: every slice the
+// segment marks, every slice (empty masks too) with allSlices, and at least
+// one frame (the first slice's mask) so the SEG is never empty.
+func chooseSEGFrames(segs []segmentSpec, slices []slice, allSlices bool) []segFrame {
+	rows, cols := slices[0].src.Rows, slices[0].src.Cols
+	var frames []segFrame
+	for _, sg := range segs {
+		for k, s := range slices {
+			m := sg.mask(s.index)
+			if anyTrue(m) {
+				frames = append(frames, segFrame{s, k + 1, sg.number, m})
+			} else if allSlices {
+				frames = append(frames, segFrame{s, k + 1, sg.number, make([]bool, rows*cols)})
+			}
+		}
+	}
+	if len(frames) == 0 {
+		frames = []segFrame{{slices[0], 1, 1, slices[0].src.Mask}}
+	}
+	return frames
+}
+
+// addSEGFunctionalGroups writes the Multi-frame Functional Groups: pixel
+// measures and orientation shared by the stack, and per frame its source
+// (derivation), dimension index values, position and segment.
+func addSEGFunctionalGroups(e *elems, slices []slice, frames []segFrame) {
 	e.str("NumberOfFrames", strconv.Itoa(len(frames)))
 	shared := &elems{}
 	pm := &elems{}
-	pm.add("PixelSpacing", spacing)
+	pm.add("PixelSpacing", slices[0].geom.spacing)
 	if st := slices[0].geom.thickness; len(st) > 0 {
 		pm.add("SliceThickness", st)
 	}
@@ -414,8 +458,11 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 		perFrame = append(perFrame, pf)
 	}
 	e.seq("PerFrameFunctionalGroupsSequence", perFrame...)
+}
 
-	// Multi-frame Dimension: segment, then position along the normal.
+// addSEGDimensions writes the Multi-frame Dimension module: segment, then
+// position along the normal.
+func addSEGDimensions(e *elems, dimOrg string) {
 	do := &elems{}
 	do.str("DimensionOrganizationUID", dimOrg)
 	e.seq("DimensionOrganizationSequence", do)
@@ -431,10 +478,13 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	d2.add("FunctionalGroupPointer", []int{0x0020, 0x9113}) // PlanePositionSequence
 	d2.str("DimensionDescriptionLabel", "ImagePositionPatient")
 	e.seq("DimensionIndexSequence", d1, d2)
+}
 
-	// General Reference (every source) and Common Instance Reference: each
-	// source instance once, in the order of its first slice along the normal;
-	// a multi-frame one with the numbers of its frames in the series.
+// addSEGReferences writes General Reference (every source) and Common
+// Instance Reference: each source instance once, in the order of its first
+// slice along the normal; a multi-frame one with the numbers of its frames
+// in the series.
+func addSEGReferences(e *elems, slices []slice, series string) {
 	var sourceRefs, refs []*elems
 	for _, in := range sourceInstances(slices) {
 		src := &elems{}
@@ -455,28 +505,6 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 	rs.str("SeriesInstanceUID", series)
 	rs.seq("ReferencedInstanceSequence", refs...)
 	e.seq("ReferencedSeriesSequence", rs)
-
-	masks := make([][]bool, len(frames))
-	info := make([]SEGFrame, len(frames))
-	for i, f := range frames {
-		masks[i] = f.mask
-		info[i] = SEGFrame{Source: f.s.index, Segment: f.segment}
-	}
-	e.add("PixelData", dicom.PixelDataInfo{IntentionallyUnprocessed: true, UnprocessedValueData: PackBits(masks)})
-	if len(e.list) > 0 {
-		// 1-bit data is a byte stream: OB, not the OW NewElement picks.
-		last := e.list[len(e.list)-1]
-		last.RawValueRepresentation = "OB"
-	}
-
-	part10, err := encode(e, SegmentationStorage, sopInst)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &Object{
-		SOPClassUID: SegmentationStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: ExplicitVRLittleEndian,
-		StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
-	}, info, nil
 }
 
 // sourceInstance is one source SOP instance and the frame numbers (IS

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/dimse"
+	"anomalynode/internal/dcm"
 )
 
 // CStore delivers objects by C-STORE to a DICOM AE, one association per
@@ -72,11 +73,11 @@ type Folder struct {
 
 // Send writes obj.
 func (f *Folder) Send(ctx context.Context, obj *Object) error {
-	dir := filepath.Join(f.Dir, safeName(obj.StudyInstanceUID), safeName(obj.SeriesInstanceUID))
+	dir := filepath.Join(f.Dir, dcm.FileName(obj.StudyInstanceUID), dcm.FileName(obj.SeriesInstanceUID))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("output: folder: %w", err)
 	}
-	final := filepath.Join(dir, safeName(obj.SOPInstanceUID)+".dcm")
+	final := filepath.Join(dir, dcm.FileName(obj.SOPInstanceUID)+".dcm")
 	tmp, err := os.CreateTemp(dir, ".partial-*")
 	if err != nil {
 		return fmt.Errorf("output: folder: %w", err)
@@ -101,21 +102,6 @@ func (f *Folder) Send(ctx context.Context, obj *Object) error {
 		d.Close()
 	}
 	return nil
-}
-
-// safeName keeps UID characters (digits and dots) and replaces anything else,
-// so a hostile UID cannot climb out of the folder.
-func safeName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c >= '0' && c <= '9' || c == '.') {
-			b[i] = '_'
-		}
-	}
-	if len(b) == 0 || string(b) == "." || string(b) == ".." {
-		return "_"
-	}
-	return string(b)
 }
 
 // Multi delivers to several senders in turn (a destination with both an AE

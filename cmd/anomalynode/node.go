@@ -26,6 +26,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/stage"
 	"anomalynode/ingest"
+	"anomalynode/internal/collect"
 	"anomalynode/output"
 )
 
@@ -109,11 +110,13 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 			nd.close()
 		}
 	}()
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	goc, proc := collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})
 	n.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "anomalynode_config_reloads_total", Help: "Configuration reloads on SIGHUP, by result.",
 	}, []string{"result"})
-	n.reg.MustRegister(n.reloads)
+	if err := errors.Join(collect.Register(n.reg, &goc), collect.Register(n.reg, &proc), collect.Register(n.reg, &n.reloads)); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -138,7 +141,9 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 	modelInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "anomalynode_model_info", Help: "Loaded models (value 1), with their identity.",
 	}, []string{"model", "sha256", "embedder", "prototypes"})
-	n.reg.MustRegister(modelInfo)
+	if err := collect.Register(n.reg, &modelInfo); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	for _, name := range names {
 		setup, err := scoreSetup(cfg, name, "", 0)
 		if err != nil {

@@ -77,19 +77,11 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 			Name: "anomalynode_inference_queue_depth", Help: "Slices waiting for a model run.",
 		}),
 	}
-	if o.Registerer != nil {
-		// A second worker in the process (one registry) counts into the
-		// collectors the first registered, so its counts are exported too.
-		var err error
-		if w.scored, err = collect.Register(o.Registerer, w.scored); err != nil {
-			return nil, fmt.Errorf("stage: register worker metrics: %w", err)
-		}
-		if w.failed, err = collect.Register(o.Registerer, w.failed); err != nil {
-			return nil, fmt.Errorf("stage: register worker metrics: %w", err)
-		}
-		if w.waiting, err = collect.Register(o.Registerer, w.waiting); err != nil {
-			return nil, fmt.Errorf("stage: register worker metrics: %w", err)
-		}
+	// Registered first: a second worker on the same registry counts into
+	// the collectors the first one registered.
+	if err := errors.Join(collect.Register(o.Registerer, &w.scored), collect.Register(o.Registerer, &w.failed),
+		collect.Register(o.Registerer, &w.waiting)); err != nil {
+		return nil, fmt.Errorf("stage: register worker metrics: %w", err)
 	}
 	for name := range o.Engines {
 		w.queues[name] = make(chan inference.Job, o.Queue)
