@@ -1,6 +1,6 @@
 // Package inference turns slices into anomaly maps and fits the models that do
-// it: pixel decoding and preprocessing, the ONNX embedder, DPMM fitting and
-// scoring, baselines, calibration and evaluation metrics, and the node's
+// it: preprocessing of the slices inference/pixel decodes, the ONNX
+// embedder, DPMM fitting and scoring, baselines, calibration and evaluation metrics, and the node's
 // inference stage (Worker, with the durable ResultStore of scored slices).
 // It does not speak DIMSE.
 package inference
