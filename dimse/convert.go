@@ -8,12 +8,14 @@ import (
 	"io"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/dcm"
 )
 
 // canConvert reports whether ConvertDataSet handles from -> to.
 func canConvert(from, to string) bool {
 	ok := func(ts string) bool {
-		return ts == ImplicitVRLittleEndian || ts == ExplicitVRLittleEndian || ts == DeflatedExplicitVRLittleEndian
+		return ts == dcm.ImplicitVRLittleEndian || ts == dcm.ExplicitVRLittleEndian || ts == dcm.DeflatedExplicitVRLittleEndian
 	}
 	return ok(from) && ok(to) && from != to
 }
@@ -27,18 +29,18 @@ func ConvertDataSet(data []byte, from, to string) ([]byte, error) {
 	if !canConvert(from, to) {
 		return nil, fmt.Errorf("dimse: cannot convert a data set from %s to %s", from, to)
 	}
-	if from == DeflatedExplicitVRLittleEndian {
+	if from == dcm.DeflatedExplicitVRLittleEndian {
 		raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(data)))
 		if err != nil {
 			return nil, fmt.Errorf("dimse: inflate data set: %w", err)
 		}
-		data, from = raw, ExplicitVRLittleEndian
+		data, from = raw, dcm.ExplicitVRLittleEndian
 	}
-	if to == DeflatedExplicitVRLittleEndian {
+	if to == dcm.DeflatedExplicitVRLittleEndian {
 		plain := data
-		if from == ImplicitVRLittleEndian {
+		if from == dcm.ImplicitVRLittleEndian {
 			var err error
-			if plain, err = ConvertDataSet(data, from, ExplicitVRLittleEndian); err != nil {
+			if plain, err = ConvertDataSet(data, from, dcm.ExplicitVRLittleEndian); err != nil {
 				return nil, err
 			}
 		}
@@ -51,7 +53,7 @@ func ConvertDataSet(data []byte, from, to string) ([]byte, error) {
 	if from == to {
 		return data, nil
 	}
-	cv := converter{in: data, implicitIn: from == ImplicitVRLittleEndian}
+	cv := converter{in: data, implicitIn: from == dcm.ImplicitVRLittleEndian}
 	out := make([]byte, 0, len(data)+len(data)/16)
 	out, err := cv.elements(out, len(data), false)
 	if err != nil {

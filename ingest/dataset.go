@@ -12,14 +12,12 @@ import (
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/dcm"
 )
 
 // Transfer syntaxes the header reader distinguishes.
 const (
-	ImplicitVRLittleEndian = "1.2.840.10008.1.2"
-	ExplicitVRLittleEndian = "1.2.840.10008.1.2.1"
-	ExplicitVRBigEndian    = "1.2.840.10008.1.2.2"
-	DeflatedExplicitVRLE   = "1.2.840.10008.1.2.1.99"
 	// MediaStorageDirectory is the SOP class of a DICOMDIR.
 	MediaStorageDirectory = "1.2.840.10008.1.3.10"
 )
@@ -120,11 +118,11 @@ func (h *Header) Len() int { return len(h.attrs) }
 func ReadHeader(r io.Reader, ts string, max int64) (*Header, []byte, error) {
 	p := &hparser{r: r, max: max, h: &Header{TransferSyntaxUID: ts, attrs: map[tag.Tag]string{}}}
 	switch ts {
-	case ImplicitVRLittleEndian:
+	case dcm.ImplicitVRLittleEndian:
 		p.bo = binary.LittleEndian
-	case ExplicitVRBigEndian:
+	case dcm.ExplicitVRBigEndian:
 		p.bo, p.explicit = binary.BigEndian, true
-	case DeflatedExplicitVRLE:
+	case dcm.DeflatedExplicitVRLittleEndian:
 		return nil, nil, fmt.Errorf("%w: deflate", ErrUnsupportedSyntax)
 	default:
 		// Every other transfer syntax encodes the data set as explicit VR
@@ -467,12 +465,12 @@ func guessSyntax(br *bufio.Reader) string {
 	plausible := func(g uint16) bool { return g >= 0x0002 && g <= 0x0008 && g%2 == 0 }
 	if g := binary.LittleEndian.Uint16(b); plausible(g) {
 		if validVR(b[4:6]) {
-			return ExplicitVRLittleEndian
+			return dcm.ExplicitVRLittleEndian
 		}
-		return ImplicitVRLittleEndian
+		return dcm.ImplicitVRLittleEndian
 	}
 	if g := binary.BigEndian.Uint16(b); plausible(g) && validVR(b[4:6]) {
-		return ExplicitVRBigEndian
+		return dcm.ExplicitVRBigEndian
 	}
 	return ""
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"anomalynode/configs"
+	"anomalynode/internal/dcm"
 )
 
 // el is one element for the test encoder.
@@ -124,9 +125,9 @@ func (in inst) dataSet() []byte {
 
 func (in inst) ts() string {
 	if in.implicit {
-		return ImplicitVRLittleEndian
+		return dcm.ImplicitVRLittleEndian
 	}
-	return ExplicitVRLittleEndian
+	return dcm.ExplicitVRLittleEndian
 }
 
 // part10 returns a Part-10 file of the instance.

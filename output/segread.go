@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"anomalynode/internal/dcm"
 )
 
 // SEG is a Segmentation read back by ReadSEG: enough to check what BuildSEG
@@ -63,7 +65,7 @@ func ReadSEG(part10 []byte) (*SEG, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ts := meta.String("TransferSyntaxUID"); ts != ExplicitVRLittleEndian {
+	if ts := meta.String("TransferSyntaxUID"); ts != dcm.ExplicitVRLittleEndian {
 		return nil, fmt.Errorf("%w: transfer syntax %q", ErrNotSEG, ts)
 	}
 	body, err := bareDataSet(part10)
