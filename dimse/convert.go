@@ -71,15 +71,6 @@ type converter struct {
 
 const undefinedLength = 0xFFFFFFFF
 
-// longVRs have a 4-byte length in Explicit VR (PS3.5 7.1.2).
-func longVR(vr string) bool {
-	switch vr {
-	case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV":
-		return true
-	}
-	return false
-}
-
 // elements converts elements until end (a byte offset) or, when inItem with
 // undefined length, until an item delimiter (which it consumes).
 func (c *converter) elements(out []byte, end int, untilDelim bool) ([]byte, error) {
@@ -104,7 +95,7 @@ func (c *converter) elements(out []byte, end int, untilDelim bool) ([]byte, erro
 			vr = dictVR(group, elem, length)
 		} else {
 			vr = string(c.in[c.pos+4 : c.pos+6])
-			if longVR(vr) {
+			if dcm.LongVR(vr) {
 				if end-c.pos < 12 {
 					return nil, fmt.Errorf("truncated element header")
 				}
@@ -209,7 +200,7 @@ func (c *converter) header(out []byte, group, elem uint16, vr string, length uin
 		return binary.LittleEndian.AppendUint32(out, length)
 	}
 	out = append(out, vr...)
-	if longVR(vr) {
+	if dcm.LongVR(vr) {
 		out = append(out, 0, 0)
 		return binary.LittleEndian.AppendUint32(out, length)
 	}
@@ -244,7 +235,7 @@ func dictVR(group, elem uint16, length uint32) string {
 			vr = "SQ"
 		}
 	}
-	if !longVR(vr) && length > 0xFFFF {
+	if !dcm.LongVR(vr) && length > 0xFFFF {
 		vr = "UN"
 	}
 	return vr

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"anomalynode/internal/dcm"
 )
 
 // FileMeta is the File Meta Information (group 0002) of a DICOM Part-10 file
@@ -49,8 +51,8 @@ func ReadFileMeta(r *bufio.Reader) (FileMeta, int64, error) {
 		elem := binary.LittleEndian.Uint16(h[2:4])
 		vr := string(h[4:6])
 		var length uint32
-		switch vr {
-		case "OB", "OW", "OF", "SQ", "UT", "UN", "UC", "UR", "OD", "OL", "OV", "SV", "UV":
+		switch {
+		case dcm.LongVR(vr):
 			var l [4]byte
 			if _, err := io.ReadFull(r, l[:]); err != nil {
 				return m, n, fmt.Errorf("dimse: read file meta: %w", err)

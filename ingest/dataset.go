@@ -178,15 +178,6 @@ func (p *hparser) skip(n uint32) error {
 	return nil
 }
 
-// longVR lists explicit VRs with a 2-byte reserved field and 4-byte length.
-func longVR(vr string) bool {
-	switch vr {
-	case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV":
-		return true
-	}
-	return false
-}
-
 func validVR(b []byte) bool {
 	return len(b) == 2 && b[0] >= 'A' && b[0] <= 'Z' && b[1] >= 'A' && b[1] <= 'Z'
 }
@@ -285,7 +276,7 @@ func (p *hparser) vrLength(t tag.Tag) (string, uint32, error) {
 	if !validVR(b[:2]) {
 		return "", 0, fmt.Errorf("%w: invalid VR %q at %v", ErrMalformed, vr, t)
 	}
-	if longVR(vr) {
+	if dcm.LongVR(vr) {
 		lb, err := p.read(4)
 		if err != nil {
 			return "", 0, notEOF(err)
@@ -498,7 +489,7 @@ func readMeta(br *bufio.Reader) (map[tag.Tag]string, int64, error) {
 		}
 		hdr := 8
 		length := uint32(binary.LittleEndian.Uint16(b[6:]))
-		if longVR(vr) {
+		if dcm.LongVR(vr) {
 			lb, err := br.Peek(12)
 			if len(lb) < 12 {
 				return nil, 0, fmt.Errorf("%w: truncated file meta: %v", ErrMalformed, err)
@@ -532,7 +523,7 @@ func Part10Header(sopClass, sopInstance, ts string) []byte {
 		binary.LittleEndian.PutUint16(b[0:], 0x0002)
 		binary.LittleEndian.PutUint16(b[2:], elem)
 		copy(b[4:6], vr)
-		if longVR(vr) {
+		if dcm.LongVR(vr) {
 			binary.LittleEndian.PutUint32(b[8:], uint32(len(val)))
 			body.Write(b[:12])
 		} else {

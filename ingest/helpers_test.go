@@ -54,7 +54,7 @@ func encode(explicit bool, els []el, pixelBytes int) []byte {
 		binary.Write(&b, binary.LittleEndian, e.t.Element)
 		if !explicit {
 			binary.Write(&b, binary.LittleEndian, uint32(len(e.v)))
-		} else if longVR(e.vr) {
+		} else if dcm.LongVR(e.vr) {
 			b.WriteString(e.vr)
 			b.Write([]byte{0, 0})
 			binary.Write(&b, binary.LittleEndian, uint32(len(e.v)))

@@ -324,7 +324,7 @@ func (p *leParser) dataSet(end int, inItem bool, depth int) (*Attrs, error) {
 		t := uint32(group)<<16 | uint32(elem)
 		vr := string(p.b[p.pos+4 : p.pos+6])
 		var vl uint32
-		if longVRs[vr] {
+		if dcm.LongVR(vr) {
 			if end-p.pos < 12 {
 				return nil, p.fail("truncated element header")
 			}
@@ -414,7 +414,3 @@ func ParseFloats(vals []string) ([]float64, error) {
 	}
 	return out, nil
 }
-
-// longVRs are the explicit VRs with a 2-byte reserved field and a 4-byte length.
-var longVRs = map[string]bool{"OB": true, "OD": true, "OF": true, "OL": true, "OV": true, "OW": true,
-	"SQ": true, "SV": true, "UC": true, "UN": true, "UR": true, "UT": true, "UV": true}

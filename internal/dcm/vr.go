@@ -2,13 +2,16 @@ package dcm
 
 import "encoding/binary"
 
-// longVR are the explicit VRs with a 2-byte reserved field and a 4-byte
-// length (PS3.5 7.1.2); every other VR has a 2-byte length.
-var longVR = map[string]bool{"OB": true, "OD": true, "OF": true, "OL": true, "OV": true, "OW": true,
-	"SQ": true, "SV": true, "UC": true, "UN": true, "UR": true, "UT": true, "UV": true}
-
-// LongVR reports whether an explicit VR has a 4-byte value length.
-func LongVR(vr string) bool { return longVR[vr] }
+// LongVR reports whether an explicit VR has a 2-byte reserved field and a
+// 4-byte value length (PS3.5 7.1.2); every other VR has a 2-byte length. A
+// switch, not a map: the ingest header reader calls it for every element.
+func LongVR(vr string) bool {
+	switch vr {
+	case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV":
+		return true
+	}
+	return false
+}
 
 // ExplicitHeader returns the header size and value length of the
 // explicit-VR element at b: 12 for a long VR, 8 otherwise, and 0 when b is
@@ -22,7 +25,7 @@ func ExplicitHeader(b []byte, order binary.ByteOrder) (int, uint32) {
 	if vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z' {
 		return 0, 0
 	}
-	if longVR[vr] {
+	if LongVR(vr) {
 		if len(b) < 12 {
 			return 0, 0
 		}

@@ -1,0 +1,88 @@
+package dcm
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+func TestExplicitHeader(t *testing.T) {
+	le := binary.LittleEndian
+	cases := []struct {
+		name string
+		b    []byte
+		size int
+		n    uint32
+	}{
+		{"short VR", []byte{0x28, 0, 0x10, 0, 'U', 'S', 2, 0}, 8, 2},
+		{"long VR", []byte{0xE0, 0x7F, 0x10, 0, 'O', 'W', 0, 0, 0x00, 0x01, 0, 0}, 12, 256},
+		{"long VR truncated", []byte{0xE0, 0x7F, 0x10, 0, 'O', 'B', 0, 0, 1}, 0, 0},
+		{"not a VR", []byte{0x28, 0, 0x10, 0, 2, 0, 0, 0}, 0, 0},
+		{"too short", []byte{0x28, 0, 0x10}, 0, 0},
+	}
+	for _, tc := range cases {
+		size, n := ExplicitHeader(tc.b, le)
+		if size != tc.size || n != tc.n {
+			t.Errorf("%s: got (%d, %d), want (%d, %d)", tc.name, size, n, tc.size, tc.n)
+		}
+	}
+	// Big endian reads the length the other way round.
+	if _, n := ExplicitHeader([]byte{0, 0x28, 0, 0x10, 'U', 'S', 0, 2}, binary.BigEndian); n != 2 {
+		t.Errorf("big endian length %d, want 2", n)
+	}
+	for _, vr := range []string{"OB", "SQ", "UN", "UT", "UV"} {
+		if !LongVR(vr) {
+			t.Errorf("LongVR(%s) = false", vr)
+		}
+	}
+	for _, vr := range []string{"US", "DS", "UI", "AT", ""} {
+		if LongVR(vr) {
+			t.Errorf("LongVR(%q) = true", vr)
+		}
+	}
+}
+
+func TestValues(t *testing.T) {
+	el := func(tg tag.Tag, v any) *dicom.Element {
+		e, err := dicom.NewElement(tg, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	ds := &dicom.Dataset{Elements: []*dicom.Element{
+		el(tag.Modality, []string{" CT\x00"}),
+		el(tag.Rows, []int{512}),
+		el(tag.PixelSpacing, []string{"0.5\\0.75"}),
+		el(tag.SliceThickness, []string{"NaN"}),
+	}}
+	if got := String(ds, tag.Modality); got != "CT" {
+		t.Errorf("String = %q, want CT", got)
+	}
+	if got := String(ds, tag.SeriesDescription); got != "" {
+		t.Errorf("absent String = %q", got)
+	}
+	if v, ok := Number(ds, tag.Rows, 0); !ok || v != 512 {
+		t.Errorf("Rows = %v %v", v, ok)
+	}
+	if v, ok := Number(ds, tag.PixelSpacing, 1); !ok || v != 0.75 {
+		t.Errorf("PixelSpacing[1] = %v %v, want 0.75 from one backslash-joined string", v, ok)
+	}
+	if _, ok := Number(ds, tag.PixelSpacing, 2); ok {
+		t.Error("PixelSpacing[2] present")
+	}
+	if _, ok := Number(ds, tag.SliceThickness, 0); ok {
+		t.Error("NaN counted as a number")
+	}
+	if _, ok := NumberOf(nil, 0); ok {
+		t.Error("nil element has a number")
+	}
+	if got := TransferSyntaxName(JPEG2000Lossless); got != "JPEG 2000 Lossless" {
+		t.Errorf("name %q", got)
+	}
+	if got := TransferSyntaxName("1.2.3"); got != "this transfer syntax" {
+		t.Errorf("unknown name %q", got)
+	}
+}
