@@ -86,3 +86,23 @@ func TestValues(t *testing.T) {
 		t.Errorf("unknown name %q", got)
 	}
 }
+
+// TestDeriveUID pins the scheme against a value computed outside Go (Python's
+// hashlib with the same framing): every UID the node has written depends on it.
+func TestDeriveUID(t *testing.T) {
+	if got, want := DeriveUID("ns", "ab", "c"), "2.25.89729225751609575185123239613339772547"; got != want {
+		t.Errorf("DeriveUID = %s, want %s", got, want)
+	}
+	if DeriveUID("ns", "ab", "c") == DeriveUID("ns", "a", "bc") {
+		t.Error("parts are not length-prefixed")
+	}
+	if DeriveUID("ns", "x") == DeriveUID("other", "x") {
+		t.Error("namespace ignored")
+	}
+	if got := UUIDUID(make([]byte, 16)); got != "2.25.1" {
+		t.Errorf("zero UID %s, want 2.25.1", got)
+	}
+	if got := UUIDUID([]byte{1, 0}); got != "2.25.256" {
+		t.Errorf("UUIDUID(0x0100) = %s", got)
+	}
+}
