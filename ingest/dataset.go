@@ -397,13 +397,13 @@ func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 	}
 	ts := ""
 	if b, _ := br.Peek(4); len(b) == 4 && binary.LittleEndian.Uint16(b) == 0x0002 {
-		meta, n, err := readMeta(br)
+		meta, n, err := dcm.ReadMetaGroup(br)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		off += n
-		ts = meta[tag.TransferSyntaxUID]
-		fi.SOPClassUID = meta[tag.MediaStorageSOPClassUID]
+		ts = meta.TransferSyntaxUID
+		fi.SOPClassUID = meta.MediaStorageSOPClassUID
 		if ts == "" {
 			return nil, fmt.Errorf("%w: file meta has no TransferSyntaxUID", ErrMalformed)
 		}
@@ -466,96 +466,12 @@ func guessSyntax(br *bufio.Reader) string {
 	return ""
 }
 
-// readMeta reads the group 0002 elements (always explicit VR little endian)
-// and returns their string values and the bytes consumed.
-func readMeta(br *bufio.Reader) (map[tag.Tag]string, int64, error) {
-	meta := map[tag.Tag]string{}
-	var n int64
-	for i := 0; ; i++ {
-		b, err := br.Peek(8)
-		if len(b) < 4 || binary.LittleEndian.Uint16(b) != 0x0002 {
-			if len(b) < 4 && err != nil && n == 0 {
-				return nil, 0, fmt.Errorf("%w: empty file meta", ErrMalformed)
-			}
-			return meta, n, nil
-		}
-		if len(b) < 8 || i > 256 {
-			return nil, 0, fmt.Errorf("%w: truncated file meta", ErrMalformed)
-		}
-		t := tag.Tag{Group: 0x0002, Element: binary.LittleEndian.Uint16(b[2:])}
-		vr := string(b[4:6])
-		if !validVR(b[4:6]) {
-			return nil, 0, fmt.Errorf("%w: file meta is not explicit VR", ErrMalformed)
-		}
-		hdr := 8
-		length := uint32(binary.LittleEndian.Uint16(b[6:]))
-		if dcm.LongVR(vr) {
-			lb, err := br.Peek(12)
-			if len(lb) < 12 {
-				return nil, 0, fmt.Errorf("%w: truncated file meta: %v", ErrMalformed, err)
-			}
-			hdr, length = 12, binary.LittleEndian.Uint32(lb[8:])
-		}
-		if length > 1<<16 {
-			return nil, 0, fmt.Errorf("%w: file meta element %v of %d bytes", ErrMalformed, t, length)
-		}
-		if _, err := br.Discard(hdr); err != nil {
-			return nil, 0, fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		val := make([]byte, length)
-		if _, err := io.ReadFull(br, val); err != nil {
-			return nil, 0, fmt.Errorf("%w: truncated file meta: %v", ErrMalformed, err)
-		}
-		n += int64(hdr) + int64(length)
-		if vr == "UI" || vr == "AE" || vr == "SH" {
-			meta[t] = strings.Trim(string(val), " \x00")
-		}
-	}
-}
-
 // Part10Header returns a preamble and file meta for a bare data set, so a
 // stored data set can be read by Part-10 parsers (e.g. suyashkumar/dicom):
 // io.MultiReader(bytes.NewReader(hdr), dataSet).
 func Part10Header(sopClass, sopInstance, ts string) []byte {
-	var body bytes.Buffer
-	el := func(elem uint16, vr string, val []byte) {
-		var b [12]byte
-		binary.LittleEndian.PutUint16(b[0:], 0x0002)
-		binary.LittleEndian.PutUint16(b[2:], elem)
-		copy(b[4:6], vr)
-		if dcm.LongVR(vr) {
-			binary.LittleEndian.PutUint32(b[8:], uint32(len(val)))
-			body.Write(b[:12])
-		} else {
-			binary.LittleEndian.PutUint16(b[6:], uint16(len(val)))
-			body.Write(b[:8])
-		}
-		body.Write(val)
-	}
-	ui := func(s string) []byte {
-		if len(s)%2 == 1 {
-			s += "\x00"
-		}
-		return []byte(s)
-	}
-	el(0x0001, "OB", []byte{0, 1})
-	el(0x0002, "UI", ui(sopClass))
-	el(0x0003, "UI", ui(sopInstance))
-	el(0x0010, "UI", ui(ts))
-	el(0x0012, "UI", ui(ImplementationClassUID))
-	el(0x0013, "SH", []byte("ANOMALYNODE "))
-	var out bytes.Buffer
-	out.Write(make([]byte, 128))
-	out.WriteString("DICM")
-	var gl [12]byte
-	binary.LittleEndian.PutUint16(gl[0:], 0x0002)
-	binary.LittleEndian.PutUint16(gl[2:], 0x0000)
-	copy(gl[4:6], "UL")
-	binary.LittleEndian.PutUint16(gl[6:], 4)
-	binary.LittleEndian.PutUint32(gl[8:], uint32(body.Len()))
-	out.Write(gl[:12])
-	out.Write(body.Bytes())
-	return out.Bytes()
+	return dcm.AppendFileMeta(nil, dcm.FileMeta{MediaStorageSOPClassUID: sopClass, MediaStorageSOPInstanceUID: sopInstance,
+		TransferSyntaxUID: ts, ImplementationClassUID: ImplementationClassUID, ImplementationVersionName: "ANOMALYNODE"})
 }
 
 // ImplementationClassUID identifies files whose meta this package wrote.

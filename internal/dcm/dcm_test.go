@@ -1,7 +1,11 @@
 package dcm
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
 	"testing"
 
 	"github.com/suyashkumar/dicom"
@@ -104,5 +108,33 @@ func TestDeriveUID(t *testing.T) {
 	}
 	if got := UUIDUID([]byte{1, 0}); got != "2.25.256" {
 		t.Errorf("UUIDUID(0x0100) = %s", got)
+	}
+}
+
+// TestFileMeta: what AppendFileMeta writes, ReadMetaGroup reads back and stops
+// at the data set; hostile groups are refused before any large allocation.
+func TestFileMeta(t *testing.T) {
+	want := FileMeta{MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.2", MediaStorageSOPInstanceUID: "1.2.3",
+		TransferSyntaxUID: ExplicitVRLittleEndian, ImplementationClassUID: "2.25.7", ImplementationVersionName: "X", SourceAETitle: "AE1"}
+	b := AppendFileMeta(nil, want)
+	if string(b[128:132]) != "DICM" || len(b)%2 != 0 {
+		t.Fatalf("no DICM prefix or odd length %d", len(b))
+	}
+	dataSet := []byte{0x08, 0, 0x60, 0, 'C', 'S', 2, 0, 'C', 'T'}
+	br := bufio.NewReader(bytes.NewReader(append(b[132:], dataSet...)))
+	got, n, err := ReadMetaGroup(br)
+	if err != nil || got != want || int(n) != len(b)-132 {
+		t.Fatalf("read back %+v, %d bytes, %v; want %+v, %d", got, n, err, want, len(b)-132)
+	}
+	if rest, _ := io.ReadAll(br); !bytes.Equal(rest, dataSet) {
+		t.Fatalf("left %x, want the data set", rest)
+	}
+	huge := []byte{2, 0, 1, 0, 'O', 'B', 0, 0, 0xFF, 0xFF, 0xFF, 0x7F}
+	truncated := b[132 : len(b)-3]
+	implicit := []byte{2, 0, 0x10, 0, 4, 0, 0, 0, '1', '.', '2', 0}
+	for name, in := range map[string][]byte{"huge": huge, "truncated": truncated, "implicit": implicit} {
+		if _, _, err := ReadMetaGroup(bufio.NewReader(bytes.NewReader(in))); !errors.Is(err, ErrBadFileMeta) {
+			t.Errorf("%s: %v, want ErrBadFileMeta", name, err)
+		}
 	}
 }
