@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"anomalynode/internal/dcm"
 )
 
 // Client is a DICOM SCU on one association. Its methods are safe for
@@ -48,7 +50,7 @@ func (e *StatusError) Error() string {
 func DefaultContexts() []PresentationContext {
 	var out []PresentationContext
 	for _, s := range DefaultSOPClasses {
-		out = append(out, PresentationContext{AbstractSyntax: s, TransferSyntaxes: []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}})
+		out = append(out, PresentationContext{AbstractSyntax: s, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}})
 	}
 	return out
 }
@@ -58,15 +60,15 @@ func DefaultContexts() []PresentationContext {
 // Implicit VR LE (the client converts between them), and one per other
 // transfer syntax seen, plus Verification.
 func ContextsFor(pairs [][2]string) []PresentationContext {
-	out := []PresentationContext{{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}}}
+	out := []PresentationContext{{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{dcm.ImplicitVRLittleEndian}}}
 	seen := map[[2]string]bool{}
 	for _, p := range pairs {
 		sop, ts := p[0], p[1]
 		if !seen[[2]string{sop, ""}] {
 			seen[[2]string{sop, ""}] = true
-			out = append(out, PresentationContext{AbstractSyntax: sop, TransferSyntaxes: []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}})
+			out = append(out, PresentationContext{AbstractSyntax: sop, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}})
 		}
-		if ts != ExplicitVRLittleEndian && ts != ImplicitVRLittleEndian && !seen[p] {
+		if ts != dcm.ExplicitVRLittleEndian && ts != dcm.ImplicitVRLittleEndian && !seen[p] {
 			seen[p] = true
 			out = append(out, PresentationContext{AbstractSyntax: sop, TransferSyntaxes: []string{ts}})
 		}
@@ -274,7 +276,7 @@ func (c *Client) prepare(sop, ts string, load func() ([]byte, error)) (Presentat
 	if pc, ok := c.findContext(sop, ts); ok {
 		return pc, nil, nil
 	}
-	for _, alt := range []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian} {
+	for _, alt := range []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian} {
 		if alt == ts || !canConvert(ts, alt) {
 			continue
 		}

@@ -8,12 +8,14 @@ import (
 	"io"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/dcm"
 )
 
 // canConvert reports whether ConvertDataSet handles from -> to.
 func canConvert(from, to string) bool {
 	ok := func(ts string) bool {
-		return ts == ImplicitVRLittleEndian || ts == ExplicitVRLittleEndian || ts == DeflatedExplicitVRLittleEndian
+		return ts == dcm.ImplicitVRLittleEndian || ts == dcm.ExplicitVRLittleEndian || ts == dcm.DeflatedExplicitVRLittleEndian
 	}
 	return ok(from) && ok(to) && from != to
 }
@@ -27,18 +29,18 @@ func ConvertDataSet(data []byte, from, to string) ([]byte, error) {
 	if !canConvert(from, to) {
 		return nil, fmt.Errorf("dimse: cannot convert a data set from %s to %s", from, to)
 	}
-	if from == DeflatedExplicitVRLittleEndian {
+	if from == dcm.DeflatedExplicitVRLittleEndian {
 		raw, err := io.ReadAll(flate.NewReader(bytes.NewReader(data)))
 		if err != nil {
 			return nil, fmt.Errorf("dimse: inflate data set: %w", err)
 		}
-		data, from = raw, ExplicitVRLittleEndian
+		data, from = raw, dcm.ExplicitVRLittleEndian
 	}
-	if to == DeflatedExplicitVRLittleEndian {
+	if to == dcm.DeflatedExplicitVRLittleEndian {
 		plain := data
-		if from == ImplicitVRLittleEndian {
+		if from == dcm.ImplicitVRLittleEndian {
 			var err error
-			if plain, err = ConvertDataSet(data, from, ExplicitVRLittleEndian); err != nil {
+			if plain, err = ConvertDataSet(data, from, dcm.ExplicitVRLittleEndian); err != nil {
 				return nil, err
 			}
 		}
@@ -51,7 +53,7 @@ func ConvertDataSet(data []byte, from, to string) ([]byte, error) {
 	if from == to {
 		return data, nil
 	}
-	cv := converter{in: data, implicitIn: from == ImplicitVRLittleEndian}
+	cv := converter{in: data, implicitIn: from == dcm.ImplicitVRLittleEndian}
 	out := make([]byte, 0, len(data)+len(data)/16)
 	out, err := cv.elements(out, len(data), false)
 	if err != nil {
@@ -68,15 +70,6 @@ type converter struct {
 }
 
 const undefinedLength = 0xFFFFFFFF
-
-// longVRs have a 4-byte length in Explicit VR (PS3.5 7.1.2).
-func longVR(vr string) bool {
-	switch vr {
-	case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV":
-		return true
-	}
-	return false
-}
 
 // elements converts elements until end (a byte offset) or, when inItem with
 // undefined length, until an item delimiter (which it consumes).
@@ -102,7 +95,7 @@ func (c *converter) elements(out []byte, end int, untilDelim bool) ([]byte, erro
 			vr = dictVR(group, elem, length)
 		} else {
 			vr = string(c.in[c.pos+4 : c.pos+6])
-			if longVR(vr) {
+			if dcm.LongVR(vr) {
 				if end-c.pos < 12 {
 					return nil, fmt.Errorf("truncated element header")
 				}
@@ -207,7 +200,7 @@ func (c *converter) header(out []byte, group, elem uint16, vr string, length uin
 		return binary.LittleEndian.AppendUint32(out, length)
 	}
 	out = append(out, vr...)
-	if longVR(vr) {
+	if dcm.LongVR(vr) {
 		out = append(out, 0, 0)
 		return binary.LittleEndian.AppendUint32(out, length)
 	}
@@ -242,7 +235,7 @@ func dictVR(group, elem uint16, length uint32) string {
 			vr = "SQ"
 		}
 	}
-	if !longVR(vr) && length > 0xFFFF {
+	if !dcm.LongVR(vr) && length > 0xFFFF {
 		vr = "UN"
 	}
 	return vr

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"anomalynode/internal/dcm"
 )
 
 // bytesConn is a net.Conn that reads a fixed byte string and discards writes:
@@ -49,9 +51,9 @@ func seedAssociateRQ() []byte {
 	return encodeAssociate(pduAssociateRQ, &associate{
 		ProtocolVersion: 1, CalledAE: "NODE", CallingAE: "FUZZ", AppContext: ApplicationContextName,
 		Contexts: []PresentationContext{
-			{ID: 1, AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}},
-			{ID: 3, AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian}},
-			{ID: 5, AbstractSyntax: MRImageStorage, TransferSyntaxes: []string{DeflatedExplicitVRLittleEndian}},
+			{ID: 1, AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{dcm.ImplicitVRLittleEndian}},
+			{ID: 3, AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}},
+			{ID: 5, AbstractSyntax: MRImageStorage, TransferSyntaxes: []string{dcm.DeflatedExplicitVRLittleEndian}},
 		},
 		MaxPDU: 16384, ImplClassUID: "1.2.3", ImplVersion: "FUZZ", HasAsync: true, AsyncInvoked: 2, AsyncPerformed: 2,
 		Roles: []roleSelection{{SOPClassUID: CTImageStorage, SCU: true, SCP: true}},
@@ -148,7 +150,7 @@ func FuzzStateMachine(f *testing.F) {
 func FuzzDecodePDU(f *testing.F) {
 	f.Add(seedAssociateRQ())
 	f.Add(encodeAssociate(pduAssociateAC, &associate{ProtocolVersion: 1, CalledAE: "A", CallingAE: "B", AppContext: ApplicationContextName,
-		Contexts: []PresentationContext{{ID: 1, Result: 0, TransferSyntax: ExplicitVRLittleEndian}, {ID: 3, Result: 3}}, MaxPDU: 0, ImplClassUID: "1.2"}))
+		Contexts: []PresentationContext{{ID: 1, Result: 0, TransferSyntax: dcm.ExplicitVRLittleEndian}, {ID: 3, Result: 3}}, MaxPDU: 0, ImplClassUID: "1.2"}))
 	f.Add(seedEcho())
 	f.Add(seedStore(3))
 	f.Add(encodeReject(1, 1, 3))
@@ -285,8 +287,8 @@ func TestWriteFuzzCorpus(t *testing.T) {
 // an error or success, never a panic or a hang.
 func FuzzClient(f *testing.F) {
 	ac := encodeAssociate(pduAssociateAC, &associate{ProtocolVersion: 1, CalledAE: "NODE", CallingAE: "FUZZ", AppContext: ApplicationContextName,
-		Contexts: []PresentationContext{{ID: 1, Result: ContextAccepted, TransferSyntax: ImplicitVRLittleEndian},
-			{ID: 3, Result: ContextAccepted, TransferSyntax: ExplicitVRLittleEndian}}, MaxPDU: 4096, ImplClassUID: "1.2"})
+		Contexts: []PresentationContext{{ID: 1, Result: ContextAccepted, TransferSyntax: dcm.ImplicitVRLittleEndian},
+			{ID: 3, Result: ContextAccepted, TransferSyntax: dcm.ExplicitVRLittleEndian}}, MaxPDU: 4096, ImplClassUID: "1.2"})
 	echoRsp := encodePData(pdv{ContextID: 1, Command: true, Last: true, Data: (&command{Field: cmdCEchoRSP, MessageIDRespondedTo: 1,
 		AffectedSOPClassUID: VerificationSOPClass, DataSetType: commandDataSetNone}).encode()})
 	storeRsp := encodePData(pdv{ContextID: 3, Command: true, Last: true, Data: (&command{Field: cmdCStoreRSP, MessageIDRespondedTo: 2,
@@ -304,7 +306,7 @@ func FuzzClient(f *testing.F) {
 			return
 		}
 		_ = c.Echo(ctx)
-		_, _ = c.Store(ctx, StoreItem{SOPClassUID: CTImageStorage, SOPInstanceUID: "1.2.3", TransferSyntaxUID: ExplicitVRLittleEndian, DataSet: make([]byte, 5000)})
+		_, _ = c.Store(ctx, StoreItem{SOPClassUID: CTImageStorage, SOPInstanceUID: "1.2.3", TransferSyntaxUID: dcm.ExplicitVRLittleEndian, DataSet: make([]byte, 5000)})
 		_ = c.Release(ctx)
 	})
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/dcm"
 )
 
 // synthSpec describes the test instances makeSeries writes.
@@ -50,7 +52,7 @@ func makeSeries(t testing.TB, dir string, s synthSpec) []string {
 		s.SOPClass = CTImageStorage
 	}
 	if s.TS == "" {
-		s.TS = ExplicitVRLittleEndian
+		s.TS = dcm.ExplicitVRLittleEndian
 	}
 	study, series, frame := newUID(), newUID(), newUID()
 	paths := make([]string, s.N)

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+
+	"anomalynode/internal/dcm"
 )
 
 // PDU types (PS3.8 9.3).
@@ -108,7 +110,7 @@ func encodeAssociate(typ byte, a *associate) []byte {
 			ts := pc.TransferSyntax
 			if pc.Result != ContextAccepted && ts == "" {
 				// PS3.8 9.3.3.2: the sub-item is present but ignored when rejected.
-				ts = ImplicitVRLittleEndian
+				ts = dcm.ImplicitVRLittleEndian
 			}
 			v = appendItem(v, itemTransferSyntax, []byte(ts))
 			b = appendItem(b, itemPresContextAC, v)

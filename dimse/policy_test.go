@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 )
 
@@ -65,10 +66,10 @@ func TestPresentationContextNegotiation(t *testing.T) {
 	_, addr := startServer(t, ServerConfig{}, rec)
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, ClientConfig{CalledAE: "NODE", Contexts: []PresentationContext{
-		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{JPEG2000}},
-		{AbstractSyntax: "1.2.3.4.5.6", TransferSyntaxes: []string{ExplicitVRLittleEndian}},
-		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{"1.2.3.999", ImplicitVRLittleEndian, ExplicitVRLittleEndian}},
-		{AbstractSyntax: MRImageStorage, TransferSyntaxes: []string{DeflatedExplicitVRLittleEndian}},
+		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{dcm.JPEG2000}},
+		{AbstractSyntax: "1.2.3.4.5.6", TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian}},
+		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{"1.2.3.999", dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian}},
+		{AbstractSyntax: MRImageStorage, TransferSyntaxes: []string{dcm.DeflatedExplicitVRLittleEndian}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -81,8 +82,8 @@ func TestPresentationContextNegotiation(t *testing.T) {
 	}{
 		{ContextTransferSyntaxesNotSupported, ""},
 		{ContextAbstractSyntaxNotSupported, ""},
-		{ContextAccepted, ExplicitVRLittleEndian}, // our preference among those proposed
-		{ContextAccepted, DeflatedExplicitVRLittleEndian},
+		{ContextAccepted, dcm.ExplicitVRLittleEndian}, // our preference among those proposed
+		{ContextAccepted, dcm.DeflatedExplicitVRLittleEndian},
 	}
 	for i, w := range want {
 		if got[i].Result != w.result || (w.result == ContextAccepted && got[i].TransferSyntax != w.ts) {
@@ -90,27 +91,27 @@ func TestPresentationContextNegotiation(t *testing.T) {
 		}
 	}
 	// The rest of the association works: a CT over the accepted context ...
-	f := makeSeries(t, t.TempDir(), synthSpec{N: 1, TS: ImplicitVRLittleEndian})[0]
+	f := makeSeries(t, t.TempDir(), synthSpec{N: 1, TS: dcm.ImplicitVRLittleEndian})[0]
 	if st, err := c.StoreFile(ctx, f); err != nil || !st.IsSuccess() {
 		t.Fatalf("StoreFile: %v %v", st, err)
 	}
 	// ... a deflated MR is inflated for the handler ...
 	mr := makeSeries(t, t.TempDir(), synthSpec{N: 1, SOPClass: MRImageStorage, Sequence: true})[0]
 	meta, ds := readInstance(t, mr)
-	deflated, err := ConvertDataSet(ds, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
+	deflated, err := ConvertDataSet(ds, dcm.ExplicitVRLittleEndian, dcm.DeflatedExplicitVRLittleEndian)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st, err := c.Store(ctx, StoreItem{SOPClassUID: MRImageStorage, SOPInstanceUID: meta.MediaStorageSOPInstanceUID,
-		TransferSyntaxUID: DeflatedExplicitVRLittleEndian, DataSet: deflated}); err != nil || !st.IsSuccess() {
+		TransferSyntaxUID: dcm.DeflatedExplicitVRLittleEndian, DataSet: deflated}); err != nil || !st.IsSuccess() {
 		t.Fatalf("Store deflated: %v %v", st, err)
 	}
 	r, ok := rec.get(meta.MediaStorageSOPInstanceUID)
-	if !ok || r.Req.TransferSyntaxUID != ExplicitVRLittleEndian || string(r.Data) != string(ds) {
+	if !ok || r.Req.TransferSyntaxUID != dcm.ExplicitVRLittleEndian || string(r.Data) != string(ds) {
 		t.Fatalf("deflated instance arrived as %s, %d bytes (want %d, explicit)", r.Req.TransferSyntaxUID, len(r.Data), len(ds))
 	}
 	// ... and what no context carries is refused locally.
-	_, err = c.Store(ctx, StoreItem{SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: "1.2.3", TransferSyntaxUID: ExplicitVRLittleEndian, DataSet: ds})
+	_, err = c.Store(ctx, StoreItem{SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: "1.2.3", TransferSyntaxUID: dcm.ExplicitVRLittleEndian, DataSet: ds})
 	if !errors.Is(err, ErrNoPresentationContext) {
 		t.Fatalf("store without context: %v", err)
 	}
@@ -228,7 +229,7 @@ func TestHandlerStatusesAndUndrainedData(t *testing.T) {
 	_, ds := readInstance(t, makeSeries(t, t.TempDir(), synthSpec{N: 1, Size: 128})[0])
 	for i, want := range []Status{StatusSuccess, StatusOutOfResources, StatusWarningCoercion, StatusSuccess} {
 		uid := []string{"1.2.3.0", "1.2.3.1", "1.2.3.2", "1.2.3.3"}[i]
-		st, err := c.Store(ctx, StoreItem{SOPClassUID: CTImageStorage, SOPInstanceUID: uid, TransferSyntaxUID: ExplicitVRLittleEndian, DataSet: ds})
+		st, err := c.Store(ctx, StoreItem{SOPClassUID: CTImageStorage, SOPInstanceUID: uid, TransferSyntaxUID: dcm.ExplicitVRLittleEndian, DataSet: ds})
 		if st != want {
 			t.Fatalf("store %s: status %v (%v), want %v", uid, st, err, want)
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"anomalynode/internal/dcm"
 )
 
 // syncBuffer is a bytes.Buffer safe for the server's goroutines.
@@ -55,11 +57,11 @@ func TestRefusedContextsLogged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dial([]PresentationContext{{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{ExplicitVRLittleEndian}}})
+	dial([]PresentationContext{{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian}}})
 	dial([]PresentationContext{
 		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{"1.2.3.998", "1.2.3.999"}},
-		{AbstractSyntax: "1.2.3.4.5.6", TransferSyntaxes: []string{ExplicitVRLittleEndian}},
-		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{ExplicitVRLittleEndian}},
+		{AbstractSyntax: "1.2.3.4.5.6", TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian}},
+		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian}},
 	})
 	deadline := time.Now().Add(5 * time.Second)
 	for strings.Count(logBuf.String(), "association ended") < 2 && time.Now().Before(deadline) {
@@ -75,7 +77,7 @@ func TestRefusedContextsLogged(t *testing.T) {
 		t.Fatalf("%d refused-context lines, want 1:\n%s", len(lines), logBuf.String())
 	}
 	for _, want := range []string{CTImageStorage + " [1.2.3.998, 1.2.3.999]: none of the transfer syntaxes supported",
-		"1.2.3.4.5.6 [" + ExplicitVRLittleEndian + "]: abstract syntax (SOP class) not supported", `"accepted":1`} {
+		"1.2.3.4.5.6 [" + dcm.ExplicitVRLittleEndian + "]: abstract syntax (SOP class) not supported", `"accepted":1`} {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("log line lacks %q:\n%s", want, lines[0])
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 )
 
@@ -60,8 +61,8 @@ func TestEchoSCU(t *testing.T) {
 
 func TestStoreSCUTransferSyntaxes(t *testing.T) {
 	dir := t.TempDir()
-	explicit := makeSeries(t, dir, synthSpec{N: 3, TS: ExplicitVRLittleEndian, Sequence: true})
-	implicit := makeSeries(t, t.TempDir(), synthSpec{N: 3, TS: ImplicitVRLittleEndian, Sequence: true})
+	explicit := makeSeries(t, dir, synthSpec{N: 3, TS: dcm.ExplicitVRLittleEndian, Sequence: true})
+	implicit := makeSeries(t, t.TempDir(), synthSpec{N: 3, TS: dcm.ImplicitVRLittleEndian, Sequence: true})
 	cases := []struct {
 		name   string
 		flags  []string
@@ -71,16 +72,16 @@ func TestStoreSCUTransferSyntaxes(t *testing.T) {
 		ts     []string // our accepted syntaxes (default: all defaults)
 	}{
 		// A small maximum PDU makes storescu fragment each data set into several PDUs.
-		{"small-pdu", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 4096, nil},
-		{"explicit-only", []string{"-xe"}, explicit, ExplicitVRLittleEndian, 0, nil},
-		{"implicit-only", []string{"-xi"}, implicit, ImplicitVRLittleEndian, 0, nil},
+		{"small-pdu", []string{"-xe"}, explicit, dcm.ExplicitVRLittleEndian, 4096, nil},
+		{"explicit-only", []string{"-xe"}, explicit, dcm.ExplicitVRLittleEndian, 0, nil},
+		{"implicit-only", []string{"-xi"}, implicit, dcm.ImplicitVRLittleEndian, 0, nil},
 		// storescu converts an explicit file when only implicit is proposed.
-		{"implicit-only-from-explicit", []string{"-xi"}, explicit, ImplicitVRLittleEndian, 0, nil},
-		{"default-proposal", nil, explicit, ExplicitVRLittleEndian, 0, nil},
+		{"implicit-only-from-explicit", []string{"-xi"}, explicit, dcm.ImplicitVRLittleEndian, 0, nil},
+		{"default-proposal", nil, explicit, dcm.ExplicitVRLittleEndian, 0, nil},
 		// The retired big-endian syntax is accepted and passed through as is.
-		{"big-endian", []string{"-xb"}, explicit, ExplicitVRBigEndian, 0, []string{ExplicitVRBigEndian}},
+		{"big-endian", []string{"-xb"}, explicit, dcm.ExplicitVRBigEndian, 0, []string{dcm.ExplicitVRBigEndian}},
 		// Deflated data sets reach the handler inflated, as Explicit VR LE.
-		{"deflated", []string{"-xd"}, explicit, ExplicitVRLittleEndian, 0, []string{DeflatedExplicitVRLittleEndian}},
+		{"deflated", []string{"-xd"}, explicit, dcm.ExplicitVRLittleEndian, 0, []string{dcm.DeflatedExplicitVRLittleEndian}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,7 +100,7 @@ func TestStoreSCUSeveralContexts(t *testing.T) {
 	dir := t.TempDir()
 	files := makeSeries(t, dir, synthSpec{N: 2, SOPClass: CTImageStorage})
 	files = append(files, makeSeries(t, t.TempDir(), synthSpec{N: 2, SOPClass: MRImageStorage})...)
-	files = append(files, makeSeries(t, t.TempDir(), synthSpec{N: 2, SOPClass: SecondaryCaptureImageStorage, TS: ImplicitVRLittleEndian})...)
+	files = append(files, makeSeries(t, t.TempDir(), synthSpec{N: 2, SOPClass: SecondaryCaptureImageStorage, TS: dcm.ImplicitVRLittleEndian})...)
 	rec := newRecorder()
 	_, addr := startServer(t, ServerConfig{}, rec)
 	h, p := hostPort(t, addr)
@@ -129,7 +130,7 @@ func TestStoreSCUManyFilesOneAssociation(t *testing.T) {
 	_, addr := startServer(t, ServerConfig{}, rec)
 	h, p := hostPort(t, addr)
 	runTool(t, "storescu", append([]string{"-aec", "NODE", h, p}, files...)...)
-	checkArrived(t, rec, files, ExplicitVRLittleEndian)
+	checkArrived(t, rec, files, dcm.ExplicitVRLittleEndian)
 }
 
 func TestStoreSCUConcurrentAssociations(t *testing.T) {
@@ -159,5 +160,5 @@ func TestStoreSCUConcurrentAssociations(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	checkArrived(t, rec, all, ExplicitVRLittleEndian)
+	checkArrived(t, rec, all, dcm.ExplicitVRLittleEndian)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 )
 
@@ -42,8 +43,8 @@ func waitPort(t testing.TB, addr string) {
 
 func TestClientAgainstStoreSCP(t *testing.T) {
 	addr, dir := startStoreSCP(t)
-	explicit := makeSeries(t, t.TempDir(), synthSpec{N: 3, TS: ExplicitVRLittleEndian, Sequence: true})
-	implicit := makeSeries(t, t.TempDir(), synthSpec{N: 2, TS: ImplicitVRLittleEndian, Sequence: true})
+	explicit := makeSeries(t, t.TempDir(), synthSpec{N: 3, TS: dcm.ExplicitVRLittleEndian, Sequence: true})
+	implicit := makeSeries(t, t.TempDir(), synthSpec{N: 2, TS: dcm.ImplicitVRLittleEndian, Sequence: true})
 	ctx := context.Background()
 	c, err := Dial(ctx, addr, ClientConfig{CallingAE: "NODE", CalledAE: "STORESCP", MaxPDU: 16384})
 	if err != nil {
@@ -70,11 +71,11 @@ func TestClientAgainstStoreSCP(t *testing.T) {
 
 	// Only Explicit VR LE proposed: the implicit files are converted by us.
 	c, err = Dial(ctx, addr, ClientConfig{CalledAE: "STORESCP", Contexts: []PresentationContext{
-		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{ExplicitVRLittleEndian}}}})
+		{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	conv := makeSeries(t, t.TempDir(), synthSpec{N: 2, TS: ImplicitVRLittleEndian, Sequence: true})
+	conv := makeSeries(t, t.TempDir(), synthSpec{N: 2, TS: dcm.ImplicitVRLittleEndian, Sequence: true})
 	for _, f := range conv {
 		if st, err := c.StoreFile(ctx, f); err != nil || !st.IsSuccess() {
 			t.Fatalf("StoreFile %s: %v %v", f, st, err)
@@ -86,7 +87,7 @@ func TestClientAgainstStoreSCP(t *testing.T) {
 	for _, f := range conv {
 		meta, ds := readInstance(t, f)
 		gm, gds := readInstance(t, filepath.Join(dir, "CT."+meta.MediaStorageSOPInstanceUID))
-		if gm.TransferSyntaxUID != ExplicitVRLittleEndian {
+		if gm.TransferSyntaxUID != dcm.ExplicitVRLittleEndian {
 			t.Errorf("stored as %s, want explicit", gm.TransferSyntaxUID)
 		}
 		sameElements(t, f, ds, meta.TransferSyntaxUID, gds, gm.TransferSyntaxUID)
@@ -128,10 +129,10 @@ func TestOrthancBothWays(t *testing.T) {
 	// Our SCU -> Orthanc, including an implicit file sent over an
 	// explicit-only context (converted).
 	explicit := makeSeries(t, t.TempDir(), synthSpec{N: 4, Size: 128, Sequence: true})
-	implicit := makeSeries(t, t.TempDir(), synthSpec{N: 2, TS: ImplicitVRLittleEndian, Sequence: true})
+	implicit := makeSeries(t, t.TempDir(), synthSpec{N: 2, TS: dcm.ImplicitVRLittleEndian, Sequence: true})
 	c, err := Dial(ctx, fmt.Sprintf("127.0.0.1:%d", o.DicomPort), ClientConfig{CallingAE: "TESTSCU", CalledAE: o.AET,
-		Contexts: []PresentationContext{{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}},
-			{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{ExplicitVRLittleEndian}}}})
+		Contexts: []PresentationContext{{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{dcm.ImplicitVRLittleEndian}},
+			{AbstractSyntax: CTImageStorage, TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

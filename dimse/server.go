@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"anomalynode/internal/dcm"
 )
 
 // Server is a DICOM SCP for C-ECHO and C-STORE. Each association runs in one
@@ -664,10 +666,10 @@ func (a *association) store(pc PresentationContext, cmd *command) error {
 func (a *association) callHandler(pc PresentationContext, cmd *command, dr *dataReader) (Status, error) {
 	var ds io.Reader = dr
 	ts := pc.TransferSyntax
-	if ts == DeflatedExplicitVRLittleEndian {
+	if ts == dcm.DeflatedExplicitVRLittleEndian {
 		fr := flate.NewReader(dr)
 		defer fr.Close()
-		ds, ts = fr, ExplicitVRLittleEndian
+		ds, ts = fr, dcm.ExplicitVRLittleEndian
 	}
 	req := &StoreRequest{
 		Assoc:                   &a.info,

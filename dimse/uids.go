@@ -1,20 +1,7 @@
 package dimse
 
-// Transfer syntax UIDs (PS3.5 Section 10, PS3.6 Annex A).
-const (
-	ImplicitVRLittleEndian         = "1.2.840.10008.1.2"
-	ExplicitVRLittleEndian         = "1.2.840.10008.1.2.1"
-	DeflatedExplicitVRLittleEndian = "1.2.840.10008.1.2.1.99"
-	ExplicitVRBigEndian            = "1.2.840.10008.1.2.2" // retired, still accepted
-	RLELossless                    = "1.2.840.10008.1.2.5"
-	JPEGBaseline8Bit               = "1.2.840.10008.1.2.4.50"
-	JPEGExtended12Bit              = "1.2.840.10008.1.2.4.51"
-	JPEGLossless                   = "1.2.840.10008.1.2.4.57"
-	JPEGLosslessSV1                = "1.2.840.10008.1.2.4.70"
-	JPEGLSLossless                 = "1.2.840.10008.1.2.4.80"
-	JPEGLSNearLossless             = "1.2.840.10008.1.2.4.81"
-	JPEG2000Lossless               = "1.2.840.10008.1.2.4.90"
-	JPEG2000                       = "1.2.840.10008.1.2.4.91"
+import (
+	"anomalynode/internal/dcm"
 )
 
 // SOP class UIDs (PS3.4 Annex B, PS3.6 Annex A).
@@ -53,23 +40,23 @@ var DefaultSOPClasses = []string{
 // DefaultTransferSyntaxes are the transfer syntaxes the SCP accepts by default,
 // in order of preference when a context proposes several.
 var DefaultTransferSyntaxes = []string{
-	ExplicitVRLittleEndian,
-	ImplicitVRLittleEndian,
-	DeflatedExplicitVRLittleEndian,
-	ExplicitVRBigEndian,
-	RLELossless,
+	dcm.ExplicitVRLittleEndian,
+	dcm.ImplicitVRLittleEndian,
+	dcm.DeflatedExplicitVRLittleEndian,
+	dcm.ExplicitVRBigEndian,
+	dcm.RLELossless,
 	// Archives commonly hold CT and MR as JPEG Lossless or JPEG-LS and send them as they
 	// are; last, so that native data is preferred when a sender offers both.
-	JPEGLosslessSV1,
-	JPEGLossless,
-	JPEGLSLossless,
-	JPEGLSNearLossless,
+	dcm.JPEGLosslessSV1,
+	dcm.JPEGLossless,
+	dcm.JPEGLSLossless,
+	dcm.JPEGLSNearLossless,
 }
 
 // EncapsulatedJPEGTransferSyntaxes are the JPEG-family syntaxes a config may add.
 var EncapsulatedJPEGTransferSyntaxes = []string{
-	JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
-	JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000,
+	dcm.JPEGBaseline, dcm.JPEGExtended, dcm.JPEGLossless, dcm.JPEGLosslessSV1,
+	dcm.JPEGLSLossless, dcm.JPEGLSNearLossless, dcm.JPEG2000Lossless, dcm.JPEG2000,
 }
 
 // IsEncapsulated reports whether ts carries pixel data in encapsulated
@@ -77,7 +64,7 @@ var EncapsulatedJPEGTransferSyntaxes = []string{
 // without a codec.
 func IsEncapsulated(ts string) bool {
 	switch ts {
-	case ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian:
+	case dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.DeflatedExplicitVRLittleEndian, dcm.ExplicitVRBigEndian:
 		return false
 	}
 	return true

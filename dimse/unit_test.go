@@ -11,11 +11,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"anomalynode/internal/dcm"
 )
 
 func TestMakeSeriesParsesInDcmdump(t *testing.T) {
 	dir := t.TempDir()
-	for _, ts := range []string{ExplicitVRLittleEndian, ImplicitVRLittleEndian} {
+	for _, ts := range []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian} {
 		p := makeSeries(t, dir, synthSpec{N: 1, TS: ts, Sequence: true})
 		out, err := exec.Command("dcmdump", "-q", p[0]).CombinedOutput()
 		if err != nil {
@@ -26,10 +28,10 @@ func TestMakeSeriesParsesInDcmdump(t *testing.T) {
 }
 
 func TestConvertDataSetRoundTrip(t *testing.T) {
-	for _, from := range []string{ImplicitVRLittleEndian, ExplicitVRLittleEndian} {
+	for _, from := range []string{dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian} {
 		f := makeSeries(t, t.TempDir(), synthSpec{N: 1, TS: from, Sequence: true})[0]
 		_, ds := readInstance(t, f)
-		for _, to := range []string{ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian} {
+		for _, to := range []string{dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.DeflatedExplicitVRLittleEndian} {
 			if to == from {
 				continue
 			}
@@ -38,11 +40,11 @@ func TestConvertDataSetRoundTrip(t *testing.T) {
 				t.Fatalf("%s -> %s: %v", from, to, err)
 			}
 			plain, plainTS := conv, to
-			if to == DeflatedExplicitVRLittleEndian {
-				if plain, err = ConvertDataSet(conv, to, ExplicitVRLittleEndian); err != nil {
+			if to == dcm.DeflatedExplicitVRLittleEndian {
+				if plain, err = ConvertDataSet(conv, to, dcm.ExplicitVRLittleEndian); err != nil {
 					t.Fatal(err)
 				}
-				plainTS = ExplicitVRLittleEndian
+				plainTS = dcm.ExplicitVRLittleEndian
 			}
 			sameElements(t, from+"->"+to, ds, from, plain, plainTS)
 			back, err := ConvertDataSet(conv, to, from)

@@ -12,6 +12,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"anomalynode/inference/pixel"
 	"anomalynode/inference/vit"
 	"anomalynode/internal/synth"
 )
@@ -178,7 +179,7 @@ func BenchmarkScoring(b *testing.B) {
 
 // BenchmarkPreprocess isolates preprocessing of a 512x512 slice to 448.
 func BenchmarkPreprocess(b *testing.B) {
-	s := &Slice{Rows: 512, Cols: 512, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: make([]int32, 512*512)}
+	s := &pixel.Slice{Rows: 512, Cols: 512, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: make([]int32, 512*512)}
 	for i := range s.Stored {
 		s.Stored[i] = int32((i * 7) % 4096)
 	}

@@ -1,6 +1,8 @@
 package inference
 
 import (
+	"anomalynode/inference/pixel"
+	"anomalynode/internal/collect"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"anomalynode/internal/collect"
 	"anomalynode/internal/fault"
 )
 
@@ -61,7 +62,7 @@ type Input struct {
 	// Data is a Part-10 file's bytes.
 	Data []byte
 	// Slices are decoded frames.
-	Slices []*Slice
+	Slices []*pixel.Slice
 }
 
 // Timings are the per-slice durations of each stage; batch-level stages
@@ -98,7 +99,7 @@ type Result struct {
 	// Source is the input's path ("" for bytes or slices).
 	Source string
 	// Slice is the decoded slice (nil when decoding failed).
-	Slice *Slice
+	Slice *pixel.Slice
 	// Geometry maps the patch grid to the source.
 	Geometry Geometry
 	// VOI is the VOI policy applied.
@@ -120,7 +121,7 @@ type Result struct {
 	// Timings are this slice's stage durations.
 	Timings Timings
 	// Err is why this input or slice produced no map (decode errors wrap
-	// ErrUnsupported or ErrBadPixelData: quarantine material).
+	// pixel.ErrUnsupported or ErrBadPixelData: quarantine material).
 	Err error
 }
 
@@ -216,14 +217,14 @@ func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error)
 
 func sameInput(a, b Geometry) bool { return a.Rows == b.Rows && a.Cols == b.Cols }
 
-func (e *Engine) decode(in Input) ([]*Slice, error) {
+func (e *Engine) decode(in Input) ([]*pixel.Slice, error) {
 	switch {
 	case in.Slices != nil:
 		return in.Slices, nil
 	case in.Data != nil:
-		return Decode(in.Data)
+		return pixel.Decode(in.Data)
 	case in.Path != "":
-		return DecodeFile(in.Path)
+		return pixel.DecodeFile(in.Path)
 	}
 	return nil, errors.New("inference: engine: empty input")
 }
@@ -236,7 +237,7 @@ type prepResult struct {
 
 // preprocessAll preprocesses the frames of one input, in parallel when there
 // are several.
-func (e *Engine) preprocessAll(slices []*Slice) []prepResult {
+func (e *Engine) preprocessAll(slices []*pixel.Slice) []prepResult {
 	out := make([]prepResult, len(slices))
 	one := func(i int) {
 		// A panic on one frame's goroutine would stop the process: recover

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"anomalynode/inference/pixel"
+	"anomalynode/inference/pixel/pixeltest"
 	"anomalynode/internal/fault"
 	"anomalynode/internal/synth"
 )
@@ -81,7 +83,7 @@ func TestEngineMatchesStages(t *testing.T) {
 			t.Fatalf("timings %+v", r.Timings)
 		}
 		// Recompute by hand through the public stages.
-		slices, err := DecodeFile(r.Source)
+		slices, err := pixel.DecodeFile(r.Source)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,8 +147,8 @@ func TestEngineBatching(t *testing.T) {
 	dir := t.TempDir()
 	m1 := writeSynth(t, filepath.Join(dir, "a"), 1, 3)
 	m2 := writeSynth(t, filepath.Join(dir, "b"), 2, 2)
-	bad := writeDICOM(t, dir, "j2k.dcm", dcmSpec{ts: "1.2.840.10008.1.2.4.90", rows: 8, cols: 8, fragments: [][]byte{{1, 2}}})
-	multi := writeDICOM(t, dir, "multi.dcm", dcmSpec{rows: 72, cols: 90, frames: 2, raw: ramp(2*72*90, func(i int) uint32 { return uint32((i * 37) % 4000) })})
+	bad := pixeltest.Write(t, dir, "j2k.dcm", pixeltest.Spec{TS: "1.2.840.10008.1.2.4.90", Rows: 8, Cols: 8, Fragments: [][]byte{{1, 2}}})
+	multi := pixeltest.Write(t, dir, "multi.dcm", pixeltest.Spec{Rows: 72, Cols: 90, Frames: 2, Raw: pixeltest.Ramp(2*72*90, func(i int) uint32 { return uint32((i * 37) % 4000) })})
 	inputs := append(seriesInputs(m1), Input{Path: bad}, Input{Path: multi})
 	inputs = append(inputs, seriesInputs(m2)...)
 
@@ -168,7 +170,7 @@ func TestEngineBatching(t *testing.T) {
 			t.Fatalf("result %d differs in input/error", i)
 		}
 		if r1[i].Err != nil {
-			if !errors.Is(r1[i].Err, ErrUnsupportedTransferSyntax) || r1[i].Source != bad {
+			if !errors.Is(r1[i].Err, pixel.ErrUnsupportedTransferSyntax) || r1[i].Source != bad {
 				t.Fatalf("result %d: %v", i, r1[i].Err)
 			}
 			continue
@@ -301,14 +303,14 @@ func TestEngineRunIsolatesPoison(t *testing.T) {
 	e, emb, _ := testEngine(t, 4, nil)
 	e.o.Backbone = panicBackbone{emb}
 	man := writeSynth(t, t.TempDir(), 7, 3)
-	good, err := DecodeFile(filepath.Join(man.Dir, man.Slices[0].File))
+	good, err := pixel.DecodeFile(filepath.Join(man.Dir, man.Slices[0].File))
 	if err != nil {
 		t.Fatal(err)
 	}
 	poison := *good[0]
 	poison.Stored = make([]int32, len(poison.Stored))
 	inputs := seriesInputs(man)
-	inputs = append(inputs[:1], append([]Input{{Slices: []*Slice{&poison}}}, inputs[1:]...)...)
+	inputs = append(inputs[:1], append([]Input{{Slices: []*pixel.Slice{&poison}}}, inputs[1:]...)...)
 	jobs := make(chan Job, len(inputs)+1)
 	type done struct {
 		n   int

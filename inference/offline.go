@@ -17,6 +17,8 @@ import (
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/inference/pixel"
 )
 
 // Series is a set of DICOM files sharing a SeriesInstanceUID.
@@ -67,7 +69,7 @@ func ScanSeries(dir string) (series []*Series, problems []ScanProblem, notDICOM 
 			problems = append(problems, ScanProblem{Path: p, Err: err})
 			return nil
 		}
-		uid := str(&ds, tag.SeriesInstanceUID)
+		uid := dcm.String(&ds, tag.SeriesInstanceUID)
 		if uid == "" {
 			problems = append(problems, ScanProblem{Path: p, Err: fmt.Errorf("no SeriesInstanceUID")})
 			return nil
@@ -78,10 +80,10 @@ func ScanSeries(dir string) (series []*Series, problems []ScanProblem, notDICOM 
 		}
 		s := bySeries[uid]
 		if s == nil {
-			s = &Series{UID: uid, StudyUID: str(&ds, tag.StudyInstanceUID), Modality: str(&ds, tag.Modality)}
+			s = &Series{UID: uid, StudyUID: dcm.String(&ds, tag.StudyInstanceUID), Modality: dcm.String(&ds, tag.Modality)}
 			bySeries[uid] = s
 		}
-		n, _ := strconv.Atoi(str(&ds, tag.InstanceNumber))
+		n, _ := strconv.Atoi(dcm.String(&ds, tag.InstanceNumber))
 		insts[uid] = append(insts[uid], inst{p, n})
 		return nil
 	})
@@ -119,7 +121,7 @@ func parseHeader(path string) (dicom.Dataset, error) {
 // the end is refused (ErrInvalidDICOM) before the parser can allocate it, and
 // a parser panic becomes an error.
 func ParseHeader(data []byte) (dicom.Dataset, error) {
-	return parseGuarded(data, dicom.SkipPixelData())
+	return pixel.Parse(data, dicom.SkipPixelData())
 }
 
 // SeriesSummary is the JSON summary 'anomalynode score' writes per series.
@@ -289,7 +291,7 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 			}
 			if r.Err != nil {
 				ss.Error = r.Err.Error()
-				ss.Quarantine = Quarantinable(r.Err)
+				ss.Quarantine = pixel.Quarantinable(r.Err)
 				sum.Errors++
 			} else {
 				name := dcm.FileName(r.Slice.SOPInstanceUID)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"anomalynode/inference/pixel"
 )
 
 // closingScorer stands in for a GPU scorer: it counts calls and Close.
@@ -51,7 +53,7 @@ func TestOpenModel(t *testing.T) {
 	if s.Threshold != 0.4 || s.Active != Scorer(cs) || s.Scorer.Prototypes() != 5 {
 		t.Fatalf("served: threshold %v active %T", s.Threshold, s.Active)
 	}
-	in := []Input{{Slices: []*Slice{{Rows: 30, Cols: 40, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 255, Stored: make([]int32, 1200)}}}}
+	in := []Input{{Slices: []*pixel.Slice{{Rows: 30, Cols: 40, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 255, Stored: make([]int32, 1200)}}}}
 	res, err := s.Engine.Process(context.Background(), in)
 	if err != nil || res[0].Err != nil || cs.calls != 1 {
 		t.Fatalf("process: %v %v, %d scorer calls", err, res[0].Err, cs.calls)

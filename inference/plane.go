@@ -7,6 +7,8 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"anomalynode/inference/findings"
+	"anomalynode/inference/pixel"
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/fgroups"
 )
 
@@ -19,7 +21,7 @@ var ErrNoPlane = errors.New("inference: slice has no plane geometry")
 // nominal thickness SpacingBetweenSlices, else SliceThickness. An enhanced
 // multi-frame object gives them from the frame's Plane Orientation and Pixel
 // Measures functional groups, the top level filling what they lack.
-func (s *Slice) Plane() (findings.Plane, error) {
+func Plane(s *pixel.Slice) (findings.Plane, error) {
 	var p findings.Plane
 	if s.Header == nil || len(s.ImagePosition) != 3 {
 		return p, fmt.Errorf("%w: no ImagePositionPatient", ErrNoPlane)
@@ -34,10 +36,10 @@ func (s *Slice) Plane() (findings.Plane, error) {
 	}
 	// value reads value i of t from the frame's macro, else the top level.
 	value := func(macro, t tag.Tag, i int) (float64, bool) {
-		if v, ok := numOf(fr.Element(macro, t), i); ok {
+		if v, ok := dcm.NumberOf(fr.Element(macro, t), i); ok {
 			return v, true
 		}
-		return num(s.Header, t, i)
+		return dcm.Number(s.Header, t, i)
 	}
 	for i := range p.Orientation {
 		v, ok := value(tag.PlaneOrientationSequence, tag.ImageOrientationPatient, i)

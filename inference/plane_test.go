@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"anomalynode/inference/findings"
+	"anomalynode/inference/pixel"
 	"anomalynode/internal/synth"
 )
 
@@ -18,8 +19,8 @@ func TestSlicePlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(name string, s *Slice, k int) findings.Plane {
-		p, err := s.Plane()
+	check := func(name string, s *pixel.Slice, k int) findings.Plane {
+		p, err := Plane(s)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -40,7 +41,7 @@ func TestSlicePlane(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dec, err := Decode(b)
+		dec, err := pixel.Decode(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,7 +58,7 @@ func TestSlicePlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frames, err := Decode(data)
+	frames, err := pixel.Decode(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestSlicePlane(t *testing.T) {
 		t.Errorf("finding centroid %v is %.1f mm from the lesion centre %v", c, d, l)
 	}
 
-	if _, err := (&Slice{}).Plane(); !errors.Is(err, ErrNoPlane) {
+	if _, err := Plane(&pixel.Slice{}); !errors.Is(err, ErrNoPlane) {
 		t.Errorf("no header: %v", err)
 	}
 }

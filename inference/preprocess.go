@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/inference/pixel"
+	"anomalynode/internal/dcm"
 )
 
 // ImageNet normalisation constants (METHOD.md 1).
@@ -114,13 +117,13 @@ type Prepared struct {
 
 // Preprocess applies METHOD.md 1 to a slice: modality LUT, VOI, MONOCHROME1,
 // bicubic antialiased resize, crop, grey to RGB, ImageNet normalisation.
-func (p *Preprocessor) Preprocess(s *Slice) (*Prepared, error) {
+func (p *Preprocessor) Preprocess(s *pixel.Slice) (*Prepared, error) {
 	g, err := p.Geometry(s.Rows, s.Cols)
 	if err != nil {
 		return nil, err
 	}
 	if len(s.Stored) != s.Rows*s.Cols {
-		return nil, fmt.Errorf("inference: preprocess: %w: %d values for %dx%d", ErrBadPixelData, len(s.Stored), s.Rows, s.Cols)
+		return nil, fmt.Errorf("inference: preprocess: %w: %d values for %dx%d", pixel.ErrBadPixelData, len(s.Stored), s.Rows, s.Cols)
 	}
 	pr := &Prepared{Geometry: g, Grey: make([]float32, len(s.Stored)), Tensor: make([]float32, 3*g.Rows*g.Cols)}
 	pr.VOI, err = p.Grey(s, pr.Grey)
@@ -149,10 +152,10 @@ func Normalize(grey, dst []float32) {
 // the VOI policy and, for MONOCHROME1, an inversion. It returns the policy
 // applied. The mapping is computed once per stored value (a LUT), since stored
 // values span at most 16 bits.
-func (p *Preprocessor) Grey(s *Slice, dst []float32) (string, error) {
+func (p *Preprocessor) Grey(s *pixel.Slice, dst []float32) (string, error) {
 	lo, hi := s.MinStored, s.MaxStored
 	if hi < lo || int64(hi)-int64(lo) > 1<<16 {
-		// Unknown range (a hand-built Slice): use the data's.
+		// Unknown range (a hand-built pixel.Slice): use the data's.
 		lo, hi = minMax(s.Stored)
 	}
 	lut := make([]float32, int(hi-lo)+1)
@@ -215,7 +218,7 @@ const RobustHeadroom = 3
 // streaming node needs no statistics of the rest of the volume; the median of
 // the above-mean pixels is the typical tissue signal (the mean splits tissue
 // from air/background), little moved by a lesion or by the background's area.
-func robustScale(s *Slice, lo, hi int32) func(float64) float64 {
+func robustScale(s *pixel.Slice, lo, hi int32) func(float64) float64 {
 	aff := func(v int32) float64 { return float64(v)*s.Slope + s.Intercept }
 	disp := aff
 	if s.Photometric == "MONOCHROME1" {
@@ -284,11 +287,11 @@ func minMax(x []int32) (lo, hi int32) {
 	return lo, hi
 }
 
-func voiFunction(s *Slice) string {
+func voiFunction(s *pixel.Slice) string {
 	if s.Header == nil {
 		return "LINEAR"
 	}
-	f := strings.ToUpper(str(s.Header, tag.VOILUTFunction))
+	f := strings.ToUpper(dcm.String(s.Header, tag.VOILUTFunction))
 	if f == "" {
 		return "LINEAR"
 	}
@@ -331,7 +334,7 @@ func windowLinear(c, w float64) func(float64) float64 {
 // values with NumPy's default (linear) interpolation, from a histogram of the
 // stored values: the modality LUT is affine, so it commutes with the order
 // statistics (reversed when the slope is negative).
-func percentiles(s *Slice, lo, hi int32, plo, phi float64) (float64, float64) {
+func percentiles(s *pixel.Slice, lo, hi int32, plo, phi float64) (float64, float64) {
 	n := len(s.Stored)
 	if n == 0 {
 		return 0, 0

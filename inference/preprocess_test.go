@@ -4,6 +4,8 @@ import (
 	"math"
 	"path/filepath"
 	"testing"
+
+	"anomalynode/inference/pixel"
 )
 
 func loadGolden(t *testing.T, name string) *Array {
@@ -36,7 +38,7 @@ func TestPreprocessGolden(t *testing.T) {
 			st := loadGolden(t, tc.name+"_stored")
 			grey := loadGolden(t, tc.name+"_grey")
 			tensor := loadGolden(t, tc.name+"_tensor")
-			s := &Slice{Rows: st.Shape[0], Cols: st.Shape[1], Slope: tc.slope, Intercept: tc.intercept, Photometric: tc.photometric, MinStored: -32768, MaxStored: 32767}
+			s := &pixel.Slice{Rows: st.Shape[0], Cols: st.Shape[1], Slope: tc.slope, Intercept: tc.intercept, Photometric: tc.photometric, MinStored: -32768, MaxStored: 32767}
 			for _, v := range st.F32 {
 				s.Stored = append(s.Stored, int32(v))
 			}
@@ -70,7 +72,7 @@ func TestPreprocessGolden(t *testing.T) {
 // TestPreprocessKnownValues checks hand-computed values: at scale 1 the
 // bicubic resize is the identity, so the tensor is the normalised grey image.
 func TestPreprocessKnownValues(t *testing.T) {
-	s := &Slice{Rows: 14, Cols: 14, Slope: 2, Intercept: -1000, Photometric: "MONOCHROME1", MinStored: 0, MaxStored: 4095}
+	s := &pixel.Slice{Rows: 14, Cols: 14, Slope: 2, Intercept: -1000, Photometric: "MONOCHROME1", MinStored: 0, MaxStored: 4095}
 	s.Stored = make([]int32, 14*14)
 	for i := range s.Stored {
 		s.Stored[i] = int32(400 + 2*i) // modality values -200 .. 580
@@ -146,7 +148,7 @@ func TestGeometry(t *testing.T) {
 func TestMapGeometry(t *testing.T) {
 	for _, sz := range [][2]int{{512, 512}, {300, 420}, {181, 217}} {
 		rows, cols := sz[0], sz[1]
-		s := &Slice{Rows: rows, Cols: cols, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 255, Stored: make([]int32, rows*cols)}
+		s := &pixel.Slice{Rows: rows, Cols: cols, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 255, Stored: make([]int32, rows*cols)}
 		r0, r1, c0, c1 := rows*3/5, rows*3/5+rows/6, cols/5, cols/5+cols/6
 		for r := r0; r < r1; r++ {
 			for c := c0; c < c1; c++ {
@@ -261,7 +263,7 @@ func TestRobustVOI(t *testing.T) {
 	// 10 pixels: 5 of background 0, then 100, 200, 300, 400, 2000 (mean 300).
 	// Above-mean: 400 and 2000 -> lower median 400; level 3 x 400 = 1200.
 	stored := []int32{0, 0, 0, 0, 0, 100, 200, 300, 400, 2000}
-	s := &Slice{Rows: 1, Cols: 10, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: stored}
+	s := &pixel.Slice{Rows: 1, Cols: 10, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: stored}
 	p := &Preprocessor{Resolution: 14, PatchSize: 14, VOI: PreprocessSpec{VOI: VOIRobust}}
 	grey := make([]float32, 10)
 	pol, err := p.Grey(s, grey)
@@ -277,7 +279,7 @@ func TestRobustVOI(t *testing.T) {
 	// The same image stored inverted as MONOCHROME1 (v = 4095 - u) with
 	// slope 2, intercept 10: modality x = 2v + 10 = 8200 - 2u; mirrored
 	// within [aff(0), aff(4095)] = [10, 8200]: y = 8210 - x = 2u + 10.
-	m1 := &Slice{Rows: 1, Cols: 10, Slope: 2, Intercept: 10, Photometric: "MONOCHROME1", MinStored: 0, MaxStored: 4095}
+	m1 := &pixel.Slice{Rows: 1, Cols: 10, Slope: 2, Intercept: 10, Photometric: "MONOCHROME1", MinStored: 0, MaxStored: 4095}
 	for _, u := range stored {
 		m1.Stored = append(m1.Stored, 4095-u)
 	}
@@ -291,7 +293,7 @@ func TestRobustVOI(t *testing.T) {
 			t.Errorf("MONOCHROME1 grey[%d] = %v, want %v", i, grey[i], w)
 		}
 	}
-	blank := &Slice{Rows: 1, Cols: 10, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: make([]int32, 10)}
+	blank := &pixel.Slice{Rows: 1, Cols: 10, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: make([]int32, 10)}
 	if _, err := p.Grey(blank, grey); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/dimse"
+	"anomalynode/internal/dcm"
 )
 
 // benchStore sends n C-STOREs (each with a fresh SOP Instance UID) over assoc
@@ -32,7 +33,7 @@ func benchStore(b *testing.B, handler dimse.StoreHandler, n, size, assoc int, ta
 	items := make([]dimse.StoreItem, n)
 	for i := range items {
 		in := inst{series: fmt.Sprintf("9.%s.%d", tag, i/100), sop: fmt.Sprintf("9.%s.%d.%d", tag, i/100, i), number: i%100 + 1, z: float64(i % 100), pixels: size}
-		items[i] = dimse.StoreItem{SOPClassUID: ctImage, SOPInstanceUID: in.sop, TransferSyntaxUID: ExplicitVRLittleEndian, DataSet: in.dataSet()}
+		items[i] = dimse.StoreItem{SOPClassUID: ctImage, SOPInstanceUID: in.sop, TransferSyntaxUID: dcm.ExplicitVRLittleEndian, DataSet: in.dataSet()}
 	}
 	clients := make([]*dimse.Client, assoc)
 	for k := range clients {

@@ -18,10 +18,6 @@ import (
 
 // Transfer syntaxes the header reader distinguishes.
 const (
-	ImplicitVRLittleEndian = "1.2.840.10008.1.2"
-	ExplicitVRLittleEndian = "1.2.840.10008.1.2.1"
-	ExplicitVRBigEndian    = "1.2.840.10008.1.2.2"
-	DeflatedExplicitVRLE   = "1.2.840.10008.1.2.1.99"
 	// MediaStorageDirectory is the SOP class of a DICOMDIR.
 	MediaStorageDirectory = "1.2.840.10008.1.3.10"
 )
@@ -120,11 +116,11 @@ func (h *Header) Len() int { return len(h.attrs) }
 func ReadHeader(r io.Reader, ts string, max int64) (*Header, []byte, error) {
 	p := &hparser{r: r, max: max, h: &Header{TransferSyntaxUID: ts, attrs: map[tag.Tag]string{}}}
 	switch ts {
-	case ImplicitVRLittleEndian:
+	case dcm.ImplicitVRLittleEndian:
 		p.bo = binary.LittleEndian
-	case ExplicitVRBigEndian:
+	case dcm.ExplicitVRBigEndian:
 		p.bo, p.explicit = binary.BigEndian, true
-	case DeflatedExplicitVRLE:
+	case dcm.DeflatedExplicitVRLittleEndian:
 		return nil, nil, fmt.Errorf("%w: deflate", ErrUnsupportedSyntax)
 	default:
 		// Every other transfer syntax encodes the data set as explicit VR
@@ -178,15 +174,6 @@ func (p *hparser) skip(n uint32) error {
 		return fmt.Errorf("%w: truncated value (%d of %d bytes): %v", ErrMalformed, got, n, err)
 	}
 	return nil
-}
-
-// longVR lists explicit VRs with a 2-byte reserved field and 4-byte length.
-func longVR(vr string) bool {
-	switch vr {
-	case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV":
-		return true
-	}
-	return false
 }
 
 func validVR(b []byte) bool {
@@ -287,7 +274,7 @@ func (p *hparser) vrLength(t tag.Tag) (string, uint32, error) {
 	if !validVR(b[:2]) {
 		return "", 0, fmt.Errorf("%w: invalid VR %q at %v", ErrMalformed, vr, t)
 	}
-	if longVR(vr) {
+	if dcm.LongVR(vr) {
 		lb, err := p.read(4)
 		if err != nil {
 			return "", 0, notEOF(err)
@@ -408,13 +395,13 @@ func SniffFile(r io.Reader, max int64) (*FileInfo, error) {
 	}
 	ts := ""
 	if b, _ := br.Peek(4); len(b) == 4 && binary.LittleEndian.Uint16(b) == 0x0002 {
-		meta, n, err := readMeta(br)
+		meta, n, err := dcm.ReadMetaGroup(br)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		off += n
-		ts = meta[tag.TransferSyntaxUID]
-		fi.SOPClassUID = meta[tag.MediaStorageSOPClassUID]
+		ts = meta.TransferSyntaxUID
+		fi.SOPClassUID = meta.MediaStorageSOPClassUID
 		if ts == "" {
 			return nil, fmt.Errorf("%w: file meta has no TransferSyntaxUID", ErrMalformed)
 		}
@@ -467,106 +454,22 @@ func guessSyntax(br *bufio.Reader) string {
 	plausible := func(g uint16) bool { return g >= 0x0002 && g <= 0x0008 && g%2 == 0 }
 	if g := binary.LittleEndian.Uint16(b); plausible(g) {
 		if validVR(b[4:6]) {
-			return ExplicitVRLittleEndian
+			return dcm.ExplicitVRLittleEndian
 		}
-		return ImplicitVRLittleEndian
+		return dcm.ImplicitVRLittleEndian
 	}
 	if g := binary.BigEndian.Uint16(b); plausible(g) && validVR(b[4:6]) {
-		return ExplicitVRBigEndian
+		return dcm.ExplicitVRBigEndian
 	}
 	return ""
-}
-
-// readMeta reads the group 0002 elements (always explicit VR little endian)
-// and returns their string values and the bytes consumed.
-func readMeta(br *bufio.Reader) (map[tag.Tag]string, int64, error) {
-	meta := map[tag.Tag]string{}
-	var n int64
-	for i := 0; ; i++ {
-		b, err := br.Peek(8)
-		if len(b) < 4 || binary.LittleEndian.Uint16(b) != 0x0002 {
-			if len(b) < 4 && err != nil && n == 0 {
-				return nil, 0, fmt.Errorf("%w: empty file meta", ErrMalformed)
-			}
-			return meta, n, nil
-		}
-		if len(b) < 8 || i > 256 {
-			return nil, 0, fmt.Errorf("%w: truncated file meta", ErrMalformed)
-		}
-		t := tag.Tag{Group: 0x0002, Element: binary.LittleEndian.Uint16(b[2:])}
-		vr := string(b[4:6])
-		if !validVR(b[4:6]) {
-			return nil, 0, fmt.Errorf("%w: file meta is not explicit VR", ErrMalformed)
-		}
-		hdr := 8
-		length := uint32(binary.LittleEndian.Uint16(b[6:]))
-		if longVR(vr) {
-			lb, err := br.Peek(12)
-			if len(lb) < 12 {
-				return nil, 0, fmt.Errorf("%w: truncated file meta: %v", ErrMalformed, err)
-			}
-			hdr, length = 12, binary.LittleEndian.Uint32(lb[8:])
-		}
-		if length > 1<<16 {
-			return nil, 0, fmt.Errorf("%w: file meta element %v of %d bytes", ErrMalformed, t, length)
-		}
-		if _, err := br.Discard(hdr); err != nil {
-			return nil, 0, fmt.Errorf("%w: %v", ErrMalformed, err)
-		}
-		val := make([]byte, length)
-		if _, err := io.ReadFull(br, val); err != nil {
-			return nil, 0, fmt.Errorf("%w: truncated file meta: %v", ErrMalformed, err)
-		}
-		n += int64(hdr) + int64(length)
-		if vr == "UI" || vr == "AE" || vr == "SH" {
-			meta[t] = strings.Trim(string(val), " \x00")
-		}
-	}
 }
 
 // Part10Header returns a preamble and file meta for a bare data set, so a
 // stored data set can be read by Part-10 parsers (e.g. suyashkumar/dicom):
 // io.MultiReader(bytes.NewReader(hdr), dataSet).
 func Part10Header(sopClass, sopInstance, ts string) []byte {
-	var body bytes.Buffer
-	el := func(elem uint16, vr string, val []byte) {
-		var b [12]byte
-		binary.LittleEndian.PutUint16(b[0:], 0x0002)
-		binary.LittleEndian.PutUint16(b[2:], elem)
-		copy(b[4:6], vr)
-		if longVR(vr) {
-			binary.LittleEndian.PutUint32(b[8:], uint32(len(val)))
-			body.Write(b[:12])
-		} else {
-			binary.LittleEndian.PutUint16(b[6:], uint16(len(val)))
-			body.Write(b[:8])
-		}
-		body.Write(val)
-	}
-	ui := func(s string) []byte {
-		if len(s)%2 == 1 {
-			s += "\x00"
-		}
-		return []byte(s)
-	}
-	el(0x0001, "OB", []byte{0, 1})
-	el(0x0002, "UI", ui(sopClass))
-	el(0x0003, "UI", ui(sopInstance))
-	el(0x0010, "UI", ui(ts))
-	el(0x0012, "UI", ui(ImplementationClassUID))
-	el(0x0013, "SH", []byte("ANOMALYNODE "))
-	var out bytes.Buffer
-	out.Write(make([]byte, 128))
-	out.WriteString("DICM")
-	var gl [12]byte
-	binary.LittleEndian.PutUint16(gl[0:], 0x0002)
-	binary.LittleEndian.PutUint16(gl[2:], 0x0000)
-	copy(gl[4:6], "UL")
-	binary.LittleEndian.PutUint16(gl[6:], 4)
-	binary.LittleEndian.PutUint32(gl[8:], uint32(body.Len()))
-	out.Write(gl[:12])
-	out.Write(body.Bytes())
-	return out.Bytes()
+	return dcm.AppendFileMeta(nil, dcm.FileMeta{MediaStorageSOPClassUID: sopClass, MediaStorageSOPInstanceUID: sopInstance,
+		TransferSyntaxUID: ts, ImplementationClassUID: ImplementationClassUID, ImplementationVersionName: "ANOMALYNODE"})
 }
 
 // ImplementationClassUID identifies files whose meta this package wrote.

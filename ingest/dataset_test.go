@@ -66,9 +66,9 @@ func TestReadHeaderSequencesAndPrefix(t *testing.T) {
 			u16(tag.Rows, 512),
 		})
 		pix := encode(explicit, nil, 1024)
-		ts := ExplicitVRLittleEndian
+		ts := dcm.ExplicitVRLittleEndian
 		if !explicit {
-			ts = ImplicitVRLittleEndian
+			ts = dcm.ImplicitVRLittleEndian
 		}
 		data := append(append([]byte{}, ds...), pix...)
 		h, prefix, err := ReadHeader(bytes.NewReader(data), ts, 1<<20)
@@ -158,7 +158,7 @@ func FuzzSniffFile(f *testing.F) {
 	f.Add(inst{series: "1", sop: "1.1", implicit: true}.dataSet())
 	f.Add(inst{series: "1", sop: "1.1"}.dataSet())
 	f.Add(encodeSeq(true, []el{str(tag.SOPInstanceUID, "UI", "1.2"), seq(tag.ReferencedImageSequence, true, encode(true, []el{str(tag.Modality, "CS", "CT")}, -1))}))
-	f.Add(append(Part10Header(MediaStorageDirectory, "1", ExplicitVRLittleEndian), 0, 0))
+	f.Add(append(Part10Header(MediaStorageDirectory, "1", dcm.ExplicitVRLittleEndian), 0, 0))
 	f.Add([]byte("not dicom"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fi, err := SniffFile(bytes.NewReader(data), 1<<16)

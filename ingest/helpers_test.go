@@ -17,6 +17,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"anomalynode/configs"
+	"anomalynode/internal/dcm"
 )
 
 // el is one element for the test encoder.
@@ -53,7 +54,7 @@ func encode(explicit bool, els []el, pixelBytes int) []byte {
 		binary.Write(&b, binary.LittleEndian, e.t.Element)
 		if !explicit {
 			binary.Write(&b, binary.LittleEndian, uint32(len(e.v)))
-		} else if longVR(e.vr) {
+		} else if dcm.LongVR(e.vr) {
 			b.WriteString(e.vr)
 			b.Write([]byte{0, 0})
 			binary.Write(&b, binary.LittleEndian, uint32(len(e.v)))
@@ -124,9 +125,9 @@ func (in inst) dataSet() []byte {
 
 func (in inst) ts() string {
 	if in.implicit {
-		return ImplicitVRLittleEndian
+		return dcm.ImplicitVRLittleEndian
 	}
-	return ExplicitVRLittleEndian
+	return dcm.ExplicitVRLittleEndian
 }
 
 // part10 returns a Part-10 file of the instance.

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"anomalynode/internal/dcm"
 )
 
 // TestInlineInstance: a slice is stored as one message of the instance
@@ -40,7 +42,7 @@ func TestInlineInstance(t *testing.T) {
 	}
 	data, _ := io.ReadAll(rc)
 	rc.Close()
-	if ts != ExplicitVRLittleEndian || !bytes.Equal(data, in.dataSet()) {
+	if ts != dcm.ExplicitVRLittleEndian || !bytes.Equal(data, in.dataSet()) {
 		t.Fatalf("read back %d bytes in %s, want the first copy (%d bytes, explicit VR)", len(data), ts, len(in.dataSet()))
 	}
 	checkStoredSyntax(t, svc, 1)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/dcm"
 )
 
 func accept(t testing.TB, svc *Service, in inst) Result {
@@ -181,7 +183,7 @@ func TestLowDiskRefuses(t *testing.T) {
 	svc.space = func(string) (uint64, uint64, error) { return free, 100 << 30, nil }
 	accept(t, svc, inst{series: "1.6", sop: "1.6.1"})
 	free = 1 << 20
-	_, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+	_, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		DataSet: bytes.NewReader(inst{series: "1.6", sop: "1.6.2"}.dataSet())})
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrLowDisk) {
 		t.Fatalf("low disk: err %v, want ErrLowDisk", err)
@@ -191,7 +193,7 @@ func TestLowDiskRefuses(t *testing.T) {
 	}
 	svc.cfg.MinFreeBytes, svc.cfg.MinFreePercent = 0, 5
 	free = 4 << 30 // 4 % of 100 GiB
-	if _, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+	if _, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		DataSet: bytes.NewReader(inst{series: "1.6", sop: "1.6.3"}.dataSet())}); !errors.Is(err, ErrLowDisk) {
 		t.Fatalf("percent floor: err %v", err)
 	}
@@ -208,7 +210,7 @@ func TestStoreUnavailable(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	svc, js := newTestService(t, cfg)
 	js.Conn.Close()
-	_, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+	_, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		DataSet: bytes.NewReader(inst{series: "1.5", sop: "1.5.1"}.dataSet())})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err %v, want ErrUnavailable", err)
@@ -220,7 +222,7 @@ func TestMalformedRefused(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	svc, _ := newTestService(t, cfg)
 	ds := inst{series: "1.4", sop: "1.4.1"}.dataSet()
-	_, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+	_, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		DataSet: bytes.NewReader(ds[:37])})
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("err %v, want ErrMalformed", err)
@@ -229,7 +231,7 @@ func TestMalformedRefused(t *testing.T) {
 		t.Fatalf("status %v", st)
 	}
 	// Cut inside the pixel data: refused, and a complete re-send is stored whole.
-	_, err = svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+	_, err = svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		DataSet: bytes.NewReader(ds[:len(ds)-100])})
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("pixel data cut: err %v, want ErrMalformed", err)
@@ -279,7 +281,7 @@ func TestLargeMultiFrame(t *testing.T) {
 	in := inst{series: "5.1", sop: "5.1.1", pixels: 40 << 20, sopClass: "1.2.840.10008.5.1.4.1.1.2.1",
 		extra: []el{str(tag.NumberOfFrames, "IS", "40")}}
 	ds := in.dataSet()
-	res, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+	res, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		DataSet: bytes.NewReader(ds)})
 	if err != nil || res.Size != int64(len(ds)) {
 		t.Fatalf("accept: %v, size %d of %d", err, res.Size, len(ds))

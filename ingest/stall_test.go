@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"anomalynode/dimse"
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 )
 
@@ -42,7 +43,7 @@ func TestStoreStallAnswersA700(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	st, err := svc.ServeStore(ctx, &dimse.StoreRequest{SOPClassUID: ctImage, SOPInstanceUID: "7.1.2",
-		TransferSyntaxUID: ExplicitVRLittleEndian, DataSet: bytes.NewReader(inst{series: "7.1", sop: "7.1.2"}.dataSet())})
+		TransferSyntaxUID: dcm.ExplicitVRLittleEndian, DataSet: bytes.NewReader(inst{series: "7.1", sop: "7.1.2"}.dataSet())})
 	took := time.Since(start)
 	if st != dimse.StatusOutOfResources || !errors.Is(err, ErrStoreTimeout) {
 		t.Fatalf("status %v, err %v; want A700 and ErrStoreTimeout", st, err)
@@ -90,7 +91,7 @@ func TestSlowSenderNotCutOff(t *testing.T) {
 	cfg.Ingest.StoreTimeout = 300 * time.Millisecond
 	svc, _ := newTestService(t, cfg)
 	ds := inst{series: "7.2", sop: "7.2.1", pixels: 64 << 10}.dataSet()
-	res, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: ExplicitVRLittleEndian,
+	res, err := svc.Accept(context.Background(), &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		DataSet: &slowReader{data: ds, n: 12, gap: 100 * time.Millisecond}})
 	if err != nil || res.Outcome != Stored {
 		t.Fatalf("slow sender: %v, %v", res.Outcome, err)

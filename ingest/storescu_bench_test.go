@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/dimse"
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 )
 
@@ -119,7 +120,7 @@ func BenchmarkStorescuSteps(b *testing.B) {
 			b.Fatal(lk.err)
 		}
 		t1 := time.Now()
-		if _, _, err := svc.putInline(ctx, sop, ExplicitVRLittleEndian, ctImage, "9.steps", data); err != nil {
+		if _, _, err := svc.putInline(ctx, sop, dcm.ExplicitVRLittleEndian, ctImage, "9.steps", data); err != nil {
 			b.Fatal(err)
 		}
 		t2 := time.Now()

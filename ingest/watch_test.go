@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"anomalynode/configs"
+	"anomalynode/internal/dcm"
 )
 
 // startWatcher runs a Watcher on a real Service and a recorder consuming the
@@ -95,7 +96,7 @@ func TestWatchStartupAndFormats(t *testing.T) {
 func TestWatchGarbage(t *testing.T) {
 	good := inst{series: "2.2", sop: "2.2.1"}
 	trunc := inst{series: "2.2", sop: "2.2.2", pixels: 4096}.part10()
-	dicomdir := append(Part10Header(MediaStorageDirectory, "2.2.9", ExplicitVRLittleEndian), 0x04, 0, 0x30, 0x12, 'U', 'L', 4, 0, 0, 0, 0, 0)
+	dicomdir := append(Part10Header(MediaStorageDirectory, "2.2.9", dcm.ExplicitVRLittleEndian), 0x04, 0, 0x30, 0x12, 'U', 'L', 4, 0, 0, 0, 0, 0)
 	noise := make([]byte, 5000)
 	rand.New(rand.NewSource(1)).Read(noise)
 	in, _, quar, rec, _ := startWatcher(t, nil)

@@ -8,14 +8,15 @@ import (
 	"io"
 	"testing"
 
-	"anomalynode/inference"
+	"anomalynode/inference/pixel"
+	"anomalynode/internal/dcm"
 )
 
 // hostileOpener serves one bare data set, as ingest's store would.
 type hostileOpener []byte
 
 func (h hostileOpener) OpenInstance(context.Context, string) (io.ReadCloser, string, error) {
-	return io.NopCloser(bytes.NewReader(h)), ExplicitVRLittleEndian, nil
+	return io.NopCloser(bytes.NewReader(h)), dcm.ExplicitVRLittleEndian, nil
 }
 
 // TestFinaliserHeaderRefusesHostileLength: a source header that declares a
@@ -34,7 +35,7 @@ func TestFinaliserHeaderRefusesHostileLength(t *testing.T) {
 	el(0x0042, 0x0011, "OB", 0xFFFFFFF0, []byte{1, 2, 3, 4})
 	f := &Finaliser{o: FinaliserOptions{Instances: hostileOpener(ds.Bytes())}}
 	_, err := f.header(context.Background(), "1.2.3")
-	if !errors.Is(err, inference.ErrInvalidDICOM) {
-		t.Fatalf("hostile header: err %v, want inference.ErrInvalidDICOM", err)
+	if !errors.Is(err, pixel.ErrInvalidDICOM) {
+		t.Fatalf("hostile header: err %v, want pixel.ErrInvalidDICOM", err)
 	}
 }

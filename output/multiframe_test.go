@@ -23,6 +23,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/stage"
 	"anomalynode/ingest"
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 )
 
@@ -595,7 +596,7 @@ func (f fileOpener) OpenInstance(_ context.Context, sop string) (io.ReadCloser, 
 	if err != nil {
 		return nil, "", err
 	}
-	return io.NopCloser(bytes.NewReader(body)), ExplicitVRLittleEndian, nil
+	return io.NopCloser(bytes.NewReader(body)), dcm.ExplicitVRLittleEndian, nil
 }
 
 // TestFinaliserLoadsEveryFrame stores the scored frames of a multi-frame

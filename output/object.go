@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/suyashkumar/dicom"
+
+	"anomalynode/internal/dcm"
 )
 
 // SOP classes and transfer syntax of the objects this package builds.
 const (
 	SegmentationStorage          = "1.2.840.10008.5.1.4.1.1.66.4"
 	SecondaryCaptureImageStorage = "1.2.840.10008.5.1.4.1.1.7"
-	ExplicitVRLittleEndian       = "1.2.840.10008.1.2.1"
 )
 
 // ImplementationClassUID identifies this software in the file meta information
@@ -236,7 +237,7 @@ func encode(e *elems, sopClass, sopInstance string) ([]byte, error) {
 	meta.add("FileMetaInformationVersion", []byte{0, 1})
 	meta.str("MediaStorageSOPClassUID", sopClass)
 	meta.str("MediaStorageSOPInstanceUID", sopInstance)
-	meta.str("TransferSyntaxUID", ExplicitVRLittleEndian)
+	meta.str("TransferSyntaxUID", dcm.ExplicitVRLittleEndian)
 	meta.str("ImplementationClassUID", ImplementationClassUID)
 	meta.str("ImplementationVersionName", ImplementationVersionName)
 	if meta.err != nil {

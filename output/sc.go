@@ -14,6 +14,8 @@ import (
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
+
+	"anomalynode/internal/dcm"
 )
 
 // Legend is burned into every heat map and repeated in ImageComments and the
@@ -273,7 +275,7 @@ func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {
 			return nil, err
 		}
 		out = append(out, &Object{
-			SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: ExplicitVRLittleEndian,
+			SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 			StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
 		})
 	}
@@ -432,7 +434,7 @@ func BuildNoFindingSC(a *Analysis, opts SCOptions) (*Object, error) {
 		return nil, err
 	}
 	return &Object{
-		SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: ExplicitVRLittleEndian,
+		SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		StudyInstanceUID: study, SeriesInstanceUID: res.SeriesUID(KindSC), Part10: part10,
 	}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/suyashkumar/dicom"
 
 	"anomalynode/inference/findings"
+	"anomalynode/internal/dcm"
 )
 
 // Coded concepts the SEG uses (PS3.16).
@@ -366,7 +367,7 @@ func buildSEG(a *Analysis, opts SEGOptions) (*Object, []SEGFrame, error) {
 		return nil, nil, err
 	}
 	return &Object{
-		SOPClassUID: SegmentationStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: ExplicitVRLittleEndian,
+		SOPClassUID: SegmentationStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
 	}, info, nil
 }

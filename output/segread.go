@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"anomalynode/internal/dcm"
 )
 
 // SEG is a Segmentation read back by ReadSEG: enough to check what BuildSEG
@@ -63,7 +65,7 @@ func ReadSEG(part10 []byte) (*SEG, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ts := meta.String("TransferSyntaxUID"); ts != ExplicitVRLittleEndian {
+	if ts := meta.String("TransferSyntaxUID"); ts != dcm.ExplicitVRLittleEndian {
 		return nil, fmt.Errorf("%w: transfer syntax %q", ErrNotSEG, ts)
 	}
 	body, err := bareDataSet(part10)
@@ -322,7 +324,7 @@ func (p *leParser) dataSet(end int, inItem bool, depth int) (*Attrs, error) {
 		t := uint32(group)<<16 | uint32(elem)
 		vr := string(p.b[p.pos+4 : p.pos+6])
 		var vl uint32
-		if longVRs[vr] {
+		if dcm.LongVR(vr) {
 			if end-p.pos < 12 {
 				return nil, p.fail("truncated element header")
 			}
@@ -412,7 +414,3 @@ func ParseFloats(vals []string) ([]float64, error) {
 	}
 	return out, nil
 }
-
-// longVRs are the explicit VRs with a 2-byte reserved field and a 4-byte length.
-var longVRs = map[string]bool{"OB": true, "OD": true, "OF": true, "OL": true, "OV": true, "OW": true,
-	"SQ": true, "SV": true, "UC": true, "UN": true, "UR": true, "UT": true, "UV": true}

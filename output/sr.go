@@ -13,6 +13,7 @@ import (
 	"github.com/suyashkumar/dicom"
 
 	"anomalynode/inference/findings"
+	"anomalynode/internal/dcm"
 )
 
 // Comprehensive3DSRStorage is the SOP class of the measurement report: IHE AI
@@ -289,7 +290,7 @@ func BuildSR(in SRInput, opts SROptions) (*Object, error) {
 		return nil, err
 	}
 	return &Object{
-		SOPClassUID: Comprehensive3DSRStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: ExplicitVRLittleEndian,
+		SOPClassUID: Comprehensive3DSRStorage, SOPInstanceUID: sopInst, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 		StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
 	}, nil
 }

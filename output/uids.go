@@ -1,36 +1,19 @@
 package output
 
 import (
-	"crypto/sha256"
-	"math/big"
 	"strconv"
 	"strings"
+
+	"anomalynode/internal/dcm"
 )
 
 // uidNamespace separates our name-based UIDs from anyone else hashing the same
 // strings (the role of the namespace UUID in RFC 9562 version 5).
 const uidNamespace = "anomalynode/output/v1"
 
-// DeriveUID returns a UID of the form 2.25.<128-bit decimal> derived from
-// parts (PS3.5 B.2). It is built like a name-based UUID (RFC 9562 version 5,
-// here with SHA-256 truncated to 128 bits and the version and variant bits
-// set), so the same parts always give the same UID and different parts give
-// different UIDs with overwhelming probability.
-func DeriveUID(parts ...string) string {
-	h := sha256.New()
-	h.Write([]byte(uidNamespace))
-	for _, p := range parts {
-		// Length-prefixing makes ("ab","c") and ("a","bc") hash differently.
-		h.Write([]byte{0})
-		h.Write([]byte(strconv.Itoa(len(p))))
-		h.Write([]byte{':'})
-		h.Write([]byte(p))
-	}
-	sum := h.Sum(nil)[:16]
-	sum[6] = sum[6]&0x0f | 0x50 // version 5 (name-based)
-	sum[8] = sum[8]&0x3f | 0x80 // RFC 4122/9562 variant
-	return "2.25." + new(big.Int).SetBytes(sum).String()
-}
+// DeriveUID returns the 2.25 UID derived from parts under this package's
+// namespace (dcm.DeriveUID): the same parts always give the same UID.
+func DeriveUID(parts ...string) string { return dcm.DeriveUID(uidNamespace, parts...) }
 
 // Output kinds, part of every derived UID.
 const (

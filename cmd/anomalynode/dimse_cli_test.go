@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"anomalynode/dimse"
+	"anomalynode/internal/dcm"
 )
 
 // writeTestInstance writes a small valid CT instance (Explicit VR LE).
@@ -41,7 +42,7 @@ func writeTestInstance(t *testing.T, path, sopInstance string) {
 	el(0x0020, 0x000E, "UI", "1.2.3.4.5")
 	var f bytes.Buffer
 	if err := dimse.WriteFileMeta(&f, dimse.FileMeta{MediaStorageSOPClassUID: dimse.CTImageStorage, MediaStorageSOPInstanceUID: sopInstance,
-		TransferSyntaxUID: dimse.ExplicitVRLittleEndian}); err != nil {
+		TransferSyntaxUID: dcm.ExplicitVRLittleEndian}); err != nil {
 		t.Fatal(err)
 	}
 	f.Write(ds.Bytes())

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"anomalynode/dimse"
+	"anomalynode/internal/dcm"
 )
 
 func init() {
@@ -38,7 +39,7 @@ func runEcho(ctx context.Context, e *env, args []string) error {
 	}
 	cfg.CallingAE, cfg.CalledAE, cfg.DialTimeout, cfg.DIMSETimeout = *calling, *called, *timeout, *timeout
 	cfg.Contexts = []dimse.PresentationContext{{AbstractSyntax: dimse.VerificationSOPClass,
-		TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
+		TransferSyntaxes: []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian}}}
 	start := time.Now()
 	c, err := dimse.Dial(ctx, *addr, *cfg)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"anomalynode/configs"
 	"anomalynode/ingest"
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 	"anomalynode/output"
 )
@@ -59,7 +60,7 @@ func testExportsListReplay(t *testing.T, running bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj := &output.Object{SOPClassUID: output.SegmentationStorage, SOPInstanceUID: "2.25.1234", TransferSyntaxUID: output.ExplicitVRLittleEndian, Part10: []byte("x")}
+	obj := &output.Object{SOPClassUID: output.SegmentationStorage, SOPInstanceUID: "2.25.1234", TransferSyntaxUID: dcm.ExplicitVRLittleEndian, Part10: []byte("x")}
 	if err := q.Enqueue(ctx, obj, "pacs"); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"anomalynode/inference"
 	"anomalynode/inference/eval"
+	"anomalynode/inference/pixel"
 	"anomalynode/inference/vit"
 	"anomalynode/output"
 )
@@ -286,7 +287,7 @@ func writeSEGLabels(t *testing.T, images, labels, segDir string) {
 	files, _ := filepath.Glob(filepath.Join(images, "*.dcm"))
 	res := &output.SeriesResult{Model: output.ModelIdentity{Name: "truth", Version: "1", SHA256: "00"}, Version: 1, Threshold: 0.5}
 	for _, f := range files {
-		sl, err := inference.DecodeFile(f)
+		sl, err := pixel.DecodeFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}

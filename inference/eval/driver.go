@@ -23,12 +23,13 @@ import (
 	"anomalynode/inference/findings"
 	"anomalynode/inference/fitjob"
 	"anomalynode/inference/internal/sniff"
+	"anomalynode/inference/pixel"
 )
 
 // SliceSource embeds decoded slices; fitjob.ONNXEmbedder is the real one.
 type SliceSource interface {
 	// EmbedSlice preprocesses and embeds one slice.
-	EmbedSlice(s *inference.Slice) (fitjob.EmbeddedSlice, error)
+	EmbedSlice(s *pixel.Slice) (fitjob.EmbeddedSlice, error)
 }
 
 // Options configures one evaluation run.
@@ -131,7 +132,7 @@ type Summary struct {
 type LabelSource interface {
 	// Masks fills masks (one per frame, Rows*Cols, 1 = anomalous) for the
 	// frames of one image; found is false when it knows nothing of the image.
-	Masks(slices []*inference.Slice, masks [][]uint8) (found bool, err error)
+	Masks(slices []*pixel.Slice, masks [][]uint8) (found bool, err error)
 }
 
 // ErrNoLabels is returned when no image has a matching mask.
@@ -194,7 +195,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		sl, err := inference.DecodeFile(f)
+		sl, err := pixel.DecodeFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("eval: %s: %w", f, err)
 		}
@@ -393,7 +394,7 @@ func labelCandidates(images, labels, f string) []string {
 }
 
 // zeroMasks returns one all-healthy mask per frame.
-func zeroMasks(sl []*inference.Slice) [][]uint8 {
+func zeroMasks(sl []*pixel.Slice) [][]uint8 {
 	masks := make([][]uint8, len(sl))
 	for i, s := range sl {
 		masks[i] = make([]uint8, s.Rows*s.Cols)
@@ -402,7 +403,7 @@ func zeroMasks(sl []*inference.Slice) [][]uint8 {
 }
 
 // loadMasks returns one mask per frame (all zero when no label file exists).
-func loadMasks(images, labels, f string, sl []*inference.Slice) ([][]uint8, bool, error) {
+func loadMasks(images, labels, f string, sl []*pixel.Slice) ([][]uint8, bool, error) {
 	masks := zeroMasks(sl)
 	for _, c := range labelCandidates(images, labels, f) {
 		if _, err := os.Stat(c); err != nil {
@@ -422,7 +423,7 @@ func loadMasks(images, labels, f string, sl []*inference.Slice) ([][]uint8, bool
 	return masks, false, nil
 }
 
-func readNPYMask(path string, masks [][]uint8, sl []*inference.Slice) error {
+func readNPYMask(path string, masks [][]uint8, sl []*pixel.Slice) error {
 	a, err := inference.ReadNPY(path)
 	if err != nil {
 		return fmt.Errorf("eval: mask: %w", err)
@@ -452,7 +453,7 @@ func readNPYMask(path string, masks [][]uint8, sl []*inference.Slice) error {
 	return nil
 }
 
-func readPNGMask(path string, masks [][]uint8, sl []*inference.Slice) error {
+func readPNGMask(path string, masks [][]uint8, sl []*pixel.Slice) error {
 	if len(sl) != 1 {
 		return fmt.Errorf("eval: mask %s is a PNG but the image has %d frames (use .npy [F,R,C])", path, len(sl))
 	}

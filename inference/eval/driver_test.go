@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"anomalynode/inference"
+	"anomalynode/inference/pixel"
 )
 
 func TestLabelCandidates(t *testing.T) {
@@ -37,7 +38,7 @@ func TestLabelCandidates(t *testing.T) {
 
 func TestMasks(t *testing.T) {
 	dir := t.TempDir()
-	sl := []*inference.Slice{{Rows: 2, Cols: 3}}
+	sl := []*pixel.Slice{{Rows: 2, Cols: 3}}
 	img := image.NewGray(image.Rect(0, 0, 3, 2))
 	img.SetGray(2, 1, color.Gray{Y: 255})
 	var buf bytes.Buffer

@@ -8,6 +8,7 @@ import (
 
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
+	"anomalynode/inference/pixel"
 )
 
 // DefaultMinLesionMM3 is the smallest painted lesion finding sensitivity
@@ -227,13 +228,13 @@ func newStackSet() *stackSet {
 }
 
 // add files one scored slice with its mask (both kept, not copied).
-func (ss *stackSet) add(s *inference.Slice, scores []float32, mask []uint8) {
+func (ss *stackSet) add(s *pixel.Slice, scores []float32, mask []uint8) {
 	uid := s.SeriesInstanceUID
 	if uid == "" {
 		ss.skipped[uid] = "no SeriesInstanceUID"
 		return
 	}
-	pl, err := s.Plane()
+	pl, err := inference.Plane(s)
 	if err != nil {
 		// A series with one slice lacking geometry cannot be measured whole:
 		// its lesions would be cut.

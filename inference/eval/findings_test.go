@@ -14,6 +14,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
 	"anomalynode/inference/fitjob"
+	"anomalynode/inference/pixel"
 	"anomalynode/internal/synth"
 )
 
@@ -154,7 +155,7 @@ func TestEvaluateFindings(t *testing.T) {
 // value: together they put known score maps through Run.
 type maskSource map[string][]uint8
 
-func (m maskSource) EmbedSlice(s *inference.Slice) (fitjob.EmbeddedSlice, error) {
+func (m maskSource) EmbedSlice(s *pixel.Slice) (fitjob.EmbeddedSlice, error) {
 	g := inference.Geometry{SrcRows: s.Rows, SrcCols: s.Cols, ResizedRows: s.Rows, ResizedCols: s.Cols,
 		Rows: s.Rows, Cols: s.Cols, Patch: 1, GridRows: s.Rows, GridCols: s.Cols}
 	x := make([]float32, s.Rows*s.Cols)
@@ -267,4 +268,4 @@ func TestRunFindings(t *testing.T) {
 // allHealthy labels every image healthy (all-zero masks).
 type allHealthy struct{}
 
-func (allHealthy) Masks(_ []*inference.Slice, _ [][]uint8) (bool, error) { return true, nil }
+func (allHealthy) Masks(_ []*pixel.Slice, _ [][]uint8) (bool, error) { return true, nil }

@@ -11,6 +11,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
 	"anomalynode/inference/fitjob"
+	"anomalynode/inference/pixel"
 	"anomalynode/internal/synth"
 )
 
@@ -50,13 +51,13 @@ func configModel(t *testing.T, withFindings bool) *inference.Model {
 type blobEmbedder map[string]bool
 
 func (b blobEmbedder) EmbedFile(_ context.Context, path string) ([]fitjob.EmbeddedSlice, error) {
-	sl, err := inference.DecodeFile(path)
+	sl, err := pixel.DecodeFile(path)
 	if err != nil {
 		return nil, err
 	}
 	var out []fitjob.EmbeddedSlice
 	for _, s := range sl {
-		pl, err := s.Plane()
+		pl, err := inference.Plane(s)
 		if err != nil {
 			return nil, err
 		}

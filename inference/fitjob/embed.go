@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"anomalynode/inference"
+	"anomalynode/inference/pixel"
 )
 
 // ONNXEmbedder is the SliceEmbedder of the real pipeline: decode (inference.
@@ -22,7 +23,7 @@ type ONNXEmbedder struct {
 
 // EmbedFile implements SliceEmbedder.
 func (o *ONNXEmbedder) EmbedFile(ctx context.Context, path string) ([]EmbeddedSlice, error) {
-	slices, err := inference.DecodeFile(path)
+	slices, err := pixel.DecodeFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +42,7 @@ func (o *ONNXEmbedder) EmbedFile(ctx context.Context, path string) ([]EmbeddedSl
 }
 
 // EmbedSlice preprocesses and embeds one decoded slice.
-func (o *ONNXEmbedder) EmbedSlice(s *inference.Slice) (EmbeddedSlice, error) {
+func (o *ONNXEmbedder) EmbedSlice(s *pixel.Slice) (EmbeddedSlice, error) {
 	pr, err := o.Pre.Preprocess(s)
 	if err != nil {
 		return EmbeddedSlice{}, err
@@ -55,7 +56,7 @@ func (o *ONNXEmbedder) EmbedSlice(s *inference.Slice) (EmbeddedSlice, error) {
 		return EmbeddedSlice{}, fmt.Errorf("fitjob: embedder returned %d patches for a %dx%d grid", emb.Patches, g.GridRows, g.GridCols)
 	}
 	e := EmbeddedSlice{Patches: emb.Slice(0), D: emb.Dim, Geometry: g, Series: s.SeriesInstanceUID}
-	if pl, err := s.Plane(); err == nil {
+	if pl, err := inference.Plane(s); err == nil {
 		// Without a plane the slice still fits and calibrates pixel
 		// thresholds; only finding calibration needs it.
 		e.Plane = &pl

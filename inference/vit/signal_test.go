@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"anomalynode/inference"
+	"anomalynode/inference/pixel"
 	"anomalynode/internal/synth"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -89,7 +90,7 @@ func signalFeatures(t *testing.T, c SignalConfig, seeds []uint64, slices int) []
 			t.Fatal(err)
 		}
 		for _, sl := range r.Slices {
-			in := &inference.Slice{Rows: r.Rows, Cols: r.Cols, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: sl.Stored}
+			in := &pixel.Slice{Rows: r.Rows, Cols: r.Cols, Slope: 1, Photometric: "MONOCHROME2", MinStored: 0, MaxStored: 4095, Stored: sl.Stored}
 			p, err := pre.Preprocess(in)
 			if err != nil {
 				t.Fatal(err)

@@ -9,13 +9,14 @@ import (
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/dcm"
 )
 
 // SOP classes and the transfer syntax written.
 const (
 	MRImageStorage         = "1.2.840.10008.5.1.4.1.1.4"
 	CTImageStorage         = "1.2.840.10008.5.1.4.1.1.2"
-	ExplicitVRLittleEndian = "1.2.840.10008.1.2.1"
 	implementationClassUID = "2.25.181792397214470458297917417476235468288"
 	implementationVersion  = "ANOMALYNODE_SYN"
 	manufacturer           = "anomalynode"
@@ -101,7 +102,7 @@ func (r *Result) dataset(k int) (dicom.Dataset, error) {
 		{tag.FileMetaInformationVersion, []byte{0, 1}},
 		{tag.MediaStorageSOPClassUID, []string{sop}},
 		{tag.MediaStorageSOPInstanceUID, []string{sl.SOPInstanceUID}},
-		{tag.TransferSyntaxUID, []string{ExplicitVRLittleEndian}},
+		{tag.TransferSyntaxUID, []string{dcm.ExplicitVRLittleEndian}},
 		{tag.ImplementationClassUID, []string{implementationClassUID}},
 		{tag.ImplementationVersionName, []string{implementationVersion}},
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"anomalynode/internal/dcm"
 )
 
 // EnhancedMRImageStorage is the SOP class EncodeEnhanced writes.
@@ -303,7 +305,7 @@ func (r *Result) enhancedDataset(e *Enhanced) (dicom.Dataset, error) {
 		{t: tag.FileMetaInformationVersion, v: []byte{0, 1}},
 		{t: tag.MediaStorageSOPClassUID, v: str(EnhancedMRImageStorage)},
 		{t: tag.MediaStorageSOPInstanceUID, v: str(e.SOPInstanceUID)},
-		{t: tag.TransferSyntaxUID, v: str(ExplicitVRLittleEndian)},
+		{t: tag.TransferSyntaxUID, v: str(dcm.ExplicitVRLittleEndian)},
 		{t: tag.ImplementationClassUID, v: str(implementationClassUID)},
 		{t: tag.ImplementationVersionName, v: str(implementationVersion)},
 

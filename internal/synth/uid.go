@@ -3,7 +3,8 @@ package synth
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"math/big"
+
+	"anomalynode/internal/dcm"
 )
 
 // deriveUID returns "2.25." followed by a 128-bit integer hashed from the
@@ -19,12 +20,7 @@ func deriveUID(seed uint64, parts ...string) string {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}
-	sum := h.Sum(nil)
-	n := new(big.Int).SetBytes(sum[:16])
-	if n.Sign() == 0 {
-		n.SetInt64(1)
-	}
-	return "2.25." + n.String()
+	return dcm.UUIDUID(h.Sum(nil)[:16])
 }
 
 // seedFor derives an independent random stream seed from the seed and parts.

@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"anomalynode/inference"
 	"anomalynode/inference/eval"
+	"anomalynode/inference/pixel"
 )
 
 // SEG is what Load needs of one binary segmentation object.
@@ -96,7 +96,7 @@ func Load(dir string, read Reader) (*Labels, error) {
 // Masks implements eval.LabelSource for single-frame images: the SEG frames
 // that reference the image, or an empty mask when a SEG covers its study but
 // has no frame for it (BINARY SEGs usually omit empty frames).
-func (l *Labels) Masks(slices []*inference.Slice, masks [][]uint8) (bool, error) {
+func (l *Labels) Masks(slices []*pixel.Slice, masks [][]uint8) (bool, error) {
 	if len(slices) != 1 {
 		return false, nil
 	}

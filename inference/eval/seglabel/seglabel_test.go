@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"anomalynode/inference"
+	"anomalynode/inference/pixel"
 )
 
 // fakeSEGs reads a file holding "SEG" as a 1 x 2 SEG of study S1 with two
@@ -42,29 +42,29 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("Load: %d SEG files, %v", l.Files, err)
 	}
 	cases := []struct {
-		slice     inference.Slice
+		slice     pixel.Slice
 		found     bool
 		mask      []uint8
 		wantError bool
 	}{
-		{inference.Slice{SOPInstanceUID: "I1", StudyInstanceUID: "S1", Rows: 1, Cols: 2}, true, []uint8{1, 1}, false}, // segments merged
+		{pixel.Slice{SOPInstanceUID: "I1", StudyInstanceUID: "S1", Rows: 1, Cols: 2}, true, []uint8{1, 1}, false}, // segments merged
 		// A slice of the SEG's study without a frame: healthy.
-		{inference.Slice{SOPInstanceUID: "I2", StudyInstanceUID: "S1", Rows: 1, Cols: 2}, true, []uint8{0, 0}, false},
+		{pixel.Slice{SOPInstanceUID: "I2", StudyInstanceUID: "S1", Rows: 1, Cols: 2}, true, []uint8{0, 0}, false},
 		// Another study: unknown.
-		{inference.Slice{SOPInstanceUID: "I3", StudyInstanceUID: "S2", Rows: 1, Cols: 2}, false, []uint8{0, 0}, false},
-		{inference.Slice{SOPInstanceUID: "I1", StudyInstanceUID: "S1", Rows: 2, Cols: 1}, false, nil, true},
+		{pixel.Slice{SOPInstanceUID: "I3", StudyInstanceUID: "S2", Rows: 1, Cols: 2}, false, []uint8{0, 0}, false},
+		{pixel.Slice{SOPInstanceUID: "I1", StudyInstanceUID: "S1", Rows: 2, Cols: 1}, false, nil, true},
 	}
 	for i, c := range cases {
 		s := c.slice
 		masks := [][]uint8{make([]uint8, 2)}
-		found, err := l.Masks([]*inference.Slice{&s}, masks)
+		found, err := l.Masks([]*pixel.Slice{&s}, masks)
 		if (err != nil) != c.wantError || found != c.found || (!c.wantError && !slices.Equal(masks[0], c.mask)) {
 			t.Errorf("case %d: found %v mask %v err %v", i, found, masks[0], err)
 		}
 	}
 	// Multi-frame images are not labelled by SEG.
 	a, b := cases[0].slice, cases[0].slice
-	if found, err := l.Masks([]*inference.Slice{&a, &b}, [][]uint8{make([]uint8, 2), make([]uint8, 2)}); found || err != nil {
+	if found, err := l.Masks([]*pixel.Slice{&a, &b}, [][]uint8{make([]uint8, 2), make([]uint8, 2)}); found || err != nil {
 		t.Errorf("two frames: found %v err %v", found, err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bad.dcm"), []byte("BAD"), 0o644); err != nil {

@@ -1,4 +1,4 @@
-package inference
+package pixel
 
 import (
 	"bytes"
@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"strings"
 
-	"anomalynode/internal/dcm"
-
 	"github.com/suyashkumar/dicom"
+
+	"anomalynode/internal/dcm"
 )
 
 // ErrInvalidDICOM reports data that is not well-formed DICOM (lengths past the
@@ -33,12 +33,12 @@ const maxNesting = 32
 // undefinedLength is the DICOM undefined value length.
 const undefinedLength = 0xFFFFFFFF
 
-// parseGuarded runs suyashkumar/dicom on untrusted bytes. It first walks the
+// Parse runs suyashkumar/dicom on untrusted bytes. It first walks the
 // element structure and rejects any value length that runs past the data (the
 // parser allocates a declared length before reading it, so a 1 KB file could
 // ask for 4 GB), then recovers from parser panics (seen on corrupt input),
 // turning both into ErrInvalidDICOM.
-func parseGuarded(data []byte, opts ...dicom.ParseOption) (ds dicom.Dataset, err error) {
+func Parse(data []byte, opts ...dicom.ParseOption) (ds dicom.Dataset, err error) {
 	if err := checkStructure(data); err != nil {
 		return ds, err
 	}
@@ -68,7 +68,7 @@ func checkStructure(data []byte) error {
 	ts := ""
 	for pos+8 <= len(data) && binary.LittleEndian.Uint16(data[pos:]) == 0x0002 {
 		elem := binary.LittleEndian.Uint16(data[pos+2:])
-		hdr, vl := explicitHeader(data[pos:], binary.LittleEndian)
+		hdr, vl := dcm.ExplicitHeader(data[pos:], binary.LittleEndian)
 		if hdr == 0 || vl == undefinedLength || pos+hdr+int(vl) > len(data) || int(vl) < 0 {
 			return bad("file meta element (0002,%04X) length runs past the data", elem)
 		}
@@ -80,9 +80,9 @@ func checkStructure(data []byte) error {
 	if ts == "" {
 		return bad("file meta has no TransferSyntaxUID")
 	}
-	w := walker{data: data, explicit: ts != TSImplicitVRLittleEndian, order: binary.LittleEndian}
+	w := walker{data: data, explicit: ts != dcm.ImplicitVRLittleEndian, order: binary.LittleEndian}
 	switch ts {
-	case TSExplicitVRBigEndian:
+	case dcm.ExplicitVRBigEndian:
 		w.order = binary.BigEndian
 	case "1.2.840.10008.1.2.1.99":
 		return &UnsupportedError{TransferSyntax: ts, Reason: "no decoder for Deflated Explicit VR Little Endian", syntax: true}
@@ -95,29 +95,6 @@ type walker struct {
 	data     []byte
 	explicit bool
 	order    binary.ByteOrder
-}
-
-// longVR are the explicit VRs with a 2-byte reserved field and a 4-byte length.
-var longVR = map[string]bool{"OB": true, "OD": true, "OF": true, "OL": true, "OV": true, "OW": true,
-	"SQ": true, "SV": true, "UC": true, "UN": true, "UR": true, "UT": true, "UV": true}
-
-// explicitHeader returns the header size and value length of an explicit-VR
-// element at b (0 header when b is too short or the VR is not two letters).
-func explicitHeader(b []byte, order binary.ByteOrder) (int, uint32) {
-	if len(b) < 8 {
-		return 0, 0
-	}
-	vr := string(b[4:6])
-	if vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z' {
-		return 0, 0
-	}
-	if longVR[vr] {
-		if len(b) < 12 {
-			return 0, 0
-		}
-		return 12, order.Uint32(b[8:])
-	}
-	return 8, uint32(order.Uint16(b[6:]))
 }
 
 // walk checks the elements in data[pos:end]; inItem stops at an item
@@ -145,7 +122,7 @@ func (w *walker) walk(pos, end, depth int, inItem bool) (int, error) {
 		var vl uint32
 		isSQ := false
 		if w.explicit {
-			hdr, vl = explicitHeader(w.data[pos:end], w.order)
+			hdr, vl = dcm.ExplicitHeader(w.data[pos:end], w.order)
 			if hdr == 0 {
 				return bad("element (%04X,%04X) at byte %d has no valid VR", group, elem, pos)
 			}

@@ -1,4 +1,4 @@
-package inference
+package pixel
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -15,27 +14,8 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/fgroups"
-)
-
-// Transfer syntaxes the decoder handles.
-const (
-	TSImplicitVRLittleEndian = "1.2.840.10008.1.2"
-	TSExplicitVRLittleEndian = "1.2.840.10008.1.2.1"
-	TSExplicitVRBigEndian    = "1.2.840.10008.1.2.2"
-	TSRLELossless            = "1.2.840.10008.1.2.5"
-	TSJPEGBaseline           = "1.2.840.10008.1.2.4.50"
-	// TSJPEGLossless is JPEG Lossless, Non-Hierarchical (Process 14), any
-	// predictor.
-	TSJPEGLossless = "1.2.840.10008.1.2.4.57"
-	// TSJPEGLosslessSV1 is JPEG Lossless, Non-Hierarchical, First-Order
-	// Prediction (Process 14, Selection Value 1), what most archives use.
-	TSJPEGLosslessSV1 = "1.2.840.10008.1.2.4.70"
-	// TSJPEGLSLossless is JPEG-LS Lossless Image Compression.
-	TSJPEGLSLossless = "1.2.840.10008.1.2.4.80"
-	// TSJPEGLSNearLossless is JPEG-LS Lossy (Near-Lossless) Image
-	// Compression: every sample within NEAR of the original.
-	TSJPEGLSNearLossless = "1.2.840.10008.1.2.4.81"
 )
 
 // ErrUnsupported is matched (errors.Is) by every *UnsupportedError: the file is
@@ -134,7 +114,7 @@ func DecodeFile(path string) ([]*Slice, error) {
 
 // Decode parses Part-10 DICOM bytes and decodes every frame.
 func Decode(data []byte) ([]*Slice, error) {
-	ds, err := parseGuarded(data, dicom.SkipProcessingPixelDataValue())
+	ds, err := Parse(data, dicom.SkipProcessingPixelDataValue())
 	if err != nil {
 		return nil, fmt.Errorf("inference: decode: %w", err)
 	}
@@ -172,19 +152,19 @@ func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
 	}
 	var frames [][]int32
 	switch pi.ts {
-	case TSImplicitVRLittleEndian, TSExplicitVRLittleEndian, TSExplicitVRBigEndian:
+	case dcm.ImplicitVRLittleEndian, dcm.ExplicitVRLittleEndian, dcm.ExplicitVRBigEndian:
 		if pdi.IsEncapsulated || !pdi.IntentionallyUnprocessed {
 			return nil, fmt.Errorf("inference: decode: %w: native transfer syntax but pixel data not read raw (parse with SkipProcessingPixelDataValue)", ErrBadPixelData)
 		}
 		var order binary.ByteOrder = binary.LittleEndian
-		if pi.ts == TSExplicitVRBigEndian {
+		if pi.ts == dcm.ExplicitVRBigEndian {
 			order = binary.BigEndian
 		}
 		frames, err = decodeNative(pdi.UnprocessedValueData, pi, order)
 	default:
 		decode, ok := encapsulatedDecoders[pi.ts]
 		if !ok {
-			return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "no decoder for " + transferSyntaxName(pi.ts), syntax: true}
+			return nil, &UnsupportedError{TransferSyntax: pi.ts, Reason: "no decoder for " + dcm.TransferSyntaxName(pi.ts), syntax: true}
 		}
 		frags := fragments(pdi)
 		if err := checkExpansion(frags, pi); err != nil {
@@ -199,11 +179,11 @@ func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
 	el.Value, _ = dicom.NewValue(dicom.PixelDataInfo{IntentionallySkipped: true, IsEncapsulated: pdi.IsEncapsulated})
 
 	base := Slice{
-		SOPInstanceUID:    str(ds, tag.SOPInstanceUID),
-		SeriesInstanceUID: str(ds, tag.SeriesInstanceUID),
-		StudyInstanceUID:  str(ds, tag.StudyInstanceUID),
-		SOPClassUID:       str(ds, tag.SOPClassUID),
-		Modality:          str(ds, tag.Modality),
+		SOPInstanceUID:    dcm.String(ds, tag.SOPInstanceUID),
+		SeriesInstanceUID: dcm.String(ds, tag.SeriesInstanceUID),
+		StudyInstanceUID:  dcm.String(ds, tag.StudyInstanceUID),
+		SOPClassUID:       dcm.String(ds, tag.SOPClassUID),
+		Modality:          dcm.String(ds, tag.Modality),
 		Frames:            pi.frames,
 		Rows:              pi.rows,
 		Cols:              pi.cols,
@@ -212,20 +192,20 @@ func DecodeDataset(ds *dicom.Dataset) ([]*Slice, error) {
 		TransferSyntax:    pi.ts,
 		Header:            ds,
 	}
-	base.InstanceNumber, _ = strconv.Atoi(str(ds, tag.InstanceNumber))
-	if v, ok := num(ds, tag.RescaleSlope, 0); ok && v != 0 {
+	base.InstanceNumber, _ = strconv.Atoi(dcm.String(ds, tag.InstanceNumber))
+	if v, ok := dcm.Number(ds, tag.RescaleSlope, 0); ok && v != 0 {
 		base.Slope = v
 	}
-	if v, ok := num(ds, tag.RescaleIntercept, 0); ok {
+	if v, ok := dcm.Number(ds, tag.RescaleIntercept, 0); ok {
 		base.Intercept = v
 	}
-	c, okc := num(ds, tag.WindowCenter, 0)
-	w, okw := num(ds, tag.WindowWidth, 0)
+	c, okc := dcm.Number(ds, tag.WindowCenter, 0)
+	w, okw := dcm.Number(ds, tag.WindowWidth, 0)
 	if okc && okw && w >= 1 {
 		base.WindowCenter, base.WindowWidth, base.HasWindow = c, w, true
 	}
 	for i := 0; i < 3; i++ {
-		if v, ok := num(ds, tag.ImagePositionPatient, i); ok {
+		if v, ok := dcm.Number(ds, tag.ImagePositionPatient, i); ok {
 			base.ImagePosition = append(base.ImagePosition, v)
 		}
 	}
@@ -262,21 +242,21 @@ func (s *Slice) readFunctionalGroups(ds *dicom.Dataset) error {
 	if err != nil {
 		return err
 	}
-	if v, ok := numOf(fr.Element(tag.PixelValueTransformationSequence, tag.RescaleSlope), 0); ok && v != 0 {
+	if v, ok := dcm.NumberOf(fr.Element(tag.PixelValueTransformationSequence, tag.RescaleSlope), 0); ok && v != 0 {
 		s.Slope = v
 	}
-	if v, ok := numOf(fr.Element(tag.PixelValueTransformationSequence, tag.RescaleIntercept), 0); ok {
+	if v, ok := dcm.NumberOf(fr.Element(tag.PixelValueTransformationSequence, tag.RescaleIntercept), 0); ok {
 		s.Intercept = v
 	}
-	c, okc := numOf(fr.Element(tag.FrameVOILUTSequence, tag.WindowCenter), 0)
-	w, okw := numOf(fr.Element(tag.FrameVOILUTSequence, tag.WindowWidth), 0)
+	c, okc := dcm.NumberOf(fr.Element(tag.FrameVOILUTSequence, tag.WindowCenter), 0)
+	w, okw := dcm.NumberOf(fr.Element(tag.FrameVOILUTSequence, tag.WindowWidth), 0)
 	if okc && okw && w >= 1 {
 		s.WindowCenter, s.WindowWidth, s.HasWindow = c, w, true
 	}
 	if el := fr.Element(tag.PlanePositionSequence, tag.ImagePositionPatient); el != nil {
 		var ipp []float64
 		for i := 0; i < 3; i++ {
-			if v, ok := numOf(el, i); ok {
+			if v, ok := dcm.NumberOf(el, i); ok {
 				ipp = append(ipp, v)
 			}
 		}
@@ -288,12 +268,12 @@ func (s *Slice) readFunctionalGroups(ds *dicom.Dataset) error {
 }
 
 func readPixelInfo(ds *dicom.Dataset) (pixelInfo, error) {
-	pi := pixelInfo{ts: strings.TrimRight(str(ds, tag.TransferSyntaxUID), "\x00 ")}
+	pi := pixelInfo{ts: strings.TrimRight(dcm.String(ds, tag.TransferSyntaxUID), "\x00 ")}
 	if pi.ts == "" {
 		return pi, fmt.Errorf("inference: decode: %w: no TransferSyntaxUID in the file meta", ErrBadPixelData)
 	}
 	need := func(t tag.Tag, name string) (int, error) {
-		v, ok := num(ds, t, 0)
+		v, ok := dcm.Number(ds, t, 0)
 		if !ok {
 			return 0, fmt.Errorf("inference: decode: %w: %s missing", ErrBadPixelData, name)
 		}
@@ -310,25 +290,25 @@ func readPixelInfo(ds *dicom.Dataset) (pixelInfo, error) {
 		return pi, err
 	}
 	pi.bitsStored = pi.bitsAlloc
-	if v, ok := num(ds, tag.BitsStored, 0); ok {
+	if v, ok := dcm.Number(ds, tag.BitsStored, 0); ok {
 		pi.bitsStored = int(v)
 	}
 	pi.highBit = pi.bitsStored - 1
-	if v, ok := num(ds, tag.HighBit, 0); ok {
+	if v, ok := dcm.Number(ds, tag.HighBit, 0); ok {
 		pi.highBit = int(v)
 	}
-	if v, ok := num(ds, tag.PixelRepresentation, 0); ok {
+	if v, ok := dcm.Number(ds, tag.PixelRepresentation, 0); ok {
 		pi.signed = v == 1
 	}
 	pi.samples = 1
-	if v, ok := num(ds, tag.SamplesPerPixel, 0); ok {
+	if v, ok := dcm.Number(ds, tag.SamplesPerPixel, 0); ok {
 		pi.samples = int(v)
 	}
 	pi.frames = 1
-	if v, ok := num(ds, tag.NumberOfFrames, 0); ok && v >= 1 {
+	if v, ok := dcm.Number(ds, tag.NumberOfFrames, 0); ok && v >= 1 {
 		pi.frames = int(v)
 	}
-	pi.photometric = strings.TrimSpace(str(ds, tag.PhotometricInterpretation))
+	pi.photometric = strings.TrimSpace(dcm.String(ds, tag.PhotometricInterpretation))
 	if pi.photometric == "" {
 		pi.photometric = "MONOCHROME2"
 	}
@@ -397,12 +377,12 @@ func decodeNative(raw []byte, pi pixelInfo, order binary.ByteOrder) ([][]int32, 
 
 // encapsulatedDecoders decode the frames of each compressed transfer syntax.
 var encapsulatedDecoders = map[string]func(frags [][]byte, pi pixelInfo) ([][]int32, error){
-	TSRLELossless:        decodeRLEFrames,
-	TSJPEGBaseline:       decodeJPEGFrames,
-	TSJPEGLossless:       decodeJPEGLosslessFrames,
-	TSJPEGLosslessSV1:    decodeJPEGLosslessFrames,
-	TSJPEGLSLossless:     decodeJPEGLSFrames,
-	TSJPEGLSNearLossless: decodeJPEGLSFrames,
+	dcm.RLELossless:        decodeRLEFrames,
+	dcm.JPEGBaseline:       decodeJPEGFrames,
+	dcm.JPEGLossless:       decodeJPEGLosslessFrames,
+	dcm.JPEGLosslessSV1:    decodeJPEGLosslessFrames,
+	dcm.JPEGLSLossless:     decodeJPEGLSFrames,
+	dcm.JPEGLSNearLossless: decodeJPEGLSFrames,
 }
 
 // An encapsulated instance may decode to maxFreeSamples samples (a 4096 x
@@ -643,73 +623,4 @@ func decodeJPEGLosslessFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 
 func decodeJPEGLSFrames(frags [][]byte, pi pixelInfo) ([][]int32, error) {
 	return jpegFrames(frags, pi, "JPEG-LS", decodeJPEGLSFrame)
-}
-
-func transferSyntaxName(ts string) string {
-	names := map[string]string{
-		"1.2.840.10008.1.2.1.99":  "Deflated Explicit VR Little Endian",
-		"1.2.840.10008.1.2.4.51":  "JPEG Extended (12-bit)",
-		"1.2.840.10008.1.2.4.57":  "JPEG Lossless",
-		"1.2.840.10008.1.2.4.70":  "JPEG Lossless SV1",
-		"1.2.840.10008.1.2.4.80":  "JPEG-LS Lossless",
-		"1.2.840.10008.1.2.4.81":  "JPEG-LS Near-Lossless",
-		"1.2.840.10008.1.2.4.90":  "JPEG 2000 Lossless",
-		"1.2.840.10008.1.2.4.91":  "JPEG 2000",
-		"1.2.840.10008.1.2.4.201": "HTJ2K Lossless",
-		"1.2.840.10008.1.2.4.203": "HTJ2K",
-	}
-	if n, ok := names[ts]; ok {
-		return n
-	}
-	return "this transfer syntax"
-}
-
-// str returns the first string value of an element ("" when absent).
-func str(ds *dicom.Dataset, t tag.Tag) string {
-	el, err := ds.FindElementByTag(t)
-	if err != nil || el.Value == nil {
-		return ""
-	}
-	if v, ok := el.Value.GetValue().([]string); ok && len(v) > 0 {
-		return strings.TrimRight(strings.TrimSpace(v[0]), "\x00")
-	}
-	return ""
-}
-
-// num returns the i-th numeric value of an element, whether stored as ints,
-// floats or decimal strings (DS/IS).
-func num(ds *dicom.Dataset, t tag.Tag, i int) (float64, bool) {
-	el, err := ds.FindElementByTag(t)
-	if err != nil {
-		return 0, false
-	}
-	return numOf(el, i)
-}
-
-// numOf is num on an element already found (nil: absent).
-func numOf(el *dicom.Element, i int) (float64, bool) {
-	if el == nil || el.Value == nil {
-		return 0, false
-	}
-	switch v := el.Value.GetValue().(type) {
-	case []int:
-		if i < len(v) {
-			return float64(v[i]), true
-		}
-	case []float64:
-		if i < len(v) {
-			return v[i], true
-		}
-	case []string:
-		// Some writers put several values in one string separated by '\'.
-		var parts []string
-		for _, s := range v {
-			parts = append(parts, strings.Split(s, "\\")...)
-		}
-		if i < len(parts) {
-			f, err := strconv.ParseFloat(strings.TrimRight(strings.TrimSpace(parts[i]), "\x00"), 64)
-			return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
-		}
-	}
-	return 0, false
 }

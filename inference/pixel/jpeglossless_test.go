@@ -1,4 +1,4 @@
-package inference
+package pixel
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"anomalynode/inference/pixel/pixeltest"
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/peers"
 	"anomalynode/internal/synth"
 )
@@ -89,7 +91,7 @@ func scanPredictor(b []byte) (ss, pt int) {
 }
 
 // jpegSources are the images the dcmtk round trips start from: edge patterns
-// written with the dcmSpec builder and realistic slices from internal/synth.
+// written with the pixeltest.Spec builder and realistic slices from internal/synth.
 func jpegSources(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(5, 14))
@@ -111,7 +113,7 @@ func jpegSources(t *testing.T, dir string) map[string]string {
 			u16[i] = uint32(1000 + 37*x + 91*y)
 		}
 	}
-	out["u16"] = writeDICOM(t, dir, "u16.dcm", dcmSpec{rows: r, cols: c, raw: u16})
+	out["u16"] = pixeltest.Write(t, dir, "u16.dcm", pixeltest.Spec{Rows: r, Cols: c, Raw: u16})
 	u12 := make([]uint32, r*c)
 	for i := range u12 {
 		u12[i] = uint32((i*i + 7*i) % 4096)
@@ -119,7 +121,7 @@ func jpegSources(t *testing.T, dir string) map[string]string {
 			u12[i] = 4095
 		}
 	}
-	out["u12"] = writeDICOM(t, dir, "u12.dcm", dcmSpec{rows: r, cols: c, bitsStored: 12, raw: u12})
+	out["u12"] = pixeltest.Write(t, dir, "u12.dcm", pixeltest.Spec{Rows: r, Cols: c, BitsStored: 12, Raw: u12})
 	s16 := make([]uint32, r*c)
 	for i := range s16 {
 		v := int16(-1024 + rng.IntN(3000))
@@ -131,7 +133,7 @@ func jpegSources(t *testing.T, dir string) map[string]string {
 		}
 		s16[i] = uint32(uint16(v))
 	}
-	out["s16"] = writeDICOM(t, dir, "s16.dcm", dcmSpec{rows: r, cols: c, signed: true, raw: s16})
+	out["s16"] = pixeltest.Write(t, dir, "s16.dcm", pixeltest.Spec{Rows: r, Cols: c, Signed: true, Raw: s16})
 	u8 := make([]uint32, r*c)
 	for i := range u8 {
 		u8[i] = uint32(rng.IntN(256))
@@ -139,13 +141,13 @@ func jpegSources(t *testing.T, dir string) map[string]string {
 			u8[i] = uint32(i % 256)
 		}
 	}
-	out["u8"] = writeDICOM(t, dir, "u8.dcm", dcmSpec{rows: r, cols: c, bitsAlloc: 8, raw: u8})
+	out["u8"] = pixeltest.Write(t, dir, "u8.dcm", pixeltest.Spec{Rows: r, Cols: c, BitsAlloc: 8, Raw: u8})
 	const nf = 3
 	mf := make([]uint32, nf*r*c)
 	for i := range mf {
 		mf[i] = uint32((i/(r*c)+1)*500 + rng.IntN(200))
 	}
-	out["multiframe"] = writeDICOM(t, dir, "mf.dcm", dcmSpec{rows: r, cols: c, frames: nf, raw: mf})
+	out["multiframe"] = pixeltest.Write(t, dir, "mf.dcm", pixeltest.Spec{Rows: r, Cols: c, Frames: nf, Raw: mf})
 
 	// Realistic content: a signed CT slice (negative values, rescale) and a
 	// 12-bit MR slice.
@@ -185,14 +187,14 @@ func TestJPEGLosslessDcmtk(t *testing.T) {
 		sv   int
 		pt   int
 	}
-	variants := []variant{{"e1", []string{"+e1"}, TSJPEGLosslessSV1, 1, 0}}
+	variants := []variant{{"e1", []string{"+e1"}, dcm.JPEGLosslessSV1, 1, 0}}
 	for sv := 1; sv <= 7; sv++ {
-		variants = append(variants, variant{fmt.Sprintf("sv%d", sv), []string{"+el", "+sv", fmt.Sprint(sv)}, TSJPEGLossless, sv, 0})
+		variants = append(variants, variant{fmt.Sprintf("sv%d", sv), []string{"+el", "+sv", fmt.Sprint(sv)}, dcm.JPEGLossless, sv, 0})
 	}
 	// Fragments of at most 1 KB: frames span several fragments.
-	variants = append(variants, variant{"e1-1k-fragments", []string{"+e1", "+fs", "1"}, TSJPEGLosslessSV1, 1, 0})
+	variants = append(variants, variant{"e1-1k-fragments", []string{"+e1", "+fs", "1"}, dcm.JPEGLosslessSV1, 1, 0})
 	// With Pt > 0 the low bits are dropped: only dcmdjpeg's output is the reference.
-	variants = append(variants, variant{"sv4-pt2", []string{"+el", "+sv", "4", "+pt", "2"}, TSJPEGLossless, 4, 2})
+	variants = append(variants, variant{"sv4-pt2", []string{"+el", "+sv", "4", "+pt", "2"}, dcm.JPEGLossless, 4, 2})
 	names := make([]string, 0, len(sources))
 	for n := range sources {
 		names = append(names, n)
@@ -417,8 +419,8 @@ func TestJPEGLosslessRestartIntervals(t *testing.T) {
 					t.Fatalf("sample %d = %d, want %d", i, got[i], samples[i])
 				}
 			}
-			comp := writeDICOM(t, dir, tc.name+".dcm", dcmSpec{ts: TSJPEGLossless, rows: r, cols: c, bitsStored: tc.bitsStored, signed: tc.signed, fragments: [][]byte{stream}})
-			plain := writeDICOM(t, dir, tc.name+"-native.dcm", dcmSpec{rows: r, cols: c, bitsStored: tc.bitsStored, signed: tc.signed, raw: raw})
+			comp := pixeltest.Write(t, dir, tc.name+".dcm", pixeltest.Spec{TS: dcm.JPEGLossless, Rows: r, Cols: c, BitsStored: tc.bitsStored, Signed: tc.signed, Fragments: [][]byte{stream}})
+			plain := pixeltest.Write(t, dir, tc.name+"-native.dcm", pixeltest.Spec{Rows: r, Cols: c, BitsStored: tc.bitsStored, Signed: tc.signed, Raw: raw})
 			dec := decodeFileT(t, comp)
 			sameStored(t, "vs source", decodeFileT(t, plain), dec)
 			peer := filepath.Join(dir, tc.name+"-dcmdjpeg.dcm")
@@ -432,8 +434,8 @@ func TestJPEGLosslessRestartIntervals(t *testing.T) {
 func compressedSample(t testing.TB) []byte {
 	t.Helper()
 	dir := t.TempDir()
-	raw := ramp(23*31, func(i int) uint32 { return uint32(i*i) % 60000 })
-	src := writeDICOM(t, dir, "src.dcm", dcmSpec{rows: 23, cols: 31, raw: raw})
+	raw := pixeltest.Ramp(23*31, func(i int) uint32 { return uint32(i*i) % 60000 })
+	src := pixeltest.Write(t, dir, "src.dcm", pixeltest.Spec{Rows: 23, Cols: 31, Raw: raw})
 	comp := filepath.Join(dir, "comp.dcm")
 	runTool(t, "dcmcjpeg", "+e1", src, comp)
 	return jpegFragments(t, comp)[0]
@@ -531,23 +533,23 @@ func TestJPEGLosslessErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
-		spec dcmSpec
+		spec pixeltest.Spec
 		want error
 	}{
-		{"wrong rows", dcmSpec{ts: TSJPEGLosslessSV1, rows: 22, cols: 31, fragments: [][]byte{good}}, ErrBadPixelData},
-		{"truncated", dcmSpec{ts: TSJPEGLosslessSV1, rows: 23, cols: 31, fragments: [][]byte{good[:len(good)-40]}}, ErrBadPixelData},
-		{"two frames, one fragment", dcmSpec{ts: TSJPEGLosslessSV1, rows: 23, cols: 31, frames: 2, fragments: [][]byte{good}}, ErrBadPixelData},
-		{"16-bit samples in 8 bits", dcmSpec{ts: TSJPEGLossless, rows: 23, cols: 31, bitsAlloc: 8, fragments: [][]byte{good}}, ErrBadPixelData},
-		{"colour", dcmSpec{ts: TSJPEGLossless, rows: 23, cols: 31, fragments: [][]byte{cases[7].data}}, ErrUnsupported},
+		{"wrong rows", pixeltest.Spec{TS: dcm.JPEGLosslessSV1, Rows: 22, Cols: 31, Fragments: [][]byte{good}}, ErrBadPixelData},
+		{"truncated", pixeltest.Spec{TS: dcm.JPEGLosslessSV1, Rows: 23, Cols: 31, Fragments: [][]byte{good[:len(good)-40]}}, ErrBadPixelData},
+		{"two frames, one fragment", pixeltest.Spec{TS: dcm.JPEGLosslessSV1, Rows: 23, Cols: 31, Frames: 2, Fragments: [][]byte{good}}, ErrBadPixelData},
+		{"16-bit samples in 8 bits", pixeltest.Spec{TS: dcm.JPEGLossless, Rows: 23, Cols: 31, BitsAlloc: 8, Fragments: [][]byte{good}}, ErrBadPixelData},
+		{"colour", pixeltest.Spec{TS: dcm.JPEGLossless, Rows: 23, Cols: 31, Fragments: [][]byte{cases[7].data}}, ErrUnsupported},
 	} {
 		t.Run("Decode/"+tc.name, func(t *testing.T) {
-			_, err := DecodeFile(writeDICOM(t, dir, "e.dcm", tc.spec))
+			_, err := DecodeFile(pixeltest.Write(t, dir, "e.dcm", tc.spec))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 			var ue *UnsupportedError
-			if errors.As(err, &ue) && ue.TransferSyntax != tc.spec.ts {
-				t.Fatalf("UnsupportedError names transfer syntax %q, want %q", ue.TransferSyntax, tc.spec.ts)
+			if errors.As(err, &ue) && ue.TransferSyntax != tc.spec.TS {
+				t.Fatalf("UnsupportedError names transfer syntax %q, want %q", ue.TransferSyntax, tc.spec.TS)
 			}
 		})
 	}
@@ -559,8 +561,8 @@ func TestJPEGLosslessSplitFragments(t *testing.T) {
 	good := compressedSample(t)
 	half := len(good) / 2 &^ 1
 	dir := t.TempDir()
-	p := writeDICOM(t, dir, "split.dcm", dcmSpec{ts: TSJPEGLosslessSV1, rows: 23, cols: 31, frames: 2,
-		fragments: [][]byte{good[:half], good[half:], good[:half], good[half:]}})
+	p := pixeltest.Write(t, dir, "split.dcm", pixeltest.Spec{TS: dcm.JPEGLosslessSV1, Rows: 23, Cols: 31, Frames: 2,
+		Fragments: [][]byte{good[:half], good[half:], good[:half], good[half:]}})
 	s := decodeFileT(t, p)
 	want, _, err := decodeJPEGLosslessFrame(good, 23, 31)
 	if err != nil {
@@ -650,7 +652,7 @@ func benchCompressedDecode(b *testing.B, compress string, args []string, decompr
 			raw = append(raw, uint32(uint16(v)))
 		}
 	}
-	srcN := writeDICOM(b, dir, "ct16.dcm", dcmSpec{rows: 512, cols: 512, frames: nf, signed: true, raw: raw})
+	srcN := pixeltest.Write(b, dir, "ct16.dcm", pixeltest.Spec{Rows: 512, Cols: 512, Frames: nf, Signed: true, Raw: raw})
 	compN := filepath.Join(dir, "ct16-comp.dcm")
 	runTool(b, compress, append(append([]string(nil), args...), srcN, compN)...)
 	dataN, err := os.ReadFile(compN)

@@ -1,4 +1,4 @@
-package inference
+package pixel
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"anomalynode/inference/pixel/pixeltest"
 	"anomalynode/internal/synth"
 )
 
@@ -69,29 +70,29 @@ func TestDecodeEnhancedMRFunctionalGroups(t *testing.T) {
 // per-frame sequence of the wrong length is an error, not a guess.
 func TestDecodeFunctionalGroupPrecedence(t *testing.T) {
 	item := func(els ...*dicom.Element) []*dicom.Element { return els }
-	seqEl := func(tg tag.Tag, items ...[]*dicom.Element) *dicom.Element { return mustEl(t, tg, items) }
+	seqEl := func(tg tag.Tag, items ...[]*dicom.Element) *dicom.Element { return pixeltest.Element(t, tg, items) }
 	shared := seqEl(tag.SharedFunctionalGroupsSequence, item(
 		seqEl(tag.PixelValueTransformationSequence, item(
-			mustEl(t, tag.RescaleIntercept, []string{"-1024"}), mustEl(t, tag.RescaleSlope, []string{"1"}))),
+			pixeltest.Element(t, tag.RescaleIntercept, []string{"-1024"}), pixeltest.Element(t, tag.RescaleSlope, []string{"1"}))),
 		seqEl(tag.FrameVOILUTSequence, item(
-			mustEl(t, tag.WindowCenter, []string{"40"}), mustEl(t, tag.WindowWidth, []string{"400"}))),
+			pixeltest.Element(t, tag.WindowCenter, []string{"40"}), pixeltest.Element(t, tag.WindowWidth, []string{"400"}))),
 	))
 	perFrame := func(n int) *dicom.Element {
 		var items [][]*dicom.Element
 		for f := 0; f < n; f++ {
 			it := item(seqEl(tag.PlanePositionSequence, item(
-				mustEl(t, tag.ImagePositionPatient, []string{"0", "0", strconv.Itoa(5 * f)}))))
+				pixeltest.Element(t, tag.ImagePositionPatient, []string{"0", "0", strconv.Itoa(5 * f)}))))
 			if f == 1 {
 				it = append(it, seqEl(tag.FrameVOILUTSequence, item(
-					mustEl(t, tag.WindowCenter, []string{"300"}), mustEl(t, tag.WindowWidth, []string{"1500"}))))
+					pixeltest.Element(t, tag.WindowCenter, []string{"300"}), pixeltest.Element(t, tag.WindowWidth, []string{"1500"}))))
 			}
 			items = append(items, it)
 		}
 		return seqEl(tag.PerFrameFunctionalGroupsSequence, items...)
 	}
-	spec := dcmSpec{rows: 2, cols: 3, frames: 3, slope: "3", intercept: "7", wc: "1", ww: "2", raw: ramp(18, func(i int) uint32 { return uint32(i) })}
+	spec := pixeltest.Spec{Rows: 2, Cols: 3, Frames: 3, Slope: "3", Intercept: "7", WC: "1", WW: "2", Raw: pixeltest.Ramp(18, func(i int) uint32 { return uint32(i) })}
 	decode := func(extra ...*dicom.Element) ([]*Slice, error) {
-		ds, err := dicom.ParseUntilEOF(bytes.NewReader(buildDICOM(t, spec)), nil, dicom.SkipProcessingPixelDataValue())
+		ds, err := dicom.ParseUntilEOF(bytes.NewReader(pixeltest.Build(t, spec)), nil, dicom.SkipProcessingPixelDataValue())
 		if err != nil {
 			t.Fatal(err)
 		}

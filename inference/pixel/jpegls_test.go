@@ -1,4 +1,4 @@
-package inference
+package pixel
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"anomalynode/inference/pixel/pixeltest"
+	"anomalynode/internal/dcm"
 	"anomalynode/internal/synth"
 )
 
@@ -67,7 +69,7 @@ func TestJPEGLSDcmtk(t *testing.T) {
 	for i := range smooth {
 		smooth[i] = uint32(3000 + 5*(i%c) + 7*(i/c) + rng.IntN(2))
 	}
-	sources["u16-smooth"] = writeDICOM(t, dir, "u16-smooth.dcm", dcmSpec{rows: r, cols: c, raw: smooth})
+	sources["u16-smooth"] = pixeltest.Write(t, dir, "u16-smooth.dcm", pixeltest.Spec{Rows: r, Cols: c, Raw: smooth})
 	type variant struct {
 		name string
 		args []string
@@ -75,13 +77,13 @@ func TestJPEGLSDcmtk(t *testing.T) {
 		near int
 	}
 	variants := []variant{
-		{"lossless", nil, TSJPEGLSLossless, 0},
-		{"lossless-cooked", []string{"+pc"}, TSJPEGLSLossless, 0},
-		{"lossless-t-5-20-80-reset-32", []string{"+t1", "5", "+t2", "20", "+t3", "80", "+rs", "32"}, TSJPEGLSLossless, 0},
-		{"lossless-1k-fragments-zero-pad", []string{"+fs", "1", "+pz"}, TSJPEGLSLossless, 0},
-		{"near1", []string{"+en", "+md", "1"}, TSJPEGLSNearLossless, 1},
-		{"near2", []string{"+en"}, TSJPEGLSNearLossless, 2},
-		{"near7-t-9-9-9-reset-31", []string{"+en", "+md", "7", "+t1", "9", "+t2", "9", "+t3", "9", "+rs", "31"}, TSJPEGLSNearLossless, 7},
+		{"lossless", nil, dcm.JPEGLSLossless, 0},
+		{"lossless-cooked", []string{"+pc"}, dcm.JPEGLSLossless, 0},
+		{"lossless-t-5-20-80-reset-32", []string{"+t1", "5", "+t2", "20", "+t3", "80", "+rs", "32"}, dcm.JPEGLSLossless, 0},
+		{"lossless-1k-fragments-zero-pad", []string{"+fs", "1", "+pz"}, dcm.JPEGLSLossless, 0},
+		{"near1", []string{"+en", "+md", "1"}, dcm.JPEGLSNearLossless, 1},
+		{"near2", []string{"+en"}, dcm.JPEGLSNearLossless, 2},
+		{"near7-t-9-9-9-reset-31", []string{"+en", "+md", "7", "+t1", "9", "+t2", "9", "+t3", "9", "+rs", "31"}, dcm.JPEGLSNearLossless, 7},
 	}
 	names := make([]string, 0, len(sources))
 	for n := range sources {
@@ -224,7 +226,7 @@ func TestJPEGLSLowBitDcmtk(t *testing.T) {
 				raw[i] = uint32(rng.IntN(top + 1))
 			}
 		}
-		src := writeDICOM(t, dir, fmt.Sprintf("u%d.dcm", bitsStored), dcmSpec{rows: r, cols: c, bitsAlloc: 8, bitsStored: bitsStored, raw: raw})
+		src := pixeltest.Write(t, dir, fmt.Sprintf("u%d.dcm", bitsStored), pixeltest.Spec{Rows: r, Cols: c, BitsAlloc: 8, BitsStored: bitsStored, Raw: raw})
 		// +pc: "cooked" coding keeps the stored bits' precision.
 		for _, args := range [][]string{{"+pc"}, {"+en", "+md", "1"}, {"+en"}} {
 			name := fmt.Sprintf("u%d/%s", bitsStored, strings.Join(args, ""))
@@ -329,7 +331,7 @@ func TestJPEGLSRestartIntervals(t *testing.T) {
 			bands[i] = 1234
 		}
 	}
-	sources["bands"] = writeDICOM(t, dir, "bands.dcm", dcmSpec{rows: 24, cols: 40, bitsStored: 12, raw: bands})
+	sources["bands"] = pixeltest.Write(t, dir, "bands.dcm", pixeltest.Spec{Rows: 24, Cols: 40, BitsStored: 12, Raw: bands})
 	cases := []struct {
 		src   string
 		lines int
@@ -337,13 +339,13 @@ func TestJPEGLSRestartIntervals(t *testing.T) {
 		fill  bool
 		ts    string
 	}{
-		{"u16", 1, nil, false, TSJPEGLSLossless},
-		{"bands", 4, nil, false, TSJPEGLSLossless},
-		{"bands", 4, []string{"+en", "+md", "1"}, true, TSJPEGLSNearLossless},
-		{"synth-ct", 3, nil, true, TSJPEGLSLossless},
-		{"synth-ct", 7, nil, false, TSJPEGLSLossless}, // the last interval is shorter
-		{"synth-mr", 2, []string{"+en"}, true, TSJPEGLSNearLossless},
-		{"u12", 4, []string{"+en", "+md", "3"}, false, TSJPEGLSNearLossless},
+		{"u16", 1, nil, false, dcm.JPEGLSLossless},
+		{"bands", 4, nil, false, dcm.JPEGLSLossless},
+		{"bands", 4, []string{"+en", "+md", "1"}, true, dcm.JPEGLSNearLossless},
+		{"synth-ct", 3, nil, true, dcm.JPEGLSLossless},
+		{"synth-ct", 7, nil, false, dcm.JPEGLSLossless}, // the last interval is shorter
+		{"synth-mr", 2, []string{"+en"}, true, dcm.JPEGLSNearLossless},
+		{"u12", 4, []string{"+en", "+md", "3"}, false, dcm.JPEGLSNearLossless},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s/%d-lines%s", tc.src, tc.lines, strings.Join(tc.args, "")), func(t *testing.T) {
@@ -367,7 +369,7 @@ func TestJPEGLSRestartIntervals(t *testing.T) {
 				for _, v := range whole.Stored[y0*cols : y1*cols] {
 					raw = append(raw, uint32(v)&(1<<bitsStored-1))
 				}
-				strip := writeDICOM(t, dir, "strip.dcm", dcmSpec{rows: y1 - y0, cols: cols, bitsStored: bitsStored, signed: signed, raw: raw})
+				strip := pixeltest.Write(t, dir, "strip.dcm", pixeltest.Spec{Rows: y1 - y0, Cols: cols, BitsStored: bitsStored, Signed: signed, Raw: raw})
 				comp := filepath.Join(dir, "strip-jls.dcm")
 				runTool(t, "dcmcjpls", append(append([]string{}, tc.args...), strip, comp)...)
 				plain := filepath.Join(dir, "strip-plain.dcm")
@@ -397,9 +399,9 @@ func TestJPEGLSRestartIntervals(t *testing.T) {
 			if bytes.Count(stream, []byte{0xFF, mRST0 + 7}) == 0 && rows/tc.lines > 8 {
 				t.Fatal("RST7 never written")
 			}
-			got := decodeFileT(t, writeDICOM(t, dir, "restart.dcm", dcmSpec{ts: tc.ts, rows: rows, cols: cols, bitsStored: bitsStored, signed: signed, fragments: [][]byte{stream}}))
+			got := decodeFileT(t, pixeltest.Write(t, dir, "restart.dcm", pixeltest.Spec{TS: tc.ts, Rows: rows, Cols: cols, BitsStored: bitsStored, Signed: signed, Fragments: [][]byte{stream}}))
 			sameStored(t, "vs dcmdjpls per strip", []*Slice{{Rows: rows, Cols: cols, Stored: peer}}, got)
-			if tc.ts == TSJPEGLSLossless {
+			if tc.ts == dcm.JPEGLSLossless {
 				sameStored(t, "vs source", []*Slice{whole}, got)
 			}
 			// The markers are checked: a wrong RSTn is bad pixel data.
@@ -420,8 +422,8 @@ func TestJPEGLSRestartIntervals(t *testing.T) {
 func jlsSample(t testing.TB, near bool) []byte {
 	t.Helper()
 	dir := t.TempDir()
-	raw := ramp(23*31, func(i int) uint32 { return uint32(i*i) % 60000 })
-	src := writeDICOM(t, dir, "src.dcm", dcmSpec{rows: 23, cols: 31, raw: raw})
+	raw := pixeltest.Ramp(23*31, func(i int) uint32 { return uint32(i*i) % 60000 })
+	src := pixeltest.Write(t, dir, "src.dcm", pixeltest.Spec{Rows: 23, Cols: 31, Raw: raw})
 	comp := filepath.Join(dir, "comp.dcm")
 	args := []string{src, comp}
 	if near {
@@ -509,25 +511,25 @@ func TestJPEGLSErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string
-		spec dcmSpec
+		spec pixeltest.Spec
 		want error
 	}{
-		{"wrong rows", dcmSpec{ts: TSJPEGLSLossless, rows: 22, cols: 31, fragments: [][]byte{good}}, ErrBadPixelData},
-		{"truncated", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, fragments: [][]byte{good[:len(good)-40]}}, ErrBadPixelData},
-		{"garbage", dcmSpec{ts: TSJPEGLSNearLossless, rows: 23, cols: 31, fragments: [][]byte{bytes.Repeat([]byte{0xFF, 0xD8, 0x12}, 40)}}, ErrBadPixelData},
-		{"two frames, one fragment", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, frames: 2, fragments: [][]byte{good}}, ErrBadPixelData},
-		{"16-bit samples in 8 bits", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, bitsAlloc: 8, fragments: [][]byte{good}}, ErrBadPixelData},
-		{"colour", dcmSpec{ts: TSJPEGLSLossless, rows: 23, cols: 31, fragments: [][]byte{cases[6].data}}, ErrUnsupported},
-		{"interleaved", dcmSpec{ts: TSJPEGLSNearLossless, rows: 23, cols: 31, fragments: [][]byte{cases[7].data}}, ErrUnsupported},
+		{"wrong rows", pixeltest.Spec{TS: dcm.JPEGLSLossless, Rows: 22, Cols: 31, Fragments: [][]byte{good}}, ErrBadPixelData},
+		{"truncated", pixeltest.Spec{TS: dcm.JPEGLSLossless, Rows: 23, Cols: 31, Fragments: [][]byte{good[:len(good)-40]}}, ErrBadPixelData},
+		{"garbage", pixeltest.Spec{TS: dcm.JPEGLSNearLossless, Rows: 23, Cols: 31, Fragments: [][]byte{bytes.Repeat([]byte{0xFF, 0xD8, 0x12}, 40)}}, ErrBadPixelData},
+		{"two frames, one fragment", pixeltest.Spec{TS: dcm.JPEGLSLossless, Rows: 23, Cols: 31, Frames: 2, Fragments: [][]byte{good}}, ErrBadPixelData},
+		{"16-bit samples in 8 bits", pixeltest.Spec{TS: dcm.JPEGLSLossless, Rows: 23, Cols: 31, BitsAlloc: 8, Fragments: [][]byte{good}}, ErrBadPixelData},
+		{"colour", pixeltest.Spec{TS: dcm.JPEGLSLossless, Rows: 23, Cols: 31, Fragments: [][]byte{cases[6].data}}, ErrUnsupported},
+		{"interleaved", pixeltest.Spec{TS: dcm.JPEGLSNearLossless, Rows: 23, Cols: 31, Fragments: [][]byte{cases[7].data}}, ErrUnsupported},
 	} {
 		t.Run("Decode/"+tc.name, func(t *testing.T) {
-			_, err := DecodeFile(writeDICOM(t, dir, "e.dcm", tc.spec))
+			_, err := DecodeFile(pixeltest.Write(t, dir, "e.dcm", tc.spec))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 			var ue *UnsupportedError
-			if errors.As(err, &ue) && ue.TransferSyntax != tc.spec.ts {
-				t.Fatalf("UnsupportedError names transfer syntax %q, want %q", ue.TransferSyntax, tc.spec.ts)
+			if errors.As(err, &ue) && ue.TransferSyntax != tc.spec.TS {
+				t.Fatalf("UnsupportedError names transfer syntax %q, want %q", ue.TransferSyntax, tc.spec.TS)
 			}
 		})
 	}
