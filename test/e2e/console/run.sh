@@ -24,22 +24,8 @@ PLAYWRIGHT_VERSION=1.65.1
 BIN="${ANOMALYNODE_BIN:-$ROOT/bin/anomalynode}"
 export ONNXRUNTIME_LIB="${ONNXRUNTIME_LIB:-$ROOT/.deps/onnxruntime/libonnxruntime.so.1}"
 
-passed=0
-failed=0
-pids=()
-
-say() { echo "e2e-console: [$(date +%T)] $*" >&2; }
-finish() {
-  local rc=$?
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  echo "e2e-console: $passed passed, $failed failed"
-  if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
-  exit "$rc"
-}
-trap finish EXIT
-# die counts a set-up failure as a failed test and stops.
-die() { say "FAIL: $*"; failed=$((failed + 1)); exit 1; }
+E2E_NAME=e2e-console
+. "$ROOT/test/e2e/lib.sh"
 
 # --- set-up (idempotent; cached under .e2e/) ---------------------------------
 need=()

@@ -39,22 +39,8 @@ PRODUCER="${E2E_PRODUCER:-both}"
 BIN="${ANOMALYNODE_BIN:-$ROOT/bin/anomalynode}"
 export ONNXRUNTIME_LIB="${ONNXRUNTIME_LIB:-$ROOT/.deps/onnxruntime/libonnxruntime.so.1}"
 
-passed=0
-failed=0
-pids=()
-
-say() { echo "e2e-viewer: [$(date +%T)] $*" >&2; }
-finish() {
-  local rc=$?
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  echo "e2e-viewer: $passed passed, $failed failed"
-  if [ "$failed" -gt 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
-  exit "$rc"
-}
-trap finish EXIT
-# die counts a set-up failure as a failed test and stops.
-die() { say "FAIL: $*"; failed=$((failed + 1)); exit 1; }
+E2E_NAME=e2e-viewer
+. "$ROOT/test/e2e/lib.sh"
 
 # --- set-up (idempotent; cached under .e2e/) ---------------------------------
 need=()
