@@ -70,14 +70,15 @@ mkdir -p "$D/out" "$D/inbox"
 
 # The node's configuration: configs/demo.yaml with this run's ports and backbone.
 sed -e "s/127.0.0.1:11112/127.0.0.1:$dicom_port/; s/127.0.0.1:19090/127.0.0.1:$admin_port/; s/127.0.0.1:14242/127.0.0.1:$orthanc_port/" \
-  -e "s#\.demo/tiny\.onnx#$D/$PRESET.onnx#; s#\.demo/model\.dpmm#$D/model-$PRESET.dpmm#" configs/demo.yaml >"$D/demo.yaml"
+  -e "s#\.demo/signal\.onnx#$D/$PRESET.onnx#; s#\.demo/model-signal\.dpmm#$D/model-$PRESET.dpmm#" configs/demo.yaml >"$D/demo.yaml"
+grep -q '^    series_fpr: 0.5$' "$D/demo.yaml" || { say "configs/demo.yaml has no 'series_fpr: 0.5' line"; exit 1; }
 if [ -n "$SERIES_FPR" ]; then
-  # The model's only "fpr: 0.01" line; the override goes right after it.
-  sed -i "s/^\(    fpr: 0.01\)$/\1\n    series_fpr: $SERIES_FPR/" "$D/demo.yaml"
+  sed -i "s/^    series_fpr: 0.5$/    series_fpr: $SERIES_FPR/" "$D/demo.yaml"
   grep -q "^    series_fpr: $SERIES_FPR$" "$D/demo.yaml" || { say "could not set series_fpr in $D/demo.yaml"; exit 1; }
   k=$(awk -v f="$SERIES_FPR" 'BEGIN { print int(f * 4 + 1e-9) }')
   limits="series_fpr $SERIES_FPR, volume >= 100 mm3 (demo override of the fitted 0.05: $k of the 4 healthy validation series may show a finding)"
 else
+  sed -i '/^    series_fpr: 0.5$/d' "$D/demo.yaml"
   limits="as fitted (series_fpr 0.05, volume >= 100 mm3)"
 fi
 CFG=$D/demo.yaml
