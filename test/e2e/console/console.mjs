@@ -100,7 +100,7 @@ try {
       return ['delivering', 'delivered', 'failed'].includes(s) ? s : '';
     });
     const row = await page.locator(`#recent tr[data-uid="${uid}"]`).innerText();
-    if (!/\d+ of \d+ slices anomalous/.test(row)) throw new Error(`no findings in the row: ${row}`);
+    if (!/\d+ finding\(s\) in \d+ slices|\d+ of \d+ slices anomalous/.test(row)) throw new Error(`no findings in the row: ${row}`);
     if (!row.includes('MRSCANNER') || !row.includes('MR')) throw new Error(`source AE or modality missing: ${row}`);
     if (!row.includes('archive')) throw new Error(`archive not shown as delivered: ${row}`);
     if ((await page.evaluate(() => window.__noReload)) !== 'still-here') throw new Error('the page was reloaded');
