@@ -219,14 +219,11 @@ func splitStacks(res *SeriesResult) ([]*SeriesResult, error) {
 }
 
 // AnalysisOptions are the builders' options for the outputs of one analysed
-// stack, and the calibration rates its report states.
+// stack.
 type AnalysisOptions struct {
 	SEG SEGOptions
 	SC  SCOptions
 	SR  SROptions
-	// PixelFPR and SeriesFPR are the healthy-voxel and healthy-series rates
-	// the model's limits were calibrated for.
-	PixelFPR, SeriesFPR float64
 }
 
 // AnalysisOutputs are the objects of one analysed stack.
@@ -258,7 +255,7 @@ func BuildAnalysis(a *Analysis, o AnalysisOptions) (*AnalysisOutputs, error) {
 	}
 	out.SC = scs
 	if a.Calibrated {
-		if out.SR, err = BuildSR(a.srInput(out.SEG, o.PixelFPR, o.SeriesFPR), o.SR); err != nil {
+		if out.SR, err = BuildSR(a.srInput(out.SEG), o.SR); err != nil {
 			return nil, fmt.Errorf("SR: %w", err)
 		}
 	}
@@ -267,13 +264,13 @@ func BuildAnalysis(a *Analysis, o AnalysisOptions) (*AnalysisOutputs, error) {
 
 // srInput is what the report of a calibrated stack says: its findings, each
 // with its segment in seg, and the limits they passed.
-func (a *Analysis) srInput(seg *Object, pixelFPR, seriesFPR float64) SRInput {
+func (a *Analysis) srInput(seg *Object) SRInput {
 	fs := make([]SRFinding, len(a.Findings))
 	for i, f := range a.Findings {
 		fs[i] = SRFinding{Finding: f, Segment: a.Segments[i]}
 	}
 	return SRInput{Result: a.Result, Findings: fs, SEG: seg, Thresholds: SRThresholds{
-		PixelThreshold: a.Params.PixelThreshold, PixelFPR: pixelFPR,
-		PeakThreshold: a.Params.PeakThreshold, SeriesFPR: seriesFPR, MinVolumeMM3: a.Params.MinVolumeMM3,
+		PixelThreshold: a.Params.PixelThreshold, PixelFPR: a.Params.PixelFPR,
+		PeakThreshold: a.Params.PeakThreshold, SeriesFPR: a.Params.SeriesFPR, MinVolumeMM3: a.Params.MinVolumeMM3,
 	}}
 }

@@ -332,7 +332,7 @@ func TestBuildAnalysis(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := BuildAnalysis(as[0], AnalysisOptions{PixelFPR: 0.01, SeriesFPR: 0.05})
+		out, err := BuildAnalysis(as[0], AnalysisOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

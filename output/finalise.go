@@ -41,9 +41,6 @@ type ServedModel struct {
 	// nil for a model file without finding calibration, whose series keep
 	// per-pixel masks.
 	Findings *findings.Params
-	// PixelFPR and SeriesFPR are the healthy-voxel and healthy-series rates
-	// Threshold and Findings were calibrated for; the report states them.
-	PixelFPR, SeriesFPR float64
 }
 
 // FinaliserOptions configures a Finaliser.
@@ -149,7 +146,7 @@ func (f *Finaliser) ConsumeCompletion(ctx context.Context, c *ingest.SeriesCompl
 	var objs, reports []*Object
 	var segUIDs, srUIDs []string
 	total := 0
-	opts := AnalysisOptions{SEG: f.o.SEG, SC: f.o.SC, SR: f.o.SR, PixelFPR: model.PixelFPR, SeriesFPR: model.SeriesFPR}
+	opts := AnalysisOptions{SEG: f.o.SEG, SC: f.o.SC, SR: f.o.SR}
 	for _, a := range analyses {
 		built, err := BuildAnalysis(a, opts)
 		if err != nil {

@@ -160,13 +160,13 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
-		fp, seriesFPR, err := findingParams(cfg, name, s, setup.FPR)
+		fp, err := findingParams(cfg, name, s, setup.FPR)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", name, err)
 		}
 		models[name] = output.ServedModel{
 			Identity:  output.ModelIdentity{Name: name, Version: s.Model.Meta.Embedder.Name, SHA256: sha},
-			Threshold: s.Threshold, Findings: fp, PixelFPR: setup.FPR, SeriesFPR: seriesFPR,
+			Threshold: s.Threshold, Findings: fp,
 		}
 		modelInfo.WithLabelValues(name, sha, s.Model.Meta.Embedder.Name, fmt.Sprint(s.Scorer.Prototypes())).Set(1)
 		log.Info().Str("model", name).Str("sha256", sha).Float32("threshold", s.Threshold).Msg("node: model loaded")

@@ -86,7 +86,7 @@ func runScore(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	params, seriesFPR, err := findingParams(cfg, *model, served, setup.FPR)
+	params, err := findingParams(cfg, *model, served, setup.FPR)
 	if err != nil {
 		return err
 	}
@@ -108,8 +108,7 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		opts.Finish = func(sum *inference.SeriesSummary) error {
 			// The findings go into summary.json, so the outputs are built
 			// before it is written.
-			n, analyses, err := writeOutputs(filepath.Join(*out, s.UID), res, cfg, params,
-				output.AnalysisOptions{PixelFPR: setup.FPR, SeriesFPR: seriesFPR})
+			n, analyses, err := writeOutputs(filepath.Join(*out, s.UID), res, cfg, params)
 			if err != nil {
 				return err
 			}
@@ -260,36 +259,32 @@ func scoreIdentity(cfg *configs.Config, model, path string, served *inference.Se
 // findingParams are the finding limits of a served model: its finding
 // calibration at the pixel FPR, with the model config's series FPR and
 // minimum volume (the defaults without them). nil when the model file has no
-// finding calibration: the masks stay per pixel. seriesFPR is the
-// healthy-series rate the limits are for (the config's, else fit's).
-func findingParams(cfg *configs.Config, model string, served *inference.Served, pixelFPR float64) (p *findings.Params, seriesFPR float64, err error) {
-	var sf, minVolume *float64
+// finding calibration, or whose config sets findings: false: the masks stay
+// per pixel.
+func findingParams(cfg *configs.Config, model string, served *inference.Served, pixelFPR float64) (*findings.Params, error) {
+	var seriesFPR, minVolume *float64
 	if mc := modelConfig(cfg, model, ""); mc != nil {
 		if !mc.UseFindings() {
-			return nil, 0, nil
+			return nil, nil
 		}
-		sf, minVolume = mc.SeriesFPR, mc.MinVolumeMM3
+		seriesFPR, minVolume = mc.SeriesFPR, mc.MinVolumeMM3
 	}
-	fp, ok, err := served.Model.FindingParams(pixelFPR, sf, minVolume)
+	p, ok, err := served.Model.FindingParams(pixelFPR, seriesFPR, minVolume)
 	if err != nil || !ok {
-		return nil, 0, err
+		return nil, err
 	}
-	seriesFPR = served.Model.Meta.Findings[inference.FPRKey(pixelFPR)].SeriesFPR
-	if sf != nil {
-		seriesFPR = *sf
-	}
-	return &fp, seriesFPR, nil
+	return &p, nil
 }
 
 // writeOutputs analyses a scored series (split into stacks, findings
 // extracted with params) and writes each stack's outputs into dir: the SEG
 // as SEG_<SOPInstanceUID>.dcm (none for a stack with no finding), the heat
 // maps or the "no finding" page as SC_<SOPInstanceUID>.dcm.
-func writeOutputs(dir string, res *output.SeriesResult, cfg *configs.Config, params *findings.Params, o output.AnalysisOptions) (int, []*output.Analysis, error) {
+func writeOutputs(dir string, res *output.SeriesResult, cfg *configs.Config, params *findings.Params) (int, []*output.Analysis, error) {
 	if len(res.Sources) == 0 {
 		return 0, nil, nil
 	}
-	o.SEG, o.SC, o.SR = output.SEGOptionsFrom(cfg), output.SCOptionsFrom(cfg), output.SROptionsFrom(cfg)
+	o := output.AnalysisOptions{SEG: output.SEGOptionsFrom(cfg), SC: output.SCOptionsFrom(cfg), SR: output.SROptionsFrom(cfg)}
 	analyses, err := output.Analyse(res, params, o.SEG.MaxSegments)
 	if err != nil {
 		return 0, nil, err

@@ -136,7 +136,8 @@ func (c *Calibration) Params(seriesFPR, minVolumeMM3 float64) (Params, error) {
 		}
 	}
 	allowed := int(math.Floor(seriesFPR*float64(len(c.Series)) + 1e-9))
-	p := Params{PixelThreshold: c.PixelThreshold, MinVolumeMM3: minVolumeMM3, PeakThreshold: c.PixelThreshold}
+	p := Params{PixelThreshold: c.PixelThreshold, MinVolumeMM3: minVolumeMM3, PeakThreshold: c.PixelThreshold,
+		PixelFPR: c.PixelFPR, SeriesFPR: seriesFPR}
 	if len(peaks) > allowed {
 		slices.SortFunc(peaks, func(a, b float32) int { return cmp.Compare(b, a) })
 		// Just above the (allowed+1)-th strongest series: it and every weaker

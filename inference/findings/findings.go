@@ -45,6 +45,10 @@ type Params struct {
 	MinVolumeMM3 float64
 	// PeakThreshold: ... and its peak score is at least this.
 	PeakThreshold float32
+	// PixelFPR and SeriesFPR are the healthy-voxel and healthy-series rates
+	// these limits were calibrated for (Calibration.Params sets them; Extract
+	// does not read them, a report states them).
+	PixelFPR, SeriesFPR float64
 }
 
 // Finding is one kept connected region.
