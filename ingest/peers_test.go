@@ -106,18 +106,9 @@ func TestStorescuIntoStore(t *testing.T) {
 // TestExternalNATS runs the same code against a NATS server reached by URL
 // (the nats.url mode), here a separate JetStream server listening on loopback.
 func TestExternalNATS(t *testing.T) {
-	port := peers.FreePort(t)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
+	_, url := startNATS(t)
 	cfg := testConfig(t, t.TempDir())
-	cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	cfg.NATS.URL = url
 	cfg.NATS.Prefix = "EXT"
 	svc, js := newTestService(t, cfg)
 	if js.Embedded {
@@ -143,4 +134,21 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// startNATS starts a JetStream server of its own on a free loopback port (the
+// nats.url mode) and returns it and its URL; it is shut down with the test.
+func startNATS(t *testing.T) (*server.Server, string) {
+	t.Helper()
+	port := peers.FreePort(t)
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	return ns, fmt.Sprintf("nats://127.0.0.1:%d", port)
 }

@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"anomalynode/dimse"
 	"anomalynode/internal/dcm"
-	"anomalynode/internal/peers"
 )
 
 // TestStoreStallAnswersA700: with the NATS server gone (the client keeps
@@ -21,18 +17,9 @@ import (
 // ingest.store_timeout, logged and counted as refused (store); before the
 // fix it waited for the DIMSE timeout (2 min), which the sender gave up on.
 func TestStoreStallAnswersA700(t *testing.T) {
-	port := peers.FreePort(t)
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
+	ns, url := startNATS(t)
 	cfg := testConfig(t, t.TempDir())
-	cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	cfg.NATS.URL = url
 	cfg.Ingest.StoreTimeout = 500 * time.Millisecond
 	svc, _ := newTestService(t, cfg)
 	accept(t, svc, inst{series: "7.1", sop: "7.1.1"})

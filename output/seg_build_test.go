@@ -116,19 +116,7 @@ func TestSEGGolden(t *testing.T) {
 			t.Errorf("dcmdump lacks %s", must)
 		}
 	}
-	golden := filepath.Join("testdata", "seg_golden.dump")
-	if *update {
-		if err := os.WriteFile(golden, []byte(dump), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if string(g) != dump {
-		t.Errorf("SEG differs from %s (go test -run TestSEGGolden -update after checking the change):\n%s", golden, firstDiff(string(g), dump))
-	}
+	checkGolden(t, "seg_golden.dump", dump, "SEG", "TestSEGGolden")
 
 	// Source + SEG + SC must agree on patient and study (dcentvfy).
 	scs, err := BuildSC(s.res, SCOptions{})
@@ -362,5 +350,23 @@ func TestWriteFuzzSeed(t *testing.T) {
 	b, err := os.ReadFile(p)
 	if err != nil || !bytes.Equal(b, obj.Part10) {
 		t.Fatalf("%s is missing or stale (go test -run TestWriteFuzzSeed -update): %v", p, err)
+	}
+}
+
+// checkGolden compares a dump with testdata/name; -update rewrites the file.
+func checkGolden(t *testing.T, name, dump, what, test string) {
+	t.Helper()
+	golden := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(golden, []byte(dump), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update once)", err, test)
+	}
+	if string(g) != dump {
+		t.Errorf("%s differs from %s (go test -run %s -update after checking the change):\n%s", what, golden, test, firstDiff(string(g), dump))
 	}
 }

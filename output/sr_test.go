@@ -197,19 +197,7 @@ func TestSRGolden(t *testing.T) {
 			t.Errorf("dsrdump: %q present is %v", must, must == "No abnormality")
 		}
 	}
-	golden := filepath.Join("testdata", "sr_golden.dump")
-	if *update {
-		if err := os.WriteFile(golden, []byte(dump), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestSRGolden -update once)", err)
-	}
-	if string(g) != dump {
-		t.Errorf("SR differs from %s (go test -run TestSRGolden -update after checking the change):\n%s", golden, firstDiff(string(g), dump))
-	}
+	checkGolden(t, "sr_golden.dump", dump, "SR", "TestSRGolden")
 
 	// Source + SEG + SC + SR agree on patient and study.
 	scs, err := BuildSC(s.res, SCOptions{})

@@ -43,20 +43,7 @@ func TestServeConsoleToken(t *testing.T) {
 	os.WriteFile(tok, []byte("console-test-token-0123\n"), 0o600)
 	cfg := filepath.Join(data, "node.yaml")
 	os.WriteFile(cfg, []byte("node:\n  data_dir: "+data+"\nadmin:\n  listen: "+admin+"\n  token_file: "+tok+"\n"), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		e, _, _ := testEnv()
-		served <- runServe(ctx, e, []string{"--config", cfg, "--listen", freeAddr(t)})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-served:
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	serveInBackground(t, cfg)
 	get := func(path, token string) int {
 		req, _ := http.NewRequest("GET", "http://"+admin+path, nil)
 		if token != "" {
@@ -95,20 +82,7 @@ func TestServeConsoleMutualTLS(t *testing.T) {
 	admin := freeAddr(t)
 	cfg := filepath.Join(data, "node.yaml")
 	os.WriteFile(cfg, []byte("node:\n  data_dir: "+data+"\nadmin:\n  listen: "+admin+"\n  tls: {cert: "+data+"/srv.pem, key: "+data+"/srv.key, client_ca: "+data+"/ca.pem}\n"), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		e, _, _ := testEnv()
-		served <- runServe(ctx, e, []string{"--config", cfg, "--listen", freeAddr(t)})
-	}()
-	defer func() {
-		cancel()
-		select {
-		case <-served:
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	}()
+	serveInBackground(t, cfg)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	client := func(c *x509.Certificate, k *ecdsa.PrivateKey) *http.Client {
@@ -187,4 +161,24 @@ func writeKey(t *testing.T, path string, k *ecdsa.PrivateKey) {
 		t.Fatal(err)
 	}
 	writePEM(t, path, "EC PRIVATE KEY", der)
+}
+
+// serveInBackground runs 'serve' on the configuration file until the test
+// ends, then checks that it stops.
+func serveInBackground(t *testing.T, cfg string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		e, _, _ := testEnv()
+		served <- runServe(ctx, e, []string{"--config", cfg, "--listen", freeAddr(t)})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-served:
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
 }
