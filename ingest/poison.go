@@ -84,8 +84,10 @@ func (s *Service) setAside(ctx context.Context, d DeadWork) error {
 // DeadLetter sets the slice aside for good with its reason (listed by
 // 'anomalynode exports list', counted in
 // anomalynode_ingest_work_dead_lettered_total); its series completes without
-// it. Use it for a slice that can never succeed (it cannot be decoded).
+// it. Use it for a slice that can never succeed (it cannot be decoded). If
+// it fails, the slice is no longer held: it is redelivered after ack_wait.
 func (s *Slice) DeadLetter(ctx context.Context, reason string) error {
+	defer s.svc.held.release(s.msg)
 	if err := s.svc.setAside(ctx, DeadWork{
 		Stage: StageSlice, SOPInstanceUID: s.SOPInstanceUID, SeriesInstanceUID: s.SeriesInstanceUID,
 		StudyInstanceUID: s.StudyInstanceUID, Model: s.Decision.Model, Attempts: s.Delivery, Reason: reason,
@@ -109,8 +111,10 @@ func (s *Slice) Fail(ctx context.Context, cause error) error {
 
 // Fail reports a failed attempt at the completion: redelivered after a
 // growing backoff, set aside once it has had its bounded number of deliveries
-// (the series then has no outputs for this version).
+// (the series then has no outputs for this version). If it fails, the
+// completion is no longer held: it is redelivered after ack_wait.
 func (c *SeriesCompletion) Fail(ctx context.Context, cause error) error {
+	defer c.svc.held.release(c.msg)
 	if c.Delivery < c.svc.attempts() {
 		return c.Nak(c.svc.retryDelay(c.Delivery))
 	}
@@ -121,7 +125,6 @@ func (c *SeriesCompletion) Fail(ctx context.Context, cause error) error {
 	}); err != nil {
 		return err
 	}
-	c.svc.held.release(c.msg)
 	if err := c.msg.TermWithReason(cause.Error()); err != nil {
 		return fmt.Errorf("ingest: term completion %s: %w", c.SeriesInstanceUID, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"anomalynode/configs"
@@ -144,12 +145,19 @@ func (s *Slice) ReadPart10(ctx context.Context) ([]byte, error) {
 // Ack records the slice as processed in its series and acknowledges the work
 // item, waiting for the server to confirm. Call it only once the consumer's own
 // results are durable.
+//
+// Whatever Ack returns, the slice is no longer held (the heartbeat stops): a
+// slice whose Ack failed is redelivered after ack_wait (sooner if the
+// consumer hands it back with Nak or Fail) and processed again, or dropped
+// as already done if the series record was written after all.
 func (s *Slice) Ack(ctx context.Context) error {
+	defer s.svc.held.release(s.msg)
 	if err := s.svc.markDone(ctx, s.SeriesInstanceUID, s.SOPInstanceUID); err != nil {
-		return err
+		return fmt.Errorf("ingest: ack %s: %w", s.SOPInstanceUID, err)
 	}
-	s.svc.held.release(s.msg)
-	if err := s.msg.DoubleAck(ctx); err != nil {
+	actx, cancel := context.WithTimeout(ctx, s.svc.roundTrip)
+	defer cancel()
+	if err := s.msg.DoubleAck(actx); err != nil {
 		return fmt.Errorf("ingest: ack %s: %w", s.SOPInstanceUID, err)
 	}
 	s.svc.m.acked.Inc()
@@ -175,12 +183,13 @@ func (s *Slice) InProgress() error {
 }
 
 // Term gives up on the slice (it will never be redelivered); its series still
-// completes without it.
+// completes without it. If Term fails, the slice is no longer held either: it
+// is redelivered after ack_wait.
 func (s *Slice) Term(ctx context.Context, reason string) error {
+	defer s.svc.held.release(s.msg)
 	if err := s.svc.markDone(ctx, s.SeriesInstanceUID, s.SOPInstanceUID); err != nil {
-		return err
+		return fmt.Errorf("ingest: term %s: %w", s.SOPInstanceUID, err)
 	}
-	s.svc.held.release(s.msg)
 	if err := s.msg.TermWithReason(reason); err != nil {
 		return fmt.Errorf("ingest: term %s: %w", s.SOPInstanceUID, err)
 	}
@@ -287,17 +296,45 @@ func (st *seriesState) index(sop string) int {
 	return -1
 }
 
+// defaultRoundTrip bounds one request to the cluster made while answering a
+// work item (a series record read or write, an acknowledgement). A request
+// whose answer is lost - the NATS server it went through was shut down before
+// replying - otherwise waits out its caller's whole deadline (the inference
+// worker gives an Ack a minute) while the connection has long failed over.
+// JetStream's own API timeout is 5 s as well.
+const defaultRoundTrip = 5 * time.Second
+
+// maxLostAnswers is how many series requests updateSeries retries after
+// their answer did not come within the round trip, before it gives up:
+// enough to ride out a server's failover, bounded so that a cluster that is
+// down fails the caller (who hands the work item back) instead of blocking it.
+const maxLostAnswers = 3
+
+// lostAnswer reports whether err is a request of ours that timed out while
+// its caller's ctx is still live: the answer was lost or late, and the
+// request may or may not have been applied.
+func lostAnswer(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout))
+}
+
 // updateSeries applies f to the series record with optimistic concurrency
-// (compare-and-set on the KV revision), retrying on conflicts.
+// (compare-and-set on the KV revision), retrying on conflicts. Each read and
+// write is bounded by roundTrip; one whose answer is lost is retried (up to
+// maxLostAnswers times) from a fresh read, which finds a write that was
+// applied after all (f then sees its own change and changes nothing) or
+// makes it again.
 func (s *Service) updateSeries(ctx context.Context, seriesUID string, f func(st *seriesState, exists bool) (changed bool)) (*seriesState, error) {
 	key := uidKey("s", seriesUID)
+	lost := 0
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		var st seriesState
 		var rev uint64
-		e, err := s.series.Get(ctx, key)
+		rctx, cancel := context.WithTimeout(ctx, s.roundTrip)
+		e, err := s.series.Get(rctx, key)
+		cancel()
 		exists := err == nil
 		switch {
 		case exists:
@@ -306,6 +343,10 @@ func (s *Service) updateSeries(ctx context.Context, seriesUID string, f func(st 
 			}
 			rev = e.Revision()
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case lostAnswer(ctx, err) && lost < maxLostAnswers:
+			lost++
+			s.logLostAnswer(seriesUID, "read")
+			continue
 		default:
 			return nil, fmt.Errorf("ingest: series %s: %w", seriesUID, err)
 		}
@@ -313,18 +354,32 @@ func (s *Service) updateSeries(ctx context.Context, seriesUID string, f func(st 
 			return &st, nil
 		}
 		data, _ := json.Marshal(&st)
+		wctx, cancel := context.WithTimeout(ctx, s.roundTrip)
 		if exists {
-			_, err = s.series.Update(ctx, key, data, rev)
+			_, err = s.series.Update(wctx, key, data, rev)
 		} else {
-			_, err = s.series.Create(ctx, key, data)
+			_, err = s.series.Create(wctx, key, data)
 		}
-		if err == nil {
+		cancel()
+		switch {
+		case err == nil:
 			return &st, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) || attempt > 1000 {
+		case lostAnswer(ctx, err) && lost < maxLostAnswers:
+			lost++
+			s.logLostAnswer(seriesUID, "write")
+		case (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)) && attempt <= 1000:
+		default:
 			return nil, fmt.Errorf("ingest: series %s update: %w", seriesUID, err)
 		}
 	}
+}
+
+// logLostAnswer says that a series record request went unanswered and is
+// retried: one line per lost answer, which an operator sees around a NATS
+// server's restart and should not see otherwise.
+func (s *Service) logLostAnswer(seriesUID, op string) {
+	s.log.Warn().Str("series", seriesUID).Str("op", op).Dur("round_trip", s.roundTrip).
+		Msg("ingest: series record request not answered in time (a NATS server failing over, or the cluster overloaded); reading the record again and retrying")
 }
 
 // trackInstance adds a dispatched instance to its series (idempotently: a

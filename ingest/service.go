@@ -140,6 +140,10 @@ type Service struct {
 	// retryDelay is the redelivery delay after a failed delivery (tests
 	// shorten it).
 	retryDelay func(delivery int) time.Duration
+	// roundTrip bounds one request of a work item's answer (a series record
+	// read or write, an acknowledgement): see defaultRoundTrip. Tests
+	// shorten it.
+	roundTrip time.Duration
 	// accepting serialises Accepts of one SOP Instance UID, so that copies
 	// arriving at once (in different transfer syntaxes) store one object.
 	accepting keyedMutex
@@ -195,6 +199,7 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		doneName: js.Name("SERIES_DONE"), doneSubj: js.Subject("series.complete"),
 		deadSubj: js.Subject("work.dead"), instSubj: js.Subject("instance"),
 		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond, retryDelay: backoff,
+		roundTrip: defaultRoundTrip,
 	}
 	s.router.Store(router)
 	j := js.JetStream
