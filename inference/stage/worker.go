@@ -204,7 +204,13 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 		}
 	}
 	if err := sl.Ack(ctx); err != nil {
-		log.Error().Err(err).Msg("inference: ack failed; the slice will be redelivered and re-scored")
+		// The results are stored but the slice is not recorded as done in
+		// its series (a NATS server failing over can lose the answer): hand
+		// it back now rather than after ack_wait, so its series is not held
+		// open. It is re-scored (same results), or dropped as already done
+		// if the record was written after all; like any store failure it is
+		// set aside after its bounded deliveries.
+		fail("store", fmt.Errorf("stage: results stored, slice not acknowledged: %w", err))
 		return
 	}
 	// A multi-frame instance is as many slices as it has frames, as in its
