@@ -1,10 +1,13 @@
-// Package vit generates ONNX models with the DINOv2 vision-transformer
-// architecture and seeded random weights, for tests and benchmarks where the
-// real weights cannot be downloaded. The graph has the Hugging Face export's IO
-// contract (pixel_values [B,3,H,W] -> last_hidden_state [B,1+R+(H/14)(W/14),D]),
-// accepts any batch and any H, W that are multiples of the patch size, and costs
-// what the real model costs to run; its features mean nothing. It does not run
-// models: ONNX Runtime does.
+// Package vit owns the DINOv2 vision-transformer architecture on the Go side.
+// It generates ONNX models of it with seeded random weights, for tests and
+// benchmarks where the real weights cannot be downloaded: the graph has the
+// Hugging Face export's IO contract (pixel_values [B,3,H,W] -> last_hidden_state
+// [B,1+R+(H/14)(W/14),D]), accepts any batch and any H, W that are multiples of
+// the patch size, and costs what the real model costs to run; its features mean
+// nothing. It also reads such models back (Load: mkvit graphs and Hugging Face
+// torch.onnx exports, weights and position resample), and has a plain float32
+// forward pass of the architecture (Forward), the reference a GPU implementation
+// is checked against. Serving runs models in ONNX Runtime, not here.
 package vit
 
 import (
@@ -95,6 +98,18 @@ func Preset(name string) (Config, error) {
 
 // Validate reports the first thing that makes c unbuildable.
 func (c Config) Validate() error {
+	if err := c.checkArch(); err != nil {
+		return err
+	}
+	if c.InitStd <= 0 {
+		return fmt.Errorf("%w: init std must be positive", ErrConfig)
+	}
+	return nil
+}
+
+// checkArch is Validate without the initialisation parameters, which a model
+// read back from a file (Load) does not have.
+func (c Config) checkArch() error {
 	switch {
 	case c.Dim <= 0 || c.Depth <= 0 || c.Heads <= 0 || c.MLPDim <= 0 || c.PatchSize <= 0 || c.PosGrid <= 0:
 		return fmt.Errorf("%w: sizes must be positive: %+v", ErrConfig, c)
@@ -102,8 +117,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: heads %d do not divide dim %d", ErrConfig, c.Heads, c.Dim)
 	case c.Registers < 0:
 		return fmt.Errorf("%w: registers %d < 0", ErrConfig, c.Registers)
-	case c.Eps <= 0 || c.InitStd <= 0:
-		return fmt.Errorf("%w: eps and init std must be positive", ErrConfig)
+	case c.Eps <= 0:
+		return fmt.Errorf("%w: eps must be positive", ErrConfig)
 	}
 	return nil
 }
