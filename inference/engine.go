@@ -24,6 +24,17 @@ type Backbone interface {
 
 var _ Backbone = (*Embedder)(nil)
 
+// ScoringBackbone is a Backbone that also scores its own patch tokens where
+// they are: the GPU embedder hands its device-resident tokens to the GPU
+// scorer, so no token crosses the bus. The engine then uses EmbedScore and
+// not its Scorer.
+type ScoringBackbone interface {
+	Backbone
+	// EmbedScore returns the patch scores [b*patches] of a [b,3,h,w] input
+	// and the number of patches per slice.
+	EmbedScore(input []float32, b, h, w int) (scores []float32, patches int, err error)
+}
+
 // DefaultTopFraction is the share of highest pixel scores averaged into the
 // slice score.
 const DefaultTopFraction = 0.01
@@ -270,6 +281,28 @@ func (e *Engine) preprocessAll(slices []*pixel.Slice) []prepResult {
 	return out
 }
 
+// embedScore returns the patch scores of a batch, and the model and scoring
+// time per slice: the backbone's own EmbedScore when it is a
+// ScoringBackbone, else its tokens scored by the engine's Scorer.
+func (e *Engine) embedScore(input []float32, b, h, w int) (scores []float32, patches int, model, score time.Duration, err error) {
+	t0 := time.Now()
+	if sb, ok := e.o.Backbone.(ScoringBackbone); ok {
+		scores, patches, err = sb.EmbedScore(input, b, h, w)
+		return scores, patches, time.Since(t0) / time.Duration(b), 0, err
+	}
+	emb, err := e.o.Backbone.Embed(input, b, h, w)
+	if err != nil {
+		return nil, 0, 0, 0, err
+	}
+	model = time.Since(t0) / time.Duration(b)
+	t1 := time.Now()
+	scores = make([]float32, b*emb.Patches)
+	for i := range b {
+		e.o.Scorer.Score(emb.Slice(i), emb.Patches, scores[i*emb.Patches:(i+1)*emb.Patches])
+	}
+	return scores, emb.Patches, model, time.Since(t1) / time.Duration(b), nil
+}
+
 // runBatch embeds the queued slices in one model run, then scores and maps
 // each. A model failure fails the batch's slices (and is returned: it is not a
 // property of the data).
@@ -285,11 +318,9 @@ func (e *Engine) runBatch(q []pending) error {
 			input = append(input, p.pr.Tensor...)
 		}
 	}
-	t0 := time.Now()
-	emb, err := e.o.Backbone.Embed(input, len(q), g.Rows, g.Cols)
-	model := time.Since(t0) / time.Duration(len(q))
-	if err == nil && emb.Patches != g.Patches() {
-		err = fmt.Errorf("inference: engine: model returned %d patches for a %dx%d grid", emb.Patches, g.GridRows, g.GridCols)
+	scores, patches, model, score, err := e.embedScore(input, len(q), g.Rows, g.Cols)
+	if err == nil && patches != g.Patches() {
+		err = fmt.Errorf("inference: engine: model returned %d patches for a %dx%d grid", patches, g.GridRows, g.GridCols)
 	}
 	if err != nil {
 		for _, p := range q {
@@ -299,11 +330,8 @@ func (e *Engine) runBatch(q []pending) error {
 	}
 	for i, p := range q {
 		r := p.res
-		r.Timings.Model = model
-		t1 := time.Now()
-		r.PatchScores = make([]float32, emb.Patches)
-		e.o.Scorer.Score(emb.Slice(i), emb.Patches, r.PatchScores)
-		r.Timings.Score = time.Since(t1)
+		r.Timings.Model, r.Timings.Score = model, score
+		r.PatchScores = scores[i*patches : (i+1)*patches]
 
 		t2 := time.Now()
 		// The batch shares the model input size, not the source size: two

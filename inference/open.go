@@ -39,6 +39,11 @@ type ModelSetup struct {
 	VOI *PreprocessSpec
 	// Registerer receives the engine's metrics (optional).
 	Registerer prometheus.Registerer
+	// NewBackbone, when set, builds the backbone from EmbedderPath and the
+	// model instead of an ONNX Runtime session (the cuda package's GPU
+	// embedder, which this package cannot import, and which scores its tokens
+	// on the device as a ScoringBackbone); ONNX Runtime is then not loaded.
+	NewBackbone func(path string, m *Model) (Backbone, error)
 	// NewScorer, when set, builds the scorer the engine uses (e.g. the cuda
 	// package's GPU scorer, which this package cannot import); by default the
 	// engine uses the CPU DPMMScorer.
@@ -49,8 +54,12 @@ type ModelSetup struct {
 type Served struct {
 	// Model is the loaded model file.
 	Model *Model
-	// Embedder is the ONNX session (closed by Close).
+	// Embedder is the ONNX Runtime session, nil when ModelSetup.NewBackbone
+	// built the backbone.
 	Embedder *Embedder
+	// Backbone is what the engine embeds with: Embedder or what
+	// ModelSetup.NewBackbone built (closed by Close).
+	Backbone Backbone
 	// Scorer is the CPU DPMM prototype scorer.
 	Scorer *DPMMScorer
 	// Active is the scorer the engine uses: Scorer, or what
@@ -64,9 +73,12 @@ type Served struct {
 	Engine *Engine
 }
 
-// Close releases the ONNX session and a scorer that holds resources.
+// Close releases the backbone and a scorer that hold resources.
 func (s *Served) Close() error {
-	err := s.Embedder.Close()
+	var err error
+	if c, ok := s.Backbone.(io.Closer); ok {
+		err = c.Close()
+	}
 	if c, ok := s.Active.(io.Closer); ok && s.Active != Scorer(s.Scorer) {
 		err = errors.Join(err, c.Close())
 	}
@@ -118,9 +130,41 @@ func OpenModel(s ModelSetup) (*Served, error) {
 			c.Close()
 		}
 	}
-	if err := InitRuntime(s.ORTLibrary); err != nil {
+	emb, bb, err := openBackbone(s, m, pre.PatchSize)
+	if err != nil {
 		closeActive()
 		return nil, err
+	}
+	closeBackbone := func() {
+		if c, ok := bb.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	if dm, ok := bb.(interface{ Dim() int }); ok {
+		if d := dm.Dim(); d > 0 && d != m.D {
+			closeActive()
+			closeBackbone()
+			return nil, fmt.Errorf("inference: embedder %s outputs %d-dim tokens, model %s has D=%d", s.EmbedderPath, d, s.ModelPath, m.D)
+		}
+	}
+	eng, err := NewEngine(EngineOptions{Backbone: bb, Scorer: active, Preprocessor: pre, Threshold: th, Batch: s.Batch, TopFraction: s.TopFraction, Registerer: s.Registerer})
+	if err != nil {
+		closeActive()
+		closeBackbone()
+		return nil, err
+	}
+	return &Served{Model: m, Embedder: emb, Backbone: bb, Scorer: sc, Active: active, Preprocessor: pre, Threshold: th, Engine: eng}, nil
+}
+
+// openBackbone builds s's backbone: NewBackbone's, or an ONNX Runtime
+// session (returned as both values).
+func openBackbone(s ModelSetup, m *Model, patch int) (*Embedder, Backbone, error) {
+	if s.NewBackbone != nil {
+		bb, err := s.NewBackbone(s.EmbedderPath, m)
+		return nil, bb, err
+	}
+	if err := InitRuntime(s.ORTLibrary); err != nil {
+		return nil, nil, err
 	}
 	in, out := s.InputName, s.OutputName
 	if in == "" {
@@ -130,21 +174,9 @@ func OpenModel(s ModelSetup) (*Served, error) {
 		out = m.Meta.Embedder.OutputName
 	}
 	emb, err := NewEmbedder(EmbedderOptions{ModelPath: s.EmbedderPath, Device: s.Device, CUDADevice: s.CUDADevice,
-		Threads: s.Threads, GraphOptimization: s.GraphOptimization, InputName: in, OutputName: out, PatchSize: pre.PatchSize})
+		Threads: s.Threads, GraphOptimization: s.GraphOptimization, InputName: in, OutputName: out, PatchSize: patch})
 	if err != nil {
-		closeActive()
-		return nil, err
+		return nil, nil, err
 	}
-	if d := emb.Dim(); d > 0 && d != m.D {
-		closeActive()
-		emb.Close()
-		return nil, fmt.Errorf("inference: embedder %s outputs %d-dim tokens, model %s has D=%d", s.EmbedderPath, d, s.ModelPath, m.D)
-	}
-	eng, err := NewEngine(EngineOptions{Backbone: emb, Scorer: active, Preprocessor: pre, Threshold: th, Batch: s.Batch, TopFraction: s.TopFraction, Registerer: s.Registerer})
-	if err != nil {
-		closeActive()
-		emb.Close()
-		return nil, err
-	}
-	return &Served{Model: m, Embedder: emb, Scorer: sc, Active: active, Preprocessor: pre, Threshold: th, Engine: eng}, nil
+	return emb, emb, nil
 }
