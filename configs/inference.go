@@ -7,11 +7,15 @@ import (
 
 // Inference configures the embedder runtime shared by all models.
 type Inference struct {
-	// Device is cpu or cuda (ONNX Runtime's CUDA provider; an error, never a
-	// silent fallback, when the library lacks it).
+	// Device is cpu (ONNX Runtime) or cuda: our own DINOv2 forward pass and
+	// DPMM scoring on an NVIDIA GPU (a binary built with -tags cuda; an error
+	// at start-up, never a silent fallback, without the tag or a device).
 	Device string `yaml:"device"`
 	// CUDADevice is the GPU ordinal used with device cuda.
 	CUDADevice int `yaml:"cuda_device"`
+	// GPUPrecision is the arithmetic of the GPU forward pass: fp32, tf32 or
+	// bf16 (bf16 weights and matrix inputs, fp32 accumulation; the default).
+	GPUPrecision string `yaml:"gpu_precision"`
 	// ORTLibrary is the path of libonnxruntime.so; empty uses $ONNXRUNTIME_LIB.
 	ORTLibrary string `yaml:"ort_library"`
 	// Threads is ONNX Runtime's intra-op thread count (0: all cores).
@@ -33,6 +37,9 @@ func (i *Inference) setDefaults() {
 	if i.Batch == 0 {
 		i.Batch = 4
 	}
+	if i.GPUPrecision == "" {
+		i.GPUPrecision = "bf16"
+	}
 	if i.GraphOptimization == "" {
 		i.GraphOptimization = "all"
 	}
@@ -47,6 +54,11 @@ func (i *Inference) validate(p *problems, path string) {
 	}
 	if i.CUDADevice < 0 {
 		p.add(path+".cuda_device", "must be >= 0")
+	}
+	switch i.GPUPrecision {
+	case "fp32", "tf32", "bf16":
+	default:
+		p.add(path+".gpu_precision", "must be fp32, tf32 or bf16, not %q", i.GPUPrecision)
 	}
 	if i.Threads < 0 {
 		p.add(path+".threads", "must be >= 0 (0: all cores)")
