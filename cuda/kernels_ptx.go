@@ -19,7 +19,7 @@ const kernelsPTX = `//
 
 	// .globl	rowMaxScore
 .shared .align 4 .b8 _ZZ8blockMaxfE2sh[128];
-// _ZZ8blockSumfE2sh has been demoted
+.shared .align 4 .b8 _ZZ8blockSumfE2sh[128];
 
 .visible .entry rowMaxScore(
 	.param .u64 rowMaxScore_param_0,
@@ -484,8 +484,7 @@ $L__BB1_36:
 	.reg .f32 	%f<124>;
 	.reg .b32 	%r<117>;
 	.reg .b64 	%rd<62>;
-	// demoted variable
-	.shared .align 4 .b8 _ZZ8blockSumfE2sh[128];
+
 
 	ld.param.u64 	%rd15, [responsibilities_param_0];
 	ld.param.u64 	%rd16, [responsibilities_param_1];
@@ -818,6 +817,9236 @@ $L__BB2_27:
 	st.global.f32 	[%rd58], %f116;
 
 $L__BB2_28:
+	ret;
+
+}
+	// .globl	im2col_f32
+.visible .entry im2col_f32(
+	.param .u64 im2col_f32_param_0,
+	.param .u64 im2col_f32_param_1,
+	.param .u64 im2col_f32_param_2,
+	.param .u64 im2col_f32_param_3,
+	.param .u64 im2col_f32_param_4,
+	.param .u64 im2col_f32_param_5
+)
+{
+	.reg .pred 	%p<3>;
+	.reg .f32 	%f<2>;
+	.reg .b32 	%r<38>;
+	.reg .b64 	%rd<25>;
+
+
+	ld.param.u64 	%rd3, [im2col_f32_param_0];
+	ld.param.u64 	%rd4, [im2col_f32_param_2];
+	ld.param.u64 	%rd5, [im2col_f32_param_3];
+	ld.param.u64 	%rd6, [im2col_f32_param_4];
+	ld.param.u64 	%rd7, [im2col_f32_param_5];
+	cvt.u32.u64 	%r12, %rd5;
+	cvt.u32.u64 	%r1, %rd6;
+	div.u32 	%r2, %r12, %r1;
+	cvt.u32.u64 	%r13, %rd4;
+	div.u32 	%r14, %r13, %r1;
+	mul.lo.s32 	%r3, %r14, %r2;
+	mul.lo.s32 	%r15, %r1, %r1;
+	mul.lo.s32 	%r4, %r15, 3;
+	mov.u32 	%r5, %ntid.x;
+	mov.u32 	%r16, %ctaid.x;
+	mov.u32 	%r17, %tid.x;
+	mad.lo.s32 	%r37, %r16, %r5, %r17;
+	ld.param.u32 	%r18, [im2col_f32_param_1];
+	mul.lo.s32 	%r19, %r4, %r18;
+	mul.lo.s32 	%r7, %r19, %r3;
+	setp.ge.u32 	%p1, %r37, %r7;
+	@%p1 bra 	$L__BB3_3;
+
+	mov.u32 	%r20, %nctaid.x;
+	mul.lo.s32 	%r9, %r20, %r5;
+	cvta.to.global.u64 	%rd1, %rd3;
+	cvta.to.global.u64 	%rd2, %rd7;
+
+$L__BB3_2:
+	div.u32 	%r21, %r37, %r4;
+	mul.lo.s32 	%r22, %r21, %r4;
+	sub.s32 	%r23, %r37, %r22;
+	div.u32 	%r24, %r21, %r3;
+	mul.lo.s32 	%r25, %r24, %r3;
+	sub.s32 	%r26, %r21, %r25;
+	div.u32 	%r27, %r26, %r2;
+	mul.lo.s32 	%r28, %r27, %r2;
+	sub.s32 	%r29, %r26, %r28;
+	div.u32 	%r30, %r23, %r15;
+	mul.lo.s32 	%r31, %r15, %r30;
+	sub.s32 	%r32, %r23, %r31;
+	div.u32 	%r33, %r32, %r1;
+	mul.lo.s32 	%r34, %r33, %r1;
+	sub.s32 	%r35, %r32, %r34;
+	mul.wide.u32 	%rd8, %r37, 4;
+	add.s64 	%rd9, %rd2, %rd8;
+	mad.lo.s32 	%r36, %r24, 3, %r30;
+	cvt.u64.u32 	%rd10, %r36;
+	mul.lo.s64 	%rd11, %rd10, %rd4;
+	cvt.u64.u32 	%rd12, %r27;
+	mul.lo.s64 	%rd13, %rd12, %rd6;
+	cvt.u64.u32 	%rd14, %r33;
+	add.s64 	%rd15, %rd13, %rd14;
+	add.s64 	%rd16, %rd15, %rd11;
+	mul.lo.s64 	%rd17, %rd16, %rd5;
+	cvt.u64.u32 	%rd18, %r29;
+	mul.lo.s64 	%rd19, %rd18, %rd6;
+	cvt.u64.u32 	%rd20, %r35;
+	add.s64 	%rd21, %rd19, %rd20;
+	add.s64 	%rd22, %rd21, %rd17;
+	shl.b64 	%rd23, %rd22, 2;
+	add.s64 	%rd24, %rd1, %rd23;
+	ld.global.f32 	%f1, [%rd24];
+	st.global.f32 	[%rd9], %f1;
+	add.s32 	%r37, %r37, %r9;
+	setp.lt.u32 	%p2, %r37, %r7;
+	@%p2 bra 	$L__BB3_2;
+
+$L__BB3_3:
+	ret;
+
+}
+	// .globl	im2col_bf16
+.visible .entry im2col_bf16(
+	.param .u64 im2col_bf16_param_0,
+	.param .u64 im2col_bf16_param_1,
+	.param .u64 im2col_bf16_param_2,
+	.param .u64 im2col_bf16_param_3,
+	.param .u64 im2col_bf16_param_4,
+	.param .u64 im2col_bf16_param_5
+)
+{
+	.reg .pred 	%p<4>;
+	.reg .b16 	%rs<5>;
+	.reg .b32 	%r<45>;
+	.reg .b64 	%rd<25>;
+
+
+	ld.param.u64 	%rd1, [im2col_bf16_param_0];
+	ld.param.u64 	%rd2, [im2col_bf16_param_2];
+	ld.param.u64 	%rd3, [im2col_bf16_param_3];
+	ld.param.u64 	%rd4, [im2col_bf16_param_4];
+	ld.param.u64 	%rd5, [im2col_bf16_param_5];
+	cvt.u32.u64 	%r1, %rd4;
+	cvt.u32.u64 	%r13, %rd3;
+	div.u32 	%r2, %r13, %r1;
+	cvt.u32.u64 	%r14, %rd2;
+	div.u32 	%r15, %r14, %r1;
+	mul.lo.s32 	%r3, %r15, %r2;
+	mul.lo.s32 	%r16, %r1, %r1;
+	mul.lo.s32 	%r4, %r16, 3;
+	mov.u32 	%r5, %ntid.x;
+	mov.u32 	%r17, %ctaid.x;
+	mov.u32 	%r18, %tid.x;
+	mad.lo.s32 	%r44, %r17, %r5, %r18;
+	ld.param.u32 	%r19, [im2col_bf16_param_1];
+	mul.lo.s32 	%r20, %r4, %r19;
+	mul.lo.s32 	%r7, %r20, %r3;
+	setp.ge.u32 	%p1, %r44, %r7;
+	@%p1 bra 	$L__BB4_5;
+
+	mov.u32 	%r21, %nctaid.x;
+	mul.lo.s32 	%r9, %r21, %r5;
+	cvta.to.global.u64 	%rd19, %rd1;
+	cvta.to.global.u64 	%rd22, %rd5;
+
+$L__BB4_2:
+	div.u32 	%r22, %r44, %r4;
+	mul.lo.s32 	%r23, %r22, %r4;
+	sub.s32 	%r24, %r44, %r23;
+	div.u32 	%r25, %r22, %r3;
+	mul.lo.s32 	%r26, %r25, %r3;
+	sub.s32 	%r27, %r22, %r26;
+	div.u32 	%r28, %r27, %r2;
+	mul.lo.s32 	%r29, %r28, %r2;
+	sub.s32 	%r30, %r27, %r29;
+	div.u32 	%r31, %r24, %r16;
+	mul.lo.s32 	%r32, %r16, %r31;
+	sub.s32 	%r33, %r24, %r32;
+	div.u32 	%r35, %r33, %r1;
+	mul.lo.s32 	%r36, %r35, %r1;
+	sub.s32 	%r37, %r33, %r36;
+	mad.lo.s32 	%r38, %r25, 3, %r31;
+	cvt.u64.u32 	%rd6, %r38;
+	mul.lo.s64 	%rd7, %rd6, %rd2;
+	cvt.u64.u32 	%rd8, %r28;
+	mul.lo.s64 	%rd9, %rd8, %rd4;
+	cvt.u64.u32 	%rd10, %r35;
+	add.s64 	%rd11, %rd9, %rd10;
+	add.s64 	%rd12, %rd11, %rd7;
+	mul.lo.s64 	%rd13, %rd12, %rd3;
+	cvt.u64.u32 	%rd14, %r30;
+	mul.lo.s64 	%rd15, %rd14, %rd4;
+	cvt.u64.u32 	%rd16, %r37;
+	add.s64 	%rd17, %rd15, %rd16;
+	add.s64 	%rd18, %rd17, %rd13;
+	shl.b64 	%rd20, %rd18, 2;
+	add.s64 	%rd21, %rd19, %rd20;
+	ld.global.u32 	%r11, [%rd21];
+	and.b32  	%r39, %r11, 2147483647;
+	setp.gt.u32 	%p2, %r39, 2139095040;
+	mov.u16 	%rs4, 32704;
+	@%p2 bra 	$L__BB4_4;
+
+	bfe.u32 	%r40, %r11, 16, 1;
+	add.s32 	%r41, %r11, %r40;
+	add.s32 	%r42, %r41, 32767;
+	shr.u32 	%r43, %r42, 16;
+	cvt.u16.u32 	%rs4, %r43;
+
+$L__BB4_4:
+	mul.wide.u32 	%rd23, %r44, 2;
+	add.s64 	%rd24, %rd22, %rd23;
+	st.global.u16 	[%rd24], %rs4;
+	add.s32 	%r44, %r44, %r9;
+	setp.lt.u32 	%p3, %r44, %r7;
+	@%p3 bra 	$L__BB4_2;
+
+$L__BB4_5:
+	ret;
+
+}
+	// .globl	layerNorm_f32
+.visible .entry layerNorm_f32(
+	.param .u64 layerNorm_f32_param_0,
+	.param .u64 layerNorm_f32_param_1,
+	.param .u64 layerNorm_f32_param_2,
+	.param .u64 layerNorm_f32_param_3,
+	.param .u64 layerNorm_f32_param_4,
+	.param .f32 layerNorm_f32_param_5,
+	.param .u64 layerNorm_f32_param_6
+)
+{
+	.reg .pred 	%p<27>;
+	.reg .f32 	%f<110>;
+	.reg .b32 	%r<47>;
+	.reg .b64 	%rd<146>;
+
+
+	ld.param.u64 	%rd73, [layerNorm_f32_param_0];
+	ld.param.u64 	%rd69, [layerNorm_f32_param_1];
+	ld.param.u64 	%rd70, [layerNorm_f32_param_2];
+	ld.param.u64 	%rd74, [layerNorm_f32_param_3];
+	ld.param.u64 	%rd71, [layerNorm_f32_param_4];
+	ld.param.f32 	%f18, [layerNorm_f32_param_5];
+	ld.param.u64 	%rd72, [layerNorm_f32_param_6];
+	cvta.to.global.u64 	%rd1, %rd73;
+	mov.u32 	%r2, %ctaid.x;
+	mov.u32 	%r3, %ntid.x;
+	shr.u32 	%r4, %r3, 5;
+	mul.wide.u32 	%rd75, %r4, %r2;
+	mov.u32 	%r1, %tid.x;
+	shr.u32 	%r5, %r1, 5;
+	cvt.u64.u32 	%rd76, %r5;
+	add.s64 	%rd2, %rd75, %rd76;
+	setp.ge.s64 	%p1, %rd2, %rd74;
+	@%p1 bra 	$L__BB5_22;
+
+	and.b32  	%r6, %r1, 31;
+	cvt.u64.u32 	%rd140, %r6;
+	setp.ge.s64 	%p2, %rd140, %rd71;
+	mov.f32 	%f109, 0f00000000;
+	mov.f32 	%f104, %f109;
+	@%p2 bra 	$L__BB5_8;
+
+	not.b64 	%rd77, %rd140;
+	add.s64 	%rd78, %rd77, %rd71;
+	shr.u64 	%rd79, %rd78, 5;
+	add.s64 	%rd80, %rd79, 1;
+	and.b64  	%rd4, %rd80, 3;
+	setp.eq.s64 	%p3, %rd4, 0;
+	mov.f32 	%f104, 0f00000000;
+	mov.u64 	%rd125, %rd140;
+	@%p3 bra 	$L__BB5_5;
+
+	mul.lo.s64 	%rd81, %rd71, %rd2;
+	add.s64 	%rd82, %rd81, %rd140;
+	shl.b64 	%rd83, %rd82, 2;
+	add.s64 	%rd123, %rd1, %rd83;
+	neg.s64 	%rd122, %rd4;
+	mov.u64 	%rd125, %rd140;
+
+$L__BB5_4:
+	.pragma "nounroll";
+	ld.global.f32 	%f23, [%rd123];
+	add.f32 	%f104, %f104, %f23;
+	add.s64 	%rd125, %rd125, 32;
+	add.s64 	%rd123, %rd123, 128;
+	add.s64 	%rd122, %rd122, 1;
+	setp.ne.s64 	%p4, %rd122, 0;
+	@%p4 bra 	$L__BB5_4;
+
+$L__BB5_5:
+	setp.lt.u64 	%p5, %rd78, 96;
+	@%p5 bra 	$L__BB5_8;
+
+	mul.lo.s64 	%rd87, %rd71, %rd2;
+	add.s64 	%rd88, %rd125, %rd87;
+	shl.b64 	%rd89, %rd88, 2;
+	add.s64 	%rd90, %rd1, %rd89;
+	add.s64 	%rd126, %rd90, 256;
+
+$L__BB5_7:
+	ld.global.f32 	%f24, [%rd126+-256];
+	add.f32 	%f25, %f104, %f24;
+	ld.global.f32 	%f26, [%rd126+-128];
+	add.f32 	%f27, %f25, %f26;
+	ld.global.f32 	%f28, [%rd126];
+	add.f32 	%f29, %f27, %f28;
+	ld.global.f32 	%f30, [%rd126+128];
+	add.f32 	%f104, %f29, %f30;
+	add.s64 	%rd126, %rd126, 512;
+	add.s64 	%rd125, %rd125, 128;
+	setp.lt.s64 	%p6, %rd125, %rd71;
+	@%p6 bra 	$L__BB5_7;
+
+$L__BB5_8:
+	mov.u32 	%r11, 31;
+	cvt.u64.u32 	%rd91, %r6;
+	setp.ge.s64 	%p7, %rd91, %rd71;
+	mov.b32 	%r12, %f104;
+	mov.u32 	%r13, 16;
+	mov.u32 	%r14, -1;
+	shfl.sync.bfly.b32 	%r15|%p8, %r12, %r13, %r11, %r14;
+	mov.b32 	%f32, %r15;
+	add.f32 	%f33, %f104, %f32;
+	mov.b32 	%r16, %f33;
+	mov.u32 	%r17, 8;
+	shfl.sync.bfly.b32 	%r18|%p9, %r16, %r17, %r11, %r14;
+	mov.b32 	%f34, %r18;
+	add.f32 	%f35, %f33, %f34;
+	mov.b32 	%r19, %f35;
+	mov.u32 	%r20, 4;
+	shfl.sync.bfly.b32 	%r21|%p10, %r19, %r20, %r11, %r14;
+	mov.b32 	%f36, %r21;
+	add.f32 	%f37, %f35, %f36;
+	mov.b32 	%r22, %f37;
+	mov.u32 	%r23, 2;
+	shfl.sync.bfly.b32 	%r24|%p11, %r22, %r23, %r11, %r14;
+	mov.b32 	%f38, %r24;
+	add.f32 	%f39, %f37, %f38;
+	mov.b32 	%r25, %f39;
+	mov.u32 	%r26, 1;
+	shfl.sync.bfly.b32 	%r27|%p12, %r25, %r26, %r11, %r14;
+	mov.b32 	%f40, %r27;
+	add.f32 	%f41, %f39, %f40;
+	cvt.rn.f32.s64 	%f8, %rd71;
+	div.rn.f32 	%f9, %f41, %f8;
+	@%p7 bra 	$L__BB5_15;
+
+	not.b64 	%rd92, %rd140;
+	add.s64 	%rd19, %rd92, %rd71;
+	shr.u64 	%rd93, %rd19, 5;
+	add.s64 	%rd94, %rd93, 1;
+	and.b64  	%rd20, %rd94, 3;
+	setp.eq.s64 	%p13, %rd20, 0;
+	mov.f32 	%f109, 0f00000000;
+	mov.u64 	%rd131, %rd140;
+	@%p13 bra 	$L__BB5_12;
+
+	mul.lo.s64 	%rd95, %rd71, %rd2;
+	add.s64 	%rd96, %rd95, %rd140;
+	shl.b64 	%rd97, %rd96, 2;
+	add.s64 	%rd129, %rd1, %rd97;
+	neg.s64 	%rd128, %rd20;
+	mov.u64 	%rd131, %rd140;
+
+$L__BB5_11:
+	.pragma "nounroll";
+	ld.global.f32 	%f45, [%rd129];
+	sub.f32 	%f46, %f45, %f9;
+	fma.rn.f32 	%f109, %f46, %f46, %f109;
+	add.s64 	%rd131, %rd131, 32;
+	add.s64 	%rd129, %rd129, 128;
+	add.s64 	%rd128, %rd128, 1;
+	setp.ne.s64 	%p14, %rd128, 0;
+	@%p14 bra 	$L__BB5_11;
+
+$L__BB5_12:
+	setp.lt.u64 	%p15, %rd19, 96;
+	@%p15 bra 	$L__BB5_15;
+
+	mul.lo.s64 	%rd98, %rd71, %rd2;
+	add.s64 	%rd99, %rd131, %rd98;
+	shl.b64 	%rd100, %rd99, 2;
+	add.s64 	%rd101, %rd1, %rd100;
+	add.s64 	%rd132, %rd101, 256;
+
+$L__BB5_14:
+	ld.global.f32 	%f47, [%rd132+-256];
+	sub.f32 	%f48, %f47, %f9;
+	fma.rn.f32 	%f49, %f48, %f48, %f109;
+	ld.global.f32 	%f50, [%rd132+-128];
+	sub.f32 	%f51, %f50, %f9;
+	fma.rn.f32 	%f52, %f51, %f51, %f49;
+	ld.global.f32 	%f53, [%rd132];
+	sub.f32 	%f54, %f53, %f9;
+	fma.rn.f32 	%f55, %f54, %f54, %f52;
+	ld.global.f32 	%f56, [%rd132+128];
+	sub.f32 	%f57, %f56, %f9;
+	fma.rn.f32 	%f109, %f57, %f57, %f55;
+	add.s64 	%rd132, %rd132, 512;
+	add.s64 	%rd131, %rd131, 128;
+	setp.lt.s64 	%p16, %rd131, %rd71;
+	@%p16 bra 	$L__BB5_14;
+
+$L__BB5_15:
+	mov.b32 	%r31, %f109;
+	shfl.sync.bfly.b32 	%r34|%p18, %r31, %r13, %r11, %r14;
+	mov.b32 	%f58, %r34;
+	add.f32 	%f59, %f109, %f58;
+	mov.b32 	%r35, %f59;
+	shfl.sync.bfly.b32 	%r37|%p19, %r35, %r17, %r11, %r14;
+	mov.b32 	%f60, %r37;
+	add.f32 	%f61, %f59, %f60;
+	mov.b32 	%r38, %f61;
+	shfl.sync.bfly.b32 	%r40|%p20, %r38, %r20, %r11, %r14;
+	mov.b32 	%f62, %r40;
+	add.f32 	%f63, %f61, %f62;
+	mov.b32 	%r41, %f63;
+	shfl.sync.bfly.b32 	%r43|%p21, %r41, %r23, %r11, %r14;
+	mov.b32 	%f64, %r43;
+	add.f32 	%f65, %f63, %f64;
+	mov.b32 	%r44, %f65;
+	shfl.sync.bfly.b32 	%r46|%p22, %r44, %r26, %r11, %r14;
+	mov.b32 	%f66, %r46;
+	add.f32 	%f67, %f65, %f66;
+	div.rn.f32 	%f68, %f67, %f8;
+	add.f32 	%f69, %f68, %f18;
+	rsqrt.approx.f32 	%f17, %f69;
+	@%p7 bra 	$L__BB5_22;
+
+	not.b64 	%rd103, %rd140;
+	add.s64 	%rd35, %rd103, %rd71;
+	shr.u64 	%rd104, %rd35, 5;
+	add.s64 	%rd105, %rd104, 1;
+	and.b64  	%rd36, %rd105, 3;
+	setp.eq.s64 	%p23, %rd36, 0;
+	@%p23 bra 	$L__BB5_19;
+
+	cvta.to.global.u64 	%rd106, %rd70;
+	shl.b64 	%rd107, %rd140, 2;
+	add.s64 	%rd138, %rd106, %rd107;
+	cvta.to.global.u64 	%rd108, %rd69;
+	add.s64 	%rd137, %rd108, %rd107;
+	mul.lo.s64 	%rd109, %rd71, %rd2;
+	add.s64 	%rd110, %rd109, %rd140;
+	shl.b64 	%rd111, %rd110, 2;
+	add.s64 	%rd136, %rd1, %rd111;
+	cvta.to.global.u64 	%rd112, %rd72;
+	add.s64 	%rd135, %rd112, %rd111;
+	neg.s64 	%rd134, %rd36;
+
+$L__BB5_18:
+	.pragma "nounroll";
+	ld.global.f32 	%f70, [%rd136];
+	sub.f32 	%f71, %f70, %f9;
+	mul.f32 	%f72, %f17, %f71;
+	ld.global.f32 	%f73, [%rd137];
+	ld.global.f32 	%f74, [%rd138];
+	fma.rn.f32 	%f75, %f73, %f72, %f74;
+	st.global.f32 	[%rd135], %f75;
+	add.s64 	%rd140, %rd140, 32;
+	add.s64 	%rd138, %rd138, 128;
+	add.s64 	%rd137, %rd137, 128;
+	add.s64 	%rd136, %rd136, 128;
+	add.s64 	%rd135, %rd135, 128;
+	add.s64 	%rd134, %rd134, 1;
+	setp.ne.s64 	%p24, %rd134, 0;
+	@%p24 bra 	$L__BB5_18;
+
+$L__BB5_19:
+	setp.lt.u64 	%p25, %rd35, 96;
+	@%p25 bra 	$L__BB5_22;
+
+	mul.lo.s64 	%rd113, %rd71, %rd2;
+	cvta.to.global.u64 	%rd114, %rd72;
+	add.s64 	%rd115, %rd140, %rd113;
+	shl.b64 	%rd116, %rd115, 2;
+	add.s64 	%rd117, %rd116, 256;
+	add.s64 	%rd144, %rd114, %rd117;
+	add.s64 	%rd143, %rd1, %rd117;
+	cvta.to.global.u64 	%rd118, %rd70;
+	shl.b64 	%rd119, %rd140, 2;
+	add.s64 	%rd120, %rd119, 256;
+	add.s64 	%rd142, %rd118, %rd120;
+	cvta.to.global.u64 	%rd121, %rd69;
+	add.s64 	%rd141, %rd121, %rd120;
+
+$L__BB5_21:
+	ld.global.f32 	%f76, [%rd143+-256];
+	sub.f32 	%f77, %f76, %f9;
+	mul.f32 	%f78, %f17, %f77;
+	ld.global.f32 	%f79, [%rd141+-256];
+	ld.global.f32 	%f80, [%rd142+-256];
+	fma.rn.f32 	%f81, %f79, %f78, %f80;
+	st.global.f32 	[%rd144+-256], %f81;
+	ld.global.f32 	%f82, [%rd143+-128];
+	sub.f32 	%f83, %f82, %f9;
+	mul.f32 	%f84, %f17, %f83;
+	ld.global.f32 	%f85, [%rd141+-128];
+	ld.global.f32 	%f86, [%rd142+-128];
+	fma.rn.f32 	%f87, %f85, %f84, %f86;
+	st.global.f32 	[%rd144+-128], %f87;
+	ld.global.f32 	%f88, [%rd143];
+	sub.f32 	%f89, %f88, %f9;
+	mul.f32 	%f90, %f17, %f89;
+	ld.global.f32 	%f91, [%rd141];
+	ld.global.f32 	%f92, [%rd142];
+	fma.rn.f32 	%f93, %f91, %f90, %f92;
+	st.global.f32 	[%rd144], %f93;
+	ld.global.f32 	%f94, [%rd143+128];
+	sub.f32 	%f95, %f94, %f9;
+	mul.f32 	%f96, %f17, %f95;
+	ld.global.f32 	%f97, [%rd141+128];
+	ld.global.f32 	%f98, [%rd142+128];
+	fma.rn.f32 	%f99, %f97, %f96, %f98;
+	st.global.f32 	[%rd144+128], %f99;
+	add.s64 	%rd144, %rd144, 512;
+	add.s64 	%rd143, %rd143, 512;
+	add.s64 	%rd142, %rd142, 512;
+	add.s64 	%rd141, %rd141, 512;
+	add.s64 	%rd140, %rd140, 128;
+	setp.lt.s64 	%p26, %rd140, %rd71;
+	@%p26 bra 	$L__BB5_21;
+
+$L__BB5_22:
+	ret;
+
+}
+	// .globl	layerNorm_bf16
+.visible .entry layerNorm_bf16(
+	.param .u64 layerNorm_bf16_param_0,
+	.param .u64 layerNorm_bf16_param_1,
+	.param .u64 layerNorm_bf16_param_2,
+	.param .u64 layerNorm_bf16_param_3,
+	.param .u64 layerNorm_bf16_param_4,
+	.param .f32 layerNorm_bf16_param_5,
+	.param .u64 layerNorm_bf16_param_6
+)
+{
+	.reg .pred 	%p<32>;
+	.reg .b16 	%rs<21>;
+	.reg .f32 	%f<110>;
+	.reg .b32 	%r<80>;
+	.reg .b64 	%rd<156>;
+
+
+	ld.param.u64 	%rd68, [layerNorm_bf16_param_0];
+	ld.param.u64 	%rd69, [layerNorm_bf16_param_1];
+	ld.param.u64 	%rd70, [layerNorm_bf16_param_2];
+	ld.param.u64 	%rd73, [layerNorm_bf16_param_3];
+	ld.param.u64 	%rd71, [layerNorm_bf16_param_4];
+	ld.param.f32 	%f18, [layerNorm_bf16_param_5];
+	ld.param.u64 	%rd72, [layerNorm_bf16_param_6];
+	mov.u32 	%r7, %ctaid.x;
+	mov.u32 	%r8, %ntid.x;
+	shr.u32 	%r9, %r8, 5;
+	mul.wide.u32 	%rd74, %r9, %r7;
+	mov.u32 	%r1, %tid.x;
+	shr.u32 	%r10, %r1, 5;
+	cvt.u64.u32 	%rd75, %r10;
+	add.s64 	%rd1, %rd74, %rd75;
+	setp.ge.s64 	%p1, %rd1, %rd73;
+	@%p1 bra 	$L__BB6_32;
+
+	and.b32  	%r11, %r1, 31;
+	cvt.u64.u32 	%rd150, %r11;
+	setp.ge.s64 	%p2, %rd150, %rd71;
+	mov.f32 	%f109, 0f00000000;
+	mov.f32 	%f104, %f109;
+	@%p2 bra 	$L__BB6_8;
+
+	not.b64 	%rd76, %rd150;
+	add.s64 	%rd77, %rd76, %rd71;
+	shr.u64 	%rd78, %rd77, 5;
+	add.s64 	%rd79, %rd78, 1;
+	and.b64  	%rd4, %rd79, 3;
+	setp.eq.s64 	%p3, %rd4, 0;
+	mov.f32 	%f104, 0f00000000;
+	mov.u64 	%rd135, %rd150;
+	@%p3 bra 	$L__BB6_5;
+
+	mul.lo.s64 	%rd80, %rd71, %rd1;
+	add.s64 	%rd81, %rd80, %rd150;
+	cvta.to.global.u64 	%rd82, %rd68;
+	shl.b64 	%rd83, %rd81, 2;
+	add.s64 	%rd133, %rd82, %rd83;
+	neg.s64 	%rd132, %rd4;
+	mov.u64 	%rd135, %rd150;
+
+$L__BB6_4:
+	.pragma "nounroll";
+	ld.global.f32 	%f23, [%rd133];
+	add.f32 	%f104, %f104, %f23;
+	add.s64 	%rd135, %rd135, 32;
+	add.s64 	%rd133, %rd133, 128;
+	add.s64 	%rd132, %rd132, 1;
+	setp.ne.s64 	%p4, %rd132, 0;
+	@%p4 bra 	$L__BB6_4;
+
+$L__BB6_5:
+	setp.lt.u64 	%p5, %rd77, 96;
+	@%p5 bra 	$L__BB6_8;
+
+	mul.lo.s64 	%rd87, %rd71, %rd1;
+	cvta.to.global.u64 	%rd88, %rd68;
+	add.s64 	%rd89, %rd135, %rd87;
+	shl.b64 	%rd90, %rd89, 2;
+	add.s64 	%rd91, %rd88, %rd90;
+	add.s64 	%rd136, %rd91, 256;
+
+$L__BB6_7:
+	ld.global.f32 	%f24, [%rd136+-256];
+	add.f32 	%f25, %f104, %f24;
+	ld.global.f32 	%f26, [%rd136+-128];
+	add.f32 	%f27, %f25, %f26;
+	ld.global.f32 	%f28, [%rd136];
+	add.f32 	%f29, %f27, %f28;
+	ld.global.f32 	%f30, [%rd136+128];
+	add.f32 	%f104, %f29, %f30;
+	add.s64 	%rd136, %rd136, 512;
+	add.s64 	%rd135, %rd135, 128;
+	setp.lt.s64 	%p6, %rd135, %rd71;
+	@%p6 bra 	$L__BB6_7;
+
+$L__BB6_8:
+	mov.b32 	%r14, %f104;
+	mov.u32 	%r15, 31;
+	mov.u32 	%r16, 16;
+	mov.u32 	%r17, -1;
+	shfl.sync.bfly.b32 	%r18|%p7, %r14, %r16, %r15, %r17;
+	mov.b32 	%f32, %r18;
+	add.f32 	%f33, %f104, %f32;
+	mov.b32 	%r19, %f33;
+	mov.u32 	%r20, 8;
+	shfl.sync.bfly.b32 	%r21|%p8, %r19, %r20, %r15, %r17;
+	mov.b32 	%f34, %r21;
+	add.f32 	%f35, %f33, %f34;
+	mov.b32 	%r22, %f35;
+	mov.u32 	%r23, 4;
+	shfl.sync.bfly.b32 	%r24|%p9, %r22, %r23, %r15, %r17;
+	mov.b32 	%f36, %r24;
+	add.f32 	%f37, %f35, %f36;
+	mov.b32 	%r25, %f37;
+	mov.u32 	%r26, 2;
+	shfl.sync.bfly.b32 	%r27|%p10, %r25, %r26, %r15, %r17;
+	mov.b32 	%f38, %r27;
+	add.f32 	%f39, %f37, %f38;
+	mov.b32 	%r28, %f39;
+	mov.u32 	%r29, 1;
+	shfl.sync.bfly.b32 	%r30|%p11, %r28, %r29, %r15, %r17;
+	mov.b32 	%f40, %r30;
+	add.f32 	%f41, %f39, %f40;
+	cvt.rn.f32.s64 	%f8, %rd71;
+	div.rn.f32 	%f9, %f41, %f8;
+	@%p2 bra 	$L__BB6_15;
+
+	not.b64 	%rd92, %rd150;
+	add.s64 	%rd19, %rd92, %rd71;
+	shr.u64 	%rd93, %rd19, 5;
+	add.s64 	%rd94, %rd93, 1;
+	and.b64  	%rd20, %rd94, 3;
+	setp.eq.s64 	%p13, %rd20, 0;
+	mov.f32 	%f109, 0f00000000;
+	mov.u64 	%rd141, %rd150;
+	@%p13 bra 	$L__BB6_12;
+
+	mul.lo.s64 	%rd95, %rd71, %rd1;
+	add.s64 	%rd96, %rd95, %rd150;
+	cvta.to.global.u64 	%rd97, %rd68;
+	shl.b64 	%rd98, %rd96, 2;
+	add.s64 	%rd139, %rd97, %rd98;
+	neg.s64 	%rd138, %rd20;
+	mov.u64 	%rd141, %rd150;
+
+$L__BB6_11:
+	.pragma "nounroll";
+	ld.global.f32 	%f45, [%rd139];
+	sub.f32 	%f46, %f45, %f9;
+	fma.rn.f32 	%f109, %f46, %f46, %f109;
+	add.s64 	%rd141, %rd141, 32;
+	add.s64 	%rd139, %rd139, 128;
+	add.s64 	%rd138, %rd138, 1;
+	setp.ne.s64 	%p14, %rd138, 0;
+	@%p14 bra 	$L__BB6_11;
+
+$L__BB6_12:
+	setp.lt.u64 	%p15, %rd19, 96;
+	@%p15 bra 	$L__BB6_15;
+
+	mul.lo.s64 	%rd99, %rd71, %rd1;
+	cvta.to.global.u64 	%rd100, %rd68;
+	add.s64 	%rd101, %rd141, %rd99;
+	shl.b64 	%rd102, %rd101, 2;
+	add.s64 	%rd103, %rd100, %rd102;
+	add.s64 	%rd142, %rd103, 256;
+
+$L__BB6_14:
+	ld.global.f32 	%f47, [%rd142+-256];
+	sub.f32 	%f48, %f47, %f9;
+	fma.rn.f32 	%f49, %f48, %f48, %f109;
+	ld.global.f32 	%f50, [%rd142+-128];
+	sub.f32 	%f51, %f50, %f9;
+	fma.rn.f32 	%f52, %f51, %f51, %f49;
+	ld.global.f32 	%f53, [%rd142];
+	sub.f32 	%f54, %f53, %f9;
+	fma.rn.f32 	%f55, %f54, %f54, %f52;
+	ld.global.f32 	%f56, [%rd142+128];
+	sub.f32 	%f57, %f56, %f9;
+	fma.rn.f32 	%f109, %f57, %f57, %f55;
+	add.s64 	%rd142, %rd142, 512;
+	add.s64 	%rd141, %rd141, 128;
+	setp.lt.s64 	%p16, %rd141, %rd71;
+	@%p16 bra 	$L__BB6_14;
+
+$L__BB6_15:
+	mov.b32 	%r31, %f109;
+	shfl.sync.bfly.b32 	%r35|%p17, %r31, %r16, %r15, %r17;
+	mov.b32 	%f58, %r35;
+	add.f32 	%f59, %f109, %f58;
+	mov.b32 	%r36, %f59;
+	shfl.sync.bfly.b32 	%r38|%p18, %r36, %r20, %r15, %r17;
+	mov.b32 	%f60, %r38;
+	add.f32 	%f61, %f59, %f60;
+	mov.b32 	%r39, %f61;
+	shfl.sync.bfly.b32 	%r41|%p19, %r39, %r23, %r15, %r17;
+	mov.b32 	%f62, %r41;
+	add.f32 	%f63, %f61, %f62;
+	mov.b32 	%r42, %f63;
+	shfl.sync.bfly.b32 	%r44|%p20, %r42, %r26, %r15, %r17;
+	mov.b32 	%f64, %r44;
+	add.f32 	%f65, %f63, %f64;
+	mov.b32 	%r45, %f65;
+	shfl.sync.bfly.b32 	%r47|%p21, %r45, %r29, %r15, %r17;
+	mov.b32 	%f66, %r47;
+	add.f32 	%f67, %f65, %f66;
+	div.rn.f32 	%f68, %f67, %f8;
+	add.f32 	%f69, %f68, %f18;
+	rsqrt.approx.f32 	%f17, %f69;
+	@%p2 bra 	$L__BB6_32;
+
+	not.b64 	%rd104, %rd150;
+	add.s64 	%rd105, %rd104, %rd71;
+	shr.u64 	%rd106, %rd105, 5;
+	add.s64 	%rd107, %rd106, 1;
+	and.b64  	%rd35, %rd107, 3;
+	setp.eq.s64 	%p23, %rd35, 0;
+	@%p23 bra 	$L__BB6_21;
+
+	cvta.to.global.u64 	%rd108, %rd70;
+	shl.b64 	%rd109, %rd150, 2;
+	add.s64 	%rd148, %rd108, %rd109;
+	cvta.to.global.u64 	%rd110, %rd69;
+	add.s64 	%rd147, %rd110, %rd109;
+	mul.lo.s64 	%rd111, %rd71, %rd1;
+	add.s64 	%rd112, %rd111, %rd150;
+	cvta.to.global.u64 	%rd113, %rd68;
+	shl.b64 	%rd114, %rd112, 2;
+	add.s64 	%rd146, %rd113, %rd114;
+	cvta.to.global.u64 	%rd115, %rd72;
+	shl.b64 	%rd116, %rd112, 1;
+	add.s64 	%rd145, %rd115, %rd116;
+	neg.s64 	%rd144, %rd35;
+
+$L__BB6_18:
+	.pragma "nounroll";
+	ld.global.f32 	%f70, [%rd146];
+	sub.f32 	%f71, %f70, %f9;
+	mul.f32 	%f72, %f17, %f71;
+	ld.global.f32 	%f73, [%rd147];
+	ld.global.f32 	%f74, [%rd148];
+	fma.rn.f32 	%f75, %f73, %f72, %f74;
+	mov.b32 	%r2, %f75;
+	and.b32  	%r48, %r2, 2147483647;
+	setp.gt.u32 	%p24, %r48, 2139095040;
+	mov.u16 	%rs16, 32704;
+	@%p24 bra 	$L__BB6_20;
+
+	bfe.u32 	%r49, %r2, 16, 1;
+	add.s32 	%r50, %r2, %r49;
+	add.s32 	%r51, %r50, 32767;
+	shr.u32 	%r52, %r51, 16;
+	cvt.u16.u32 	%rs16, %r52;
+
+$L__BB6_20:
+	st.global.u16 	[%rd145], %rs16;
+	add.s64 	%rd150, %rd150, 32;
+	add.s64 	%rd148, %rd148, 128;
+	add.s64 	%rd147, %rd147, 128;
+	add.s64 	%rd146, %rd146, 128;
+	add.s64 	%rd145, %rd145, 64;
+	add.s64 	%rd144, %rd144, 1;
+	setp.ne.s64 	%p25, %rd144, 0;
+	@%p25 bra 	$L__BB6_18;
+
+$L__BB6_21:
+	setp.lt.u64 	%p26, %rd105, 96;
+	@%p26 bra 	$L__BB6_32;
+
+	mul.lo.s64 	%rd123, %rd71, %rd1;
+	add.s64 	%rd124, %rd150, %rd123;
+	cvta.to.global.u64 	%rd125, %rd72;
+	shl.b64 	%rd126, %rd124, 1;
+	add.s64 	%rd152, %rd125, %rd126;
+	cvta.to.global.u64 	%rd127, %rd68;
+	shl.b64 	%rd128, %rd124, 2;
+	add.s64 	%rd153, %rd127, %rd128;
+	cvta.to.global.u64 	%rd129, %rd69;
+	shl.b64 	%rd130, %rd150, 2;
+	add.s64 	%rd154, %rd129, %rd130;
+	cvta.to.global.u64 	%rd131, %rd70;
+	add.s64 	%rd155, %rd131, %rd130;
+
+$L__BB6_23:
+	ld.global.f32 	%f76, [%rd153];
+	sub.f32 	%f77, %f76, %f9;
+	mul.f32 	%f78, %f17, %f77;
+	ld.global.f32 	%f79, [%rd154];
+	ld.global.f32 	%f80, [%rd155];
+	fma.rn.f32 	%f81, %f79, %f78, %f80;
+	mov.b32 	%r3, %f81;
+	and.b32  	%r60, %r3, 2147483647;
+	setp.gt.u32 	%p27, %r60, 2139095040;
+	mov.u16 	%rs18, 32704;
+	mov.u16 	%rs17, %rs18;
+	@%p27 bra 	$L__BB6_25;
+
+	bfe.u32 	%r61, %r3, 16, 1;
+	add.s32 	%r62, %r3, %r61;
+	add.s32 	%r63, %r62, 32767;
+	shr.u32 	%r64, %r63, 16;
+	cvt.u16.u32 	%rs17, %r64;
+
+$L__BB6_25:
+	st.global.u16 	[%rd152], %rs17;
+	ld.global.f32 	%f82, [%rd153+128];
+	sub.f32 	%f83, %f82, %f9;
+	mul.f32 	%f84, %f17, %f83;
+	ld.global.f32 	%f85, [%rd154+128];
+	ld.global.f32 	%f86, [%rd155+128];
+	fma.rn.f32 	%f87, %f85, %f84, %f86;
+	mov.b32 	%r4, %f87;
+	and.b32  	%r65, %r4, 2147483647;
+	setp.gt.u32 	%p28, %r65, 2139095040;
+	@%p28 bra 	$L__BB6_27;
+
+	bfe.u32 	%r66, %r4, 16, 1;
+	add.s32 	%r67, %r4, %r66;
+	add.s32 	%r68, %r67, 32767;
+	shr.u32 	%r69, %r68, 16;
+	cvt.u16.u32 	%rs18, %r69;
+
+$L__BB6_27:
+	st.global.u16 	[%rd152+64], %rs18;
+	ld.global.f32 	%f88, [%rd153+256];
+	sub.f32 	%f89, %f88, %f9;
+	mul.f32 	%f90, %f17, %f89;
+	ld.global.f32 	%f91, [%rd154+256];
+	ld.global.f32 	%f92, [%rd155+256];
+	fma.rn.f32 	%f93, %f91, %f90, %f92;
+	mov.b32 	%r5, %f93;
+	and.b32  	%r70, %r5, 2147483647;
+	setp.gt.u32 	%p29, %r70, 2139095040;
+	mov.u16 	%rs20, 32704;
+	mov.u16 	%rs19, %rs20;
+	@%p29 bra 	$L__BB6_29;
+
+	bfe.u32 	%r71, %r5, 16, 1;
+	add.s32 	%r72, %r5, %r71;
+	add.s32 	%r73, %r72, 32767;
+	shr.u32 	%r74, %r73, 16;
+	cvt.u16.u32 	%rs19, %r74;
+
+$L__BB6_29:
+	st.global.u16 	[%rd152+128], %rs19;
+	ld.global.f32 	%f94, [%rd153+384];
+	sub.f32 	%f95, %f94, %f9;
+	mul.f32 	%f96, %f17, %f95;
+	ld.global.f32 	%f97, [%rd154+384];
+	ld.global.f32 	%f98, [%rd155+384];
+	fma.rn.f32 	%f99, %f97, %f96, %f98;
+	mov.b32 	%r6, %f99;
+	and.b32  	%r75, %r6, 2147483647;
+	setp.gt.u32 	%p30, %r75, 2139095040;
+	@%p30 bra 	$L__BB6_31;
+
+	bfe.u32 	%r76, %r6, 16, 1;
+	add.s32 	%r77, %r6, %r76;
+	add.s32 	%r78, %r77, 32767;
+	shr.u32 	%r79, %r78, 16;
+	cvt.u16.u32 	%rs20, %r79;
+
+$L__BB6_31:
+	add.s64 	%rd63, %rd152, 256;
+	st.global.u16 	[%rd152+192], %rs20;
+	add.s64 	%rd150, %rd150, 128;
+	setp.lt.s64 	%p31, %rd150, %rd71;
+	add.s64 	%rd153, %rd153, 512;
+	add.s64 	%rd154, %rd154, 512;
+	add.s64 	%rd155, %rd155, 512;
+	mov.u64 	%rd152, %rd63;
+	@%p31 bra 	$L__BB6_23;
+
+$L__BB6_32:
+	ret;
+
+}
+	// .globl	splitHeads_f32
+.visible .entry splitHeads_f32(
+	.param .u64 splitHeads_f32_param_0,
+	.param .u64 splitHeads_f32_param_1,
+	.param .u64 splitHeads_f32_param_2,
+	.param .u64 splitHeads_f32_param_3,
+	.param .u64 splitHeads_f32_param_4,
+	.param .u64 splitHeads_f32_param_5,
+	.param .u64 splitHeads_f32_param_6
+)
+{
+	.reg .pred 	%p<3>;
+	.reg .f32 	%f<4>;
+	.reg .b32 	%r<33>;
+	.reg .b64 	%rd<21>;
+
+
+	ld.param.u64 	%rd4, [splitHeads_f32_param_0];
+	ld.param.u64 	%rd5, [splitHeads_f32_param_1];
+	ld.param.u64 	%rd8, [splitHeads_f32_param_2];
+	ld.param.u64 	%rd7, [splitHeads_f32_param_6];
+	ld.param.u64 	%rd6, [splitHeads_f32_param_3];
+	ld.param.u32 	%r1, [splitHeads_f32_param_4];
+	ld.param.u32 	%r2, [splitHeads_f32_param_5];
+	mul.lo.s32 	%r3, %r2, %r1;
+	mul.lo.s64 	%rd9, %rd6, %rd8;
+	cvt.u32.u64 	%r4, %rd9;
+	mov.u32 	%r5, %ntid.x;
+	mov.u32 	%r14, %ctaid.x;
+	mov.u32 	%r15, %tid.x;
+	mad.lo.s32 	%r32, %r14, %r5, %r15;
+	mul.lo.s32 	%r16, %r4, %r3;
+	mul.lo.s32 	%r7, %r16, 3;
+	setp.ge.u32 	%p1, %r32, %r7;
+	@%p1 bra 	$L__BB7_3;
+
+	cvt.u32.u64 	%r8, %rd6;
+	mul.lo.s32 	%r9, %r3, 3;
+	add.s32 	%r10, %r1, -1;
+	mov.u32 	%r17, %nctaid.x;
+	mul.lo.s32 	%r11, %r17, %r5;
+	cvta.to.global.u64 	%rd1, %rd4;
+	cvta.to.global.u64 	%rd2, %rd5;
+	cvta.to.global.u64 	%rd3, %rd7;
+
+$L__BB7_2:
+	div.u32 	%r18, %r32, %r9;
+	mul.lo.s32 	%r19, %r9, %r18;
+	sub.s32 	%r20, %r32, %r19;
+	div.u32 	%r21, %r20, %r3;
+	mul.lo.s32 	%r22, %r21, %r3;
+	sub.s32 	%r23, %r20, %r22;
+	div.u32 	%r24, %r23, %r2;
+	mul.lo.s32 	%r25, %r24, %r2;
+	sub.s32 	%r26, %r23, %r25;
+	div.u32 	%r27, %r18, %r8;
+	mul.lo.s32 	%r28, %r22, %r4;
+	cvt.u64.u32 	%rd10, %r28;
+	mad.lo.s32 	%r29, %r27, %r10, %r24;
+	mad.lo.s32 	%r30, %r29, %r8, %r18;
+	mul.lo.s32 	%r31, %r30, %r2;
+	cvt.u64.u32 	%rd11, %r31;
+	cvt.u64.u32 	%rd12, %r26;
+	add.s64 	%rd13, %rd12, %rd10;
+	add.s64 	%rd14, %rd13, %rd11;
+	shl.b64 	%rd15, %rd14, 2;
+	add.s64 	%rd16, %rd3, %rd15;
+	mul.wide.u32 	%rd17, %r32, 4;
+	add.s64 	%rd18, %rd1, %rd17;
+	mul.wide.u32 	%rd19, %r20, 4;
+	add.s64 	%rd20, %rd2, %rd19;
+	ld.global.f32 	%f1, [%rd20];
+	ld.global.f32 	%f2, [%rd18];
+	add.f32 	%f3, %f2, %f1;
+	st.global.f32 	[%rd16], %f3;
+	add.s32 	%r32, %r32, %r11;
+	setp.lt.u32 	%p2, %r32, %r7;
+	@%p2 bra 	$L__BB7_2;
+
+$L__BB7_3:
+	ret;
+
+}
+	// .globl	splitHeads_bf16
+.visible .entry splitHeads_bf16(
+	.param .u64 splitHeads_bf16_param_0,
+	.param .u64 splitHeads_bf16_param_1,
+	.param .u64 splitHeads_bf16_param_2,
+	.param .u64 splitHeads_bf16_param_3,
+	.param .u64 splitHeads_bf16_param_4,
+	.param .u64 splitHeads_bf16_param_5,
+	.param .u64 splitHeads_bf16_param_6
+)
+{
+	.reg .pred 	%p<4>;
+	.reg .b16 	%rs<5>;
+	.reg .f32 	%f<4>;
+	.reg .b32 	%r<39>;
+	.reg .b64 	%rd<21>;
+
+
+	ld.param.u64 	%rd5, [splitHeads_bf16_param_0];
+	ld.param.u64 	%rd6, [splitHeads_bf16_param_1];
+	ld.param.u64 	%rd9, [splitHeads_bf16_param_2];
+	ld.param.u64 	%rd8, [splitHeads_bf16_param_6];
+	ld.param.u64 	%rd7, [splitHeads_bf16_param_3];
+	ld.param.u32 	%r1, [splitHeads_bf16_param_4];
+	ld.param.u32 	%r2, [splitHeads_bf16_param_5];
+	mul.lo.s32 	%r3, %r2, %r1;
+	mul.lo.s64 	%rd10, %rd7, %rd9;
+	cvt.u32.u64 	%r4, %rd10;
+	mov.u32 	%r5, %ntid.x;
+	mov.u32 	%r15, %ctaid.x;
+	mov.u32 	%r16, %tid.x;
+	mad.lo.s32 	%r38, %r15, %r5, %r16;
+	mul.lo.s32 	%r17, %r4, %r3;
+	mul.lo.s32 	%r7, %r17, 3;
+	setp.ge.u32 	%p1, %r38, %r7;
+	@%p1 bra 	$L__BB8_5;
+
+	cvt.u32.u64 	%r8, %rd7;
+	mul.lo.s32 	%r9, %r3, 3;
+	add.s32 	%r10, %r1, -1;
+	mov.u32 	%r18, %nctaid.x;
+	mul.lo.s32 	%r11, %r18, %r5;
+	cvta.to.global.u64 	%rd1, %rd5;
+	cvta.to.global.u64 	%rd2, %rd6;
+	cvta.to.global.u64 	%rd3, %rd8;
+
+$L__BB8_2:
+	div.u32 	%r19, %r38, %r9;
+	mul.lo.s32 	%r20, %r9, %r19;
+	sub.s32 	%r21, %r38, %r20;
+	div.u32 	%r22, %r21, %r3;
+	mul.lo.s32 	%r23, %r22, %r3;
+	sub.s32 	%r24, %r21, %r23;
+	div.u32 	%r25, %r24, %r2;
+	mul.lo.s32 	%r26, %r25, %r2;
+	sub.s32 	%r27, %r24, %r26;
+	div.u32 	%r28, %r19, %r8;
+	mul.lo.s32 	%r29, %r23, %r4;
+	cvt.u64.u32 	%rd11, %r29;
+	mad.lo.s32 	%r30, %r28, %r10, %r25;
+	mad.lo.s32 	%r31, %r30, %r8, %r19;
+	mul.lo.s32 	%r32, %r31, %r2;
+	cvt.u64.u32 	%rd12, %r32;
+	cvt.u64.u32 	%rd13, %r27;
+	add.s64 	%rd14, %rd13, %rd11;
+	add.s64 	%rd4, %rd14, %rd12;
+	mul.wide.u32 	%rd15, %r38, 4;
+	add.s64 	%rd16, %rd1, %rd15;
+	mul.wide.u32 	%rd17, %r21, 4;
+	add.s64 	%rd18, %rd2, %rd17;
+	ld.global.f32 	%f1, [%rd18];
+	ld.global.f32 	%f2, [%rd16];
+	add.f32 	%f3, %f2, %f1;
+	mov.b32 	%r13, %f3;
+	and.b32  	%r33, %r13, 2147483647;
+	setp.gt.u32 	%p2, %r33, 2139095040;
+	mov.u16 	%rs4, 32704;
+	@%p2 bra 	$L__BB8_4;
+
+	bfe.u32 	%r34, %r13, 16, 1;
+	add.s32 	%r35, %r13, %r34;
+	add.s32 	%r36, %r35, 32767;
+	shr.u32 	%r37, %r36, 16;
+	cvt.u16.u32 	%rs4, %r37;
+
+$L__BB8_4:
+	shl.b64 	%rd19, %rd4, 1;
+	add.s64 	%rd20, %rd3, %rd19;
+	st.global.u16 	[%rd20], %rs4;
+	add.s32 	%r38, %r38, %r11;
+	setp.lt.u32 	%p3, %r38, %r7;
+	@%p3 bra 	$L__BB8_2;
+
+$L__BB8_5:
+	ret;
+
+}
+	// .globl	softmax_f32
+.visible .entry softmax_f32(
+	.param .u64 softmax_f32_param_0,
+	.param .u64 softmax_f32_param_1,
+	.param .u64 softmax_f32_param_2,
+	.param .u64 softmax_f32_param_3
+)
+{
+	.reg .pred 	%p<36>;
+	.reg .f32 	%f<103>;
+	.reg .b32 	%r<85>;
+	.reg .b64 	%rd<44>;
+
+
+	ld.param.u64 	%rd17, [softmax_f32_param_0];
+	ld.param.u64 	%rd18, [softmax_f32_param_1];
+	ld.param.u64 	%rd15, [softmax_f32_param_2];
+	ld.param.u64 	%rd16, [softmax_f32_param_3];
+	cvta.to.global.u64 	%rd1, %rd17;
+	mov.u32 	%r3, %ctaid.x;
+	cvt.u64.u32 	%rd2, %r3;
+	setp.ge.s64 	%p1, %rd2, %rd18;
+	@%p1 bra 	$L__BB9_24;
+
+	mul.lo.s64 	%rd3, %rd2, %rd15;
+	mov.u32 	%r4, %tid.x;
+	cvt.u64.u32 	%rd43, %r4;
+	setp.ge.s64 	%p2, %rd43, %rd15;
+	mov.f32 	%f98, 0fFF800000;
+	@%p2 bra 	$L__BB9_4;
+
+	mov.u32 	%r5, %ntid.x;
+	cvt.u64.u32 	%rd5, %r5;
+	mov.u64 	%rd41, %rd43;
+
+$L__BB9_3:
+	add.s64 	%rd19, %rd41, %rd3;
+	shl.b64 	%rd20, %rd19, 2;
+	add.s64 	%rd21, %rd1, %rd20;
+	ld.global.f32 	%f20, [%rd21];
+	max.f32 	%f98, %f98, %f20;
+	add.s64 	%rd41, %rd41, %rd5;
+	setp.lt.s64 	%p3, %rd41, %rd15;
+	@%p3 bra 	$L__BB9_3;
+
+$L__BB9_4:
+	mov.b32 	%r6, %f98;
+	mov.u32 	%r7, 2;
+	mov.u32 	%r8, 31;
+	mov.u32 	%r9, 16;
+	mov.u32 	%r10, -1;
+	shfl.sync.down.b32 	%r11|%p4, %r6, %r9, %r8, %r10;
+	mov.b32 	%f21, %r11;
+	max.f32 	%f22, %f98, %f21;
+	mov.b32 	%r12, %f22;
+	mov.u32 	%r13, 8;
+	shfl.sync.down.b32 	%r14|%p5, %r12, %r13, %r8, %r10;
+	mov.b32 	%f23, %r14;
+	max.f32 	%f24, %f22, %f23;
+	mov.b32 	%r15, %f24;
+	mov.u32 	%r16, 4;
+	shfl.sync.down.b32 	%r17|%p6, %r15, %r16, %r8, %r10;
+	mov.b32 	%f25, %r17;
+	max.f32 	%f26, %f24, %f25;
+	mov.b32 	%r18, %f26;
+	shfl.sync.down.b32 	%r19|%p7, %r18, %r7, %r8, %r10;
+	mov.b32 	%f27, %r19;
+	max.f32 	%f28, %f26, %f27;
+	mov.b32 	%r20, %f28;
+	mov.u32 	%r21, 1;
+	shfl.sync.down.b32 	%r22|%p8, %r20, %r21, %r8, %r10;
+	mov.b32 	%f29, %r22;
+	max.f32 	%f4, %f28, %f29;
+	cvt.u32.u64 	%r23, %rd43;
+	and.b32  	%r1, %r23, 31;
+	shr.u32 	%r2, %r23, 5;
+	setp.ne.s32 	%p9, %r1, 0;
+	@%p9 bra 	$L__BB9_6;
+
+	mul.wide.u32 	%rd22, %r2, 4;
+	mov.u64 	%rd23, _ZZ8blockMaxfE2sh;
+	add.s64 	%rd24, %rd23, %rd22;
+	st.shared.f32 	[%rd24], %f4;
+
+$L__BB9_6:
+	bar.sync 	0;
+	setp.ne.s32 	%p10, %r2, 0;
+	@%p10 bra 	$L__BB9_11;
+
+	mov.u32 	%r24, %ntid.x;
+	shr.u32 	%r25, %r24, 5;
+	setp.ge.u32 	%p11, %r1, %r25;
+	mov.f32 	%f99, 0fFF800000;
+	@%p11 bra 	$L__BB9_9;
+
+	mul.wide.u32 	%rd25, %r1, 4;
+	mov.u64 	%rd26, _ZZ8blockMaxfE2sh;
+	add.s64 	%rd27, %rd26, %rd25;
+	ld.shared.f32 	%f99, [%rd27];
+
+$L__BB9_9:
+	mov.b32 	%r26, %f99;
+	mov.u32 	%r27, 2;
+	mov.u32 	%r28, 31;
+	mov.u32 	%r29, 16;
+	mov.u32 	%r30, -1;
+	shfl.sync.down.b32 	%r31|%p12, %r26, %r29, %r28, %r30;
+	mov.b32 	%f31, %r31;
+	max.f32 	%f32, %f99, %f31;
+	mov.b32 	%r32, %f32;
+	mov.u32 	%r33, 8;
+	shfl.sync.down.b32 	%r34|%p13, %r32, %r33, %r28, %r30;
+	mov.b32 	%f33, %r34;
+	max.f32 	%f34, %f32, %f33;
+	mov.b32 	%r35, %f34;
+	mov.u32 	%r36, 4;
+	shfl.sync.down.b32 	%r37|%p14, %r35, %r36, %r28, %r30;
+	mov.b32 	%f35, %r37;
+	max.f32 	%f36, %f34, %f35;
+	mov.b32 	%r38, %f36;
+	shfl.sync.down.b32 	%r39|%p15, %r38, %r27, %r28, %r30;
+	mov.b32 	%f37, %r39;
+	max.f32 	%f38, %f36, %f37;
+	mov.b32 	%r40, %f38;
+	mov.u32 	%r41, 1;
+	shfl.sync.down.b32 	%r42|%p16, %r40, %r41, %r28, %r30;
+	mov.b32 	%f39, %r42;
+	max.f32 	%f7, %f38, %f39;
+	@%p9 bra 	$L__BB9_11;
+
+	st.shared.f32 	[_ZZ8blockMaxfE2sh], %f7;
+
+$L__BB9_11:
+	bar.sync 	0;
+	ld.shared.f32 	%f8, [_ZZ8blockMaxfE2sh];
+	bar.sync 	0;
+	mov.f32 	%f101, 0f00000000;
+	@%p2 bra 	$L__BB9_14;
+
+	mov.u32 	%r43, %ntid.x;
+	cvt.u64.u32 	%rd8, %r43;
+	mov.u64 	%rd42, %rd43;
+
+$L__BB9_13:
+	add.s64 	%rd28, %rd42, %rd3;
+	shl.b64 	%rd29, %rd28, 2;
+	add.s64 	%rd30, %rd1, %rd29;
+	ld.global.f32 	%f42, [%rd30];
+	sub.f32 	%f43, %f42, %f8;
+	mov.f32 	%f44, 0f3F000000;
+	mov.f32 	%f45, 0f3BBB989D;
+	fma.rn.f32 	%f46, %f43, %f45, %f44;
+	mov.f32 	%f47, 0f3FB8AA3B;
+	mov.f32 	%f48, 0f437C0000;
+	cvt.sat.f32.f32 	%f49, %f46;
+	mov.f32 	%f50, 0f4B400001;
+	fma.rm.f32 	%f51, %f49, %f48, %f50;
+	add.f32 	%f52, %f51, 0fCB40007F;
+	neg.f32 	%f53, %f52;
+	fma.rn.f32 	%f54, %f43, %f47, %f53;
+	mov.f32 	%f55, 0f32A57060;
+	fma.rn.f32 	%f56, %f43, %f55, %f54;
+	mov.b32 	%r44, %f51;
+	shl.b32 	%r45, %r44, 23;
+	mov.b32 	%f57, %r45;
+	ex2.approx.ftz.f32 	%f58, %f56;
+	fma.rn.f32 	%f101, %f58, %f57, %f101;
+	add.s64 	%rd42, %rd42, %rd8;
+	setp.lt.s64 	%p19, %rd42, %rd15;
+	@%p19 bra 	$L__BB9_13;
+
+$L__BB9_14:
+	mov.b32 	%r46, %f101;
+	mov.u32 	%r47, 2;
+	mov.u32 	%r48, 31;
+	mov.u32 	%r49, 16;
+	mov.u32 	%r50, -1;
+	shfl.sync.down.b32 	%r51|%p20, %r46, %r49, %r48, %r50;
+	mov.b32 	%f59, %r51;
+	add.f32 	%f60, %f101, %f59;
+	mov.b32 	%r52, %f60;
+	mov.u32 	%r53, 8;
+	shfl.sync.down.b32 	%r54|%p21, %r52, %r53, %r48, %r50;
+	mov.b32 	%f61, %r54;
+	add.f32 	%f62, %f60, %f61;
+	mov.b32 	%r55, %f62;
+	mov.u32 	%r56, 4;
+	shfl.sync.down.b32 	%r57|%p22, %r55, %r56, %r48, %r50;
+	mov.b32 	%f63, %r57;
+	add.f32 	%f64, %f62, %f63;
+	mov.b32 	%r58, %f64;
+	shfl.sync.down.b32 	%r59|%p23, %r58, %r47, %r48, %r50;
+	mov.b32 	%f65, %r59;
+	add.f32 	%f66, %f64, %f65;
+	mov.b32 	%r60, %f66;
+	mov.u32 	%r61, 1;
+	shfl.sync.down.b32 	%r62|%p24, %r60, %r61, %r48, %r50;
+	mov.b32 	%f67, %r62;
+	add.f32 	%f12, %f66, %f67;
+	@%p9 bra 	$L__BB9_16;
+
+	mul.wide.u32 	%rd31, %r2, 4;
+	mov.u64 	%rd32, _ZZ8blockSumfE2sh;
+	add.s64 	%rd33, %rd32, %rd31;
+	st.shared.f32 	[%rd33], %f12;
+
+$L__BB9_16:
+	bar.sync 	0;
+	@%p10 bra 	$L__BB9_21;
+
+	mov.u32 	%r63, %ntid.x;
+	shr.u32 	%r64, %r63, 5;
+	setp.ge.u32 	%p27, %r1, %r64;
+	mov.f32 	%f102, 0f00000000;
+	@%p27 bra 	$L__BB9_19;
+
+	mul.wide.u32 	%rd34, %r1, 4;
+	mov.u64 	%rd35, _ZZ8blockSumfE2sh;
+	add.s64 	%rd36, %rd35, %rd34;
+	ld.shared.f32 	%f102, [%rd36];
+
+$L__BB9_19:
+	mov.b32 	%r65, %f102;
+	mov.u32 	%r66, 2;
+	mov.u32 	%r67, 31;
+	mov.u32 	%r68, 16;
+	mov.u32 	%r69, -1;
+	shfl.sync.down.b32 	%r70|%p28, %r65, %r68, %r67, %r69;
+	mov.b32 	%f69, %r70;
+	add.f32 	%f70, %f102, %f69;
+	mov.b32 	%r71, %f70;
+	mov.u32 	%r72, 8;
+	shfl.sync.down.b32 	%r73|%p29, %r71, %r72, %r67, %r69;
+	mov.b32 	%f71, %r73;
+	add.f32 	%f72, %f70, %f71;
+	mov.b32 	%r74, %f72;
+	mov.u32 	%r75, 4;
+	shfl.sync.down.b32 	%r76|%p30, %r74, %r75, %r67, %r69;
+	mov.b32 	%f73, %r76;
+	add.f32 	%f74, %f72, %f73;
+	mov.b32 	%r77, %f74;
+	shfl.sync.down.b32 	%r78|%p31, %r77, %r66, %r67, %r69;
+	mov.b32 	%f75, %r78;
+	add.f32 	%f76, %f74, %f75;
+	mov.b32 	%r79, %f76;
+	mov.u32 	%r80, 1;
+	shfl.sync.down.b32 	%r81|%p32, %r79, %r80, %r67, %r69;
+	mov.b32 	%f77, %r81;
+	add.f32 	%f15, %f76, %f77;
+	@%p9 bra 	$L__BB9_21;
+
+	st.shared.f32 	[_ZZ8blockSumfE2sh], %f15;
+
+$L__BB9_21:
+	bar.sync 	0;
+	ld.shared.f32 	%f16, [_ZZ8blockSumfE2sh];
+	bar.sync 	0;
+	bar.sync 	0;
+	@%p2 bra 	$L__BB9_24;
+
+	mov.u32 	%r82, %ntid.x;
+	cvt.u64.u32 	%rd11, %r82;
+	cvta.to.global.u64 	%rd12, %rd16;
+	rcp.rn.f32 	%f17, %f16;
+
+$L__BB9_23:
+	add.s64 	%rd37, %rd43, %rd3;
+	shl.b64 	%rd38, %rd37, 2;
+	add.s64 	%rd39, %rd12, %rd38;
+	add.s64 	%rd40, %rd1, %rd38;
+	ld.global.f32 	%f78, [%rd40];
+	sub.f32 	%f79, %f78, %f8;
+	mov.f32 	%f80, 0f3F000000;
+	mov.f32 	%f81, 0f3BBB989D;
+	fma.rn.f32 	%f82, %f79, %f81, %f80;
+	mov.f32 	%f83, 0f3FB8AA3B;
+	mov.f32 	%f84, 0f437C0000;
+	cvt.sat.f32.f32 	%f85, %f82;
+	mov.f32 	%f86, 0f4B400001;
+	fma.rm.f32 	%f87, %f85, %f84, %f86;
+	add.f32 	%f88, %f87, 0fCB40007F;
+	neg.f32 	%f89, %f88;
+	fma.rn.f32 	%f90, %f79, %f83, %f89;
+	mov.f32 	%f91, 0f32A57060;
+	fma.rn.f32 	%f92, %f79, %f91, %f90;
+	mov.b32 	%r83, %f87;
+	shl.b32 	%r84, %r83, 23;
+	mov.b32 	%f93, %r84;
+	ex2.approx.ftz.f32 	%f94, %f92;
+	mul.f32 	%f95, %f94, %f93;
+	mul.f32 	%f96, %f17, %f95;
+	st.global.f32 	[%rd39], %f96;
+	add.s64 	%rd43, %rd43, %rd11;
+	setp.lt.s64 	%p35, %rd43, %rd15;
+	@%p35 bra 	$L__BB9_23;
+
+$L__BB9_24:
+	ret;
+
+}
+	// .globl	softmax_bf16
+.visible .entry softmax_bf16(
+	.param .u64 softmax_bf16_param_0,
+	.param .u64 softmax_bf16_param_1,
+	.param .u64 softmax_bf16_param_2,
+	.param .u64 softmax_bf16_param_3
+)
+{
+	.reg .pred 	%p<37>;
+	.reg .b16 	%rs<5>;
+	.reg .f32 	%f<103>;
+	.reg .b32 	%r<97>;
+	.reg .b64 	%rd<45>;
+
+
+	ld.param.u64 	%rd18, [softmax_bf16_param_0];
+	ld.param.u64 	%rd19, [softmax_bf16_param_1];
+	ld.param.u64 	%rd16, [softmax_bf16_param_2];
+	ld.param.u64 	%rd17, [softmax_bf16_param_3];
+	cvta.to.global.u64 	%rd1, %rd18;
+	mov.u32 	%r4, %ctaid.x;
+	cvt.u64.u32 	%rd2, %r4;
+	setp.ge.s64 	%p1, %rd2, %rd19;
+	@%p1 bra 	$L__BB10_26;
+
+	mul.lo.s64 	%rd3, %rd2, %rd16;
+	mov.u32 	%r5, %tid.x;
+	cvt.u64.u32 	%rd44, %r5;
+	setp.ge.s64 	%p2, %rd44, %rd16;
+	mov.f32 	%f98, 0fFF800000;
+	@%p2 bra 	$L__BB10_4;
+
+	mov.u32 	%r6, %ntid.x;
+	cvt.u64.u32 	%rd5, %r6;
+	mov.u64 	%rd42, %rd44;
+
+$L__BB10_3:
+	add.s64 	%rd20, %rd42, %rd3;
+	shl.b64 	%rd21, %rd20, 1;
+	add.s64 	%rd22, %rd1, %rd21;
+	ld.global.u16 	%r7, [%rd22];
+	shl.b32 	%r8, %r7, 16;
+	mov.b32 	%f20, %r8;
+	max.f32 	%f98, %f98, %f20;
+	add.s64 	%rd42, %rd42, %rd5;
+	setp.lt.s64 	%p3, %rd42, %rd16;
+	@%p3 bra 	$L__BB10_3;
+
+$L__BB10_4:
+	mov.b32 	%r9, %f98;
+	mov.u32 	%r10, 2;
+	mov.u32 	%r11, 31;
+	mov.u32 	%r12, 16;
+	mov.u32 	%r13, -1;
+	shfl.sync.down.b32 	%r14|%p4, %r9, %r12, %r11, %r13;
+	mov.b32 	%f21, %r14;
+	max.f32 	%f22, %f98, %f21;
+	mov.b32 	%r15, %f22;
+	mov.u32 	%r16, 8;
+	shfl.sync.down.b32 	%r17|%p5, %r15, %r16, %r11, %r13;
+	mov.b32 	%f23, %r17;
+	max.f32 	%f24, %f22, %f23;
+	mov.b32 	%r18, %f24;
+	mov.u32 	%r19, 4;
+	shfl.sync.down.b32 	%r20|%p6, %r18, %r19, %r11, %r13;
+	mov.b32 	%f25, %r20;
+	max.f32 	%f26, %f24, %f25;
+	mov.b32 	%r21, %f26;
+	shfl.sync.down.b32 	%r22|%p7, %r21, %r10, %r11, %r13;
+	mov.b32 	%f27, %r22;
+	max.f32 	%f28, %f26, %f27;
+	mov.b32 	%r23, %f28;
+	mov.u32 	%r24, 1;
+	shfl.sync.down.b32 	%r25|%p8, %r23, %r24, %r11, %r13;
+	mov.b32 	%f29, %r25;
+	max.f32 	%f4, %f28, %f29;
+	cvt.u32.u64 	%r26, %rd44;
+	and.b32  	%r1, %r26, 31;
+	shr.u32 	%r2, %r26, 5;
+	setp.ne.s32 	%p9, %r1, 0;
+	@%p9 bra 	$L__BB10_6;
+
+	mul.wide.u32 	%rd23, %r2, 4;
+	mov.u64 	%rd24, _ZZ8blockMaxfE2sh;
+	add.s64 	%rd25, %rd24, %rd23;
+	st.shared.f32 	[%rd25], %f4;
+
+$L__BB10_6:
+	bar.sync 	0;
+	setp.ne.s32 	%p10, %r2, 0;
+	@%p10 bra 	$L__BB10_11;
+
+	mov.u32 	%r27, %ntid.x;
+	shr.u32 	%r28, %r27, 5;
+	setp.ge.u32 	%p11, %r1, %r28;
+	mov.f32 	%f99, 0fFF800000;
+	@%p11 bra 	$L__BB10_9;
+
+	mul.wide.u32 	%rd26, %r1, 4;
+	mov.u64 	%rd27, _ZZ8blockMaxfE2sh;
+	add.s64 	%rd28, %rd27, %rd26;
+	ld.shared.f32 	%f99, [%rd28];
+
+$L__BB10_9:
+	mov.b32 	%r29, %f99;
+	mov.u32 	%r30, 2;
+	mov.u32 	%r31, 31;
+	mov.u32 	%r32, 16;
+	mov.u32 	%r33, -1;
+	shfl.sync.down.b32 	%r34|%p12, %r29, %r32, %r31, %r33;
+	mov.b32 	%f31, %r34;
+	max.f32 	%f32, %f99, %f31;
+	mov.b32 	%r35, %f32;
+	mov.u32 	%r36, 8;
+	shfl.sync.down.b32 	%r37|%p13, %r35, %r36, %r31, %r33;
+	mov.b32 	%f33, %r37;
+	max.f32 	%f34, %f32, %f33;
+	mov.b32 	%r38, %f34;
+	mov.u32 	%r39, 4;
+	shfl.sync.down.b32 	%r40|%p14, %r38, %r39, %r31, %r33;
+	mov.b32 	%f35, %r40;
+	max.f32 	%f36, %f34, %f35;
+	mov.b32 	%r41, %f36;
+	shfl.sync.down.b32 	%r42|%p15, %r41, %r30, %r31, %r33;
+	mov.b32 	%f37, %r42;
+	max.f32 	%f38, %f36, %f37;
+	mov.b32 	%r43, %f38;
+	mov.u32 	%r44, 1;
+	shfl.sync.down.b32 	%r45|%p16, %r43, %r44, %r31, %r33;
+	mov.b32 	%f39, %r45;
+	max.f32 	%f7, %f38, %f39;
+	@%p9 bra 	$L__BB10_11;
+
+	st.shared.f32 	[_ZZ8blockMaxfE2sh], %f7;
+
+$L__BB10_11:
+	bar.sync 	0;
+	ld.shared.f32 	%f8, [_ZZ8blockMaxfE2sh];
+	bar.sync 	0;
+	mov.f32 	%f101, 0f00000000;
+	@%p2 bra 	$L__BB10_14;
+
+	mov.u32 	%r46, %ntid.x;
+	cvt.u64.u32 	%rd8, %r46;
+	mov.u64 	%rd43, %rd44;
+
+$L__BB10_13:
+	add.s64 	%rd29, %rd43, %rd3;
+	shl.b64 	%rd30, %rd29, 1;
+	add.s64 	%rd31, %rd1, %rd30;
+	ld.global.u16 	%r47, [%rd31];
+	shl.b32 	%r48, %r47, 16;
+	mov.b32 	%f42, %r48;
+	sub.f32 	%f43, %f42, %f8;
+	mov.f32 	%f44, 0f3F000000;
+	mov.f32 	%f45, 0f3BBB989D;
+	fma.rn.f32 	%f46, %f43, %f45, %f44;
+	mov.f32 	%f47, 0f3FB8AA3B;
+	mov.f32 	%f48, 0f437C0000;
+	cvt.sat.f32.f32 	%f49, %f46;
+	mov.f32 	%f50, 0f4B400001;
+	fma.rm.f32 	%f51, %f49, %f48, %f50;
+	add.f32 	%f52, %f51, 0fCB40007F;
+	neg.f32 	%f53, %f52;
+	fma.rn.f32 	%f54, %f43, %f47, %f53;
+	mov.f32 	%f55, 0f32A57060;
+	fma.rn.f32 	%f56, %f43, %f55, %f54;
+	mov.b32 	%r49, %f51;
+	shl.b32 	%r50, %r49, 23;
+	mov.b32 	%f57, %r50;
+	ex2.approx.ftz.f32 	%f58, %f56;
+	fma.rn.f32 	%f101, %f58, %f57, %f101;
+	add.s64 	%rd43, %rd43, %rd8;
+	setp.lt.s64 	%p19, %rd43, %rd16;
+	@%p19 bra 	$L__BB10_13;
+
+$L__BB10_14:
+	mov.b32 	%r51, %f101;
+	mov.u32 	%r52, 2;
+	mov.u32 	%r53, 31;
+	mov.u32 	%r54, 16;
+	mov.u32 	%r55, -1;
+	shfl.sync.down.b32 	%r56|%p20, %r51, %r54, %r53, %r55;
+	mov.b32 	%f59, %r56;
+	add.f32 	%f60, %f101, %f59;
+	mov.b32 	%r57, %f60;
+	mov.u32 	%r58, 8;
+	shfl.sync.down.b32 	%r59|%p21, %r57, %r58, %r53, %r55;
+	mov.b32 	%f61, %r59;
+	add.f32 	%f62, %f60, %f61;
+	mov.b32 	%r60, %f62;
+	mov.u32 	%r61, 4;
+	shfl.sync.down.b32 	%r62|%p22, %r60, %r61, %r53, %r55;
+	mov.b32 	%f63, %r62;
+	add.f32 	%f64, %f62, %f63;
+	mov.b32 	%r63, %f64;
+	shfl.sync.down.b32 	%r64|%p23, %r63, %r52, %r53, %r55;
+	mov.b32 	%f65, %r64;
+	add.f32 	%f66, %f64, %f65;
+	mov.b32 	%r65, %f66;
+	mov.u32 	%r66, 1;
+	shfl.sync.down.b32 	%r67|%p24, %r65, %r66, %r53, %r55;
+	mov.b32 	%f67, %r67;
+	add.f32 	%f12, %f66, %f67;
+	@%p9 bra 	$L__BB10_16;
+
+	mul.wide.u32 	%rd32, %r2, 4;
+	mov.u64 	%rd33, _ZZ8blockSumfE2sh;
+	add.s64 	%rd34, %rd33, %rd32;
+	st.shared.f32 	[%rd34], %f12;
+
+$L__BB10_16:
+	bar.sync 	0;
+	@%p10 bra 	$L__BB10_21;
+
+	mov.u32 	%r68, %ntid.x;
+	shr.u32 	%r69, %r68, 5;
+	setp.ge.u32 	%p27, %r1, %r69;
+	mov.f32 	%f102, 0f00000000;
+	@%p27 bra 	$L__BB10_19;
+
+	mul.wide.u32 	%rd35, %r1, 4;
+	mov.u64 	%rd36, _ZZ8blockSumfE2sh;
+	add.s64 	%rd37, %rd36, %rd35;
+	ld.shared.f32 	%f102, [%rd37];
+
+$L__BB10_19:
+	mov.b32 	%r70, %f102;
+	mov.u32 	%r71, 2;
+	mov.u32 	%r72, 31;
+	mov.u32 	%r73, 16;
+	mov.u32 	%r74, -1;
+	shfl.sync.down.b32 	%r75|%p28, %r70, %r73, %r72, %r74;
+	mov.b32 	%f69, %r75;
+	add.f32 	%f70, %f102, %f69;
+	mov.b32 	%r76, %f70;
+	mov.u32 	%r77, 8;
+	shfl.sync.down.b32 	%r78|%p29, %r76, %r77, %r72, %r74;
+	mov.b32 	%f71, %r78;
+	add.f32 	%f72, %f70, %f71;
+	mov.b32 	%r79, %f72;
+	mov.u32 	%r80, 4;
+	shfl.sync.down.b32 	%r81|%p30, %r79, %r80, %r72, %r74;
+	mov.b32 	%f73, %r81;
+	add.f32 	%f74, %f72, %f73;
+	mov.b32 	%r82, %f74;
+	shfl.sync.down.b32 	%r83|%p31, %r82, %r71, %r72, %r74;
+	mov.b32 	%f75, %r83;
+	add.f32 	%f76, %f74, %f75;
+	mov.b32 	%r84, %f76;
+	mov.u32 	%r85, 1;
+	shfl.sync.down.b32 	%r86|%p32, %r84, %r85, %r72, %r74;
+	mov.b32 	%f77, %r86;
+	add.f32 	%f15, %f76, %f77;
+	@%p9 bra 	$L__BB10_21;
+
+	st.shared.f32 	[_ZZ8blockSumfE2sh], %f15;
+
+$L__BB10_21:
+	bar.sync 	0;
+	ld.shared.f32 	%f16, [_ZZ8blockSumfE2sh];
+	bar.sync 	0;
+	bar.sync 	0;
+	@%p2 bra 	$L__BB10_26;
+
+	mov.u32 	%r87, %ntid.x;
+	cvt.u64.u32 	%rd11, %r87;
+	cvta.to.global.u64 	%rd12, %rd17;
+	rcp.rn.f32 	%f17, %f16;
+
+$L__BB10_23:
+	add.s64 	%rd14, %rd44, %rd3;
+	shl.b64 	%rd38, %rd14, 1;
+	add.s64 	%rd39, %rd1, %rd38;
+	ld.global.u16 	%r88, [%rd39];
+	shl.b32 	%r89, %r88, 16;
+	mov.b32 	%f78, %r89;
+	sub.f32 	%f79, %f78, %f8;
+	mov.f32 	%f80, 0f3F000000;
+	mov.f32 	%f81, 0f3BBB989D;
+	fma.rn.f32 	%f82, %f79, %f81, %f80;
+	mov.f32 	%f83, 0f3FB8AA3B;
+	mov.f32 	%f84, 0f437C0000;
+	cvt.sat.f32.f32 	%f85, %f82;
+	mov.f32 	%f86, 0f4B400001;
+	fma.rm.f32 	%f87, %f85, %f84, %f86;
+	add.f32 	%f88, %f87, 0fCB40007F;
+	neg.f32 	%f89, %f88;
+	fma.rn.f32 	%f90, %f79, %f83, %f89;
+	mov.f32 	%f91, 0f32A57060;
+	fma.rn.f32 	%f92, %f79, %f91, %f90;
+	mov.b32 	%r90, %f87;
+	shl.b32 	%r91, %r90, 23;
+	mov.b32 	%f93, %r91;
+	ex2.approx.ftz.f32 	%f94, %f92;
+	mul.f32 	%f95, %f94, %f93;
+	mul.f32 	%f96, %f17, %f95;
+	mov.b32 	%r3, %f96;
+	and.b32  	%r92, %r3, 2147483647;
+	setp.gt.u32 	%p35, %r92, 2139095040;
+	mov.u16 	%rs4, 32704;
+	@%p35 bra 	$L__BB10_25;
+
+	bfe.u32 	%r93, %r3, 16, 1;
+	add.s32 	%r94, %r3, %r93;
+	add.s32 	%r95, %r94, 32767;
+	shr.u32 	%r96, %r95, 16;
+	cvt.u16.u32 	%rs4, %r96;
+
+$L__BB10_25:
+	add.s64 	%rd41, %rd12, %rd38;
+	st.global.u16 	[%rd41], %rs4;
+	add.s64 	%rd44, %rd44, %rd11;
+	setp.lt.s64 	%p36, %rd44, %rd16;
+	@%p36 bra 	$L__BB10_23;
+
+$L__BB10_26:
+	ret;
+
+}
+	// .globl	softmaxWarp_f32
+.visible .entry softmaxWarp_f32(
+	.param .u64 softmaxWarp_f32_param_0,
+	.param .u64 softmaxWarp_f32_param_1,
+	.param .u64 softmaxWarp_f32_param_2,
+	.param .u64 softmaxWarp_f32_param_3
+)
+{
+	.reg .pred 	%p<204>;
+	.reg .f32 	%f<1751>;
+	.reg .b32 	%r<232>;
+	.reg .b64 	%rd<83>;
+
+
+	ld.param.u64 	%rd69, [softmaxWarp_f32_param_0];
+	ld.param.u64 	%rd72, [softmaxWarp_f32_param_1];
+	ld.param.u64 	%rd70, [softmaxWarp_f32_param_2];
+	mov.u32 	%r2, %ctaid.x;
+	mov.u32 	%r3, %ntid.x;
+	shr.u32 	%r4, %r3, 5;
+	mul.wide.u32 	%rd73, %r4, %r2;
+	mov.u32 	%r5, %tid.x;
+	shr.u32 	%r6, %r5, 5;
+	cvt.u64.u32 	%rd74, %r6;
+	add.s64 	%rd1, %rd73, %rd74;
+	and.b32  	%r1, %r5, 31;
+	setp.ge.s64 	%p1, %rd1, %rd72;
+	@%p1 bra 	$L__BB11_385;
+
+	mul.lo.s64 	%rd2, %rd1, %rd70;
+	cvt.u64.u32 	%rd3, %r1;
+	setp.ge.s64 	%p2, %rd3, %rd70;
+	add.s64 	%rd75, %rd2, %rd3;
+	cvta.to.global.u64 	%rd76, %rd69;
+	shl.b64 	%rd77, %rd75, 2;
+	add.s64 	%rd4, %rd76, %rd77;
+	mov.f32 	%f1624, 0fFF800000;
+	mov.f32 	%f1623, %f1624;
+	@%p2 bra 	$L__BB11_3;
+
+	ld.global.f32 	%f1623, [%rd4];
+
+$L__BB11_3:
+	or.b32  	%r7, %r1, 32;
+	cvt.u64.u32 	%rd5, %r7;
+	setp.ge.s64 	%p3, %rd5, %rd70;
+	@%p3 bra 	$L__BB11_5;
+
+	ld.global.f32 	%f1624, [%rd4+128];
+
+$L__BB11_5:
+	or.b32  	%r8, %r1, 64;
+	cvt.u64.u32 	%rd6, %r8;
+	setp.ge.s64 	%p4, %rd6, %rd70;
+	mov.f32 	%f1626, 0fFF800000;
+	mov.f32 	%f1625, %f1626;
+	@%p4 bra 	$L__BB11_7;
+
+	ld.global.f32 	%f1625, [%rd4+256];
+
+$L__BB11_7:
+	or.b32  	%r9, %r1, 96;
+	cvt.u64.u32 	%rd7, %r9;
+	setp.ge.s64 	%p5, %rd7, %rd70;
+	@%p5 bra 	$L__BB11_9;
+
+	ld.global.f32 	%f1626, [%rd4+384];
+
+$L__BB11_9:
+	or.b32  	%r10, %r1, 128;
+	cvt.u64.u32 	%rd8, %r10;
+	setp.ge.s64 	%p6, %rd8, %rd70;
+	mov.f32 	%f1628, 0fFF800000;
+	mov.f32 	%f1627, %f1628;
+	@%p6 bra 	$L__BB11_11;
+
+	ld.global.f32 	%f1627, [%rd4+512];
+
+$L__BB11_11:
+	or.b32  	%r11, %r1, 160;
+	cvt.u64.u32 	%rd9, %r11;
+	setp.ge.s64 	%p7, %rd9, %rd70;
+	@%p7 bra 	$L__BB11_13;
+
+	ld.global.f32 	%f1628, [%rd4+640];
+
+$L__BB11_13:
+	or.b32  	%r12, %r1, 192;
+	cvt.u64.u32 	%rd10, %r12;
+	setp.ge.s64 	%p8, %rd10, %rd70;
+	mov.f32 	%f1630, 0fFF800000;
+	mov.f32 	%f1629, %f1630;
+	@%p8 bra 	$L__BB11_15;
+
+	ld.global.f32 	%f1629, [%rd4+768];
+
+$L__BB11_15:
+	or.b32  	%r13, %r1, 224;
+	cvt.u64.u32 	%rd11, %r13;
+	setp.ge.s64 	%p9, %rd11, %rd70;
+	@%p9 bra 	$L__BB11_17;
+
+	ld.global.f32 	%f1630, [%rd4+896];
+
+$L__BB11_17:
+	or.b32  	%r14, %r1, 256;
+	cvt.u64.u32 	%rd12, %r14;
+	setp.ge.s64 	%p10, %rd12, %rd70;
+	mov.f32 	%f1632, 0fFF800000;
+	mov.f32 	%f1631, %f1632;
+	@%p10 bra 	$L__BB11_19;
+
+	ld.global.f32 	%f1631, [%rd4+1024];
+
+$L__BB11_19:
+	or.b32  	%r15, %r1, 288;
+	cvt.u64.u32 	%rd13, %r15;
+	setp.ge.s64 	%p11, %rd13, %rd70;
+	@%p11 bra 	$L__BB11_21;
+
+	ld.global.f32 	%f1632, [%rd4+1152];
+
+$L__BB11_21:
+	or.b32  	%r16, %r1, 320;
+	cvt.u64.u32 	%rd14, %r16;
+	setp.ge.s64 	%p12, %rd14, %rd70;
+	mov.f32 	%f1634, 0fFF800000;
+	mov.f32 	%f1633, %f1634;
+	@%p12 bra 	$L__BB11_23;
+
+	ld.global.f32 	%f1633, [%rd4+1280];
+
+$L__BB11_23:
+	or.b32  	%r17, %r1, 352;
+	cvt.u64.u32 	%rd15, %r17;
+	setp.ge.s64 	%p13, %rd15, %rd70;
+	@%p13 bra 	$L__BB11_25;
+
+	ld.global.f32 	%f1634, [%rd4+1408];
+
+$L__BB11_25:
+	or.b32  	%r18, %r1, 384;
+	cvt.u64.u32 	%rd16, %r18;
+	setp.ge.s64 	%p14, %rd16, %rd70;
+	mov.f32 	%f1636, 0fFF800000;
+	mov.f32 	%f1635, %f1636;
+	@%p14 bra 	$L__BB11_27;
+
+	ld.global.f32 	%f1635, [%rd4+1536];
+
+$L__BB11_27:
+	or.b32  	%r19, %r1, 416;
+	cvt.u64.u32 	%rd17, %r19;
+	setp.ge.s64 	%p15, %rd17, %rd70;
+	@%p15 bra 	$L__BB11_29;
+
+	ld.global.f32 	%f1636, [%rd4+1664];
+
+$L__BB11_29:
+	or.b32  	%r20, %r1, 448;
+	cvt.u64.u32 	%rd18, %r20;
+	setp.ge.s64 	%p16, %rd18, %rd70;
+	mov.f32 	%f1638, 0fFF800000;
+	mov.f32 	%f1637, %f1638;
+	@%p16 bra 	$L__BB11_31;
+
+	ld.global.f32 	%f1637, [%rd4+1792];
+
+$L__BB11_31:
+	or.b32  	%r21, %r1, 480;
+	cvt.u64.u32 	%rd19, %r21;
+	setp.ge.s64 	%p17, %rd19, %rd70;
+	@%p17 bra 	$L__BB11_33;
+
+	ld.global.f32 	%f1638, [%rd4+1920];
+
+$L__BB11_33:
+	or.b32  	%r22, %r1, 512;
+	cvt.u64.u32 	%rd20, %r22;
+	setp.ge.s64 	%p18, %rd20, %rd70;
+	mov.f32 	%f1640, 0fFF800000;
+	mov.f32 	%f1639, %f1640;
+	@%p18 bra 	$L__BB11_35;
+
+	ld.global.f32 	%f1639, [%rd4+2048];
+
+$L__BB11_35:
+	or.b32  	%r23, %r1, 544;
+	cvt.u64.u32 	%rd21, %r23;
+	setp.ge.s64 	%p19, %rd21, %rd70;
+	@%p19 bra 	$L__BB11_37;
+
+	ld.global.f32 	%f1640, [%rd4+2176];
+
+$L__BB11_37:
+	or.b32  	%r24, %r1, 576;
+	cvt.u64.u32 	%rd22, %r24;
+	setp.ge.s64 	%p20, %rd22, %rd70;
+	mov.f32 	%f1642, 0fFF800000;
+	mov.f32 	%f1641, %f1642;
+	@%p20 bra 	$L__BB11_39;
+
+	ld.global.f32 	%f1641, [%rd4+2304];
+
+$L__BB11_39:
+	or.b32  	%r25, %r1, 608;
+	cvt.u64.u32 	%rd23, %r25;
+	setp.ge.s64 	%p21, %rd23, %rd70;
+	@%p21 bra 	$L__BB11_41;
+
+	ld.global.f32 	%f1642, [%rd4+2432];
+
+$L__BB11_41:
+	or.b32  	%r26, %r1, 640;
+	cvt.u64.u32 	%rd24, %r26;
+	setp.ge.s64 	%p22, %rd24, %rd70;
+	mov.f32 	%f1644, 0fFF800000;
+	mov.f32 	%f1643, %f1644;
+	@%p22 bra 	$L__BB11_43;
+
+	ld.global.f32 	%f1643, [%rd4+2560];
+
+$L__BB11_43:
+	or.b32  	%r27, %r1, 672;
+	cvt.u64.u32 	%rd25, %r27;
+	setp.ge.s64 	%p23, %rd25, %rd70;
+	@%p23 bra 	$L__BB11_45;
+
+	ld.global.f32 	%f1644, [%rd4+2688];
+
+$L__BB11_45:
+	or.b32  	%r28, %r1, 704;
+	cvt.u64.u32 	%rd26, %r28;
+	setp.ge.s64 	%p24, %rd26, %rd70;
+	mov.f32 	%f1646, 0fFF800000;
+	mov.f32 	%f1645, %f1646;
+	@%p24 bra 	$L__BB11_47;
+
+	ld.global.f32 	%f1645, [%rd4+2816];
+
+$L__BB11_47:
+	or.b32  	%r29, %r1, 736;
+	cvt.u64.u32 	%rd27, %r29;
+	setp.ge.s64 	%p25, %rd27, %rd70;
+	@%p25 bra 	$L__BB11_49;
+
+	ld.global.f32 	%f1646, [%rd4+2944];
+
+$L__BB11_49:
+	or.b32  	%r30, %r1, 768;
+	cvt.u64.u32 	%rd28, %r30;
+	setp.ge.s64 	%p26, %rd28, %rd70;
+	mov.f32 	%f1648, 0fFF800000;
+	mov.f32 	%f1647, %f1648;
+	@%p26 bra 	$L__BB11_51;
+
+	ld.global.f32 	%f1647, [%rd4+3072];
+
+$L__BB11_51:
+	or.b32  	%r31, %r1, 800;
+	cvt.u64.u32 	%rd29, %r31;
+	setp.ge.s64 	%p27, %rd29, %rd70;
+	@%p27 bra 	$L__BB11_53;
+
+	ld.global.f32 	%f1648, [%rd4+3200];
+
+$L__BB11_53:
+	or.b32  	%r32, %r1, 832;
+	cvt.u64.u32 	%rd30, %r32;
+	setp.ge.s64 	%p28, %rd30, %rd70;
+	mov.f32 	%f1650, 0fFF800000;
+	mov.f32 	%f1649, %f1650;
+	@%p28 bra 	$L__BB11_55;
+
+	ld.global.f32 	%f1649, [%rd4+3328];
+
+$L__BB11_55:
+	or.b32  	%r33, %r1, 864;
+	cvt.u64.u32 	%rd31, %r33;
+	setp.ge.s64 	%p29, %rd31, %rd70;
+	@%p29 bra 	$L__BB11_57;
+
+	ld.global.f32 	%f1650, [%rd4+3456];
+
+$L__BB11_57:
+	or.b32  	%r34, %r1, 896;
+	cvt.u64.u32 	%rd32, %r34;
+	setp.ge.s64 	%p30, %rd32, %rd70;
+	mov.f32 	%f1652, 0fFF800000;
+	mov.f32 	%f1651, %f1652;
+	@%p30 bra 	$L__BB11_59;
+
+	ld.global.f32 	%f1651, [%rd4+3584];
+
+$L__BB11_59:
+	or.b32  	%r35, %r1, 928;
+	cvt.u64.u32 	%rd33, %r35;
+	setp.ge.s64 	%p31, %rd33, %rd70;
+	@%p31 bra 	$L__BB11_61;
+
+	ld.global.f32 	%f1652, [%rd4+3712];
+
+$L__BB11_61:
+	or.b32  	%r36, %r1, 960;
+	cvt.u64.u32 	%rd34, %r36;
+	setp.ge.s64 	%p32, %rd34, %rd70;
+	mov.f32 	%f1654, 0fFF800000;
+	mov.f32 	%f1653, %f1654;
+	@%p32 bra 	$L__BB11_63;
+
+	ld.global.f32 	%f1653, [%rd4+3840];
+
+$L__BB11_63:
+	or.b32  	%r37, %r1, 992;
+	cvt.u64.u32 	%rd35, %r37;
+	setp.ge.s64 	%p33, %rd35, %rd70;
+	@%p33 bra 	$L__BB11_65;
+
+	ld.global.f32 	%f1654, [%rd4+3968];
+
+$L__BB11_65:
+	or.b32  	%r38, %r1, 1024;
+	cvt.u64.u32 	%rd36, %r38;
+	setp.ge.s64 	%p34, %rd36, %rd70;
+	mov.f32 	%f1656, 0fFF800000;
+	mov.f32 	%f1655, %f1656;
+	@%p34 bra 	$L__BB11_67;
+
+	ld.global.f32 	%f1655, [%rd4+4096];
+
+$L__BB11_67:
+	or.b32  	%r39, %r1, 1056;
+	cvt.u64.u32 	%rd37, %r39;
+	setp.ge.s64 	%p35, %rd37, %rd70;
+	@%p35 bra 	$L__BB11_69;
+
+	ld.global.f32 	%f1656, [%rd4+4224];
+
+$L__BB11_69:
+	or.b32  	%r40, %r1, 1088;
+	cvt.u64.u32 	%rd38, %r40;
+	setp.ge.s64 	%p36, %rd38, %rd70;
+	mov.f32 	%f1658, 0fFF800000;
+	mov.f32 	%f1657, %f1658;
+	@%p36 bra 	$L__BB11_71;
+
+	ld.global.f32 	%f1657, [%rd4+4352];
+
+$L__BB11_71:
+	or.b32  	%r41, %r1, 1120;
+	cvt.u64.u32 	%rd39, %r41;
+	setp.ge.s64 	%p37, %rd39, %rd70;
+	@%p37 bra 	$L__BB11_73;
+
+	ld.global.f32 	%f1658, [%rd4+4480];
+
+$L__BB11_73:
+	or.b32  	%r42, %r1, 1152;
+	cvt.u64.u32 	%rd40, %r42;
+	setp.ge.s64 	%p38, %rd40, %rd70;
+	mov.f32 	%f1660, 0fFF800000;
+	mov.f32 	%f1659, %f1660;
+	@%p38 bra 	$L__BB11_75;
+
+	ld.global.f32 	%f1659, [%rd4+4608];
+
+$L__BB11_75:
+	or.b32  	%r43, %r1, 1184;
+	cvt.u64.u32 	%rd41, %r43;
+	setp.ge.s64 	%p39, %rd41, %rd70;
+	@%p39 bra 	$L__BB11_77;
+
+	ld.global.f32 	%f1660, [%rd4+4736];
+
+$L__BB11_77:
+	or.b32  	%r44, %r1, 1216;
+	cvt.u64.u32 	%rd42, %r44;
+	setp.ge.s64 	%p40, %rd42, %rd70;
+	mov.f32 	%f1662, 0fFF800000;
+	mov.f32 	%f1661, %f1662;
+	@%p40 bra 	$L__BB11_79;
+
+	ld.global.f32 	%f1661, [%rd4+4864];
+
+$L__BB11_79:
+	or.b32  	%r45, %r1, 1248;
+	cvt.u64.u32 	%rd43, %r45;
+	setp.ge.s64 	%p41, %rd43, %rd70;
+	@%p41 bra 	$L__BB11_81;
+
+	ld.global.f32 	%f1662, [%rd4+4992];
+
+$L__BB11_81:
+	or.b32  	%r46, %r1, 1280;
+	cvt.u64.u32 	%rd44, %r46;
+	setp.ge.s64 	%p42, %rd44, %rd70;
+	mov.f32 	%f1664, 0fFF800000;
+	mov.f32 	%f1663, %f1664;
+	@%p42 bra 	$L__BB11_83;
+
+	ld.global.f32 	%f1663, [%rd4+5120];
+
+$L__BB11_83:
+	or.b32  	%r47, %r1, 1312;
+	cvt.u64.u32 	%rd45, %r47;
+	setp.ge.s64 	%p43, %rd45, %rd70;
+	@%p43 bra 	$L__BB11_85;
+
+	ld.global.f32 	%f1664, [%rd4+5248];
+
+$L__BB11_85:
+	or.b32  	%r48, %r1, 1344;
+	cvt.u64.u32 	%rd46, %r48;
+	setp.ge.s64 	%p44, %rd46, %rd70;
+	mov.f32 	%f1666, 0fFF800000;
+	mov.f32 	%f1665, %f1666;
+	@%p44 bra 	$L__BB11_87;
+
+	ld.global.f32 	%f1665, [%rd4+5376];
+
+$L__BB11_87:
+	or.b32  	%r49, %r1, 1376;
+	cvt.u64.u32 	%rd47, %r49;
+	setp.ge.s64 	%p45, %rd47, %rd70;
+	@%p45 bra 	$L__BB11_89;
+
+	ld.global.f32 	%f1666, [%rd4+5504];
+
+$L__BB11_89:
+	or.b32  	%r50, %r1, 1408;
+	cvt.u64.u32 	%rd48, %r50;
+	setp.ge.s64 	%p46, %rd48, %rd70;
+	mov.f32 	%f1668, 0fFF800000;
+	mov.f32 	%f1667, %f1668;
+	@%p46 bra 	$L__BB11_91;
+
+	ld.global.f32 	%f1667, [%rd4+5632];
+
+$L__BB11_91:
+	or.b32  	%r51, %r1, 1440;
+	cvt.u64.u32 	%rd49, %r51;
+	setp.ge.s64 	%p47, %rd49, %rd70;
+	@%p47 bra 	$L__BB11_93;
+
+	ld.global.f32 	%f1668, [%rd4+5760];
+
+$L__BB11_93:
+	or.b32  	%r52, %r1, 1472;
+	cvt.u64.u32 	%rd50, %r52;
+	setp.ge.s64 	%p48, %rd50, %rd70;
+	mov.f32 	%f1670, 0fFF800000;
+	mov.f32 	%f1669, %f1670;
+	@%p48 bra 	$L__BB11_95;
+
+	ld.global.f32 	%f1669, [%rd4+5888];
+
+$L__BB11_95:
+	or.b32  	%r53, %r1, 1504;
+	cvt.u64.u32 	%rd51, %r53;
+	setp.ge.s64 	%p49, %rd51, %rd70;
+	@%p49 bra 	$L__BB11_97;
+
+	ld.global.f32 	%f1670, [%rd4+6016];
+
+$L__BB11_97:
+	or.b32  	%r54, %r1, 1536;
+	cvt.u64.u32 	%rd52, %r54;
+	setp.ge.s64 	%p50, %rd52, %rd70;
+	mov.f32 	%f1672, 0fFF800000;
+	mov.f32 	%f1671, %f1672;
+	@%p50 bra 	$L__BB11_99;
+
+	ld.global.f32 	%f1671, [%rd4+6144];
+
+$L__BB11_99:
+	or.b32  	%r55, %r1, 1568;
+	cvt.u64.u32 	%rd53, %r55;
+	setp.ge.s64 	%p51, %rd53, %rd70;
+	@%p51 bra 	$L__BB11_101;
+
+	ld.global.f32 	%f1672, [%rd4+6272];
+
+$L__BB11_101:
+	or.b32  	%r56, %r1, 1600;
+	cvt.u64.u32 	%rd54, %r56;
+	setp.ge.s64 	%p52, %rd54, %rd70;
+	mov.f32 	%f1674, 0fFF800000;
+	mov.f32 	%f1673, %f1674;
+	@%p52 bra 	$L__BB11_103;
+
+	ld.global.f32 	%f1673, [%rd4+6400];
+
+$L__BB11_103:
+	or.b32  	%r57, %r1, 1632;
+	cvt.u64.u32 	%rd55, %r57;
+	setp.ge.s64 	%p53, %rd55, %rd70;
+	@%p53 bra 	$L__BB11_105;
+
+	ld.global.f32 	%f1674, [%rd4+6528];
+
+$L__BB11_105:
+	or.b32  	%r58, %r1, 1664;
+	cvt.u64.u32 	%rd56, %r58;
+	setp.ge.s64 	%p54, %rd56, %rd70;
+	mov.f32 	%f1676, 0fFF800000;
+	mov.f32 	%f1675, %f1676;
+	@%p54 bra 	$L__BB11_107;
+
+	ld.global.f32 	%f1675, [%rd4+6656];
+
+$L__BB11_107:
+	or.b32  	%r59, %r1, 1696;
+	cvt.u64.u32 	%rd57, %r59;
+	setp.ge.s64 	%p55, %rd57, %rd70;
+	@%p55 bra 	$L__BB11_109;
+
+	ld.global.f32 	%f1676, [%rd4+6784];
+
+$L__BB11_109:
+	or.b32  	%r60, %r1, 1728;
+	cvt.u64.u32 	%rd58, %r60;
+	setp.ge.s64 	%p56, %rd58, %rd70;
+	mov.f32 	%f1678, 0fFF800000;
+	mov.f32 	%f1677, %f1678;
+	@%p56 bra 	$L__BB11_111;
+
+	ld.global.f32 	%f1677, [%rd4+6912];
+
+$L__BB11_111:
+	or.b32  	%r61, %r1, 1760;
+	cvt.u64.u32 	%rd59, %r61;
+	setp.ge.s64 	%p57, %rd59, %rd70;
+	@%p57 bra 	$L__BB11_113;
+
+	ld.global.f32 	%f1678, [%rd4+7040];
+
+$L__BB11_113:
+	or.b32  	%r62, %r1, 1792;
+	cvt.u64.u32 	%rd60, %r62;
+	setp.ge.s64 	%p58, %rd60, %rd70;
+	mov.f32 	%f1680, 0fFF800000;
+	mov.f32 	%f1679, %f1680;
+	@%p58 bra 	$L__BB11_115;
+
+	ld.global.f32 	%f1679, [%rd4+7168];
+
+$L__BB11_115:
+	or.b32  	%r63, %r1, 1824;
+	cvt.u64.u32 	%rd61, %r63;
+	setp.ge.s64 	%p59, %rd61, %rd70;
+	@%p59 bra 	$L__BB11_117;
+
+	ld.global.f32 	%f1680, [%rd4+7296];
+
+$L__BB11_117:
+	or.b32  	%r64, %r1, 1856;
+	cvt.u64.u32 	%rd62, %r64;
+	setp.ge.s64 	%p60, %rd62, %rd70;
+	mov.f32 	%f1682, 0fFF800000;
+	mov.f32 	%f1681, %f1682;
+	@%p60 bra 	$L__BB11_119;
+
+	ld.global.f32 	%f1681, [%rd4+7424];
+
+$L__BB11_119:
+	or.b32  	%r65, %r1, 1888;
+	cvt.u64.u32 	%rd63, %r65;
+	setp.ge.s64 	%p61, %rd63, %rd70;
+	@%p61 bra 	$L__BB11_121;
+
+	ld.global.f32 	%f1682, [%rd4+7552];
+
+$L__BB11_121:
+	or.b32  	%r66, %r1, 1920;
+	cvt.u64.u32 	%rd64, %r66;
+	setp.ge.s64 	%p62, %rd64, %rd70;
+	mov.f32 	%f1684, 0fFF800000;
+	mov.f32 	%f1683, %f1684;
+	@%p62 bra 	$L__BB11_123;
+
+	ld.global.f32 	%f1683, [%rd4+7680];
+
+$L__BB11_123:
+	or.b32  	%r67, %r1, 1952;
+	cvt.u64.u32 	%rd65, %r67;
+	setp.ge.s64 	%p63, %rd65, %rd70;
+	@%p63 bra 	$L__BB11_125;
+
+	ld.global.f32 	%f1684, [%rd4+7808];
+
+$L__BB11_125:
+	or.b32  	%r68, %r1, 1984;
+	cvt.u64.u32 	%rd66, %r68;
+	setp.ge.s64 	%p64, %rd66, %rd70;
+	mov.f32 	%f1686, 0fFF800000;
+	mov.f32 	%f1685, %f1686;
+	@%p64 bra 	$L__BB11_127;
+
+	ld.global.f32 	%f1685, [%rd4+7936];
+
+$L__BB11_127:
+	or.b32  	%r69, %r1, 2016;
+	cvt.u64.u32 	%rd67, %r69;
+	setp.ge.s64 	%p65, %rd67, %rd70;
+	@%p65 bra 	$L__BB11_129;
+
+	ld.global.f32 	%f1686, [%rd4+8064];
+
+$L__BB11_129:
+	mov.f32 	%f324, 0fFF800000;
+	max.f32 	%f325, %f324, %f1623;
+	max.f32 	%f326, %f325, %f1624;
+	max.f32 	%f327, %f326, %f1625;
+	max.f32 	%f328, %f327, %f1626;
+	max.f32 	%f329, %f328, %f1627;
+	max.f32 	%f330, %f329, %f1628;
+	max.f32 	%f331, %f330, %f1629;
+	max.f32 	%f332, %f331, %f1630;
+	max.f32 	%f333, %f332, %f1631;
+	max.f32 	%f334, %f333, %f1632;
+	max.f32 	%f335, %f334, %f1633;
+	max.f32 	%f336, %f335, %f1634;
+	max.f32 	%f337, %f336, %f1635;
+	max.f32 	%f338, %f337, %f1636;
+	max.f32 	%f339, %f338, %f1637;
+	max.f32 	%f340, %f339, %f1638;
+	max.f32 	%f341, %f340, %f1639;
+	max.f32 	%f342, %f341, %f1640;
+	max.f32 	%f343, %f342, %f1641;
+	max.f32 	%f344, %f343, %f1642;
+	max.f32 	%f345, %f344, %f1643;
+	max.f32 	%f346, %f345, %f1644;
+	max.f32 	%f347, %f346, %f1645;
+	max.f32 	%f348, %f347, %f1646;
+	max.f32 	%f349, %f348, %f1647;
+	max.f32 	%f350, %f349, %f1648;
+	max.f32 	%f351, %f350, %f1649;
+	max.f32 	%f352, %f351, %f1650;
+	max.f32 	%f353, %f352, %f1651;
+	max.f32 	%f354, %f353, %f1652;
+	max.f32 	%f355, %f354, %f1653;
+	max.f32 	%f356, %f355, %f1654;
+	max.f32 	%f357, %f356, %f1655;
+	max.f32 	%f358, %f357, %f1656;
+	max.f32 	%f359, %f358, %f1657;
+	max.f32 	%f360, %f359, %f1658;
+	max.f32 	%f361, %f360, %f1659;
+	max.f32 	%f362, %f361, %f1660;
+	max.f32 	%f363, %f362, %f1661;
+	max.f32 	%f364, %f363, %f1662;
+	max.f32 	%f365, %f364, %f1663;
+	max.f32 	%f366, %f365, %f1664;
+	max.f32 	%f367, %f366, %f1665;
+	max.f32 	%f368, %f367, %f1666;
+	max.f32 	%f369, %f368, %f1667;
+	max.f32 	%f370, %f369, %f1668;
+	max.f32 	%f371, %f370, %f1669;
+	max.f32 	%f372, %f371, %f1670;
+	max.f32 	%f373, %f372, %f1671;
+	max.f32 	%f374, %f373, %f1672;
+	max.f32 	%f375, %f374, %f1673;
+	max.f32 	%f376, %f375, %f1674;
+	max.f32 	%f377, %f376, %f1675;
+	max.f32 	%f378, %f377, %f1676;
+	max.f32 	%f379, %f378, %f1677;
+	max.f32 	%f380, %f379, %f1678;
+	max.f32 	%f381, %f380, %f1679;
+	max.f32 	%f382, %f381, %f1680;
+	max.f32 	%f383, %f382, %f1681;
+	max.f32 	%f384, %f383, %f1682;
+	max.f32 	%f385, %f384, %f1683;
+	max.f32 	%f386, %f385, %f1684;
+	max.f32 	%f387, %f386, %f1685;
+	max.f32 	%f388, %f387, %f1686;
+	mov.b32 	%r70, %f388;
+	mov.u32 	%r71, 31;
+	mov.u32 	%r72, 16;
+	mov.u32 	%r73, -1;
+	shfl.sync.bfly.b32 	%r74|%p66, %r70, %r72, %r71, %r73;
+	mov.b32 	%f389, %r74;
+	max.f32 	%f390, %f388, %f389;
+	mov.b32 	%r75, %f390;
+	mov.u32 	%r76, 8;
+	shfl.sync.bfly.b32 	%r77|%p67, %r75, %r76, %r71, %r73;
+	mov.b32 	%f391, %r77;
+	max.f32 	%f392, %f390, %f391;
+	mov.b32 	%r78, %f392;
+	mov.u32 	%r79, 4;
+	shfl.sync.bfly.b32 	%r80|%p68, %r78, %r79, %r71, %r73;
+	mov.b32 	%f393, %r80;
+	max.f32 	%f394, %f392, %f393;
+	mov.b32 	%r81, %f394;
+	mov.u32 	%r82, 2;
+	shfl.sync.bfly.b32 	%r83|%p69, %r81, %r82, %r71, %r73;
+	mov.b32 	%f395, %r83;
+	max.f32 	%f396, %f394, %f395;
+	mov.b32 	%r84, %f396;
+	mov.u32 	%r85, 1;
+	shfl.sync.bfly.b32 	%r86|%p70, %r84, %r85, %r71, %r73;
+	mov.b32 	%f397, %r86;
+	max.f32 	%f129, %f396, %f397;
+	mov.f32 	%f1688, 0f00000000;
+	mov.f32 	%f1687, %f1688;
+	@%p2 bra 	$L__BB11_131;
+
+	sub.f32 	%f398, %f1623, %f129;
+	mov.f32 	%f399, 0f3F000000;
+	mov.f32 	%f400, 0f3BBB989D;
+	fma.rn.f32 	%f401, %f398, %f400, %f399;
+	mov.f32 	%f402, 0f3FB8AA3B;
+	mov.f32 	%f403, 0f437C0000;
+	cvt.sat.f32.f32 	%f404, %f401;
+	mov.f32 	%f405, 0f4B400001;
+	fma.rm.f32 	%f406, %f404, %f403, %f405;
+	add.f32 	%f407, %f406, 0fCB40007F;
+	neg.f32 	%f408, %f407;
+	fma.rn.f32 	%f409, %f398, %f402, %f408;
+	mov.f32 	%f410, 0f32A57060;
+	fma.rn.f32 	%f411, %f398, %f410, %f409;
+	mov.b32 	%r87, %f406;
+	shl.b32 	%r88, %r87, 23;
+	mov.b32 	%f412, %r88;
+	ex2.approx.ftz.f32 	%f413, %f411;
+	mul.f32 	%f1687, %f413, %f412;
+
+$L__BB11_131:
+	@%p3 bra 	$L__BB11_133;
+
+	sub.f32 	%f415, %f1624, %f129;
+	mov.f32 	%f416, 0f3F000000;
+	mov.f32 	%f417, 0f3BBB989D;
+	fma.rn.f32 	%f418, %f415, %f417, %f416;
+	mov.f32 	%f419, 0f3FB8AA3B;
+	mov.f32 	%f420, 0f437C0000;
+	cvt.sat.f32.f32 	%f421, %f418;
+	mov.f32 	%f422, 0f4B400001;
+	fma.rm.f32 	%f423, %f421, %f420, %f422;
+	add.f32 	%f424, %f423, 0fCB40007F;
+	neg.f32 	%f425, %f424;
+	fma.rn.f32 	%f426, %f415, %f419, %f425;
+	mov.f32 	%f427, 0f32A57060;
+	fma.rn.f32 	%f428, %f415, %f427, %f426;
+	mov.b32 	%r89, %f423;
+	shl.b32 	%r90, %r89, 23;
+	mov.b32 	%f429, %r90;
+	ex2.approx.ftz.f32 	%f430, %f428;
+	mul.f32 	%f1688, %f430, %f429;
+
+$L__BB11_133:
+	mov.f32 	%f1690, 0f00000000;
+	mov.f32 	%f1689, %f1690;
+	@%p4 bra 	$L__BB11_135;
+
+	sub.f32 	%f432, %f1625, %f129;
+	mov.f32 	%f433, 0f3F000000;
+	mov.f32 	%f434, 0f3BBB989D;
+	fma.rn.f32 	%f435, %f432, %f434, %f433;
+	mov.f32 	%f436, 0f3FB8AA3B;
+	mov.f32 	%f437, 0f437C0000;
+	cvt.sat.f32.f32 	%f438, %f435;
+	mov.f32 	%f439, 0f4B400001;
+	fma.rm.f32 	%f440, %f438, %f437, %f439;
+	add.f32 	%f441, %f440, 0fCB40007F;
+	neg.f32 	%f442, %f441;
+	fma.rn.f32 	%f443, %f432, %f436, %f442;
+	mov.f32 	%f444, 0f32A57060;
+	fma.rn.f32 	%f445, %f432, %f444, %f443;
+	mov.b32 	%r91, %f440;
+	shl.b32 	%r92, %r91, 23;
+	mov.b32 	%f446, %r92;
+	ex2.approx.ftz.f32 	%f447, %f445;
+	mul.f32 	%f1689, %f447, %f446;
+
+$L__BB11_135:
+	@%p5 bra 	$L__BB11_137;
+
+	sub.f32 	%f449, %f1626, %f129;
+	mov.f32 	%f450, 0f3F000000;
+	mov.f32 	%f451, 0f3BBB989D;
+	fma.rn.f32 	%f452, %f449, %f451, %f450;
+	mov.f32 	%f453, 0f3FB8AA3B;
+	mov.f32 	%f454, 0f437C0000;
+	cvt.sat.f32.f32 	%f455, %f452;
+	mov.f32 	%f456, 0f4B400001;
+	fma.rm.f32 	%f457, %f455, %f454, %f456;
+	add.f32 	%f458, %f457, 0fCB40007F;
+	neg.f32 	%f459, %f458;
+	fma.rn.f32 	%f460, %f449, %f453, %f459;
+	mov.f32 	%f461, 0f32A57060;
+	fma.rn.f32 	%f462, %f449, %f461, %f460;
+	mov.b32 	%r93, %f457;
+	shl.b32 	%r94, %r93, 23;
+	mov.b32 	%f463, %r94;
+	ex2.approx.ftz.f32 	%f464, %f462;
+	mul.f32 	%f1690, %f464, %f463;
+
+$L__BB11_137:
+	mov.f32 	%f1692, 0f00000000;
+	mov.f32 	%f1691, %f1692;
+	@%p6 bra 	$L__BB11_139;
+
+	sub.f32 	%f466, %f1627, %f129;
+	mov.f32 	%f467, 0f3F000000;
+	mov.f32 	%f468, 0f3BBB989D;
+	fma.rn.f32 	%f469, %f466, %f468, %f467;
+	mov.f32 	%f470, 0f3FB8AA3B;
+	mov.f32 	%f471, 0f437C0000;
+	cvt.sat.f32.f32 	%f472, %f469;
+	mov.f32 	%f473, 0f4B400001;
+	fma.rm.f32 	%f474, %f472, %f471, %f473;
+	add.f32 	%f475, %f474, 0fCB40007F;
+	neg.f32 	%f476, %f475;
+	fma.rn.f32 	%f477, %f466, %f470, %f476;
+	mov.f32 	%f478, 0f32A57060;
+	fma.rn.f32 	%f479, %f466, %f478, %f477;
+	mov.b32 	%r95, %f474;
+	shl.b32 	%r96, %r95, 23;
+	mov.b32 	%f480, %r96;
+	ex2.approx.ftz.f32 	%f481, %f479;
+	mul.f32 	%f1691, %f481, %f480;
+
+$L__BB11_139:
+	@%p7 bra 	$L__BB11_141;
+
+	sub.f32 	%f483, %f1628, %f129;
+	mov.f32 	%f484, 0f3F000000;
+	mov.f32 	%f485, 0f3BBB989D;
+	fma.rn.f32 	%f486, %f483, %f485, %f484;
+	mov.f32 	%f487, 0f3FB8AA3B;
+	mov.f32 	%f488, 0f437C0000;
+	cvt.sat.f32.f32 	%f489, %f486;
+	mov.f32 	%f490, 0f4B400001;
+	fma.rm.f32 	%f491, %f489, %f488, %f490;
+	add.f32 	%f492, %f491, 0fCB40007F;
+	neg.f32 	%f493, %f492;
+	fma.rn.f32 	%f494, %f483, %f487, %f493;
+	mov.f32 	%f495, 0f32A57060;
+	fma.rn.f32 	%f496, %f483, %f495, %f494;
+	mov.b32 	%r97, %f491;
+	shl.b32 	%r98, %r97, 23;
+	mov.b32 	%f497, %r98;
+	ex2.approx.ftz.f32 	%f498, %f496;
+	mul.f32 	%f1692, %f498, %f497;
+
+$L__BB11_141:
+	mov.f32 	%f1694, 0f00000000;
+	mov.f32 	%f1693, %f1694;
+	@%p8 bra 	$L__BB11_143;
+
+	sub.f32 	%f500, %f1629, %f129;
+	mov.f32 	%f501, 0f3F000000;
+	mov.f32 	%f502, 0f3BBB989D;
+	fma.rn.f32 	%f503, %f500, %f502, %f501;
+	mov.f32 	%f504, 0f3FB8AA3B;
+	mov.f32 	%f505, 0f437C0000;
+	cvt.sat.f32.f32 	%f506, %f503;
+	mov.f32 	%f507, 0f4B400001;
+	fma.rm.f32 	%f508, %f506, %f505, %f507;
+	add.f32 	%f509, %f508, 0fCB40007F;
+	neg.f32 	%f510, %f509;
+	fma.rn.f32 	%f511, %f500, %f504, %f510;
+	mov.f32 	%f512, 0f32A57060;
+	fma.rn.f32 	%f513, %f500, %f512, %f511;
+	mov.b32 	%r99, %f508;
+	shl.b32 	%r100, %r99, 23;
+	mov.b32 	%f514, %r100;
+	ex2.approx.ftz.f32 	%f515, %f513;
+	mul.f32 	%f1693, %f515, %f514;
+
+$L__BB11_143:
+	@%p9 bra 	$L__BB11_145;
+
+	sub.f32 	%f517, %f1630, %f129;
+	mov.f32 	%f518, 0f3F000000;
+	mov.f32 	%f519, 0f3BBB989D;
+	fma.rn.f32 	%f520, %f517, %f519, %f518;
+	mov.f32 	%f521, 0f3FB8AA3B;
+	mov.f32 	%f522, 0f437C0000;
+	cvt.sat.f32.f32 	%f523, %f520;
+	mov.f32 	%f524, 0f4B400001;
+	fma.rm.f32 	%f525, %f523, %f522, %f524;
+	add.f32 	%f526, %f525, 0fCB40007F;
+	neg.f32 	%f527, %f526;
+	fma.rn.f32 	%f528, %f517, %f521, %f527;
+	mov.f32 	%f529, 0f32A57060;
+	fma.rn.f32 	%f530, %f517, %f529, %f528;
+	mov.b32 	%r101, %f525;
+	shl.b32 	%r102, %r101, 23;
+	mov.b32 	%f531, %r102;
+	ex2.approx.ftz.f32 	%f532, %f530;
+	mul.f32 	%f1694, %f532, %f531;
+
+$L__BB11_145:
+	mov.f32 	%f1696, 0f00000000;
+	mov.f32 	%f1695, %f1696;
+	@%p10 bra 	$L__BB11_147;
+
+	sub.f32 	%f534, %f1631, %f129;
+	mov.f32 	%f535, 0f3F000000;
+	mov.f32 	%f536, 0f3BBB989D;
+	fma.rn.f32 	%f537, %f534, %f536, %f535;
+	mov.f32 	%f538, 0f3FB8AA3B;
+	mov.f32 	%f539, 0f437C0000;
+	cvt.sat.f32.f32 	%f540, %f537;
+	mov.f32 	%f541, 0f4B400001;
+	fma.rm.f32 	%f542, %f540, %f539, %f541;
+	add.f32 	%f543, %f542, 0fCB40007F;
+	neg.f32 	%f544, %f543;
+	fma.rn.f32 	%f545, %f534, %f538, %f544;
+	mov.f32 	%f546, 0f32A57060;
+	fma.rn.f32 	%f547, %f534, %f546, %f545;
+	mov.b32 	%r103, %f542;
+	shl.b32 	%r104, %r103, 23;
+	mov.b32 	%f548, %r104;
+	ex2.approx.ftz.f32 	%f549, %f547;
+	mul.f32 	%f1695, %f549, %f548;
+
+$L__BB11_147:
+	@%p11 bra 	$L__BB11_149;
+
+	sub.f32 	%f551, %f1632, %f129;
+	mov.f32 	%f552, 0f3F000000;
+	mov.f32 	%f553, 0f3BBB989D;
+	fma.rn.f32 	%f554, %f551, %f553, %f552;
+	mov.f32 	%f555, 0f3FB8AA3B;
+	mov.f32 	%f556, 0f437C0000;
+	cvt.sat.f32.f32 	%f557, %f554;
+	mov.f32 	%f558, 0f4B400001;
+	fma.rm.f32 	%f559, %f557, %f556, %f558;
+	add.f32 	%f560, %f559, 0fCB40007F;
+	neg.f32 	%f561, %f560;
+	fma.rn.f32 	%f562, %f551, %f555, %f561;
+	mov.f32 	%f563, 0f32A57060;
+	fma.rn.f32 	%f564, %f551, %f563, %f562;
+	mov.b32 	%r105, %f559;
+	shl.b32 	%r106, %r105, 23;
+	mov.b32 	%f565, %r106;
+	ex2.approx.ftz.f32 	%f566, %f564;
+	mul.f32 	%f1696, %f566, %f565;
+
+$L__BB11_149:
+	mov.f32 	%f1698, 0f00000000;
+	mov.f32 	%f1697, %f1698;
+	@%p12 bra 	$L__BB11_151;
+
+	sub.f32 	%f568, %f1633, %f129;
+	mov.f32 	%f569, 0f3F000000;
+	mov.f32 	%f570, 0f3BBB989D;
+	fma.rn.f32 	%f571, %f568, %f570, %f569;
+	mov.f32 	%f572, 0f3FB8AA3B;
+	mov.f32 	%f573, 0f437C0000;
+	cvt.sat.f32.f32 	%f574, %f571;
+	mov.f32 	%f575, 0f4B400001;
+	fma.rm.f32 	%f576, %f574, %f573, %f575;
+	add.f32 	%f577, %f576, 0fCB40007F;
+	neg.f32 	%f578, %f577;
+	fma.rn.f32 	%f579, %f568, %f572, %f578;
+	mov.f32 	%f580, 0f32A57060;
+	fma.rn.f32 	%f581, %f568, %f580, %f579;
+	mov.b32 	%r107, %f576;
+	shl.b32 	%r108, %r107, 23;
+	mov.b32 	%f582, %r108;
+	ex2.approx.ftz.f32 	%f583, %f581;
+	mul.f32 	%f1697, %f583, %f582;
+
+$L__BB11_151:
+	@%p13 bra 	$L__BB11_153;
+
+	sub.f32 	%f585, %f1634, %f129;
+	mov.f32 	%f586, 0f3F000000;
+	mov.f32 	%f587, 0f3BBB989D;
+	fma.rn.f32 	%f588, %f585, %f587, %f586;
+	mov.f32 	%f589, 0f3FB8AA3B;
+	mov.f32 	%f590, 0f437C0000;
+	cvt.sat.f32.f32 	%f591, %f588;
+	mov.f32 	%f592, 0f4B400001;
+	fma.rm.f32 	%f593, %f591, %f590, %f592;
+	add.f32 	%f594, %f593, 0fCB40007F;
+	neg.f32 	%f595, %f594;
+	fma.rn.f32 	%f596, %f585, %f589, %f595;
+	mov.f32 	%f597, 0f32A57060;
+	fma.rn.f32 	%f598, %f585, %f597, %f596;
+	mov.b32 	%r109, %f593;
+	shl.b32 	%r110, %r109, 23;
+	mov.b32 	%f599, %r110;
+	ex2.approx.ftz.f32 	%f600, %f598;
+	mul.f32 	%f1698, %f600, %f599;
+
+$L__BB11_153:
+	mov.f32 	%f1700, 0f00000000;
+	mov.f32 	%f1699, %f1700;
+	@%p14 bra 	$L__BB11_155;
+
+	sub.f32 	%f602, %f1635, %f129;
+	mov.f32 	%f603, 0f3F000000;
+	mov.f32 	%f604, 0f3BBB989D;
+	fma.rn.f32 	%f605, %f602, %f604, %f603;
+	mov.f32 	%f606, 0f3FB8AA3B;
+	mov.f32 	%f607, 0f437C0000;
+	cvt.sat.f32.f32 	%f608, %f605;
+	mov.f32 	%f609, 0f4B400001;
+	fma.rm.f32 	%f610, %f608, %f607, %f609;
+	add.f32 	%f611, %f610, 0fCB40007F;
+	neg.f32 	%f612, %f611;
+	fma.rn.f32 	%f613, %f602, %f606, %f612;
+	mov.f32 	%f614, 0f32A57060;
+	fma.rn.f32 	%f615, %f602, %f614, %f613;
+	mov.b32 	%r111, %f610;
+	shl.b32 	%r112, %r111, 23;
+	mov.b32 	%f616, %r112;
+	ex2.approx.ftz.f32 	%f617, %f615;
+	mul.f32 	%f1699, %f617, %f616;
+
+$L__BB11_155:
+	@%p15 bra 	$L__BB11_157;
+
+	sub.f32 	%f619, %f1636, %f129;
+	mov.f32 	%f620, 0f3F000000;
+	mov.f32 	%f621, 0f3BBB989D;
+	fma.rn.f32 	%f622, %f619, %f621, %f620;
+	mov.f32 	%f623, 0f3FB8AA3B;
+	mov.f32 	%f624, 0f437C0000;
+	cvt.sat.f32.f32 	%f625, %f622;
+	mov.f32 	%f626, 0f4B400001;
+	fma.rm.f32 	%f627, %f625, %f624, %f626;
+	add.f32 	%f628, %f627, 0fCB40007F;
+	neg.f32 	%f629, %f628;
+	fma.rn.f32 	%f630, %f619, %f623, %f629;
+	mov.f32 	%f631, 0f32A57060;
+	fma.rn.f32 	%f632, %f619, %f631, %f630;
+	mov.b32 	%r113, %f627;
+	shl.b32 	%r114, %r113, 23;
+	mov.b32 	%f633, %r114;
+	ex2.approx.ftz.f32 	%f634, %f632;
+	mul.f32 	%f1700, %f634, %f633;
+
+$L__BB11_157:
+	mov.f32 	%f1702, 0f00000000;
+	mov.f32 	%f1701, %f1702;
+	@%p16 bra 	$L__BB11_159;
+
+	sub.f32 	%f636, %f1637, %f129;
+	mov.f32 	%f637, 0f3F000000;
+	mov.f32 	%f638, 0f3BBB989D;
+	fma.rn.f32 	%f639, %f636, %f638, %f637;
+	mov.f32 	%f640, 0f3FB8AA3B;
+	mov.f32 	%f641, 0f437C0000;
+	cvt.sat.f32.f32 	%f642, %f639;
+	mov.f32 	%f643, 0f4B400001;
+	fma.rm.f32 	%f644, %f642, %f641, %f643;
+	add.f32 	%f645, %f644, 0fCB40007F;
+	neg.f32 	%f646, %f645;
+	fma.rn.f32 	%f647, %f636, %f640, %f646;
+	mov.f32 	%f648, 0f32A57060;
+	fma.rn.f32 	%f649, %f636, %f648, %f647;
+	mov.b32 	%r115, %f644;
+	shl.b32 	%r116, %r115, 23;
+	mov.b32 	%f650, %r116;
+	ex2.approx.ftz.f32 	%f651, %f649;
+	mul.f32 	%f1701, %f651, %f650;
+
+$L__BB11_159:
+	@%p17 bra 	$L__BB11_161;
+
+	sub.f32 	%f653, %f1638, %f129;
+	mov.f32 	%f654, 0f3F000000;
+	mov.f32 	%f655, 0f3BBB989D;
+	fma.rn.f32 	%f656, %f653, %f655, %f654;
+	mov.f32 	%f657, 0f3FB8AA3B;
+	mov.f32 	%f658, 0f437C0000;
+	cvt.sat.f32.f32 	%f659, %f656;
+	mov.f32 	%f660, 0f4B400001;
+	fma.rm.f32 	%f661, %f659, %f658, %f660;
+	add.f32 	%f662, %f661, 0fCB40007F;
+	neg.f32 	%f663, %f662;
+	fma.rn.f32 	%f664, %f653, %f657, %f663;
+	mov.f32 	%f665, 0f32A57060;
+	fma.rn.f32 	%f666, %f653, %f665, %f664;
+	mov.b32 	%r117, %f661;
+	shl.b32 	%r118, %r117, 23;
+	mov.b32 	%f667, %r118;
+	ex2.approx.ftz.f32 	%f668, %f666;
+	mul.f32 	%f1702, %f668, %f667;
+
+$L__BB11_161:
+	mov.f32 	%f1704, 0f00000000;
+	mov.f32 	%f1703, %f1704;
+	@%p18 bra 	$L__BB11_163;
+
+	sub.f32 	%f670, %f1639, %f129;
+	mov.f32 	%f671, 0f3F000000;
+	mov.f32 	%f672, 0f3BBB989D;
+	fma.rn.f32 	%f673, %f670, %f672, %f671;
+	mov.f32 	%f674, 0f3FB8AA3B;
+	mov.f32 	%f675, 0f437C0000;
+	cvt.sat.f32.f32 	%f676, %f673;
+	mov.f32 	%f677, 0f4B400001;
+	fma.rm.f32 	%f678, %f676, %f675, %f677;
+	add.f32 	%f679, %f678, 0fCB40007F;
+	neg.f32 	%f680, %f679;
+	fma.rn.f32 	%f681, %f670, %f674, %f680;
+	mov.f32 	%f682, 0f32A57060;
+	fma.rn.f32 	%f683, %f670, %f682, %f681;
+	mov.b32 	%r119, %f678;
+	shl.b32 	%r120, %r119, 23;
+	mov.b32 	%f684, %r120;
+	ex2.approx.ftz.f32 	%f685, %f683;
+	mul.f32 	%f1703, %f685, %f684;
+
+$L__BB11_163:
+	@%p19 bra 	$L__BB11_165;
+
+	sub.f32 	%f687, %f1640, %f129;
+	mov.f32 	%f688, 0f3F000000;
+	mov.f32 	%f689, 0f3BBB989D;
+	fma.rn.f32 	%f690, %f687, %f689, %f688;
+	mov.f32 	%f691, 0f3FB8AA3B;
+	mov.f32 	%f692, 0f437C0000;
+	cvt.sat.f32.f32 	%f693, %f690;
+	mov.f32 	%f694, 0f4B400001;
+	fma.rm.f32 	%f695, %f693, %f692, %f694;
+	add.f32 	%f696, %f695, 0fCB40007F;
+	neg.f32 	%f697, %f696;
+	fma.rn.f32 	%f698, %f687, %f691, %f697;
+	mov.f32 	%f699, 0f32A57060;
+	fma.rn.f32 	%f700, %f687, %f699, %f698;
+	mov.b32 	%r121, %f695;
+	shl.b32 	%r122, %r121, 23;
+	mov.b32 	%f701, %r122;
+	ex2.approx.ftz.f32 	%f702, %f700;
+	mul.f32 	%f1704, %f702, %f701;
+
+$L__BB11_165:
+	mov.f32 	%f1706, 0f00000000;
+	mov.f32 	%f1705, %f1706;
+	@%p20 bra 	$L__BB11_167;
+
+	sub.f32 	%f704, %f1641, %f129;
+	mov.f32 	%f705, 0f3F000000;
+	mov.f32 	%f706, 0f3BBB989D;
+	fma.rn.f32 	%f707, %f704, %f706, %f705;
+	mov.f32 	%f708, 0f3FB8AA3B;
+	mov.f32 	%f709, 0f437C0000;
+	cvt.sat.f32.f32 	%f710, %f707;
+	mov.f32 	%f711, 0f4B400001;
+	fma.rm.f32 	%f712, %f710, %f709, %f711;
+	add.f32 	%f713, %f712, 0fCB40007F;
+	neg.f32 	%f714, %f713;
+	fma.rn.f32 	%f715, %f704, %f708, %f714;
+	mov.f32 	%f716, 0f32A57060;
+	fma.rn.f32 	%f717, %f704, %f716, %f715;
+	mov.b32 	%r123, %f712;
+	shl.b32 	%r124, %r123, 23;
+	mov.b32 	%f718, %r124;
+	ex2.approx.ftz.f32 	%f719, %f717;
+	mul.f32 	%f1705, %f719, %f718;
+
+$L__BB11_167:
+	@%p21 bra 	$L__BB11_169;
+
+	sub.f32 	%f721, %f1642, %f129;
+	mov.f32 	%f722, 0f3F000000;
+	mov.f32 	%f723, 0f3BBB989D;
+	fma.rn.f32 	%f724, %f721, %f723, %f722;
+	mov.f32 	%f725, 0f3FB8AA3B;
+	mov.f32 	%f726, 0f437C0000;
+	cvt.sat.f32.f32 	%f727, %f724;
+	mov.f32 	%f728, 0f4B400001;
+	fma.rm.f32 	%f729, %f727, %f726, %f728;
+	add.f32 	%f730, %f729, 0fCB40007F;
+	neg.f32 	%f731, %f730;
+	fma.rn.f32 	%f732, %f721, %f725, %f731;
+	mov.f32 	%f733, 0f32A57060;
+	fma.rn.f32 	%f734, %f721, %f733, %f732;
+	mov.b32 	%r125, %f729;
+	shl.b32 	%r126, %r125, 23;
+	mov.b32 	%f735, %r126;
+	ex2.approx.ftz.f32 	%f736, %f734;
+	mul.f32 	%f1706, %f736, %f735;
+
+$L__BB11_169:
+	mov.f32 	%f1708, 0f00000000;
+	mov.f32 	%f1707, %f1708;
+	@%p22 bra 	$L__BB11_171;
+
+	sub.f32 	%f738, %f1643, %f129;
+	mov.f32 	%f739, 0f3F000000;
+	mov.f32 	%f740, 0f3BBB989D;
+	fma.rn.f32 	%f741, %f738, %f740, %f739;
+	mov.f32 	%f742, 0f3FB8AA3B;
+	mov.f32 	%f743, 0f437C0000;
+	cvt.sat.f32.f32 	%f744, %f741;
+	mov.f32 	%f745, 0f4B400001;
+	fma.rm.f32 	%f746, %f744, %f743, %f745;
+	add.f32 	%f747, %f746, 0fCB40007F;
+	neg.f32 	%f748, %f747;
+	fma.rn.f32 	%f749, %f738, %f742, %f748;
+	mov.f32 	%f750, 0f32A57060;
+	fma.rn.f32 	%f751, %f738, %f750, %f749;
+	mov.b32 	%r127, %f746;
+	shl.b32 	%r128, %r127, 23;
+	mov.b32 	%f752, %r128;
+	ex2.approx.ftz.f32 	%f753, %f751;
+	mul.f32 	%f1707, %f753, %f752;
+
+$L__BB11_171:
+	@%p23 bra 	$L__BB11_173;
+
+	sub.f32 	%f755, %f1644, %f129;
+	mov.f32 	%f756, 0f3F000000;
+	mov.f32 	%f757, 0f3BBB989D;
+	fma.rn.f32 	%f758, %f755, %f757, %f756;
+	mov.f32 	%f759, 0f3FB8AA3B;
+	mov.f32 	%f760, 0f437C0000;
+	cvt.sat.f32.f32 	%f761, %f758;
+	mov.f32 	%f762, 0f4B400001;
+	fma.rm.f32 	%f763, %f761, %f760, %f762;
+	add.f32 	%f764, %f763, 0fCB40007F;
+	neg.f32 	%f765, %f764;
+	fma.rn.f32 	%f766, %f755, %f759, %f765;
+	mov.f32 	%f767, 0f32A57060;
+	fma.rn.f32 	%f768, %f755, %f767, %f766;
+	mov.b32 	%r129, %f763;
+	shl.b32 	%r130, %r129, 23;
+	mov.b32 	%f769, %r130;
+	ex2.approx.ftz.f32 	%f770, %f768;
+	mul.f32 	%f1708, %f770, %f769;
+
+$L__BB11_173:
+	mov.f32 	%f1710, 0f00000000;
+	mov.f32 	%f1709, %f1710;
+	@%p24 bra 	$L__BB11_175;
+
+	sub.f32 	%f772, %f1645, %f129;
+	mov.f32 	%f773, 0f3F000000;
+	mov.f32 	%f774, 0f3BBB989D;
+	fma.rn.f32 	%f775, %f772, %f774, %f773;
+	mov.f32 	%f776, 0f3FB8AA3B;
+	mov.f32 	%f777, 0f437C0000;
+	cvt.sat.f32.f32 	%f778, %f775;
+	mov.f32 	%f779, 0f4B400001;
+	fma.rm.f32 	%f780, %f778, %f777, %f779;
+	add.f32 	%f781, %f780, 0fCB40007F;
+	neg.f32 	%f782, %f781;
+	fma.rn.f32 	%f783, %f772, %f776, %f782;
+	mov.f32 	%f784, 0f32A57060;
+	fma.rn.f32 	%f785, %f772, %f784, %f783;
+	mov.b32 	%r131, %f780;
+	shl.b32 	%r132, %r131, 23;
+	mov.b32 	%f786, %r132;
+	ex2.approx.ftz.f32 	%f787, %f785;
+	mul.f32 	%f1709, %f787, %f786;
+
+$L__BB11_175:
+	@%p25 bra 	$L__BB11_177;
+
+	sub.f32 	%f789, %f1646, %f129;
+	mov.f32 	%f790, 0f3F000000;
+	mov.f32 	%f791, 0f3BBB989D;
+	fma.rn.f32 	%f792, %f789, %f791, %f790;
+	mov.f32 	%f793, 0f3FB8AA3B;
+	mov.f32 	%f794, 0f437C0000;
+	cvt.sat.f32.f32 	%f795, %f792;
+	mov.f32 	%f796, 0f4B400001;
+	fma.rm.f32 	%f797, %f795, %f794, %f796;
+	add.f32 	%f798, %f797, 0fCB40007F;
+	neg.f32 	%f799, %f798;
+	fma.rn.f32 	%f800, %f789, %f793, %f799;
+	mov.f32 	%f801, 0f32A57060;
+	fma.rn.f32 	%f802, %f789, %f801, %f800;
+	mov.b32 	%r133, %f797;
+	shl.b32 	%r134, %r133, 23;
+	mov.b32 	%f803, %r134;
+	ex2.approx.ftz.f32 	%f804, %f802;
+	mul.f32 	%f1710, %f804, %f803;
+
+$L__BB11_177:
+	mov.f32 	%f1712, 0f00000000;
+	mov.f32 	%f1711, %f1712;
+	@%p26 bra 	$L__BB11_179;
+
+	sub.f32 	%f806, %f1647, %f129;
+	mov.f32 	%f807, 0f3F000000;
+	mov.f32 	%f808, 0f3BBB989D;
+	fma.rn.f32 	%f809, %f806, %f808, %f807;
+	mov.f32 	%f810, 0f3FB8AA3B;
+	mov.f32 	%f811, 0f437C0000;
+	cvt.sat.f32.f32 	%f812, %f809;
+	mov.f32 	%f813, 0f4B400001;
+	fma.rm.f32 	%f814, %f812, %f811, %f813;
+	add.f32 	%f815, %f814, 0fCB40007F;
+	neg.f32 	%f816, %f815;
+	fma.rn.f32 	%f817, %f806, %f810, %f816;
+	mov.f32 	%f818, 0f32A57060;
+	fma.rn.f32 	%f819, %f806, %f818, %f817;
+	mov.b32 	%r135, %f814;
+	shl.b32 	%r136, %r135, 23;
+	mov.b32 	%f820, %r136;
+	ex2.approx.ftz.f32 	%f821, %f819;
+	mul.f32 	%f1711, %f821, %f820;
+
+$L__BB11_179:
+	@%p27 bra 	$L__BB11_181;
+
+	sub.f32 	%f823, %f1648, %f129;
+	mov.f32 	%f824, 0f3F000000;
+	mov.f32 	%f825, 0f3BBB989D;
+	fma.rn.f32 	%f826, %f823, %f825, %f824;
+	mov.f32 	%f827, 0f3FB8AA3B;
+	mov.f32 	%f828, 0f437C0000;
+	cvt.sat.f32.f32 	%f829, %f826;
+	mov.f32 	%f830, 0f4B400001;
+	fma.rm.f32 	%f831, %f829, %f828, %f830;
+	add.f32 	%f832, %f831, 0fCB40007F;
+	neg.f32 	%f833, %f832;
+	fma.rn.f32 	%f834, %f823, %f827, %f833;
+	mov.f32 	%f835, 0f32A57060;
+	fma.rn.f32 	%f836, %f823, %f835, %f834;
+	mov.b32 	%r137, %f831;
+	shl.b32 	%r138, %r137, 23;
+	mov.b32 	%f837, %r138;
+	ex2.approx.ftz.f32 	%f838, %f836;
+	mul.f32 	%f1712, %f838, %f837;
+
+$L__BB11_181:
+	mov.f32 	%f1714, 0f00000000;
+	mov.f32 	%f1713, %f1714;
+	@%p28 bra 	$L__BB11_183;
+
+	sub.f32 	%f840, %f1649, %f129;
+	mov.f32 	%f841, 0f3F000000;
+	mov.f32 	%f842, 0f3BBB989D;
+	fma.rn.f32 	%f843, %f840, %f842, %f841;
+	mov.f32 	%f844, 0f3FB8AA3B;
+	mov.f32 	%f845, 0f437C0000;
+	cvt.sat.f32.f32 	%f846, %f843;
+	mov.f32 	%f847, 0f4B400001;
+	fma.rm.f32 	%f848, %f846, %f845, %f847;
+	add.f32 	%f849, %f848, 0fCB40007F;
+	neg.f32 	%f850, %f849;
+	fma.rn.f32 	%f851, %f840, %f844, %f850;
+	mov.f32 	%f852, 0f32A57060;
+	fma.rn.f32 	%f853, %f840, %f852, %f851;
+	mov.b32 	%r139, %f848;
+	shl.b32 	%r140, %r139, 23;
+	mov.b32 	%f854, %r140;
+	ex2.approx.ftz.f32 	%f855, %f853;
+	mul.f32 	%f1713, %f855, %f854;
+
+$L__BB11_183:
+	@%p29 bra 	$L__BB11_185;
+
+	sub.f32 	%f857, %f1650, %f129;
+	mov.f32 	%f858, 0f3F000000;
+	mov.f32 	%f859, 0f3BBB989D;
+	fma.rn.f32 	%f860, %f857, %f859, %f858;
+	mov.f32 	%f861, 0f3FB8AA3B;
+	mov.f32 	%f862, 0f437C0000;
+	cvt.sat.f32.f32 	%f863, %f860;
+	mov.f32 	%f864, 0f4B400001;
+	fma.rm.f32 	%f865, %f863, %f862, %f864;
+	add.f32 	%f866, %f865, 0fCB40007F;
+	neg.f32 	%f867, %f866;
+	fma.rn.f32 	%f868, %f857, %f861, %f867;
+	mov.f32 	%f869, 0f32A57060;
+	fma.rn.f32 	%f870, %f857, %f869, %f868;
+	mov.b32 	%r141, %f865;
+	shl.b32 	%r142, %r141, 23;
+	mov.b32 	%f871, %r142;
+	ex2.approx.ftz.f32 	%f872, %f870;
+	mul.f32 	%f1714, %f872, %f871;
+
+$L__BB11_185:
+	mov.f32 	%f1716, 0f00000000;
+	mov.f32 	%f1715, %f1716;
+	@%p30 bra 	$L__BB11_187;
+
+	sub.f32 	%f874, %f1651, %f129;
+	mov.f32 	%f875, 0f3F000000;
+	mov.f32 	%f876, 0f3BBB989D;
+	fma.rn.f32 	%f877, %f874, %f876, %f875;
+	mov.f32 	%f878, 0f3FB8AA3B;
+	mov.f32 	%f879, 0f437C0000;
+	cvt.sat.f32.f32 	%f880, %f877;
+	mov.f32 	%f881, 0f4B400001;
+	fma.rm.f32 	%f882, %f880, %f879, %f881;
+	add.f32 	%f883, %f882, 0fCB40007F;
+	neg.f32 	%f884, %f883;
+	fma.rn.f32 	%f885, %f874, %f878, %f884;
+	mov.f32 	%f886, 0f32A57060;
+	fma.rn.f32 	%f887, %f874, %f886, %f885;
+	mov.b32 	%r143, %f882;
+	shl.b32 	%r144, %r143, 23;
+	mov.b32 	%f888, %r144;
+	ex2.approx.ftz.f32 	%f889, %f887;
+	mul.f32 	%f1715, %f889, %f888;
+
+$L__BB11_187:
+	@%p31 bra 	$L__BB11_189;
+
+	sub.f32 	%f891, %f1652, %f129;
+	mov.f32 	%f892, 0f3F000000;
+	mov.f32 	%f893, 0f3BBB989D;
+	fma.rn.f32 	%f894, %f891, %f893, %f892;
+	mov.f32 	%f895, 0f3FB8AA3B;
+	mov.f32 	%f896, 0f437C0000;
+	cvt.sat.f32.f32 	%f897, %f894;
+	mov.f32 	%f898, 0f4B400001;
+	fma.rm.f32 	%f899, %f897, %f896, %f898;
+	add.f32 	%f900, %f899, 0fCB40007F;
+	neg.f32 	%f901, %f900;
+	fma.rn.f32 	%f902, %f891, %f895, %f901;
+	mov.f32 	%f903, 0f32A57060;
+	fma.rn.f32 	%f904, %f891, %f903, %f902;
+	mov.b32 	%r145, %f899;
+	shl.b32 	%r146, %r145, 23;
+	mov.b32 	%f905, %r146;
+	ex2.approx.ftz.f32 	%f906, %f904;
+	mul.f32 	%f1716, %f906, %f905;
+
+$L__BB11_189:
+	mov.f32 	%f1718, 0f00000000;
+	mov.f32 	%f1717, %f1718;
+	@%p32 bra 	$L__BB11_191;
+
+	sub.f32 	%f908, %f1653, %f129;
+	mov.f32 	%f909, 0f3F000000;
+	mov.f32 	%f910, 0f3BBB989D;
+	fma.rn.f32 	%f911, %f908, %f910, %f909;
+	mov.f32 	%f912, 0f3FB8AA3B;
+	mov.f32 	%f913, 0f437C0000;
+	cvt.sat.f32.f32 	%f914, %f911;
+	mov.f32 	%f915, 0f4B400001;
+	fma.rm.f32 	%f916, %f914, %f913, %f915;
+	add.f32 	%f917, %f916, 0fCB40007F;
+	neg.f32 	%f918, %f917;
+	fma.rn.f32 	%f919, %f908, %f912, %f918;
+	mov.f32 	%f920, 0f32A57060;
+	fma.rn.f32 	%f921, %f908, %f920, %f919;
+	mov.b32 	%r147, %f916;
+	shl.b32 	%r148, %r147, 23;
+	mov.b32 	%f922, %r148;
+	ex2.approx.ftz.f32 	%f923, %f921;
+	mul.f32 	%f1717, %f923, %f922;
+
+$L__BB11_191:
+	@%p33 bra 	$L__BB11_193;
+
+	sub.f32 	%f925, %f1654, %f129;
+	mov.f32 	%f926, 0f3F000000;
+	mov.f32 	%f927, 0f3BBB989D;
+	fma.rn.f32 	%f928, %f925, %f927, %f926;
+	mov.f32 	%f929, 0f3FB8AA3B;
+	mov.f32 	%f930, 0f437C0000;
+	cvt.sat.f32.f32 	%f931, %f928;
+	mov.f32 	%f932, 0f4B400001;
+	fma.rm.f32 	%f933, %f931, %f930, %f932;
+	add.f32 	%f934, %f933, 0fCB40007F;
+	neg.f32 	%f935, %f934;
+	fma.rn.f32 	%f936, %f925, %f929, %f935;
+	mov.f32 	%f937, 0f32A57060;
+	fma.rn.f32 	%f938, %f925, %f937, %f936;
+	mov.b32 	%r149, %f933;
+	shl.b32 	%r150, %r149, 23;
+	mov.b32 	%f939, %r150;
+	ex2.approx.ftz.f32 	%f940, %f938;
+	mul.f32 	%f1718, %f940, %f939;
+
+$L__BB11_193:
+	mov.f32 	%f1720, 0f00000000;
+	mov.f32 	%f1719, %f1720;
+	@%p34 bra 	$L__BB11_195;
+
+	sub.f32 	%f942, %f1655, %f129;
+	mov.f32 	%f943, 0f3F000000;
+	mov.f32 	%f944, 0f3BBB989D;
+	fma.rn.f32 	%f945, %f942, %f944, %f943;
+	mov.f32 	%f946, 0f3FB8AA3B;
+	mov.f32 	%f947, 0f437C0000;
+	cvt.sat.f32.f32 	%f948, %f945;
+	mov.f32 	%f949, 0f4B400001;
+	fma.rm.f32 	%f950, %f948, %f947, %f949;
+	add.f32 	%f951, %f950, 0fCB40007F;
+	neg.f32 	%f952, %f951;
+	fma.rn.f32 	%f953, %f942, %f946, %f952;
+	mov.f32 	%f954, 0f32A57060;
+	fma.rn.f32 	%f955, %f942, %f954, %f953;
+	mov.b32 	%r151, %f950;
+	shl.b32 	%r152, %r151, 23;
+	mov.b32 	%f956, %r152;
+	ex2.approx.ftz.f32 	%f957, %f955;
+	mul.f32 	%f1719, %f957, %f956;
+
+$L__BB11_195:
+	@%p35 bra 	$L__BB11_197;
+
+	sub.f32 	%f959, %f1656, %f129;
+	mov.f32 	%f960, 0f3F000000;
+	mov.f32 	%f961, 0f3BBB989D;
+	fma.rn.f32 	%f962, %f959, %f961, %f960;
+	mov.f32 	%f963, 0f3FB8AA3B;
+	mov.f32 	%f964, 0f437C0000;
+	cvt.sat.f32.f32 	%f965, %f962;
+	mov.f32 	%f966, 0f4B400001;
+	fma.rm.f32 	%f967, %f965, %f964, %f966;
+	add.f32 	%f968, %f967, 0fCB40007F;
+	neg.f32 	%f969, %f968;
+	fma.rn.f32 	%f970, %f959, %f963, %f969;
+	mov.f32 	%f971, 0f32A57060;
+	fma.rn.f32 	%f972, %f959, %f971, %f970;
+	mov.b32 	%r153, %f967;
+	shl.b32 	%r154, %r153, 23;
+	mov.b32 	%f973, %r154;
+	ex2.approx.ftz.f32 	%f974, %f972;
+	mul.f32 	%f1720, %f974, %f973;
+
+$L__BB11_197:
+	mov.f32 	%f1722, 0f00000000;
+	mov.f32 	%f1721, %f1722;
+	@%p36 bra 	$L__BB11_199;
+
+	sub.f32 	%f976, %f1657, %f129;
+	mov.f32 	%f977, 0f3F000000;
+	mov.f32 	%f978, 0f3BBB989D;
+	fma.rn.f32 	%f979, %f976, %f978, %f977;
+	mov.f32 	%f980, 0f3FB8AA3B;
+	mov.f32 	%f981, 0f437C0000;
+	cvt.sat.f32.f32 	%f982, %f979;
+	mov.f32 	%f983, 0f4B400001;
+	fma.rm.f32 	%f984, %f982, %f981, %f983;
+	add.f32 	%f985, %f984, 0fCB40007F;
+	neg.f32 	%f986, %f985;
+	fma.rn.f32 	%f987, %f976, %f980, %f986;
+	mov.f32 	%f988, 0f32A57060;
+	fma.rn.f32 	%f989, %f976, %f988, %f987;
+	mov.b32 	%r155, %f984;
+	shl.b32 	%r156, %r155, 23;
+	mov.b32 	%f990, %r156;
+	ex2.approx.ftz.f32 	%f991, %f989;
+	mul.f32 	%f1721, %f991, %f990;
+
+$L__BB11_199:
+	@%p37 bra 	$L__BB11_201;
+
+	sub.f32 	%f993, %f1658, %f129;
+	mov.f32 	%f994, 0f3F000000;
+	mov.f32 	%f995, 0f3BBB989D;
+	fma.rn.f32 	%f996, %f993, %f995, %f994;
+	mov.f32 	%f997, 0f3FB8AA3B;
+	mov.f32 	%f998, 0f437C0000;
+	cvt.sat.f32.f32 	%f999, %f996;
+	mov.f32 	%f1000, 0f4B400001;
+	fma.rm.f32 	%f1001, %f999, %f998, %f1000;
+	add.f32 	%f1002, %f1001, 0fCB40007F;
+	neg.f32 	%f1003, %f1002;
+	fma.rn.f32 	%f1004, %f993, %f997, %f1003;
+	mov.f32 	%f1005, 0f32A57060;
+	fma.rn.f32 	%f1006, %f993, %f1005, %f1004;
+	mov.b32 	%r157, %f1001;
+	shl.b32 	%r158, %r157, 23;
+	mov.b32 	%f1007, %r158;
+	ex2.approx.ftz.f32 	%f1008, %f1006;
+	mul.f32 	%f1722, %f1008, %f1007;
+
+$L__BB11_201:
+	mov.f32 	%f1724, 0f00000000;
+	mov.f32 	%f1723, %f1724;
+	@%p38 bra 	$L__BB11_203;
+
+	sub.f32 	%f1010, %f1659, %f129;
+	mov.f32 	%f1011, 0f3F000000;
+	mov.f32 	%f1012, 0f3BBB989D;
+	fma.rn.f32 	%f1013, %f1010, %f1012, %f1011;
+	mov.f32 	%f1014, 0f3FB8AA3B;
+	mov.f32 	%f1015, 0f437C0000;
+	cvt.sat.f32.f32 	%f1016, %f1013;
+	mov.f32 	%f1017, 0f4B400001;
+	fma.rm.f32 	%f1018, %f1016, %f1015, %f1017;
+	add.f32 	%f1019, %f1018, 0fCB40007F;
+	neg.f32 	%f1020, %f1019;
+	fma.rn.f32 	%f1021, %f1010, %f1014, %f1020;
+	mov.f32 	%f1022, 0f32A57060;
+	fma.rn.f32 	%f1023, %f1010, %f1022, %f1021;
+	mov.b32 	%r159, %f1018;
+	shl.b32 	%r160, %r159, 23;
+	mov.b32 	%f1024, %r160;
+	ex2.approx.ftz.f32 	%f1025, %f1023;
+	mul.f32 	%f1723, %f1025, %f1024;
+
+$L__BB11_203:
+	@%p39 bra 	$L__BB11_205;
+
+	sub.f32 	%f1027, %f1660, %f129;
+	mov.f32 	%f1028, 0f3F000000;
+	mov.f32 	%f1029, 0f3BBB989D;
+	fma.rn.f32 	%f1030, %f1027, %f1029, %f1028;
+	mov.f32 	%f1031, 0f3FB8AA3B;
+	mov.f32 	%f1032, 0f437C0000;
+	cvt.sat.f32.f32 	%f1033, %f1030;
+	mov.f32 	%f1034, 0f4B400001;
+	fma.rm.f32 	%f1035, %f1033, %f1032, %f1034;
+	add.f32 	%f1036, %f1035, 0fCB40007F;
+	neg.f32 	%f1037, %f1036;
+	fma.rn.f32 	%f1038, %f1027, %f1031, %f1037;
+	mov.f32 	%f1039, 0f32A57060;
+	fma.rn.f32 	%f1040, %f1027, %f1039, %f1038;
+	mov.b32 	%r161, %f1035;
+	shl.b32 	%r162, %r161, 23;
+	mov.b32 	%f1041, %r162;
+	ex2.approx.ftz.f32 	%f1042, %f1040;
+	mul.f32 	%f1724, %f1042, %f1041;
+
+$L__BB11_205:
+	mov.f32 	%f1726, 0f00000000;
+	mov.f32 	%f1725, %f1726;
+	@%p40 bra 	$L__BB11_207;
+
+	sub.f32 	%f1044, %f1661, %f129;
+	mov.f32 	%f1045, 0f3F000000;
+	mov.f32 	%f1046, 0f3BBB989D;
+	fma.rn.f32 	%f1047, %f1044, %f1046, %f1045;
+	mov.f32 	%f1048, 0f3FB8AA3B;
+	mov.f32 	%f1049, 0f437C0000;
+	cvt.sat.f32.f32 	%f1050, %f1047;
+	mov.f32 	%f1051, 0f4B400001;
+	fma.rm.f32 	%f1052, %f1050, %f1049, %f1051;
+	add.f32 	%f1053, %f1052, 0fCB40007F;
+	neg.f32 	%f1054, %f1053;
+	fma.rn.f32 	%f1055, %f1044, %f1048, %f1054;
+	mov.f32 	%f1056, 0f32A57060;
+	fma.rn.f32 	%f1057, %f1044, %f1056, %f1055;
+	mov.b32 	%r163, %f1052;
+	shl.b32 	%r164, %r163, 23;
+	mov.b32 	%f1058, %r164;
+	ex2.approx.ftz.f32 	%f1059, %f1057;
+	mul.f32 	%f1725, %f1059, %f1058;
+
+$L__BB11_207:
+	@%p41 bra 	$L__BB11_209;
+
+	sub.f32 	%f1061, %f1662, %f129;
+	mov.f32 	%f1062, 0f3F000000;
+	mov.f32 	%f1063, 0f3BBB989D;
+	fma.rn.f32 	%f1064, %f1061, %f1063, %f1062;
+	mov.f32 	%f1065, 0f3FB8AA3B;
+	mov.f32 	%f1066, 0f437C0000;
+	cvt.sat.f32.f32 	%f1067, %f1064;
+	mov.f32 	%f1068, 0f4B400001;
+	fma.rm.f32 	%f1069, %f1067, %f1066, %f1068;
+	add.f32 	%f1070, %f1069, 0fCB40007F;
+	neg.f32 	%f1071, %f1070;
+	fma.rn.f32 	%f1072, %f1061, %f1065, %f1071;
+	mov.f32 	%f1073, 0f32A57060;
+	fma.rn.f32 	%f1074, %f1061, %f1073, %f1072;
+	mov.b32 	%r165, %f1069;
+	shl.b32 	%r166, %r165, 23;
+	mov.b32 	%f1075, %r166;
+	ex2.approx.ftz.f32 	%f1076, %f1074;
+	mul.f32 	%f1726, %f1076, %f1075;
+
+$L__BB11_209:
+	mov.f32 	%f1728, 0f00000000;
+	mov.f32 	%f1727, %f1728;
+	@%p42 bra 	$L__BB11_211;
+
+	sub.f32 	%f1078, %f1663, %f129;
+	mov.f32 	%f1079, 0f3F000000;
+	mov.f32 	%f1080, 0f3BBB989D;
+	fma.rn.f32 	%f1081, %f1078, %f1080, %f1079;
+	mov.f32 	%f1082, 0f3FB8AA3B;
+	mov.f32 	%f1083, 0f437C0000;
+	cvt.sat.f32.f32 	%f1084, %f1081;
+	mov.f32 	%f1085, 0f4B400001;
+	fma.rm.f32 	%f1086, %f1084, %f1083, %f1085;
+	add.f32 	%f1087, %f1086, 0fCB40007F;
+	neg.f32 	%f1088, %f1087;
+	fma.rn.f32 	%f1089, %f1078, %f1082, %f1088;
+	mov.f32 	%f1090, 0f32A57060;
+	fma.rn.f32 	%f1091, %f1078, %f1090, %f1089;
+	mov.b32 	%r167, %f1086;
+	shl.b32 	%r168, %r167, 23;
+	mov.b32 	%f1092, %r168;
+	ex2.approx.ftz.f32 	%f1093, %f1091;
+	mul.f32 	%f1727, %f1093, %f1092;
+
+$L__BB11_211:
+	@%p43 bra 	$L__BB11_213;
+
+	sub.f32 	%f1095, %f1664, %f129;
+	mov.f32 	%f1096, 0f3F000000;
+	mov.f32 	%f1097, 0f3BBB989D;
+	fma.rn.f32 	%f1098, %f1095, %f1097, %f1096;
+	mov.f32 	%f1099, 0f3FB8AA3B;
+	mov.f32 	%f1100, 0f437C0000;
+	cvt.sat.f32.f32 	%f1101, %f1098;
+	mov.f32 	%f1102, 0f4B400001;
+	fma.rm.f32 	%f1103, %f1101, %f1100, %f1102;
+	add.f32 	%f1104, %f1103, 0fCB40007F;
+	neg.f32 	%f1105, %f1104;
+	fma.rn.f32 	%f1106, %f1095, %f1099, %f1105;
+	mov.f32 	%f1107, 0f32A57060;
+	fma.rn.f32 	%f1108, %f1095, %f1107, %f1106;
+	mov.b32 	%r169, %f1103;
+	shl.b32 	%r170, %r169, 23;
+	mov.b32 	%f1109, %r170;
+	ex2.approx.ftz.f32 	%f1110, %f1108;
+	mul.f32 	%f1728, %f1110, %f1109;
+
+$L__BB11_213:
+	mov.f32 	%f1730, 0f00000000;
+	mov.f32 	%f1729, %f1730;
+	@%p44 bra 	$L__BB11_215;
+
+	sub.f32 	%f1112, %f1665, %f129;
+	mov.f32 	%f1113, 0f3F000000;
+	mov.f32 	%f1114, 0f3BBB989D;
+	fma.rn.f32 	%f1115, %f1112, %f1114, %f1113;
+	mov.f32 	%f1116, 0f3FB8AA3B;
+	mov.f32 	%f1117, 0f437C0000;
+	cvt.sat.f32.f32 	%f1118, %f1115;
+	mov.f32 	%f1119, 0f4B400001;
+	fma.rm.f32 	%f1120, %f1118, %f1117, %f1119;
+	add.f32 	%f1121, %f1120, 0fCB40007F;
+	neg.f32 	%f1122, %f1121;
+	fma.rn.f32 	%f1123, %f1112, %f1116, %f1122;
+	mov.f32 	%f1124, 0f32A57060;
+	fma.rn.f32 	%f1125, %f1112, %f1124, %f1123;
+	mov.b32 	%r171, %f1120;
+	shl.b32 	%r172, %r171, 23;
+	mov.b32 	%f1126, %r172;
+	ex2.approx.ftz.f32 	%f1127, %f1125;
+	mul.f32 	%f1729, %f1127, %f1126;
+
+$L__BB11_215:
+	@%p45 bra 	$L__BB11_217;
+
+	sub.f32 	%f1129, %f1666, %f129;
+	mov.f32 	%f1130, 0f3F000000;
+	mov.f32 	%f1131, 0f3BBB989D;
+	fma.rn.f32 	%f1132, %f1129, %f1131, %f1130;
+	mov.f32 	%f1133, 0f3FB8AA3B;
+	mov.f32 	%f1134, 0f437C0000;
+	cvt.sat.f32.f32 	%f1135, %f1132;
+	mov.f32 	%f1136, 0f4B400001;
+	fma.rm.f32 	%f1137, %f1135, %f1134, %f1136;
+	add.f32 	%f1138, %f1137, 0fCB40007F;
+	neg.f32 	%f1139, %f1138;
+	fma.rn.f32 	%f1140, %f1129, %f1133, %f1139;
+	mov.f32 	%f1141, 0f32A57060;
+	fma.rn.f32 	%f1142, %f1129, %f1141, %f1140;
+	mov.b32 	%r173, %f1137;
+	shl.b32 	%r174, %r173, 23;
+	mov.b32 	%f1143, %r174;
+	ex2.approx.ftz.f32 	%f1144, %f1142;
+	mul.f32 	%f1730, %f1144, %f1143;
+
+$L__BB11_217:
+	mov.f32 	%f1732, 0f00000000;
+	mov.f32 	%f1731, %f1732;
+	@%p46 bra 	$L__BB11_219;
+
+	sub.f32 	%f1146, %f1667, %f129;
+	mov.f32 	%f1147, 0f3F000000;
+	mov.f32 	%f1148, 0f3BBB989D;
+	fma.rn.f32 	%f1149, %f1146, %f1148, %f1147;
+	mov.f32 	%f1150, 0f3FB8AA3B;
+	mov.f32 	%f1151, 0f437C0000;
+	cvt.sat.f32.f32 	%f1152, %f1149;
+	mov.f32 	%f1153, 0f4B400001;
+	fma.rm.f32 	%f1154, %f1152, %f1151, %f1153;
+	add.f32 	%f1155, %f1154, 0fCB40007F;
+	neg.f32 	%f1156, %f1155;
+	fma.rn.f32 	%f1157, %f1146, %f1150, %f1156;
+	mov.f32 	%f1158, 0f32A57060;
+	fma.rn.f32 	%f1159, %f1146, %f1158, %f1157;
+	mov.b32 	%r175, %f1154;
+	shl.b32 	%r176, %r175, 23;
+	mov.b32 	%f1160, %r176;
+	ex2.approx.ftz.f32 	%f1161, %f1159;
+	mul.f32 	%f1731, %f1161, %f1160;
+
+$L__BB11_219:
+	@%p47 bra 	$L__BB11_221;
+
+	sub.f32 	%f1163, %f1668, %f129;
+	mov.f32 	%f1164, 0f3F000000;
+	mov.f32 	%f1165, 0f3BBB989D;
+	fma.rn.f32 	%f1166, %f1163, %f1165, %f1164;
+	mov.f32 	%f1167, 0f3FB8AA3B;
+	mov.f32 	%f1168, 0f437C0000;
+	cvt.sat.f32.f32 	%f1169, %f1166;
+	mov.f32 	%f1170, 0f4B400001;
+	fma.rm.f32 	%f1171, %f1169, %f1168, %f1170;
+	add.f32 	%f1172, %f1171, 0fCB40007F;
+	neg.f32 	%f1173, %f1172;
+	fma.rn.f32 	%f1174, %f1163, %f1167, %f1173;
+	mov.f32 	%f1175, 0f32A57060;
+	fma.rn.f32 	%f1176, %f1163, %f1175, %f1174;
+	mov.b32 	%r177, %f1171;
+	shl.b32 	%r178, %r177, 23;
+	mov.b32 	%f1177, %r178;
+	ex2.approx.ftz.f32 	%f1178, %f1176;
+	mul.f32 	%f1732, %f1178, %f1177;
+
+$L__BB11_221:
+	mov.f32 	%f1734, 0f00000000;
+	mov.f32 	%f1733, %f1734;
+	@%p48 bra 	$L__BB11_223;
+
+	sub.f32 	%f1180, %f1669, %f129;
+	mov.f32 	%f1181, 0f3F000000;
+	mov.f32 	%f1182, 0f3BBB989D;
+	fma.rn.f32 	%f1183, %f1180, %f1182, %f1181;
+	mov.f32 	%f1184, 0f3FB8AA3B;
+	mov.f32 	%f1185, 0f437C0000;
+	cvt.sat.f32.f32 	%f1186, %f1183;
+	mov.f32 	%f1187, 0f4B400001;
+	fma.rm.f32 	%f1188, %f1186, %f1185, %f1187;
+	add.f32 	%f1189, %f1188, 0fCB40007F;
+	neg.f32 	%f1190, %f1189;
+	fma.rn.f32 	%f1191, %f1180, %f1184, %f1190;
+	mov.f32 	%f1192, 0f32A57060;
+	fma.rn.f32 	%f1193, %f1180, %f1192, %f1191;
+	mov.b32 	%r179, %f1188;
+	shl.b32 	%r180, %r179, 23;
+	mov.b32 	%f1194, %r180;
+	ex2.approx.ftz.f32 	%f1195, %f1193;
+	mul.f32 	%f1733, %f1195, %f1194;
+
+$L__BB11_223:
+	@%p49 bra 	$L__BB11_225;
+
+	sub.f32 	%f1197, %f1670, %f129;
+	mov.f32 	%f1198, 0f3F000000;
+	mov.f32 	%f1199, 0f3BBB989D;
+	fma.rn.f32 	%f1200, %f1197, %f1199, %f1198;
+	mov.f32 	%f1201, 0f3FB8AA3B;
+	mov.f32 	%f1202, 0f437C0000;
+	cvt.sat.f32.f32 	%f1203, %f1200;
+	mov.f32 	%f1204, 0f4B400001;
+	fma.rm.f32 	%f1205, %f1203, %f1202, %f1204;
+	add.f32 	%f1206, %f1205, 0fCB40007F;
+	neg.f32 	%f1207, %f1206;
+	fma.rn.f32 	%f1208, %f1197, %f1201, %f1207;
+	mov.f32 	%f1209, 0f32A57060;
+	fma.rn.f32 	%f1210, %f1197, %f1209, %f1208;
+	mov.b32 	%r181, %f1205;
+	shl.b32 	%r182, %r181, 23;
+	mov.b32 	%f1211, %r182;
+	ex2.approx.ftz.f32 	%f1212, %f1210;
+	mul.f32 	%f1734, %f1212, %f1211;
+
+$L__BB11_225:
+	mov.f32 	%f1736, 0f00000000;
+	mov.f32 	%f1735, %f1736;
+	@%p50 bra 	$L__BB11_227;
+
+	sub.f32 	%f1214, %f1671, %f129;
+	mov.f32 	%f1215, 0f3F000000;
+	mov.f32 	%f1216, 0f3BBB989D;
+	fma.rn.f32 	%f1217, %f1214, %f1216, %f1215;
+	mov.f32 	%f1218, 0f3FB8AA3B;
+	mov.f32 	%f1219, 0f437C0000;
+	cvt.sat.f32.f32 	%f1220, %f1217;
+	mov.f32 	%f1221, 0f4B400001;
+	fma.rm.f32 	%f1222, %f1220, %f1219, %f1221;
+	add.f32 	%f1223, %f1222, 0fCB40007F;
+	neg.f32 	%f1224, %f1223;
+	fma.rn.f32 	%f1225, %f1214, %f1218, %f1224;
+	mov.f32 	%f1226, 0f32A57060;
+	fma.rn.f32 	%f1227, %f1214, %f1226, %f1225;
+	mov.b32 	%r183, %f1222;
+	shl.b32 	%r184, %r183, 23;
+	mov.b32 	%f1228, %r184;
+	ex2.approx.ftz.f32 	%f1229, %f1227;
+	mul.f32 	%f1735, %f1229, %f1228;
+
+$L__BB11_227:
+	@%p51 bra 	$L__BB11_229;
+
+	sub.f32 	%f1231, %f1672, %f129;
+	mov.f32 	%f1232, 0f3F000000;
+	mov.f32 	%f1233, 0f3BBB989D;
+	fma.rn.f32 	%f1234, %f1231, %f1233, %f1232;
+	mov.f32 	%f1235, 0f3FB8AA3B;
+	mov.f32 	%f1236, 0f437C0000;
+	cvt.sat.f32.f32 	%f1237, %f1234;
+	mov.f32 	%f1238, 0f4B400001;
+	fma.rm.f32 	%f1239, %f1237, %f1236, %f1238;
+	add.f32 	%f1240, %f1239, 0fCB40007F;
+	neg.f32 	%f1241, %f1240;
+	fma.rn.f32 	%f1242, %f1231, %f1235, %f1241;
+	mov.f32 	%f1243, 0f32A57060;
+	fma.rn.f32 	%f1244, %f1231, %f1243, %f1242;
+	mov.b32 	%r185, %f1239;
+	shl.b32 	%r186, %r185, 23;
+	mov.b32 	%f1245, %r186;
+	ex2.approx.ftz.f32 	%f1246, %f1244;
+	mul.f32 	%f1736, %f1246, %f1245;
+
+$L__BB11_229:
+	mov.f32 	%f1738, 0f00000000;
+	mov.f32 	%f1737, %f1738;
+	@%p52 bra 	$L__BB11_231;
+
+	sub.f32 	%f1248, %f1673, %f129;
+	mov.f32 	%f1249, 0f3F000000;
+	mov.f32 	%f1250, 0f3BBB989D;
+	fma.rn.f32 	%f1251, %f1248, %f1250, %f1249;
+	mov.f32 	%f1252, 0f3FB8AA3B;
+	mov.f32 	%f1253, 0f437C0000;
+	cvt.sat.f32.f32 	%f1254, %f1251;
+	mov.f32 	%f1255, 0f4B400001;
+	fma.rm.f32 	%f1256, %f1254, %f1253, %f1255;
+	add.f32 	%f1257, %f1256, 0fCB40007F;
+	neg.f32 	%f1258, %f1257;
+	fma.rn.f32 	%f1259, %f1248, %f1252, %f1258;
+	mov.f32 	%f1260, 0f32A57060;
+	fma.rn.f32 	%f1261, %f1248, %f1260, %f1259;
+	mov.b32 	%r187, %f1256;
+	shl.b32 	%r188, %r187, 23;
+	mov.b32 	%f1262, %r188;
+	ex2.approx.ftz.f32 	%f1263, %f1261;
+	mul.f32 	%f1737, %f1263, %f1262;
+
+$L__BB11_231:
+	@%p53 bra 	$L__BB11_233;
+
+	sub.f32 	%f1265, %f1674, %f129;
+	mov.f32 	%f1266, 0f3F000000;
+	mov.f32 	%f1267, 0f3BBB989D;
+	fma.rn.f32 	%f1268, %f1265, %f1267, %f1266;
+	mov.f32 	%f1269, 0f3FB8AA3B;
+	mov.f32 	%f1270, 0f437C0000;
+	cvt.sat.f32.f32 	%f1271, %f1268;
+	mov.f32 	%f1272, 0f4B400001;
+	fma.rm.f32 	%f1273, %f1271, %f1270, %f1272;
+	add.f32 	%f1274, %f1273, 0fCB40007F;
+	neg.f32 	%f1275, %f1274;
+	fma.rn.f32 	%f1276, %f1265, %f1269, %f1275;
+	mov.f32 	%f1277, 0f32A57060;
+	fma.rn.f32 	%f1278, %f1265, %f1277, %f1276;
+	mov.b32 	%r189, %f1273;
+	shl.b32 	%r190, %r189, 23;
+	mov.b32 	%f1279, %r190;
+	ex2.approx.ftz.f32 	%f1280, %f1278;
+	mul.f32 	%f1738, %f1280, %f1279;
+
+$L__BB11_233:
+	mov.f32 	%f1740, 0f00000000;
+	mov.f32 	%f1739, %f1740;
+	@%p54 bra 	$L__BB11_235;
+
+	sub.f32 	%f1282, %f1675, %f129;
+	mov.f32 	%f1283, 0f3F000000;
+	mov.f32 	%f1284, 0f3BBB989D;
+	fma.rn.f32 	%f1285, %f1282, %f1284, %f1283;
+	mov.f32 	%f1286, 0f3FB8AA3B;
+	mov.f32 	%f1287, 0f437C0000;
+	cvt.sat.f32.f32 	%f1288, %f1285;
+	mov.f32 	%f1289, 0f4B400001;
+	fma.rm.f32 	%f1290, %f1288, %f1287, %f1289;
+	add.f32 	%f1291, %f1290, 0fCB40007F;
+	neg.f32 	%f1292, %f1291;
+	fma.rn.f32 	%f1293, %f1282, %f1286, %f1292;
+	mov.f32 	%f1294, 0f32A57060;
+	fma.rn.f32 	%f1295, %f1282, %f1294, %f1293;
+	mov.b32 	%r191, %f1290;
+	shl.b32 	%r192, %r191, 23;
+	mov.b32 	%f1296, %r192;
+	ex2.approx.ftz.f32 	%f1297, %f1295;
+	mul.f32 	%f1739, %f1297, %f1296;
+
+$L__BB11_235:
+	@%p55 bra 	$L__BB11_237;
+
+	sub.f32 	%f1299, %f1676, %f129;
+	mov.f32 	%f1300, 0f3F000000;
+	mov.f32 	%f1301, 0f3BBB989D;
+	fma.rn.f32 	%f1302, %f1299, %f1301, %f1300;
+	mov.f32 	%f1303, 0f3FB8AA3B;
+	mov.f32 	%f1304, 0f437C0000;
+	cvt.sat.f32.f32 	%f1305, %f1302;
+	mov.f32 	%f1306, 0f4B400001;
+	fma.rm.f32 	%f1307, %f1305, %f1304, %f1306;
+	add.f32 	%f1308, %f1307, 0fCB40007F;
+	neg.f32 	%f1309, %f1308;
+	fma.rn.f32 	%f1310, %f1299, %f1303, %f1309;
+	mov.f32 	%f1311, 0f32A57060;
+	fma.rn.f32 	%f1312, %f1299, %f1311, %f1310;
+	mov.b32 	%r193, %f1307;
+	shl.b32 	%r194, %r193, 23;
+	mov.b32 	%f1313, %r194;
+	ex2.approx.ftz.f32 	%f1314, %f1312;
+	mul.f32 	%f1740, %f1314, %f1313;
+
+$L__BB11_237:
+	mov.f32 	%f1742, 0f00000000;
+	mov.f32 	%f1741, %f1742;
+	@%p56 bra 	$L__BB11_239;
+
+	sub.f32 	%f1316, %f1677, %f129;
+	mov.f32 	%f1317, 0f3F000000;
+	mov.f32 	%f1318, 0f3BBB989D;
+	fma.rn.f32 	%f1319, %f1316, %f1318, %f1317;
+	mov.f32 	%f1320, 0f3FB8AA3B;
+	mov.f32 	%f1321, 0f437C0000;
+	cvt.sat.f32.f32 	%f1322, %f1319;
+	mov.f32 	%f1323, 0f4B400001;
+	fma.rm.f32 	%f1324, %f1322, %f1321, %f1323;
+	add.f32 	%f1325, %f1324, 0fCB40007F;
+	neg.f32 	%f1326, %f1325;
+	fma.rn.f32 	%f1327, %f1316, %f1320, %f1326;
+	mov.f32 	%f1328, 0f32A57060;
+	fma.rn.f32 	%f1329, %f1316, %f1328, %f1327;
+	mov.b32 	%r195, %f1324;
+	shl.b32 	%r196, %r195, 23;
+	mov.b32 	%f1330, %r196;
+	ex2.approx.ftz.f32 	%f1331, %f1329;
+	mul.f32 	%f1741, %f1331, %f1330;
+
+$L__BB11_239:
+	@%p57 bra 	$L__BB11_241;
+
+	sub.f32 	%f1333, %f1678, %f129;
+	mov.f32 	%f1334, 0f3F000000;
+	mov.f32 	%f1335, 0f3BBB989D;
+	fma.rn.f32 	%f1336, %f1333, %f1335, %f1334;
+	mov.f32 	%f1337, 0f3FB8AA3B;
+	mov.f32 	%f1338, 0f437C0000;
+	cvt.sat.f32.f32 	%f1339, %f1336;
+	mov.f32 	%f1340, 0f4B400001;
+	fma.rm.f32 	%f1341, %f1339, %f1338, %f1340;
+	add.f32 	%f1342, %f1341, 0fCB40007F;
+	neg.f32 	%f1343, %f1342;
+	fma.rn.f32 	%f1344, %f1333, %f1337, %f1343;
+	mov.f32 	%f1345, 0f32A57060;
+	fma.rn.f32 	%f1346, %f1333, %f1345, %f1344;
+	mov.b32 	%r197, %f1341;
+	shl.b32 	%r198, %r197, 23;
+	mov.b32 	%f1347, %r198;
+	ex2.approx.ftz.f32 	%f1348, %f1346;
+	mul.f32 	%f1742, %f1348, %f1347;
+
+$L__BB11_241:
+	mov.f32 	%f1744, 0f00000000;
+	mov.f32 	%f1743, %f1744;
+	@%p58 bra 	$L__BB11_243;
+
+	sub.f32 	%f1350, %f1679, %f129;
+	mov.f32 	%f1351, 0f3F000000;
+	mov.f32 	%f1352, 0f3BBB989D;
+	fma.rn.f32 	%f1353, %f1350, %f1352, %f1351;
+	mov.f32 	%f1354, 0f3FB8AA3B;
+	mov.f32 	%f1355, 0f437C0000;
+	cvt.sat.f32.f32 	%f1356, %f1353;
+	mov.f32 	%f1357, 0f4B400001;
+	fma.rm.f32 	%f1358, %f1356, %f1355, %f1357;
+	add.f32 	%f1359, %f1358, 0fCB40007F;
+	neg.f32 	%f1360, %f1359;
+	fma.rn.f32 	%f1361, %f1350, %f1354, %f1360;
+	mov.f32 	%f1362, 0f32A57060;
+	fma.rn.f32 	%f1363, %f1350, %f1362, %f1361;
+	mov.b32 	%r199, %f1358;
+	shl.b32 	%r200, %r199, 23;
+	mov.b32 	%f1364, %r200;
+	ex2.approx.ftz.f32 	%f1365, %f1363;
+	mul.f32 	%f1743, %f1365, %f1364;
+
+$L__BB11_243:
+	@%p59 bra 	$L__BB11_245;
+
+	sub.f32 	%f1367, %f1680, %f129;
+	mov.f32 	%f1368, 0f3F000000;
+	mov.f32 	%f1369, 0f3BBB989D;
+	fma.rn.f32 	%f1370, %f1367, %f1369, %f1368;
+	mov.f32 	%f1371, 0f3FB8AA3B;
+	mov.f32 	%f1372, 0f437C0000;
+	cvt.sat.f32.f32 	%f1373, %f1370;
+	mov.f32 	%f1374, 0f4B400001;
+	fma.rm.f32 	%f1375, %f1373, %f1372, %f1374;
+	add.f32 	%f1376, %f1375, 0fCB40007F;
+	neg.f32 	%f1377, %f1376;
+	fma.rn.f32 	%f1378, %f1367, %f1371, %f1377;
+	mov.f32 	%f1379, 0f32A57060;
+	fma.rn.f32 	%f1380, %f1367, %f1379, %f1378;
+	mov.b32 	%r201, %f1375;
+	shl.b32 	%r202, %r201, 23;
+	mov.b32 	%f1381, %r202;
+	ex2.approx.ftz.f32 	%f1382, %f1380;
+	mul.f32 	%f1744, %f1382, %f1381;
+
+$L__BB11_245:
+	mov.f32 	%f1746, 0f00000000;
+	mov.f32 	%f1745, %f1746;
+	@%p60 bra 	$L__BB11_247;
+
+	sub.f32 	%f1384, %f1681, %f129;
+	mov.f32 	%f1385, 0f3F000000;
+	mov.f32 	%f1386, 0f3BBB989D;
+	fma.rn.f32 	%f1387, %f1384, %f1386, %f1385;
+	mov.f32 	%f1388, 0f3FB8AA3B;
+	mov.f32 	%f1389, 0f437C0000;
+	cvt.sat.f32.f32 	%f1390, %f1387;
+	mov.f32 	%f1391, 0f4B400001;
+	fma.rm.f32 	%f1392, %f1390, %f1389, %f1391;
+	add.f32 	%f1393, %f1392, 0fCB40007F;
+	neg.f32 	%f1394, %f1393;
+	fma.rn.f32 	%f1395, %f1384, %f1388, %f1394;
+	mov.f32 	%f1396, 0f32A57060;
+	fma.rn.f32 	%f1397, %f1384, %f1396, %f1395;
+	mov.b32 	%r203, %f1392;
+	shl.b32 	%r204, %r203, 23;
+	mov.b32 	%f1398, %r204;
+	ex2.approx.ftz.f32 	%f1399, %f1397;
+	mul.f32 	%f1745, %f1399, %f1398;
+
+$L__BB11_247:
+	@%p61 bra 	$L__BB11_249;
+
+	sub.f32 	%f1401, %f1682, %f129;
+	mov.f32 	%f1402, 0f3F000000;
+	mov.f32 	%f1403, 0f3BBB989D;
+	fma.rn.f32 	%f1404, %f1401, %f1403, %f1402;
+	mov.f32 	%f1405, 0f3FB8AA3B;
+	mov.f32 	%f1406, 0f437C0000;
+	cvt.sat.f32.f32 	%f1407, %f1404;
+	mov.f32 	%f1408, 0f4B400001;
+	fma.rm.f32 	%f1409, %f1407, %f1406, %f1408;
+	add.f32 	%f1410, %f1409, 0fCB40007F;
+	neg.f32 	%f1411, %f1410;
+	fma.rn.f32 	%f1412, %f1401, %f1405, %f1411;
+	mov.f32 	%f1413, 0f32A57060;
+	fma.rn.f32 	%f1414, %f1401, %f1413, %f1412;
+	mov.b32 	%r205, %f1409;
+	shl.b32 	%r206, %r205, 23;
+	mov.b32 	%f1415, %r206;
+	ex2.approx.ftz.f32 	%f1416, %f1414;
+	mul.f32 	%f1746, %f1416, %f1415;
+
+$L__BB11_249:
+	mov.f32 	%f1748, 0f00000000;
+	mov.f32 	%f1747, %f1748;
+	@%p62 bra 	$L__BB11_251;
+
+	sub.f32 	%f1418, %f1683, %f129;
+	mov.f32 	%f1419, 0f3F000000;
+	mov.f32 	%f1420, 0f3BBB989D;
+	fma.rn.f32 	%f1421, %f1418, %f1420, %f1419;
+	mov.f32 	%f1422, 0f3FB8AA3B;
+	mov.f32 	%f1423, 0f437C0000;
+	cvt.sat.f32.f32 	%f1424, %f1421;
+	mov.f32 	%f1425, 0f4B400001;
+	fma.rm.f32 	%f1426, %f1424, %f1423, %f1425;
+	add.f32 	%f1427, %f1426, 0fCB40007F;
+	neg.f32 	%f1428, %f1427;
+	fma.rn.f32 	%f1429, %f1418, %f1422, %f1428;
+	mov.f32 	%f1430, 0f32A57060;
+	fma.rn.f32 	%f1431, %f1418, %f1430, %f1429;
+	mov.b32 	%r207, %f1426;
+	shl.b32 	%r208, %r207, 23;
+	mov.b32 	%f1432, %r208;
+	ex2.approx.ftz.f32 	%f1433, %f1431;
+	mul.f32 	%f1747, %f1433, %f1432;
+
+$L__BB11_251:
+	@%p63 bra 	$L__BB11_253;
+
+	sub.f32 	%f1435, %f1684, %f129;
+	mov.f32 	%f1436, 0f3F000000;
+	mov.f32 	%f1437, 0f3BBB989D;
+	fma.rn.f32 	%f1438, %f1435, %f1437, %f1436;
+	mov.f32 	%f1439, 0f3FB8AA3B;
+	mov.f32 	%f1440, 0f437C0000;
+	cvt.sat.f32.f32 	%f1441, %f1438;
+	mov.f32 	%f1442, 0f4B400001;
+	fma.rm.f32 	%f1443, %f1441, %f1440, %f1442;
+	add.f32 	%f1444, %f1443, 0fCB40007F;
+	neg.f32 	%f1445, %f1444;
+	fma.rn.f32 	%f1446, %f1435, %f1439, %f1445;
+	mov.f32 	%f1447, 0f32A57060;
+	fma.rn.f32 	%f1448, %f1435, %f1447, %f1446;
+	mov.b32 	%r209, %f1443;
+	shl.b32 	%r210, %r209, 23;
+	mov.b32 	%f1449, %r210;
+	ex2.approx.ftz.f32 	%f1450, %f1448;
+	mul.f32 	%f1748, %f1450, %f1449;
+
+$L__BB11_253:
+	mov.f32 	%f1750, 0f00000000;
+	mov.f32 	%f1749, %f1750;
+	@%p64 bra 	$L__BB11_255;
+
+	sub.f32 	%f1452, %f1685, %f129;
+	mov.f32 	%f1453, 0f3F000000;
+	mov.f32 	%f1454, 0f3BBB989D;
+	fma.rn.f32 	%f1455, %f1452, %f1454, %f1453;
+	mov.f32 	%f1456, 0f3FB8AA3B;
+	mov.f32 	%f1457, 0f437C0000;
+	cvt.sat.f32.f32 	%f1458, %f1455;
+	mov.f32 	%f1459, 0f4B400001;
+	fma.rm.f32 	%f1460, %f1458, %f1457, %f1459;
+	add.f32 	%f1461, %f1460, 0fCB40007F;
+	neg.f32 	%f1462, %f1461;
+	fma.rn.f32 	%f1463, %f1452, %f1456, %f1462;
+	mov.f32 	%f1464, 0f32A57060;
+	fma.rn.f32 	%f1465, %f1452, %f1464, %f1463;
+	mov.b32 	%r211, %f1460;
+	shl.b32 	%r212, %r211, 23;
+	mov.b32 	%f1466, %r212;
+	ex2.approx.ftz.f32 	%f1467, %f1465;
+	mul.f32 	%f1749, %f1467, %f1466;
+
+$L__BB11_255:
+	@%p65 bra 	$L__BB11_257;
+
+	sub.f32 	%f1469, %f1686, %f129;
+	mov.f32 	%f1470, 0f3F000000;
+	mov.f32 	%f1471, 0f3BBB989D;
+	fma.rn.f32 	%f1472, %f1469, %f1471, %f1470;
+	mov.f32 	%f1473, 0f3FB8AA3B;
+	mov.f32 	%f1474, 0f437C0000;
+	cvt.sat.f32.f32 	%f1475, %f1472;
+	mov.f32 	%f1476, 0f4B400001;
+	fma.rm.f32 	%f1477, %f1475, %f1474, %f1476;
+	add.f32 	%f1478, %f1477, 0fCB40007F;
+	neg.f32 	%f1479, %f1478;
+	fma.rn.f32 	%f1480, %f1469, %f1473, %f1479;
+	mov.f32 	%f1481, 0f32A57060;
+	fma.rn.f32 	%f1482, %f1469, %f1481, %f1480;
+	mov.b32 	%r213, %f1477;
+	shl.b32 	%r214, %r213, 23;
+	mov.b32 	%f1483, %r214;
+	ex2.approx.ftz.f32 	%f1484, %f1482;
+	mul.f32 	%f1750, %f1484, %f1483;
+
+$L__BB11_257:
+	ld.param.u64 	%rd82, [softmaxWarp_f32_param_3];
+	add.f32 	%f1485, %f1687, 0f00000000;
+	add.f32 	%f1486, %f1485, %f1688;
+	add.f32 	%f1487, %f1486, %f1689;
+	add.f32 	%f1488, %f1487, %f1690;
+	add.f32 	%f1489, %f1488, %f1691;
+	add.f32 	%f1490, %f1489, %f1692;
+	add.f32 	%f1491, %f1490, %f1693;
+	add.f32 	%f1492, %f1491, %f1694;
+	add.f32 	%f1493, %f1492, %f1695;
+	add.f32 	%f1494, %f1493, %f1696;
+	add.f32 	%f1495, %f1494, %f1697;
+	add.f32 	%f1496, %f1495, %f1698;
+	add.f32 	%f1497, %f1496, %f1699;
+	add.f32 	%f1498, %f1497, %f1700;
+	add.f32 	%f1499, %f1498, %f1701;
+	add.f32 	%f1500, %f1499, %f1702;
+	add.f32 	%f1501, %f1500, %f1703;
+	add.f32 	%f1502, %f1501, %f1704;
+	add.f32 	%f1503, %f1502, %f1705;
+	add.f32 	%f1504, %f1503, %f1706;
+	add.f32 	%f1505, %f1504, %f1707;
+	add.f32 	%f1506, %f1505, %f1708;
+	add.f32 	%f1507, %f1506, %f1709;
+	add.f32 	%f1508, %f1507, %f1710;
+	add.f32 	%f1509, %f1508, %f1711;
+	add.f32 	%f1510, %f1509, %f1712;
+	add.f32 	%f1511, %f1510, %f1713;
+	add.f32 	%f1512, %f1511, %f1714;
+	add.f32 	%f1513, %f1512, %f1715;
+	add.f32 	%f1514, %f1513, %f1716;
+	add.f32 	%f1515, %f1514, %f1717;
+	add.f32 	%f1516, %f1515, %f1718;
+	add.f32 	%f1517, %f1516, %f1719;
+	add.f32 	%f1518, %f1517, %f1720;
+	add.f32 	%f1519, %f1518, %f1721;
+	add.f32 	%f1520, %f1519, %f1722;
+	add.f32 	%f1521, %f1520, %f1723;
+	add.f32 	%f1522, %f1521, %f1724;
+	add.f32 	%f1523, %f1522, %f1725;
+	add.f32 	%f1524, %f1523, %f1726;
+	add.f32 	%f1525, %f1524, %f1727;
+	add.f32 	%f1526, %f1525, %f1728;
+	add.f32 	%f1527, %f1526, %f1729;
+	add.f32 	%f1528, %f1527, %f1730;
+	add.f32 	%f1529, %f1528, %f1731;
+	add.f32 	%f1530, %f1529, %f1732;
+	add.f32 	%f1531, %f1530, %f1733;
+	add.f32 	%f1532, %f1531, %f1734;
+	add.f32 	%f1533, %f1532, %f1735;
+	add.f32 	%f1534, %f1533, %f1736;
+	add.f32 	%f1535, %f1534, %f1737;
+	add.f32 	%f1536, %f1535, %f1738;
+	add.f32 	%f1537, %f1536, %f1739;
+	add.f32 	%f1538, %f1537, %f1740;
+	add.f32 	%f1539, %f1538, %f1741;
+	add.f32 	%f1540, %f1539, %f1742;
+	add.f32 	%f1541, %f1540, %f1743;
+	add.f32 	%f1542, %f1541, %f1744;
+	add.f32 	%f1543, %f1542, %f1745;
+	add.f32 	%f1544, %f1543, %f1746;
+	add.f32 	%f1545, %f1544, %f1747;
+	add.f32 	%f1546, %f1545, %f1748;
+	add.f32 	%f1547, %f1546, %f1749;
+	add.f32 	%f1548, %f1547, %f1750;
+	mov.b32 	%r215, %f1548;
+	mov.u32 	%r216, 31;
+	mov.u32 	%r217, 16;
+	mov.u32 	%r218, -1;
+	shfl.sync.bfly.b32 	%r219|%p135, %r215, %r217, %r216, %r218;
+	mov.b32 	%f1549, %r219;
+	add.f32 	%f1550, %f1548, %f1549;
+	mov.b32 	%r220, %f1550;
+	mov.u32 	%r221, 8;
+	shfl.sync.bfly.b32 	%r222|%p136, %r220, %r221, %r216, %r218;
+	mov.b32 	%f1551, %r222;
+	add.f32 	%f1552, %f1550, %f1551;
+	mov.b32 	%r223, %f1552;
+	mov.u32 	%r224, 4;
+	shfl.sync.bfly.b32 	%r225|%p137, %r223, %r224, %r216, %r218;
+	mov.b32 	%f1553, %r225;
+	add.f32 	%f1554, %f1552, %f1553;
+	mov.b32 	%r226, %f1554;
+	mov.u32 	%r227, 2;
+	shfl.sync.bfly.b32 	%r228|%p138, %r226, %r227, %r216, %r218;
+	mov.b32 	%f1555, %r228;
+	add.f32 	%f1556, %f1554, %f1555;
+	mov.b32 	%r229, %f1556;
+	mov.u32 	%r230, 1;
+	shfl.sync.bfly.b32 	%r231|%p139, %r229, %r230, %r216, %r218;
+	mov.b32 	%f1557, %r231;
+	add.f32 	%f1558, %f1556, %f1557;
+	rcp.rn.f32 	%f258, %f1558;
+	cvta.to.global.u64 	%rd80, %rd82;
+	add.s64 	%rd68, %rd80, %rd77;
+	@%p2 bra 	$L__BB11_259;
+
+	mul.f32 	%f1559, %f258, %f1687;
+	st.global.f32 	[%rd68], %f1559;
+
+$L__BB11_259:
+	@%p3 bra 	$L__BB11_261;
+
+	mul.f32 	%f1560, %f258, %f1688;
+	st.global.f32 	[%rd68+128], %f1560;
+
+$L__BB11_261:
+	@%p4 bra 	$L__BB11_263;
+
+	mul.f32 	%f1561, %f258, %f1689;
+	st.global.f32 	[%rd68+256], %f1561;
+
+$L__BB11_263:
+	@%p5 bra 	$L__BB11_265;
+
+	mul.f32 	%f1562, %f258, %f1690;
+	st.global.f32 	[%rd68+384], %f1562;
+
+$L__BB11_265:
+	@%p6 bra 	$L__BB11_267;
+
+	mul.f32 	%f1563, %f258, %f1691;
+	st.global.f32 	[%rd68+512], %f1563;
+
+$L__BB11_267:
+	@%p7 bra 	$L__BB11_269;
+
+	mul.f32 	%f1564, %f258, %f1692;
+	st.global.f32 	[%rd68+640], %f1564;
+
+$L__BB11_269:
+	@%p8 bra 	$L__BB11_271;
+
+	mul.f32 	%f1565, %f258, %f1693;
+	st.global.f32 	[%rd68+768], %f1565;
+
+$L__BB11_271:
+	@%p9 bra 	$L__BB11_273;
+
+	mul.f32 	%f1566, %f258, %f1694;
+	st.global.f32 	[%rd68+896], %f1566;
+
+$L__BB11_273:
+	@%p10 bra 	$L__BB11_275;
+
+	mul.f32 	%f1567, %f258, %f1695;
+	st.global.f32 	[%rd68+1024], %f1567;
+
+$L__BB11_275:
+	@%p11 bra 	$L__BB11_277;
+
+	mul.f32 	%f1568, %f258, %f1696;
+	st.global.f32 	[%rd68+1152], %f1568;
+
+$L__BB11_277:
+	@%p12 bra 	$L__BB11_279;
+
+	mul.f32 	%f1569, %f258, %f1697;
+	st.global.f32 	[%rd68+1280], %f1569;
+
+$L__BB11_279:
+	@%p13 bra 	$L__BB11_281;
+
+	mul.f32 	%f1570, %f258, %f1698;
+	st.global.f32 	[%rd68+1408], %f1570;
+
+$L__BB11_281:
+	@%p14 bra 	$L__BB11_283;
+
+	mul.f32 	%f1571, %f258, %f1699;
+	st.global.f32 	[%rd68+1536], %f1571;
+
+$L__BB11_283:
+	@%p15 bra 	$L__BB11_285;
+
+	mul.f32 	%f1572, %f258, %f1700;
+	st.global.f32 	[%rd68+1664], %f1572;
+
+$L__BB11_285:
+	@%p16 bra 	$L__BB11_287;
+
+	mul.f32 	%f1573, %f258, %f1701;
+	st.global.f32 	[%rd68+1792], %f1573;
+
+$L__BB11_287:
+	@%p17 bra 	$L__BB11_289;
+
+	mul.f32 	%f1574, %f258, %f1702;
+	st.global.f32 	[%rd68+1920], %f1574;
+
+$L__BB11_289:
+	@%p18 bra 	$L__BB11_291;
+
+	mul.f32 	%f1575, %f258, %f1703;
+	st.global.f32 	[%rd68+2048], %f1575;
+
+$L__BB11_291:
+	@%p19 bra 	$L__BB11_293;
+
+	mul.f32 	%f1576, %f258, %f1704;
+	st.global.f32 	[%rd68+2176], %f1576;
+
+$L__BB11_293:
+	@%p20 bra 	$L__BB11_295;
+
+	mul.f32 	%f1577, %f258, %f1705;
+	st.global.f32 	[%rd68+2304], %f1577;
+
+$L__BB11_295:
+	@%p21 bra 	$L__BB11_297;
+
+	mul.f32 	%f1578, %f258, %f1706;
+	st.global.f32 	[%rd68+2432], %f1578;
+
+$L__BB11_297:
+	@%p22 bra 	$L__BB11_299;
+
+	mul.f32 	%f1579, %f258, %f1707;
+	st.global.f32 	[%rd68+2560], %f1579;
+
+$L__BB11_299:
+	@%p23 bra 	$L__BB11_301;
+
+	mul.f32 	%f1580, %f258, %f1708;
+	st.global.f32 	[%rd68+2688], %f1580;
+
+$L__BB11_301:
+	@%p24 bra 	$L__BB11_303;
+
+	mul.f32 	%f1581, %f258, %f1709;
+	st.global.f32 	[%rd68+2816], %f1581;
+
+$L__BB11_303:
+	@%p25 bra 	$L__BB11_305;
+
+	mul.f32 	%f1582, %f258, %f1710;
+	st.global.f32 	[%rd68+2944], %f1582;
+
+$L__BB11_305:
+	@%p26 bra 	$L__BB11_307;
+
+	mul.f32 	%f1583, %f258, %f1711;
+	st.global.f32 	[%rd68+3072], %f1583;
+
+$L__BB11_307:
+	@%p27 bra 	$L__BB11_309;
+
+	mul.f32 	%f1584, %f258, %f1712;
+	st.global.f32 	[%rd68+3200], %f1584;
+
+$L__BB11_309:
+	@%p28 bra 	$L__BB11_311;
+
+	mul.f32 	%f1585, %f258, %f1713;
+	st.global.f32 	[%rd68+3328], %f1585;
+
+$L__BB11_311:
+	@%p29 bra 	$L__BB11_313;
+
+	mul.f32 	%f1586, %f258, %f1714;
+	st.global.f32 	[%rd68+3456], %f1586;
+
+$L__BB11_313:
+	@%p30 bra 	$L__BB11_315;
+
+	mul.f32 	%f1587, %f258, %f1715;
+	st.global.f32 	[%rd68+3584], %f1587;
+
+$L__BB11_315:
+	@%p31 bra 	$L__BB11_317;
+
+	mul.f32 	%f1588, %f258, %f1716;
+	st.global.f32 	[%rd68+3712], %f1588;
+
+$L__BB11_317:
+	@%p32 bra 	$L__BB11_319;
+
+	mul.f32 	%f1589, %f258, %f1717;
+	st.global.f32 	[%rd68+3840], %f1589;
+
+$L__BB11_319:
+	@%p33 bra 	$L__BB11_321;
+
+	mul.f32 	%f1590, %f258, %f1718;
+	st.global.f32 	[%rd68+3968], %f1590;
+
+$L__BB11_321:
+	@%p34 bra 	$L__BB11_323;
+
+	mul.f32 	%f1591, %f258, %f1719;
+	st.global.f32 	[%rd68+4096], %f1591;
+
+$L__BB11_323:
+	@%p35 bra 	$L__BB11_325;
+
+	mul.f32 	%f1592, %f258, %f1720;
+	st.global.f32 	[%rd68+4224], %f1592;
+
+$L__BB11_325:
+	@%p36 bra 	$L__BB11_327;
+
+	mul.f32 	%f1593, %f258, %f1721;
+	st.global.f32 	[%rd68+4352], %f1593;
+
+$L__BB11_327:
+	@%p37 bra 	$L__BB11_329;
+
+	mul.f32 	%f1594, %f258, %f1722;
+	st.global.f32 	[%rd68+4480], %f1594;
+
+$L__BB11_329:
+	@%p38 bra 	$L__BB11_331;
+
+	mul.f32 	%f1595, %f258, %f1723;
+	st.global.f32 	[%rd68+4608], %f1595;
+
+$L__BB11_331:
+	@%p39 bra 	$L__BB11_333;
+
+	mul.f32 	%f1596, %f258, %f1724;
+	st.global.f32 	[%rd68+4736], %f1596;
+
+$L__BB11_333:
+	@%p40 bra 	$L__BB11_335;
+
+	mul.f32 	%f1597, %f258, %f1725;
+	st.global.f32 	[%rd68+4864], %f1597;
+
+$L__BB11_335:
+	@%p41 bra 	$L__BB11_337;
+
+	mul.f32 	%f1598, %f258, %f1726;
+	st.global.f32 	[%rd68+4992], %f1598;
+
+$L__BB11_337:
+	@%p42 bra 	$L__BB11_339;
+
+	mul.f32 	%f1599, %f258, %f1727;
+	st.global.f32 	[%rd68+5120], %f1599;
+
+$L__BB11_339:
+	@%p43 bra 	$L__BB11_341;
+
+	mul.f32 	%f1600, %f258, %f1728;
+	st.global.f32 	[%rd68+5248], %f1600;
+
+$L__BB11_341:
+	@%p44 bra 	$L__BB11_343;
+
+	mul.f32 	%f1601, %f258, %f1729;
+	st.global.f32 	[%rd68+5376], %f1601;
+
+$L__BB11_343:
+	@%p45 bra 	$L__BB11_345;
+
+	mul.f32 	%f1602, %f258, %f1730;
+	st.global.f32 	[%rd68+5504], %f1602;
+
+$L__BB11_345:
+	@%p46 bra 	$L__BB11_347;
+
+	mul.f32 	%f1603, %f258, %f1731;
+	st.global.f32 	[%rd68+5632], %f1603;
+
+$L__BB11_347:
+	@%p47 bra 	$L__BB11_349;
+
+	mul.f32 	%f1604, %f258, %f1732;
+	st.global.f32 	[%rd68+5760], %f1604;
+
+$L__BB11_349:
+	@%p48 bra 	$L__BB11_351;
+
+	mul.f32 	%f1605, %f258, %f1733;
+	st.global.f32 	[%rd68+5888], %f1605;
+
+$L__BB11_351:
+	@%p49 bra 	$L__BB11_353;
+
+	mul.f32 	%f1606, %f258, %f1734;
+	st.global.f32 	[%rd68+6016], %f1606;
+
+$L__BB11_353:
+	@%p50 bra 	$L__BB11_355;
+
+	mul.f32 	%f1607, %f258, %f1735;
+	st.global.f32 	[%rd68+6144], %f1607;
+
+$L__BB11_355:
+	@%p51 bra 	$L__BB11_357;
+
+	mul.f32 	%f1608, %f258, %f1736;
+	st.global.f32 	[%rd68+6272], %f1608;
+
+$L__BB11_357:
+	@%p52 bra 	$L__BB11_359;
+
+	mul.f32 	%f1609, %f258, %f1737;
+	st.global.f32 	[%rd68+6400], %f1609;
+
+$L__BB11_359:
+	@%p53 bra 	$L__BB11_361;
+
+	mul.f32 	%f1610, %f258, %f1738;
+	st.global.f32 	[%rd68+6528], %f1610;
+
+$L__BB11_361:
+	@%p54 bra 	$L__BB11_363;
+
+	mul.f32 	%f1611, %f258, %f1739;
+	st.global.f32 	[%rd68+6656], %f1611;
+
+$L__BB11_363:
+	@%p55 bra 	$L__BB11_365;
+
+	mul.f32 	%f1612, %f258, %f1740;
+	st.global.f32 	[%rd68+6784], %f1612;
+
+$L__BB11_365:
+	@%p56 bra 	$L__BB11_367;
+
+	mul.f32 	%f1613, %f258, %f1741;
+	st.global.f32 	[%rd68+6912], %f1613;
+
+$L__BB11_367:
+	@%p57 bra 	$L__BB11_369;
+
+	mul.f32 	%f1614, %f258, %f1742;
+	st.global.f32 	[%rd68+7040], %f1614;
+
+$L__BB11_369:
+	@%p58 bra 	$L__BB11_371;
+
+	mul.f32 	%f1615, %f258, %f1743;
+	st.global.f32 	[%rd68+7168], %f1615;
+
+$L__BB11_371:
+	@%p59 bra 	$L__BB11_373;
+
+	mul.f32 	%f1616, %f258, %f1744;
+	st.global.f32 	[%rd68+7296], %f1616;
+
+$L__BB11_373:
+	@%p60 bra 	$L__BB11_375;
+
+	mul.f32 	%f1617, %f258, %f1745;
+	st.global.f32 	[%rd68+7424], %f1617;
+
+$L__BB11_375:
+	@%p61 bra 	$L__BB11_377;
+
+	mul.f32 	%f1618, %f258, %f1746;
+	st.global.f32 	[%rd68+7552], %f1618;
+
+$L__BB11_377:
+	@%p62 bra 	$L__BB11_379;
+
+	mul.f32 	%f1619, %f258, %f1747;
+	st.global.f32 	[%rd68+7680], %f1619;
+
+$L__BB11_379:
+	@%p63 bra 	$L__BB11_381;
+
+	mul.f32 	%f1620, %f258, %f1748;
+	st.global.f32 	[%rd68+7808], %f1620;
+
+$L__BB11_381:
+	@%p64 bra 	$L__BB11_383;
+
+	mul.f32 	%f1621, %f258, %f1749;
+	st.global.f32 	[%rd68+7936], %f1621;
+
+$L__BB11_383:
+	@%p65 bra 	$L__BB11_385;
+
+	mul.f32 	%f1622, %f258, %f1750;
+	st.global.f32 	[%rd68+8064], %f1622;
+
+$L__BB11_385:
+	ret;
+
+}
+	// .globl	softmaxWarp_bf16
+.visible .entry softmaxWarp_bf16(
+	.param .u64 softmaxWarp_bf16_param_0,
+	.param .u64 softmaxWarp_bf16_param_1,
+	.param .u64 softmaxWarp_bf16_param_2,
+	.param .u64 softmaxWarp_bf16_param_3
+)
+{
+	.reg .pred 	%p<292>;
+	.reg .b16 	%rs<257>;
+	.reg .f32 	%f<1751>;
+	.reg .b32 	%r<816>;
+	.reg .b64 	%rd<131>;
+
+
+	ld.param.u64 	%rd69, [softmaxWarp_bf16_param_0];
+	ld.param.u64 	%rd72, [softmaxWarp_bf16_param_1];
+	ld.param.u64 	%rd70, [softmaxWarp_bf16_param_2];
+	mov.u32 	%r66, %ctaid.x;
+	mov.u32 	%r67, %ntid.x;
+	shr.u32 	%r68, %r67, 5;
+	mul.wide.u32 	%rd73, %r68, %r66;
+	mov.u32 	%r69, %tid.x;
+	shr.u32 	%r70, %r69, 5;
+	cvt.u64.u32 	%rd74, %r70;
+	add.s64 	%rd1, %rd73, %rd74;
+	and.b32  	%r1, %r69, 31;
+	setp.ge.s64 	%p1, %rd1, %rd72;
+	@%p1 bra 	$L__BB12_513;
+
+	mul.lo.s64 	%rd2, %rd1, %rd70;
+	cvt.u64.u32 	%rd3, %r1;
+	setp.ge.s64 	%p2, %rd3, %rd70;
+	add.s64 	%rd75, %rd2, %rd3;
+	cvta.to.global.u64 	%rd76, %rd69;
+	shl.b64 	%rd77, %rd75, 1;
+	add.s64 	%rd4, %rd76, %rd77;
+	mov.f32 	%f1624, 0fFF800000;
+	mov.f32 	%f1623, %f1624;
+	@%p2 bra 	$L__BB12_3;
+
+	ld.global.u16 	%r71, [%rd4];
+	shl.b32 	%r72, %r71, 16;
+	mov.b32 	%f1623, %r72;
+
+$L__BB12_3:
+	or.b32  	%r73, %r1, 32;
+	cvt.u64.u32 	%rd5, %r73;
+	setp.ge.s64 	%p3, %rd5, %rd70;
+	@%p3 bra 	$L__BB12_5;
+
+	ld.global.u16 	%r74, [%rd4+64];
+	shl.b32 	%r75, %r74, 16;
+	mov.b32 	%f1624, %r75;
+
+$L__BB12_5:
+	or.b32  	%r76, %r1, 64;
+	cvt.u64.u32 	%rd6, %r76;
+	setp.ge.s64 	%p4, %rd6, %rd70;
+	mov.f32 	%f1626, 0fFF800000;
+	mov.f32 	%f1625, %f1626;
+	@%p4 bra 	$L__BB12_7;
+
+	ld.global.u16 	%r77, [%rd4+128];
+	shl.b32 	%r78, %r77, 16;
+	mov.b32 	%f1625, %r78;
+
+$L__BB12_7:
+	or.b32  	%r79, %r1, 96;
+	cvt.u64.u32 	%rd7, %r79;
+	setp.ge.s64 	%p5, %rd7, %rd70;
+	@%p5 bra 	$L__BB12_9;
+
+	ld.global.u16 	%r80, [%rd4+192];
+	shl.b32 	%r81, %r80, 16;
+	mov.b32 	%f1626, %r81;
+
+$L__BB12_9:
+	or.b32  	%r82, %r1, 128;
+	cvt.u64.u32 	%rd8, %r82;
+	setp.ge.s64 	%p6, %rd8, %rd70;
+	mov.f32 	%f1628, 0fFF800000;
+	mov.f32 	%f1627, %f1628;
+	@%p6 bra 	$L__BB12_11;
+
+	ld.global.u16 	%r83, [%rd4+256];
+	shl.b32 	%r84, %r83, 16;
+	mov.b32 	%f1627, %r84;
+
+$L__BB12_11:
+	or.b32  	%r85, %r1, 160;
+	cvt.u64.u32 	%rd9, %r85;
+	setp.ge.s64 	%p7, %rd9, %rd70;
+	@%p7 bra 	$L__BB12_13;
+
+	ld.global.u16 	%r86, [%rd4+320];
+	shl.b32 	%r87, %r86, 16;
+	mov.b32 	%f1628, %r87;
+
+$L__BB12_13:
+	or.b32  	%r88, %r1, 192;
+	cvt.u64.u32 	%rd10, %r88;
+	setp.ge.s64 	%p8, %rd10, %rd70;
+	mov.f32 	%f1630, 0fFF800000;
+	mov.f32 	%f1629, %f1630;
+	@%p8 bra 	$L__BB12_15;
+
+	ld.global.u16 	%r89, [%rd4+384];
+	shl.b32 	%r90, %r89, 16;
+	mov.b32 	%f1629, %r90;
+
+$L__BB12_15:
+	or.b32  	%r91, %r1, 224;
+	cvt.u64.u32 	%rd11, %r91;
+	setp.ge.s64 	%p9, %rd11, %rd70;
+	@%p9 bra 	$L__BB12_17;
+
+	ld.global.u16 	%r92, [%rd4+448];
+	shl.b32 	%r93, %r92, 16;
+	mov.b32 	%f1630, %r93;
+
+$L__BB12_17:
+	or.b32  	%r94, %r1, 256;
+	cvt.u64.u32 	%rd12, %r94;
+	setp.ge.s64 	%p10, %rd12, %rd70;
+	mov.f32 	%f1632, 0fFF800000;
+	mov.f32 	%f1631, %f1632;
+	@%p10 bra 	$L__BB12_19;
+
+	ld.global.u16 	%r95, [%rd4+512];
+	shl.b32 	%r96, %r95, 16;
+	mov.b32 	%f1631, %r96;
+
+$L__BB12_19:
+	or.b32  	%r97, %r1, 288;
+	cvt.u64.u32 	%rd13, %r97;
+	setp.ge.s64 	%p11, %rd13, %rd70;
+	@%p11 bra 	$L__BB12_21;
+
+	ld.global.u16 	%r98, [%rd4+576];
+	shl.b32 	%r99, %r98, 16;
+	mov.b32 	%f1632, %r99;
+
+$L__BB12_21:
+	or.b32  	%r100, %r1, 320;
+	cvt.u64.u32 	%rd14, %r100;
+	setp.ge.s64 	%p12, %rd14, %rd70;
+	mov.f32 	%f1634, 0fFF800000;
+	mov.f32 	%f1633, %f1634;
+	@%p12 bra 	$L__BB12_23;
+
+	ld.global.u16 	%r101, [%rd4+640];
+	shl.b32 	%r102, %r101, 16;
+	mov.b32 	%f1633, %r102;
+
+$L__BB12_23:
+	or.b32  	%r103, %r1, 352;
+	cvt.u64.u32 	%rd15, %r103;
+	setp.ge.s64 	%p13, %rd15, %rd70;
+	@%p13 bra 	$L__BB12_25;
+
+	ld.global.u16 	%r104, [%rd4+704];
+	shl.b32 	%r105, %r104, 16;
+	mov.b32 	%f1634, %r105;
+
+$L__BB12_25:
+	or.b32  	%r106, %r1, 384;
+	cvt.u64.u32 	%rd16, %r106;
+	setp.ge.s64 	%p14, %rd16, %rd70;
+	mov.f32 	%f1636, 0fFF800000;
+	mov.f32 	%f1635, %f1636;
+	@%p14 bra 	$L__BB12_27;
+
+	ld.global.u16 	%r107, [%rd4+768];
+	shl.b32 	%r108, %r107, 16;
+	mov.b32 	%f1635, %r108;
+
+$L__BB12_27:
+	or.b32  	%r109, %r1, 416;
+	cvt.u64.u32 	%rd17, %r109;
+	setp.ge.s64 	%p15, %rd17, %rd70;
+	@%p15 bra 	$L__BB12_29;
+
+	ld.global.u16 	%r110, [%rd4+832];
+	shl.b32 	%r111, %r110, 16;
+	mov.b32 	%f1636, %r111;
+
+$L__BB12_29:
+	or.b32  	%r112, %r1, 448;
+	cvt.u64.u32 	%rd18, %r112;
+	setp.ge.s64 	%p16, %rd18, %rd70;
+	mov.f32 	%f1638, 0fFF800000;
+	mov.f32 	%f1637, %f1638;
+	@%p16 bra 	$L__BB12_31;
+
+	ld.global.u16 	%r113, [%rd4+896];
+	shl.b32 	%r114, %r113, 16;
+	mov.b32 	%f1637, %r114;
+
+$L__BB12_31:
+	or.b32  	%r115, %r1, 480;
+	cvt.u64.u32 	%rd19, %r115;
+	setp.ge.s64 	%p17, %rd19, %rd70;
+	@%p17 bra 	$L__BB12_33;
+
+	ld.global.u16 	%r116, [%rd4+960];
+	shl.b32 	%r117, %r116, 16;
+	mov.b32 	%f1638, %r117;
+
+$L__BB12_33:
+	or.b32  	%r118, %r1, 512;
+	cvt.u64.u32 	%rd20, %r118;
+	setp.ge.s64 	%p18, %rd20, %rd70;
+	mov.f32 	%f1640, 0fFF800000;
+	mov.f32 	%f1639, %f1640;
+	@%p18 bra 	$L__BB12_35;
+
+	ld.global.u16 	%r119, [%rd4+1024];
+	shl.b32 	%r120, %r119, 16;
+	mov.b32 	%f1639, %r120;
+
+$L__BB12_35:
+	or.b32  	%r121, %r1, 544;
+	cvt.u64.u32 	%rd21, %r121;
+	setp.ge.s64 	%p19, %rd21, %rd70;
+	@%p19 bra 	$L__BB12_37;
+
+	ld.global.u16 	%r122, [%rd4+1088];
+	shl.b32 	%r123, %r122, 16;
+	mov.b32 	%f1640, %r123;
+
+$L__BB12_37:
+	or.b32  	%r124, %r1, 576;
+	cvt.u64.u32 	%rd22, %r124;
+	setp.ge.s64 	%p20, %rd22, %rd70;
+	mov.f32 	%f1642, 0fFF800000;
+	mov.f32 	%f1641, %f1642;
+	@%p20 bra 	$L__BB12_39;
+
+	ld.global.u16 	%r125, [%rd4+1152];
+	shl.b32 	%r126, %r125, 16;
+	mov.b32 	%f1641, %r126;
+
+$L__BB12_39:
+	or.b32  	%r127, %r1, 608;
+	cvt.u64.u32 	%rd23, %r127;
+	setp.ge.s64 	%p21, %rd23, %rd70;
+	@%p21 bra 	$L__BB12_41;
+
+	ld.global.u16 	%r128, [%rd4+1216];
+	shl.b32 	%r129, %r128, 16;
+	mov.b32 	%f1642, %r129;
+
+$L__BB12_41:
+	or.b32  	%r130, %r1, 640;
+	cvt.u64.u32 	%rd24, %r130;
+	setp.ge.s64 	%p22, %rd24, %rd70;
+	mov.f32 	%f1644, 0fFF800000;
+	mov.f32 	%f1643, %f1644;
+	@%p22 bra 	$L__BB12_43;
+
+	ld.global.u16 	%r131, [%rd4+1280];
+	shl.b32 	%r132, %r131, 16;
+	mov.b32 	%f1643, %r132;
+
+$L__BB12_43:
+	or.b32  	%r133, %r1, 672;
+	cvt.u64.u32 	%rd25, %r133;
+	setp.ge.s64 	%p23, %rd25, %rd70;
+	@%p23 bra 	$L__BB12_45;
+
+	ld.global.u16 	%r134, [%rd4+1344];
+	shl.b32 	%r135, %r134, 16;
+	mov.b32 	%f1644, %r135;
+
+$L__BB12_45:
+	or.b32  	%r136, %r1, 704;
+	cvt.u64.u32 	%rd26, %r136;
+	setp.ge.s64 	%p24, %rd26, %rd70;
+	mov.f32 	%f1646, 0fFF800000;
+	mov.f32 	%f1645, %f1646;
+	@%p24 bra 	$L__BB12_47;
+
+	ld.global.u16 	%r137, [%rd4+1408];
+	shl.b32 	%r138, %r137, 16;
+	mov.b32 	%f1645, %r138;
+
+$L__BB12_47:
+	or.b32  	%r139, %r1, 736;
+	cvt.u64.u32 	%rd27, %r139;
+	setp.ge.s64 	%p25, %rd27, %rd70;
+	@%p25 bra 	$L__BB12_49;
+
+	ld.global.u16 	%r140, [%rd4+1472];
+	shl.b32 	%r141, %r140, 16;
+	mov.b32 	%f1646, %r141;
+
+$L__BB12_49:
+	or.b32  	%r142, %r1, 768;
+	cvt.u64.u32 	%rd28, %r142;
+	setp.ge.s64 	%p26, %rd28, %rd70;
+	mov.f32 	%f1648, 0fFF800000;
+	mov.f32 	%f1647, %f1648;
+	@%p26 bra 	$L__BB12_51;
+
+	ld.global.u16 	%r143, [%rd4+1536];
+	shl.b32 	%r144, %r143, 16;
+	mov.b32 	%f1647, %r144;
+
+$L__BB12_51:
+	or.b32  	%r145, %r1, 800;
+	cvt.u64.u32 	%rd29, %r145;
+	setp.ge.s64 	%p27, %rd29, %rd70;
+	@%p27 bra 	$L__BB12_53;
+
+	ld.global.u16 	%r146, [%rd4+1600];
+	shl.b32 	%r147, %r146, 16;
+	mov.b32 	%f1648, %r147;
+
+$L__BB12_53:
+	or.b32  	%r148, %r1, 832;
+	cvt.u64.u32 	%rd30, %r148;
+	setp.ge.s64 	%p28, %rd30, %rd70;
+	mov.f32 	%f1650, 0fFF800000;
+	mov.f32 	%f1649, %f1650;
+	@%p28 bra 	$L__BB12_55;
+
+	ld.global.u16 	%r149, [%rd4+1664];
+	shl.b32 	%r150, %r149, 16;
+	mov.b32 	%f1649, %r150;
+
+$L__BB12_55:
+	or.b32  	%r151, %r1, 864;
+	cvt.u64.u32 	%rd31, %r151;
+	setp.ge.s64 	%p29, %rd31, %rd70;
+	@%p29 bra 	$L__BB12_57;
+
+	ld.global.u16 	%r152, [%rd4+1728];
+	shl.b32 	%r153, %r152, 16;
+	mov.b32 	%f1650, %r153;
+
+$L__BB12_57:
+	or.b32  	%r154, %r1, 896;
+	cvt.u64.u32 	%rd32, %r154;
+	setp.ge.s64 	%p30, %rd32, %rd70;
+	mov.f32 	%f1652, 0fFF800000;
+	mov.f32 	%f1651, %f1652;
+	@%p30 bra 	$L__BB12_59;
+
+	ld.global.u16 	%r155, [%rd4+1792];
+	shl.b32 	%r156, %r155, 16;
+	mov.b32 	%f1651, %r156;
+
+$L__BB12_59:
+	or.b32  	%r157, %r1, 928;
+	cvt.u64.u32 	%rd33, %r157;
+	setp.ge.s64 	%p31, %rd33, %rd70;
+	@%p31 bra 	$L__BB12_61;
+
+	ld.global.u16 	%r158, [%rd4+1856];
+	shl.b32 	%r159, %r158, 16;
+	mov.b32 	%f1652, %r159;
+
+$L__BB12_61:
+	or.b32  	%r160, %r1, 960;
+	cvt.u64.u32 	%rd34, %r160;
+	setp.ge.s64 	%p32, %rd34, %rd70;
+	mov.f32 	%f1654, 0fFF800000;
+	mov.f32 	%f1653, %f1654;
+	@%p32 bra 	$L__BB12_63;
+
+	ld.global.u16 	%r161, [%rd4+1920];
+	shl.b32 	%r162, %r161, 16;
+	mov.b32 	%f1653, %r162;
+
+$L__BB12_63:
+	or.b32  	%r163, %r1, 992;
+	cvt.u64.u32 	%rd35, %r163;
+	setp.ge.s64 	%p33, %rd35, %rd70;
+	@%p33 bra 	$L__BB12_65;
+
+	ld.global.u16 	%r164, [%rd4+1984];
+	shl.b32 	%r165, %r164, 16;
+	mov.b32 	%f1654, %r165;
+
+$L__BB12_65:
+	or.b32  	%r166, %r1, 1024;
+	cvt.u64.u32 	%rd36, %r166;
+	setp.ge.s64 	%p34, %rd36, %rd70;
+	mov.f32 	%f1656, 0fFF800000;
+	mov.f32 	%f1655, %f1656;
+	@%p34 bra 	$L__BB12_67;
+
+	ld.global.u16 	%r167, [%rd4+2048];
+	shl.b32 	%r168, %r167, 16;
+	mov.b32 	%f1655, %r168;
+
+$L__BB12_67:
+	or.b32  	%r169, %r1, 1056;
+	cvt.u64.u32 	%rd37, %r169;
+	setp.ge.s64 	%p35, %rd37, %rd70;
+	@%p35 bra 	$L__BB12_69;
+
+	ld.global.u16 	%r170, [%rd4+2112];
+	shl.b32 	%r171, %r170, 16;
+	mov.b32 	%f1656, %r171;
+
+$L__BB12_69:
+	or.b32  	%r172, %r1, 1088;
+	cvt.u64.u32 	%rd38, %r172;
+	setp.ge.s64 	%p36, %rd38, %rd70;
+	mov.f32 	%f1658, 0fFF800000;
+	mov.f32 	%f1657, %f1658;
+	@%p36 bra 	$L__BB12_71;
+
+	ld.global.u16 	%r173, [%rd4+2176];
+	shl.b32 	%r174, %r173, 16;
+	mov.b32 	%f1657, %r174;
+
+$L__BB12_71:
+	or.b32  	%r175, %r1, 1120;
+	cvt.u64.u32 	%rd39, %r175;
+	setp.ge.s64 	%p37, %rd39, %rd70;
+	@%p37 bra 	$L__BB12_73;
+
+	ld.global.u16 	%r176, [%rd4+2240];
+	shl.b32 	%r177, %r176, 16;
+	mov.b32 	%f1658, %r177;
+
+$L__BB12_73:
+	or.b32  	%r178, %r1, 1152;
+	cvt.u64.u32 	%rd40, %r178;
+	setp.ge.s64 	%p38, %rd40, %rd70;
+	mov.f32 	%f1660, 0fFF800000;
+	mov.f32 	%f1659, %f1660;
+	@%p38 bra 	$L__BB12_75;
+
+	ld.global.u16 	%r179, [%rd4+2304];
+	shl.b32 	%r180, %r179, 16;
+	mov.b32 	%f1659, %r180;
+
+$L__BB12_75:
+	or.b32  	%r181, %r1, 1184;
+	cvt.u64.u32 	%rd41, %r181;
+	setp.ge.s64 	%p39, %rd41, %rd70;
+	@%p39 bra 	$L__BB12_77;
+
+	ld.global.u16 	%r182, [%rd4+2368];
+	shl.b32 	%r183, %r182, 16;
+	mov.b32 	%f1660, %r183;
+
+$L__BB12_77:
+	or.b32  	%r184, %r1, 1216;
+	cvt.u64.u32 	%rd42, %r184;
+	setp.ge.s64 	%p40, %rd42, %rd70;
+	mov.f32 	%f1662, 0fFF800000;
+	mov.f32 	%f1661, %f1662;
+	@%p40 bra 	$L__BB12_79;
+
+	ld.global.u16 	%r185, [%rd4+2432];
+	shl.b32 	%r186, %r185, 16;
+	mov.b32 	%f1661, %r186;
+
+$L__BB12_79:
+	or.b32  	%r187, %r1, 1248;
+	cvt.u64.u32 	%rd43, %r187;
+	setp.ge.s64 	%p41, %rd43, %rd70;
+	@%p41 bra 	$L__BB12_81;
+
+	ld.global.u16 	%r188, [%rd4+2496];
+	shl.b32 	%r189, %r188, 16;
+	mov.b32 	%f1662, %r189;
+
+$L__BB12_81:
+	or.b32  	%r190, %r1, 1280;
+	cvt.u64.u32 	%rd44, %r190;
+	setp.ge.s64 	%p42, %rd44, %rd70;
+	mov.f32 	%f1664, 0fFF800000;
+	mov.f32 	%f1663, %f1664;
+	@%p42 bra 	$L__BB12_83;
+
+	ld.global.u16 	%r191, [%rd4+2560];
+	shl.b32 	%r192, %r191, 16;
+	mov.b32 	%f1663, %r192;
+
+$L__BB12_83:
+	or.b32  	%r193, %r1, 1312;
+	cvt.u64.u32 	%rd45, %r193;
+	setp.ge.s64 	%p43, %rd45, %rd70;
+	@%p43 bra 	$L__BB12_85;
+
+	ld.global.u16 	%r194, [%rd4+2624];
+	shl.b32 	%r195, %r194, 16;
+	mov.b32 	%f1664, %r195;
+
+$L__BB12_85:
+	or.b32  	%r196, %r1, 1344;
+	cvt.u64.u32 	%rd46, %r196;
+	setp.ge.s64 	%p44, %rd46, %rd70;
+	mov.f32 	%f1666, 0fFF800000;
+	mov.f32 	%f1665, %f1666;
+	@%p44 bra 	$L__BB12_87;
+
+	ld.global.u16 	%r197, [%rd4+2688];
+	shl.b32 	%r198, %r197, 16;
+	mov.b32 	%f1665, %r198;
+
+$L__BB12_87:
+	or.b32  	%r199, %r1, 1376;
+	cvt.u64.u32 	%rd47, %r199;
+	setp.ge.s64 	%p45, %rd47, %rd70;
+	@%p45 bra 	$L__BB12_89;
+
+	ld.global.u16 	%r200, [%rd4+2752];
+	shl.b32 	%r201, %r200, 16;
+	mov.b32 	%f1666, %r201;
+
+$L__BB12_89:
+	or.b32  	%r202, %r1, 1408;
+	cvt.u64.u32 	%rd48, %r202;
+	setp.ge.s64 	%p46, %rd48, %rd70;
+	mov.f32 	%f1668, 0fFF800000;
+	mov.f32 	%f1667, %f1668;
+	@%p46 bra 	$L__BB12_91;
+
+	ld.global.u16 	%r203, [%rd4+2816];
+	shl.b32 	%r204, %r203, 16;
+	mov.b32 	%f1667, %r204;
+
+$L__BB12_91:
+	or.b32  	%r205, %r1, 1440;
+	cvt.u64.u32 	%rd49, %r205;
+	setp.ge.s64 	%p47, %rd49, %rd70;
+	@%p47 bra 	$L__BB12_93;
+
+	ld.global.u16 	%r206, [%rd4+2880];
+	shl.b32 	%r207, %r206, 16;
+	mov.b32 	%f1668, %r207;
+
+$L__BB12_93:
+	or.b32  	%r208, %r1, 1472;
+	cvt.u64.u32 	%rd50, %r208;
+	setp.ge.s64 	%p48, %rd50, %rd70;
+	mov.f32 	%f1670, 0fFF800000;
+	mov.f32 	%f1669, %f1670;
+	@%p48 bra 	$L__BB12_95;
+
+	ld.global.u16 	%r209, [%rd4+2944];
+	shl.b32 	%r210, %r209, 16;
+	mov.b32 	%f1669, %r210;
+
+$L__BB12_95:
+	or.b32  	%r211, %r1, 1504;
+	cvt.u64.u32 	%rd51, %r211;
+	setp.ge.s64 	%p49, %rd51, %rd70;
+	@%p49 bra 	$L__BB12_97;
+
+	ld.global.u16 	%r212, [%rd4+3008];
+	shl.b32 	%r213, %r212, 16;
+	mov.b32 	%f1670, %r213;
+
+$L__BB12_97:
+	or.b32  	%r214, %r1, 1536;
+	cvt.u64.u32 	%rd52, %r214;
+	setp.ge.s64 	%p50, %rd52, %rd70;
+	mov.f32 	%f1672, 0fFF800000;
+	mov.f32 	%f1671, %f1672;
+	@%p50 bra 	$L__BB12_99;
+
+	ld.global.u16 	%r215, [%rd4+3072];
+	shl.b32 	%r216, %r215, 16;
+	mov.b32 	%f1671, %r216;
+
+$L__BB12_99:
+	or.b32  	%r217, %r1, 1568;
+	cvt.u64.u32 	%rd53, %r217;
+	setp.ge.s64 	%p51, %rd53, %rd70;
+	@%p51 bra 	$L__BB12_101;
+
+	ld.global.u16 	%r218, [%rd4+3136];
+	shl.b32 	%r219, %r218, 16;
+	mov.b32 	%f1672, %r219;
+
+$L__BB12_101:
+	or.b32  	%r220, %r1, 1600;
+	cvt.u64.u32 	%rd54, %r220;
+	setp.ge.s64 	%p52, %rd54, %rd70;
+	mov.f32 	%f1674, 0fFF800000;
+	mov.f32 	%f1673, %f1674;
+	@%p52 bra 	$L__BB12_103;
+
+	ld.global.u16 	%r221, [%rd4+3200];
+	shl.b32 	%r222, %r221, 16;
+	mov.b32 	%f1673, %r222;
+
+$L__BB12_103:
+	or.b32  	%r223, %r1, 1632;
+	cvt.u64.u32 	%rd55, %r223;
+	setp.ge.s64 	%p53, %rd55, %rd70;
+	@%p53 bra 	$L__BB12_105;
+
+	ld.global.u16 	%r224, [%rd4+3264];
+	shl.b32 	%r225, %r224, 16;
+	mov.b32 	%f1674, %r225;
+
+$L__BB12_105:
+	or.b32  	%r226, %r1, 1664;
+	cvt.u64.u32 	%rd56, %r226;
+	setp.ge.s64 	%p54, %rd56, %rd70;
+	mov.f32 	%f1676, 0fFF800000;
+	mov.f32 	%f1675, %f1676;
+	@%p54 bra 	$L__BB12_107;
+
+	ld.global.u16 	%r227, [%rd4+3328];
+	shl.b32 	%r228, %r227, 16;
+	mov.b32 	%f1675, %r228;
+
+$L__BB12_107:
+	or.b32  	%r229, %r1, 1696;
+	cvt.u64.u32 	%rd57, %r229;
+	setp.ge.s64 	%p55, %rd57, %rd70;
+	@%p55 bra 	$L__BB12_109;
+
+	ld.global.u16 	%r230, [%rd4+3392];
+	shl.b32 	%r231, %r230, 16;
+	mov.b32 	%f1676, %r231;
+
+$L__BB12_109:
+	or.b32  	%r232, %r1, 1728;
+	cvt.u64.u32 	%rd58, %r232;
+	setp.ge.s64 	%p56, %rd58, %rd70;
+	mov.f32 	%f1678, 0fFF800000;
+	mov.f32 	%f1677, %f1678;
+	@%p56 bra 	$L__BB12_111;
+
+	ld.global.u16 	%r233, [%rd4+3456];
+	shl.b32 	%r234, %r233, 16;
+	mov.b32 	%f1677, %r234;
+
+$L__BB12_111:
+	or.b32  	%r235, %r1, 1760;
+	cvt.u64.u32 	%rd59, %r235;
+	setp.ge.s64 	%p57, %rd59, %rd70;
+	@%p57 bra 	$L__BB12_113;
+
+	ld.global.u16 	%r236, [%rd4+3520];
+	shl.b32 	%r237, %r236, 16;
+	mov.b32 	%f1678, %r237;
+
+$L__BB12_113:
+	or.b32  	%r238, %r1, 1792;
+	cvt.u64.u32 	%rd60, %r238;
+	setp.ge.s64 	%p58, %rd60, %rd70;
+	mov.f32 	%f1680, 0fFF800000;
+	mov.f32 	%f1679, %f1680;
+	@%p58 bra 	$L__BB12_115;
+
+	ld.global.u16 	%r239, [%rd4+3584];
+	shl.b32 	%r240, %r239, 16;
+	mov.b32 	%f1679, %r240;
+
+$L__BB12_115:
+	or.b32  	%r241, %r1, 1824;
+	cvt.u64.u32 	%rd61, %r241;
+	setp.ge.s64 	%p59, %rd61, %rd70;
+	@%p59 bra 	$L__BB12_117;
+
+	ld.global.u16 	%r242, [%rd4+3648];
+	shl.b32 	%r243, %r242, 16;
+	mov.b32 	%f1680, %r243;
+
+$L__BB12_117:
+	or.b32  	%r244, %r1, 1856;
+	cvt.u64.u32 	%rd62, %r244;
+	setp.ge.s64 	%p60, %rd62, %rd70;
+	mov.f32 	%f1682, 0fFF800000;
+	mov.f32 	%f1681, %f1682;
+	@%p60 bra 	$L__BB12_119;
+
+	ld.global.u16 	%r245, [%rd4+3712];
+	shl.b32 	%r246, %r245, 16;
+	mov.b32 	%f1681, %r246;
+
+$L__BB12_119:
+	or.b32  	%r247, %r1, 1888;
+	cvt.u64.u32 	%rd63, %r247;
+	setp.ge.s64 	%p61, %rd63, %rd70;
+	@%p61 bra 	$L__BB12_121;
+
+	ld.global.u16 	%r248, [%rd4+3776];
+	shl.b32 	%r249, %r248, 16;
+	mov.b32 	%f1682, %r249;
+
+$L__BB12_121:
+	or.b32  	%r250, %r1, 1920;
+	cvt.u64.u32 	%rd64, %r250;
+	setp.ge.s64 	%p62, %rd64, %rd70;
+	mov.f32 	%f1684, 0fFF800000;
+	mov.f32 	%f1683, %f1684;
+	@%p62 bra 	$L__BB12_123;
+
+	ld.global.u16 	%r251, [%rd4+3840];
+	shl.b32 	%r252, %r251, 16;
+	mov.b32 	%f1683, %r252;
+
+$L__BB12_123:
+	or.b32  	%r253, %r1, 1952;
+	cvt.u64.u32 	%rd65, %r253;
+	setp.ge.s64 	%p63, %rd65, %rd70;
+	@%p63 bra 	$L__BB12_125;
+
+	ld.global.u16 	%r254, [%rd4+3904];
+	shl.b32 	%r255, %r254, 16;
+	mov.b32 	%f1684, %r255;
+
+$L__BB12_125:
+	or.b32  	%r256, %r1, 1984;
+	cvt.u64.u32 	%rd66, %r256;
+	setp.ge.s64 	%p64, %rd66, %rd70;
+	mov.f32 	%f1686, 0fFF800000;
+	mov.f32 	%f1685, %f1686;
+	@%p64 bra 	$L__BB12_127;
+
+	ld.global.u16 	%r257, [%rd4+3968];
+	shl.b32 	%r258, %r257, 16;
+	mov.b32 	%f1685, %r258;
+
+$L__BB12_127:
+	or.b32  	%r259, %r1, 2016;
+	cvt.u64.u32 	%rd67, %r259;
+	setp.ge.s64 	%p65, %rd67, %rd70;
+	@%p65 bra 	$L__BB12_129;
+
+	ld.global.u16 	%r260, [%rd4+4032];
+	shl.b32 	%r261, %r260, 16;
+	mov.b32 	%f1686, %r261;
+
+$L__BB12_129:
+	mov.f32 	%f324, 0fFF800000;
+	max.f32 	%f325, %f324, %f1623;
+	max.f32 	%f326, %f325, %f1624;
+	max.f32 	%f327, %f326, %f1625;
+	max.f32 	%f328, %f327, %f1626;
+	max.f32 	%f329, %f328, %f1627;
+	max.f32 	%f330, %f329, %f1628;
+	max.f32 	%f331, %f330, %f1629;
+	max.f32 	%f332, %f331, %f1630;
+	max.f32 	%f333, %f332, %f1631;
+	max.f32 	%f334, %f333, %f1632;
+	max.f32 	%f335, %f334, %f1633;
+	max.f32 	%f336, %f335, %f1634;
+	max.f32 	%f337, %f336, %f1635;
+	max.f32 	%f338, %f337, %f1636;
+	max.f32 	%f339, %f338, %f1637;
+	max.f32 	%f340, %f339, %f1638;
+	max.f32 	%f341, %f340, %f1639;
+	max.f32 	%f342, %f341, %f1640;
+	max.f32 	%f343, %f342, %f1641;
+	max.f32 	%f344, %f343, %f1642;
+	max.f32 	%f345, %f344, %f1643;
+	max.f32 	%f346, %f345, %f1644;
+	max.f32 	%f347, %f346, %f1645;
+	max.f32 	%f348, %f347, %f1646;
+	max.f32 	%f349, %f348, %f1647;
+	max.f32 	%f350, %f349, %f1648;
+	max.f32 	%f351, %f350, %f1649;
+	max.f32 	%f352, %f351, %f1650;
+	max.f32 	%f353, %f352, %f1651;
+	max.f32 	%f354, %f353, %f1652;
+	max.f32 	%f355, %f354, %f1653;
+	max.f32 	%f356, %f355, %f1654;
+	max.f32 	%f357, %f356, %f1655;
+	max.f32 	%f358, %f357, %f1656;
+	max.f32 	%f359, %f358, %f1657;
+	max.f32 	%f360, %f359, %f1658;
+	max.f32 	%f361, %f360, %f1659;
+	max.f32 	%f362, %f361, %f1660;
+	max.f32 	%f363, %f362, %f1661;
+	max.f32 	%f364, %f363, %f1662;
+	max.f32 	%f365, %f364, %f1663;
+	max.f32 	%f366, %f365, %f1664;
+	max.f32 	%f367, %f366, %f1665;
+	max.f32 	%f368, %f367, %f1666;
+	max.f32 	%f369, %f368, %f1667;
+	max.f32 	%f370, %f369, %f1668;
+	max.f32 	%f371, %f370, %f1669;
+	max.f32 	%f372, %f371, %f1670;
+	max.f32 	%f373, %f372, %f1671;
+	max.f32 	%f374, %f373, %f1672;
+	max.f32 	%f375, %f374, %f1673;
+	max.f32 	%f376, %f375, %f1674;
+	max.f32 	%f377, %f376, %f1675;
+	max.f32 	%f378, %f377, %f1676;
+	max.f32 	%f379, %f378, %f1677;
+	max.f32 	%f380, %f379, %f1678;
+	max.f32 	%f381, %f380, %f1679;
+	max.f32 	%f382, %f381, %f1680;
+	max.f32 	%f383, %f382, %f1681;
+	max.f32 	%f384, %f383, %f1682;
+	max.f32 	%f385, %f384, %f1683;
+	max.f32 	%f386, %f385, %f1684;
+	max.f32 	%f387, %f386, %f1685;
+	max.f32 	%f388, %f387, %f1686;
+	mov.b32 	%r262, %f388;
+	mov.u32 	%r263, 31;
+	mov.u32 	%r264, 16;
+	mov.u32 	%r265, -1;
+	shfl.sync.bfly.b32 	%r266|%p66, %r262, %r264, %r263, %r265;
+	mov.b32 	%f389, %r266;
+	max.f32 	%f390, %f388, %f389;
+	mov.b32 	%r267, %f390;
+	mov.u32 	%r268, 8;
+	shfl.sync.bfly.b32 	%r269|%p67, %r267, %r268, %r263, %r265;
+	mov.b32 	%f391, %r269;
+	max.f32 	%f392, %f390, %f391;
+	mov.b32 	%r270, %f392;
+	mov.u32 	%r271, 4;
+	shfl.sync.bfly.b32 	%r272|%p68, %r270, %r271, %r263, %r265;
+	mov.b32 	%f393, %r272;
+	max.f32 	%f394, %f392, %f393;
+	mov.b32 	%r273, %f394;
+	mov.u32 	%r274, 2;
+	shfl.sync.bfly.b32 	%r275|%p69, %r273, %r274, %r263, %r265;
+	mov.b32 	%f395, %r275;
+	max.f32 	%f396, %f394, %f395;
+	mov.b32 	%r276, %f396;
+	mov.u32 	%r277, 1;
+	shfl.sync.bfly.b32 	%r278|%p70, %r276, %r277, %r263, %r265;
+	mov.b32 	%f397, %r278;
+	max.f32 	%f129, %f396, %f397;
+	mov.f32 	%f1688, 0f00000000;
+	mov.f32 	%f1687, %f1688;
+	@%p2 bra 	$L__BB12_131;
+
+	sub.f32 	%f398, %f1623, %f129;
+	mov.f32 	%f399, 0f3F000000;
+	mov.f32 	%f400, 0f3BBB989D;
+	fma.rn.f32 	%f401, %f398, %f400, %f399;
+	mov.f32 	%f402, 0f3FB8AA3B;
+	mov.f32 	%f403, 0f437C0000;
+	cvt.sat.f32.f32 	%f404, %f401;
+	mov.f32 	%f405, 0f4B400001;
+	fma.rm.f32 	%f406, %f404, %f403, %f405;
+	add.f32 	%f407, %f406, 0fCB40007F;
+	neg.f32 	%f408, %f407;
+	fma.rn.f32 	%f409, %f398, %f402, %f408;
+	mov.f32 	%f410, 0f32A57060;
+	fma.rn.f32 	%f411, %f398, %f410, %f409;
+	mov.b32 	%r279, %f406;
+	shl.b32 	%r280, %r279, 23;
+	mov.b32 	%f412, %r280;
+	ex2.approx.ftz.f32 	%f413, %f411;
+	mul.f32 	%f1687, %f413, %f412;
+
+$L__BB12_131:
+	@%p3 bra 	$L__BB12_133;
+
+	sub.f32 	%f415, %f1624, %f129;
+	mov.f32 	%f416, 0f3F000000;
+	mov.f32 	%f417, 0f3BBB989D;
+	fma.rn.f32 	%f418, %f415, %f417, %f416;
+	mov.f32 	%f419, 0f3FB8AA3B;
+	mov.f32 	%f420, 0f437C0000;
+	cvt.sat.f32.f32 	%f421, %f418;
+	mov.f32 	%f422, 0f4B400001;
+	fma.rm.f32 	%f423, %f421, %f420, %f422;
+	add.f32 	%f424, %f423, 0fCB40007F;
+	neg.f32 	%f425, %f424;
+	fma.rn.f32 	%f426, %f415, %f419, %f425;
+	mov.f32 	%f427, 0f32A57060;
+	fma.rn.f32 	%f428, %f415, %f427, %f426;
+	mov.b32 	%r281, %f423;
+	shl.b32 	%r282, %r281, 23;
+	mov.b32 	%f429, %r282;
+	ex2.approx.ftz.f32 	%f430, %f428;
+	mul.f32 	%f1688, %f430, %f429;
+
+$L__BB12_133:
+	mov.f32 	%f1690, 0f00000000;
+	mov.f32 	%f1689, %f1690;
+	@%p4 bra 	$L__BB12_135;
+
+	sub.f32 	%f432, %f1625, %f129;
+	mov.f32 	%f433, 0f3F000000;
+	mov.f32 	%f434, 0f3BBB989D;
+	fma.rn.f32 	%f435, %f432, %f434, %f433;
+	mov.f32 	%f436, 0f3FB8AA3B;
+	mov.f32 	%f437, 0f437C0000;
+	cvt.sat.f32.f32 	%f438, %f435;
+	mov.f32 	%f439, 0f4B400001;
+	fma.rm.f32 	%f440, %f438, %f437, %f439;
+	add.f32 	%f441, %f440, 0fCB40007F;
+	neg.f32 	%f442, %f441;
+	fma.rn.f32 	%f443, %f432, %f436, %f442;
+	mov.f32 	%f444, 0f32A57060;
+	fma.rn.f32 	%f445, %f432, %f444, %f443;
+	mov.b32 	%r283, %f440;
+	shl.b32 	%r284, %r283, 23;
+	mov.b32 	%f446, %r284;
+	ex2.approx.ftz.f32 	%f447, %f445;
+	mul.f32 	%f1689, %f447, %f446;
+
+$L__BB12_135:
+	@%p5 bra 	$L__BB12_137;
+
+	sub.f32 	%f449, %f1626, %f129;
+	mov.f32 	%f450, 0f3F000000;
+	mov.f32 	%f451, 0f3BBB989D;
+	fma.rn.f32 	%f452, %f449, %f451, %f450;
+	mov.f32 	%f453, 0f3FB8AA3B;
+	mov.f32 	%f454, 0f437C0000;
+	cvt.sat.f32.f32 	%f455, %f452;
+	mov.f32 	%f456, 0f4B400001;
+	fma.rm.f32 	%f457, %f455, %f454, %f456;
+	add.f32 	%f458, %f457, 0fCB40007F;
+	neg.f32 	%f459, %f458;
+	fma.rn.f32 	%f460, %f449, %f453, %f459;
+	mov.f32 	%f461, 0f32A57060;
+	fma.rn.f32 	%f462, %f449, %f461, %f460;
+	mov.b32 	%r285, %f457;
+	shl.b32 	%r286, %r285, 23;
+	mov.b32 	%f463, %r286;
+	ex2.approx.ftz.f32 	%f464, %f462;
+	mul.f32 	%f1690, %f464, %f463;
+
+$L__BB12_137:
+	mov.f32 	%f1692, 0f00000000;
+	mov.f32 	%f1691, %f1692;
+	@%p6 bra 	$L__BB12_139;
+
+	sub.f32 	%f466, %f1627, %f129;
+	mov.f32 	%f467, 0f3F000000;
+	mov.f32 	%f468, 0f3BBB989D;
+	fma.rn.f32 	%f469, %f466, %f468, %f467;
+	mov.f32 	%f470, 0f3FB8AA3B;
+	mov.f32 	%f471, 0f437C0000;
+	cvt.sat.f32.f32 	%f472, %f469;
+	mov.f32 	%f473, 0f4B400001;
+	fma.rm.f32 	%f474, %f472, %f471, %f473;
+	add.f32 	%f475, %f474, 0fCB40007F;
+	neg.f32 	%f476, %f475;
+	fma.rn.f32 	%f477, %f466, %f470, %f476;
+	mov.f32 	%f478, 0f32A57060;
+	fma.rn.f32 	%f479, %f466, %f478, %f477;
+	mov.b32 	%r287, %f474;
+	shl.b32 	%r288, %r287, 23;
+	mov.b32 	%f480, %r288;
+	ex2.approx.ftz.f32 	%f481, %f479;
+	mul.f32 	%f1691, %f481, %f480;
+
+$L__BB12_139:
+	@%p7 bra 	$L__BB12_141;
+
+	sub.f32 	%f483, %f1628, %f129;
+	mov.f32 	%f484, 0f3F000000;
+	mov.f32 	%f485, 0f3BBB989D;
+	fma.rn.f32 	%f486, %f483, %f485, %f484;
+	mov.f32 	%f487, 0f3FB8AA3B;
+	mov.f32 	%f488, 0f437C0000;
+	cvt.sat.f32.f32 	%f489, %f486;
+	mov.f32 	%f490, 0f4B400001;
+	fma.rm.f32 	%f491, %f489, %f488, %f490;
+	add.f32 	%f492, %f491, 0fCB40007F;
+	neg.f32 	%f493, %f492;
+	fma.rn.f32 	%f494, %f483, %f487, %f493;
+	mov.f32 	%f495, 0f32A57060;
+	fma.rn.f32 	%f496, %f483, %f495, %f494;
+	mov.b32 	%r289, %f491;
+	shl.b32 	%r290, %r289, 23;
+	mov.b32 	%f497, %r290;
+	ex2.approx.ftz.f32 	%f498, %f496;
+	mul.f32 	%f1692, %f498, %f497;
+
+$L__BB12_141:
+	mov.f32 	%f1694, 0f00000000;
+	mov.f32 	%f1693, %f1694;
+	@%p8 bra 	$L__BB12_143;
+
+	sub.f32 	%f500, %f1629, %f129;
+	mov.f32 	%f501, 0f3F000000;
+	mov.f32 	%f502, 0f3BBB989D;
+	fma.rn.f32 	%f503, %f500, %f502, %f501;
+	mov.f32 	%f504, 0f3FB8AA3B;
+	mov.f32 	%f505, 0f437C0000;
+	cvt.sat.f32.f32 	%f506, %f503;
+	mov.f32 	%f507, 0f4B400001;
+	fma.rm.f32 	%f508, %f506, %f505, %f507;
+	add.f32 	%f509, %f508, 0fCB40007F;
+	neg.f32 	%f510, %f509;
+	fma.rn.f32 	%f511, %f500, %f504, %f510;
+	mov.f32 	%f512, 0f32A57060;
+	fma.rn.f32 	%f513, %f500, %f512, %f511;
+	mov.b32 	%r291, %f508;
+	shl.b32 	%r292, %r291, 23;
+	mov.b32 	%f514, %r292;
+	ex2.approx.ftz.f32 	%f515, %f513;
+	mul.f32 	%f1693, %f515, %f514;
+
+$L__BB12_143:
+	@%p9 bra 	$L__BB12_145;
+
+	sub.f32 	%f517, %f1630, %f129;
+	mov.f32 	%f518, 0f3F000000;
+	mov.f32 	%f519, 0f3BBB989D;
+	fma.rn.f32 	%f520, %f517, %f519, %f518;
+	mov.f32 	%f521, 0f3FB8AA3B;
+	mov.f32 	%f522, 0f437C0000;
+	cvt.sat.f32.f32 	%f523, %f520;
+	mov.f32 	%f524, 0f4B400001;
+	fma.rm.f32 	%f525, %f523, %f522, %f524;
+	add.f32 	%f526, %f525, 0fCB40007F;
+	neg.f32 	%f527, %f526;
+	fma.rn.f32 	%f528, %f517, %f521, %f527;
+	mov.f32 	%f529, 0f32A57060;
+	fma.rn.f32 	%f530, %f517, %f529, %f528;
+	mov.b32 	%r293, %f525;
+	shl.b32 	%r294, %r293, 23;
+	mov.b32 	%f531, %r294;
+	ex2.approx.ftz.f32 	%f532, %f530;
+	mul.f32 	%f1694, %f532, %f531;
+
+$L__BB12_145:
+	mov.f32 	%f1696, 0f00000000;
+	mov.f32 	%f1695, %f1696;
+	@%p10 bra 	$L__BB12_147;
+
+	sub.f32 	%f534, %f1631, %f129;
+	mov.f32 	%f535, 0f3F000000;
+	mov.f32 	%f536, 0f3BBB989D;
+	fma.rn.f32 	%f537, %f534, %f536, %f535;
+	mov.f32 	%f538, 0f3FB8AA3B;
+	mov.f32 	%f539, 0f437C0000;
+	cvt.sat.f32.f32 	%f540, %f537;
+	mov.f32 	%f541, 0f4B400001;
+	fma.rm.f32 	%f542, %f540, %f539, %f541;
+	add.f32 	%f543, %f542, 0fCB40007F;
+	neg.f32 	%f544, %f543;
+	fma.rn.f32 	%f545, %f534, %f538, %f544;
+	mov.f32 	%f546, 0f32A57060;
+	fma.rn.f32 	%f547, %f534, %f546, %f545;
+	mov.b32 	%r295, %f542;
+	shl.b32 	%r296, %r295, 23;
+	mov.b32 	%f548, %r296;
+	ex2.approx.ftz.f32 	%f549, %f547;
+	mul.f32 	%f1695, %f549, %f548;
+
+$L__BB12_147:
+	@%p11 bra 	$L__BB12_149;
+
+	sub.f32 	%f551, %f1632, %f129;
+	mov.f32 	%f552, 0f3F000000;
+	mov.f32 	%f553, 0f3BBB989D;
+	fma.rn.f32 	%f554, %f551, %f553, %f552;
+	mov.f32 	%f555, 0f3FB8AA3B;
+	mov.f32 	%f556, 0f437C0000;
+	cvt.sat.f32.f32 	%f557, %f554;
+	mov.f32 	%f558, 0f4B400001;
+	fma.rm.f32 	%f559, %f557, %f556, %f558;
+	add.f32 	%f560, %f559, 0fCB40007F;
+	neg.f32 	%f561, %f560;
+	fma.rn.f32 	%f562, %f551, %f555, %f561;
+	mov.f32 	%f563, 0f32A57060;
+	fma.rn.f32 	%f564, %f551, %f563, %f562;
+	mov.b32 	%r297, %f559;
+	shl.b32 	%r298, %r297, 23;
+	mov.b32 	%f565, %r298;
+	ex2.approx.ftz.f32 	%f566, %f564;
+	mul.f32 	%f1696, %f566, %f565;
+
+$L__BB12_149:
+	mov.f32 	%f1698, 0f00000000;
+	mov.f32 	%f1697, %f1698;
+	@%p12 bra 	$L__BB12_151;
+
+	sub.f32 	%f568, %f1633, %f129;
+	mov.f32 	%f569, 0f3F000000;
+	mov.f32 	%f570, 0f3BBB989D;
+	fma.rn.f32 	%f571, %f568, %f570, %f569;
+	mov.f32 	%f572, 0f3FB8AA3B;
+	mov.f32 	%f573, 0f437C0000;
+	cvt.sat.f32.f32 	%f574, %f571;
+	mov.f32 	%f575, 0f4B400001;
+	fma.rm.f32 	%f576, %f574, %f573, %f575;
+	add.f32 	%f577, %f576, 0fCB40007F;
+	neg.f32 	%f578, %f577;
+	fma.rn.f32 	%f579, %f568, %f572, %f578;
+	mov.f32 	%f580, 0f32A57060;
+	fma.rn.f32 	%f581, %f568, %f580, %f579;
+	mov.b32 	%r299, %f576;
+	shl.b32 	%r300, %r299, 23;
+	mov.b32 	%f582, %r300;
+	ex2.approx.ftz.f32 	%f583, %f581;
+	mul.f32 	%f1697, %f583, %f582;
+
+$L__BB12_151:
+	@%p13 bra 	$L__BB12_153;
+
+	sub.f32 	%f585, %f1634, %f129;
+	mov.f32 	%f586, 0f3F000000;
+	mov.f32 	%f587, 0f3BBB989D;
+	fma.rn.f32 	%f588, %f585, %f587, %f586;
+	mov.f32 	%f589, 0f3FB8AA3B;
+	mov.f32 	%f590, 0f437C0000;
+	cvt.sat.f32.f32 	%f591, %f588;
+	mov.f32 	%f592, 0f4B400001;
+	fma.rm.f32 	%f593, %f591, %f590, %f592;
+	add.f32 	%f594, %f593, 0fCB40007F;
+	neg.f32 	%f595, %f594;
+	fma.rn.f32 	%f596, %f585, %f589, %f595;
+	mov.f32 	%f597, 0f32A57060;
+	fma.rn.f32 	%f598, %f585, %f597, %f596;
+	mov.b32 	%r301, %f593;
+	shl.b32 	%r302, %r301, 23;
+	mov.b32 	%f599, %r302;
+	ex2.approx.ftz.f32 	%f600, %f598;
+	mul.f32 	%f1698, %f600, %f599;
+
+$L__BB12_153:
+	mov.f32 	%f1700, 0f00000000;
+	mov.f32 	%f1699, %f1700;
+	@%p14 bra 	$L__BB12_155;
+
+	sub.f32 	%f602, %f1635, %f129;
+	mov.f32 	%f603, 0f3F000000;
+	mov.f32 	%f604, 0f3BBB989D;
+	fma.rn.f32 	%f605, %f602, %f604, %f603;
+	mov.f32 	%f606, 0f3FB8AA3B;
+	mov.f32 	%f607, 0f437C0000;
+	cvt.sat.f32.f32 	%f608, %f605;
+	mov.f32 	%f609, 0f4B400001;
+	fma.rm.f32 	%f610, %f608, %f607, %f609;
+	add.f32 	%f611, %f610, 0fCB40007F;
+	neg.f32 	%f612, %f611;
+	fma.rn.f32 	%f613, %f602, %f606, %f612;
+	mov.f32 	%f614, 0f32A57060;
+	fma.rn.f32 	%f615, %f602, %f614, %f613;
+	mov.b32 	%r303, %f610;
+	shl.b32 	%r304, %r303, 23;
+	mov.b32 	%f616, %r304;
+	ex2.approx.ftz.f32 	%f617, %f615;
+	mul.f32 	%f1699, %f617, %f616;
+
+$L__BB12_155:
+	@%p15 bra 	$L__BB12_157;
+
+	sub.f32 	%f619, %f1636, %f129;
+	mov.f32 	%f620, 0f3F000000;
+	mov.f32 	%f621, 0f3BBB989D;
+	fma.rn.f32 	%f622, %f619, %f621, %f620;
+	mov.f32 	%f623, 0f3FB8AA3B;
+	mov.f32 	%f624, 0f437C0000;
+	cvt.sat.f32.f32 	%f625, %f622;
+	mov.f32 	%f626, 0f4B400001;
+	fma.rm.f32 	%f627, %f625, %f624, %f626;
+	add.f32 	%f628, %f627, 0fCB40007F;
+	neg.f32 	%f629, %f628;
+	fma.rn.f32 	%f630, %f619, %f623, %f629;
+	mov.f32 	%f631, 0f32A57060;
+	fma.rn.f32 	%f632, %f619, %f631, %f630;
+	mov.b32 	%r305, %f627;
+	shl.b32 	%r306, %r305, 23;
+	mov.b32 	%f633, %r306;
+	ex2.approx.ftz.f32 	%f634, %f632;
+	mul.f32 	%f1700, %f634, %f633;
+
+$L__BB12_157:
+	mov.f32 	%f1702, 0f00000000;
+	mov.f32 	%f1701, %f1702;
+	@%p16 bra 	$L__BB12_159;
+
+	sub.f32 	%f636, %f1637, %f129;
+	mov.f32 	%f637, 0f3F000000;
+	mov.f32 	%f638, 0f3BBB989D;
+	fma.rn.f32 	%f639, %f636, %f638, %f637;
+	mov.f32 	%f640, 0f3FB8AA3B;
+	mov.f32 	%f641, 0f437C0000;
+	cvt.sat.f32.f32 	%f642, %f639;
+	mov.f32 	%f643, 0f4B400001;
+	fma.rm.f32 	%f644, %f642, %f641, %f643;
+	add.f32 	%f645, %f644, 0fCB40007F;
+	neg.f32 	%f646, %f645;
+	fma.rn.f32 	%f647, %f636, %f640, %f646;
+	mov.f32 	%f648, 0f32A57060;
+	fma.rn.f32 	%f649, %f636, %f648, %f647;
+	mov.b32 	%r307, %f644;
+	shl.b32 	%r308, %r307, 23;
+	mov.b32 	%f650, %r308;
+	ex2.approx.ftz.f32 	%f651, %f649;
+	mul.f32 	%f1701, %f651, %f650;
+
+$L__BB12_159:
+	@%p17 bra 	$L__BB12_161;
+
+	sub.f32 	%f653, %f1638, %f129;
+	mov.f32 	%f654, 0f3F000000;
+	mov.f32 	%f655, 0f3BBB989D;
+	fma.rn.f32 	%f656, %f653, %f655, %f654;
+	mov.f32 	%f657, 0f3FB8AA3B;
+	mov.f32 	%f658, 0f437C0000;
+	cvt.sat.f32.f32 	%f659, %f656;
+	mov.f32 	%f660, 0f4B400001;
+	fma.rm.f32 	%f661, %f659, %f658, %f660;
+	add.f32 	%f662, %f661, 0fCB40007F;
+	neg.f32 	%f663, %f662;
+	fma.rn.f32 	%f664, %f653, %f657, %f663;
+	mov.f32 	%f665, 0f32A57060;
+	fma.rn.f32 	%f666, %f653, %f665, %f664;
+	mov.b32 	%r309, %f661;
+	shl.b32 	%r310, %r309, 23;
+	mov.b32 	%f667, %r310;
+	ex2.approx.ftz.f32 	%f668, %f666;
+	mul.f32 	%f1702, %f668, %f667;
+
+$L__BB12_161:
+	mov.f32 	%f1704, 0f00000000;
+	mov.f32 	%f1703, %f1704;
+	@%p18 bra 	$L__BB12_163;
+
+	sub.f32 	%f670, %f1639, %f129;
+	mov.f32 	%f671, 0f3F000000;
+	mov.f32 	%f672, 0f3BBB989D;
+	fma.rn.f32 	%f673, %f670, %f672, %f671;
+	mov.f32 	%f674, 0f3FB8AA3B;
+	mov.f32 	%f675, 0f437C0000;
+	cvt.sat.f32.f32 	%f676, %f673;
+	mov.f32 	%f677, 0f4B400001;
+	fma.rm.f32 	%f678, %f676, %f675, %f677;
+	add.f32 	%f679, %f678, 0fCB40007F;
+	neg.f32 	%f680, %f679;
+	fma.rn.f32 	%f681, %f670, %f674, %f680;
+	mov.f32 	%f682, 0f32A57060;
+	fma.rn.f32 	%f683, %f670, %f682, %f681;
+	mov.b32 	%r311, %f678;
+	shl.b32 	%r312, %r311, 23;
+	mov.b32 	%f684, %r312;
+	ex2.approx.ftz.f32 	%f685, %f683;
+	mul.f32 	%f1703, %f685, %f684;
+
+$L__BB12_163:
+	@%p19 bra 	$L__BB12_165;
+
+	sub.f32 	%f687, %f1640, %f129;
+	mov.f32 	%f688, 0f3F000000;
+	mov.f32 	%f689, 0f3BBB989D;
+	fma.rn.f32 	%f690, %f687, %f689, %f688;
+	mov.f32 	%f691, 0f3FB8AA3B;
+	mov.f32 	%f692, 0f437C0000;
+	cvt.sat.f32.f32 	%f693, %f690;
+	mov.f32 	%f694, 0f4B400001;
+	fma.rm.f32 	%f695, %f693, %f692, %f694;
+	add.f32 	%f696, %f695, 0fCB40007F;
+	neg.f32 	%f697, %f696;
+	fma.rn.f32 	%f698, %f687, %f691, %f697;
+	mov.f32 	%f699, 0f32A57060;
+	fma.rn.f32 	%f700, %f687, %f699, %f698;
+	mov.b32 	%r313, %f695;
+	shl.b32 	%r314, %r313, 23;
+	mov.b32 	%f701, %r314;
+	ex2.approx.ftz.f32 	%f702, %f700;
+	mul.f32 	%f1704, %f702, %f701;
+
+$L__BB12_165:
+	mov.f32 	%f1706, 0f00000000;
+	mov.f32 	%f1705, %f1706;
+	@%p20 bra 	$L__BB12_167;
+
+	sub.f32 	%f704, %f1641, %f129;
+	mov.f32 	%f705, 0f3F000000;
+	mov.f32 	%f706, 0f3BBB989D;
+	fma.rn.f32 	%f707, %f704, %f706, %f705;
+	mov.f32 	%f708, 0f3FB8AA3B;
+	mov.f32 	%f709, 0f437C0000;
+	cvt.sat.f32.f32 	%f710, %f707;
+	mov.f32 	%f711, 0f4B400001;
+	fma.rm.f32 	%f712, %f710, %f709, %f711;
+	add.f32 	%f713, %f712, 0fCB40007F;
+	neg.f32 	%f714, %f713;
+	fma.rn.f32 	%f715, %f704, %f708, %f714;
+	mov.f32 	%f716, 0f32A57060;
+	fma.rn.f32 	%f717, %f704, %f716, %f715;
+	mov.b32 	%r315, %f712;
+	shl.b32 	%r316, %r315, 23;
+	mov.b32 	%f718, %r316;
+	ex2.approx.ftz.f32 	%f719, %f717;
+	mul.f32 	%f1705, %f719, %f718;
+
+$L__BB12_167:
+	@%p21 bra 	$L__BB12_169;
+
+	sub.f32 	%f721, %f1642, %f129;
+	mov.f32 	%f722, 0f3F000000;
+	mov.f32 	%f723, 0f3BBB989D;
+	fma.rn.f32 	%f724, %f721, %f723, %f722;
+	mov.f32 	%f725, 0f3FB8AA3B;
+	mov.f32 	%f726, 0f437C0000;
+	cvt.sat.f32.f32 	%f727, %f724;
+	mov.f32 	%f728, 0f4B400001;
+	fma.rm.f32 	%f729, %f727, %f726, %f728;
+	add.f32 	%f730, %f729, 0fCB40007F;
+	neg.f32 	%f731, %f730;
+	fma.rn.f32 	%f732, %f721, %f725, %f731;
+	mov.f32 	%f733, 0f32A57060;
+	fma.rn.f32 	%f734, %f721, %f733, %f732;
+	mov.b32 	%r317, %f729;
+	shl.b32 	%r318, %r317, 23;
+	mov.b32 	%f735, %r318;
+	ex2.approx.ftz.f32 	%f736, %f734;
+	mul.f32 	%f1706, %f736, %f735;
+
+$L__BB12_169:
+	mov.f32 	%f1708, 0f00000000;
+	mov.f32 	%f1707, %f1708;
+	@%p22 bra 	$L__BB12_171;
+
+	sub.f32 	%f738, %f1643, %f129;
+	mov.f32 	%f739, 0f3F000000;
+	mov.f32 	%f740, 0f3BBB989D;
+	fma.rn.f32 	%f741, %f738, %f740, %f739;
+	mov.f32 	%f742, 0f3FB8AA3B;
+	mov.f32 	%f743, 0f437C0000;
+	cvt.sat.f32.f32 	%f744, %f741;
+	mov.f32 	%f745, 0f4B400001;
+	fma.rm.f32 	%f746, %f744, %f743, %f745;
+	add.f32 	%f747, %f746, 0fCB40007F;
+	neg.f32 	%f748, %f747;
+	fma.rn.f32 	%f749, %f738, %f742, %f748;
+	mov.f32 	%f750, 0f32A57060;
+	fma.rn.f32 	%f751, %f738, %f750, %f749;
+	mov.b32 	%r319, %f746;
+	shl.b32 	%r320, %r319, 23;
+	mov.b32 	%f752, %r320;
+	ex2.approx.ftz.f32 	%f753, %f751;
+	mul.f32 	%f1707, %f753, %f752;
+
+$L__BB12_171:
+	@%p23 bra 	$L__BB12_173;
+
+	sub.f32 	%f755, %f1644, %f129;
+	mov.f32 	%f756, 0f3F000000;
+	mov.f32 	%f757, 0f3BBB989D;
+	fma.rn.f32 	%f758, %f755, %f757, %f756;
+	mov.f32 	%f759, 0f3FB8AA3B;
+	mov.f32 	%f760, 0f437C0000;
+	cvt.sat.f32.f32 	%f761, %f758;
+	mov.f32 	%f762, 0f4B400001;
+	fma.rm.f32 	%f763, %f761, %f760, %f762;
+	add.f32 	%f764, %f763, 0fCB40007F;
+	neg.f32 	%f765, %f764;
+	fma.rn.f32 	%f766, %f755, %f759, %f765;
+	mov.f32 	%f767, 0f32A57060;
+	fma.rn.f32 	%f768, %f755, %f767, %f766;
+	mov.b32 	%r321, %f763;
+	shl.b32 	%r322, %r321, 23;
+	mov.b32 	%f769, %r322;
+	ex2.approx.ftz.f32 	%f770, %f768;
+	mul.f32 	%f1708, %f770, %f769;
+
+$L__BB12_173:
+	mov.f32 	%f1710, 0f00000000;
+	mov.f32 	%f1709, %f1710;
+	@%p24 bra 	$L__BB12_175;
+
+	sub.f32 	%f772, %f1645, %f129;
+	mov.f32 	%f773, 0f3F000000;
+	mov.f32 	%f774, 0f3BBB989D;
+	fma.rn.f32 	%f775, %f772, %f774, %f773;
+	mov.f32 	%f776, 0f3FB8AA3B;
+	mov.f32 	%f777, 0f437C0000;
+	cvt.sat.f32.f32 	%f778, %f775;
+	mov.f32 	%f779, 0f4B400001;
+	fma.rm.f32 	%f780, %f778, %f777, %f779;
+	add.f32 	%f781, %f780, 0fCB40007F;
+	neg.f32 	%f782, %f781;
+	fma.rn.f32 	%f783, %f772, %f776, %f782;
+	mov.f32 	%f784, 0f32A57060;
+	fma.rn.f32 	%f785, %f772, %f784, %f783;
+	mov.b32 	%r323, %f780;
+	shl.b32 	%r324, %r323, 23;
+	mov.b32 	%f786, %r324;
+	ex2.approx.ftz.f32 	%f787, %f785;
+	mul.f32 	%f1709, %f787, %f786;
+
+$L__BB12_175:
+	@%p25 bra 	$L__BB12_177;
+
+	sub.f32 	%f789, %f1646, %f129;
+	mov.f32 	%f790, 0f3F000000;
+	mov.f32 	%f791, 0f3BBB989D;
+	fma.rn.f32 	%f792, %f789, %f791, %f790;
+	mov.f32 	%f793, 0f3FB8AA3B;
+	mov.f32 	%f794, 0f437C0000;
+	cvt.sat.f32.f32 	%f795, %f792;
+	mov.f32 	%f796, 0f4B400001;
+	fma.rm.f32 	%f797, %f795, %f794, %f796;
+	add.f32 	%f798, %f797, 0fCB40007F;
+	neg.f32 	%f799, %f798;
+	fma.rn.f32 	%f800, %f789, %f793, %f799;
+	mov.f32 	%f801, 0f32A57060;
+	fma.rn.f32 	%f802, %f789, %f801, %f800;
+	mov.b32 	%r325, %f797;
+	shl.b32 	%r326, %r325, 23;
+	mov.b32 	%f803, %r326;
+	ex2.approx.ftz.f32 	%f804, %f802;
+	mul.f32 	%f1710, %f804, %f803;
+
+$L__BB12_177:
+	mov.f32 	%f1712, 0f00000000;
+	mov.f32 	%f1711, %f1712;
+	@%p26 bra 	$L__BB12_179;
+
+	sub.f32 	%f806, %f1647, %f129;
+	mov.f32 	%f807, 0f3F000000;
+	mov.f32 	%f808, 0f3BBB989D;
+	fma.rn.f32 	%f809, %f806, %f808, %f807;
+	mov.f32 	%f810, 0f3FB8AA3B;
+	mov.f32 	%f811, 0f437C0000;
+	cvt.sat.f32.f32 	%f812, %f809;
+	mov.f32 	%f813, 0f4B400001;
+	fma.rm.f32 	%f814, %f812, %f811, %f813;
+	add.f32 	%f815, %f814, 0fCB40007F;
+	neg.f32 	%f816, %f815;
+	fma.rn.f32 	%f817, %f806, %f810, %f816;
+	mov.f32 	%f818, 0f32A57060;
+	fma.rn.f32 	%f819, %f806, %f818, %f817;
+	mov.b32 	%r327, %f814;
+	shl.b32 	%r328, %r327, 23;
+	mov.b32 	%f820, %r328;
+	ex2.approx.ftz.f32 	%f821, %f819;
+	mul.f32 	%f1711, %f821, %f820;
+
+$L__BB12_179:
+	@%p27 bra 	$L__BB12_181;
+
+	sub.f32 	%f823, %f1648, %f129;
+	mov.f32 	%f824, 0f3F000000;
+	mov.f32 	%f825, 0f3BBB989D;
+	fma.rn.f32 	%f826, %f823, %f825, %f824;
+	mov.f32 	%f827, 0f3FB8AA3B;
+	mov.f32 	%f828, 0f437C0000;
+	cvt.sat.f32.f32 	%f829, %f826;
+	mov.f32 	%f830, 0f4B400001;
+	fma.rm.f32 	%f831, %f829, %f828, %f830;
+	add.f32 	%f832, %f831, 0fCB40007F;
+	neg.f32 	%f833, %f832;
+	fma.rn.f32 	%f834, %f823, %f827, %f833;
+	mov.f32 	%f835, 0f32A57060;
+	fma.rn.f32 	%f836, %f823, %f835, %f834;
+	mov.b32 	%r329, %f831;
+	shl.b32 	%r330, %r329, 23;
+	mov.b32 	%f837, %r330;
+	ex2.approx.ftz.f32 	%f838, %f836;
+	mul.f32 	%f1712, %f838, %f837;
+
+$L__BB12_181:
+	mov.f32 	%f1714, 0f00000000;
+	mov.f32 	%f1713, %f1714;
+	@%p28 bra 	$L__BB12_183;
+
+	sub.f32 	%f840, %f1649, %f129;
+	mov.f32 	%f841, 0f3F000000;
+	mov.f32 	%f842, 0f3BBB989D;
+	fma.rn.f32 	%f843, %f840, %f842, %f841;
+	mov.f32 	%f844, 0f3FB8AA3B;
+	mov.f32 	%f845, 0f437C0000;
+	cvt.sat.f32.f32 	%f846, %f843;
+	mov.f32 	%f847, 0f4B400001;
+	fma.rm.f32 	%f848, %f846, %f845, %f847;
+	add.f32 	%f849, %f848, 0fCB40007F;
+	neg.f32 	%f850, %f849;
+	fma.rn.f32 	%f851, %f840, %f844, %f850;
+	mov.f32 	%f852, 0f32A57060;
+	fma.rn.f32 	%f853, %f840, %f852, %f851;
+	mov.b32 	%r331, %f848;
+	shl.b32 	%r332, %r331, 23;
+	mov.b32 	%f854, %r332;
+	ex2.approx.ftz.f32 	%f855, %f853;
+	mul.f32 	%f1713, %f855, %f854;
+
+$L__BB12_183:
+	@%p29 bra 	$L__BB12_185;
+
+	sub.f32 	%f857, %f1650, %f129;
+	mov.f32 	%f858, 0f3F000000;
+	mov.f32 	%f859, 0f3BBB989D;
+	fma.rn.f32 	%f860, %f857, %f859, %f858;
+	mov.f32 	%f861, 0f3FB8AA3B;
+	mov.f32 	%f862, 0f437C0000;
+	cvt.sat.f32.f32 	%f863, %f860;
+	mov.f32 	%f864, 0f4B400001;
+	fma.rm.f32 	%f865, %f863, %f862, %f864;
+	add.f32 	%f866, %f865, 0fCB40007F;
+	neg.f32 	%f867, %f866;
+	fma.rn.f32 	%f868, %f857, %f861, %f867;
+	mov.f32 	%f869, 0f32A57060;
+	fma.rn.f32 	%f870, %f857, %f869, %f868;
+	mov.b32 	%r333, %f865;
+	shl.b32 	%r334, %r333, 23;
+	mov.b32 	%f871, %r334;
+	ex2.approx.ftz.f32 	%f872, %f870;
+	mul.f32 	%f1714, %f872, %f871;
+
+$L__BB12_185:
+	mov.f32 	%f1716, 0f00000000;
+	mov.f32 	%f1715, %f1716;
+	@%p30 bra 	$L__BB12_187;
+
+	sub.f32 	%f874, %f1651, %f129;
+	mov.f32 	%f875, 0f3F000000;
+	mov.f32 	%f876, 0f3BBB989D;
+	fma.rn.f32 	%f877, %f874, %f876, %f875;
+	mov.f32 	%f878, 0f3FB8AA3B;
+	mov.f32 	%f879, 0f437C0000;
+	cvt.sat.f32.f32 	%f880, %f877;
+	mov.f32 	%f881, 0f4B400001;
+	fma.rm.f32 	%f882, %f880, %f879, %f881;
+	add.f32 	%f883, %f882, 0fCB40007F;
+	neg.f32 	%f884, %f883;
+	fma.rn.f32 	%f885, %f874, %f878, %f884;
+	mov.f32 	%f886, 0f32A57060;
+	fma.rn.f32 	%f887, %f874, %f886, %f885;
+	mov.b32 	%r335, %f882;
+	shl.b32 	%r336, %r335, 23;
+	mov.b32 	%f888, %r336;
+	ex2.approx.ftz.f32 	%f889, %f887;
+	mul.f32 	%f1715, %f889, %f888;
+
+$L__BB12_187:
+	@%p31 bra 	$L__BB12_189;
+
+	sub.f32 	%f891, %f1652, %f129;
+	mov.f32 	%f892, 0f3F000000;
+	mov.f32 	%f893, 0f3BBB989D;
+	fma.rn.f32 	%f894, %f891, %f893, %f892;
+	mov.f32 	%f895, 0f3FB8AA3B;
+	mov.f32 	%f896, 0f437C0000;
+	cvt.sat.f32.f32 	%f897, %f894;
+	mov.f32 	%f898, 0f4B400001;
+	fma.rm.f32 	%f899, %f897, %f896, %f898;
+	add.f32 	%f900, %f899, 0fCB40007F;
+	neg.f32 	%f901, %f900;
+	fma.rn.f32 	%f902, %f891, %f895, %f901;
+	mov.f32 	%f903, 0f32A57060;
+	fma.rn.f32 	%f904, %f891, %f903, %f902;
+	mov.b32 	%r337, %f899;
+	shl.b32 	%r338, %r337, 23;
+	mov.b32 	%f905, %r338;
+	ex2.approx.ftz.f32 	%f906, %f904;
+	mul.f32 	%f1716, %f906, %f905;
+
+$L__BB12_189:
+	mov.f32 	%f1718, 0f00000000;
+	mov.f32 	%f1717, %f1718;
+	@%p32 bra 	$L__BB12_191;
+
+	sub.f32 	%f908, %f1653, %f129;
+	mov.f32 	%f909, 0f3F000000;
+	mov.f32 	%f910, 0f3BBB989D;
+	fma.rn.f32 	%f911, %f908, %f910, %f909;
+	mov.f32 	%f912, 0f3FB8AA3B;
+	mov.f32 	%f913, 0f437C0000;
+	cvt.sat.f32.f32 	%f914, %f911;
+	mov.f32 	%f915, 0f4B400001;
+	fma.rm.f32 	%f916, %f914, %f913, %f915;
+	add.f32 	%f917, %f916, 0fCB40007F;
+	neg.f32 	%f918, %f917;
+	fma.rn.f32 	%f919, %f908, %f912, %f918;
+	mov.f32 	%f920, 0f32A57060;
+	fma.rn.f32 	%f921, %f908, %f920, %f919;
+	mov.b32 	%r339, %f916;
+	shl.b32 	%r340, %r339, 23;
+	mov.b32 	%f922, %r340;
+	ex2.approx.ftz.f32 	%f923, %f921;
+	mul.f32 	%f1717, %f923, %f922;
+
+$L__BB12_191:
+	@%p33 bra 	$L__BB12_193;
+
+	sub.f32 	%f925, %f1654, %f129;
+	mov.f32 	%f926, 0f3F000000;
+	mov.f32 	%f927, 0f3BBB989D;
+	fma.rn.f32 	%f928, %f925, %f927, %f926;
+	mov.f32 	%f929, 0f3FB8AA3B;
+	mov.f32 	%f930, 0f437C0000;
+	cvt.sat.f32.f32 	%f931, %f928;
+	mov.f32 	%f932, 0f4B400001;
+	fma.rm.f32 	%f933, %f931, %f930, %f932;
+	add.f32 	%f934, %f933, 0fCB40007F;
+	neg.f32 	%f935, %f934;
+	fma.rn.f32 	%f936, %f925, %f929, %f935;
+	mov.f32 	%f937, 0f32A57060;
+	fma.rn.f32 	%f938, %f925, %f937, %f936;
+	mov.b32 	%r341, %f933;
+	shl.b32 	%r342, %r341, 23;
+	mov.b32 	%f939, %r342;
+	ex2.approx.ftz.f32 	%f940, %f938;
+	mul.f32 	%f1718, %f940, %f939;
+
+$L__BB12_193:
+	mov.f32 	%f1720, 0f00000000;
+	mov.f32 	%f1719, %f1720;
+	@%p34 bra 	$L__BB12_195;
+
+	sub.f32 	%f942, %f1655, %f129;
+	mov.f32 	%f943, 0f3F000000;
+	mov.f32 	%f944, 0f3BBB989D;
+	fma.rn.f32 	%f945, %f942, %f944, %f943;
+	mov.f32 	%f946, 0f3FB8AA3B;
+	mov.f32 	%f947, 0f437C0000;
+	cvt.sat.f32.f32 	%f948, %f945;
+	mov.f32 	%f949, 0f4B400001;
+	fma.rm.f32 	%f950, %f948, %f947, %f949;
+	add.f32 	%f951, %f950, 0fCB40007F;
+	neg.f32 	%f952, %f951;
+	fma.rn.f32 	%f953, %f942, %f946, %f952;
+	mov.f32 	%f954, 0f32A57060;
+	fma.rn.f32 	%f955, %f942, %f954, %f953;
+	mov.b32 	%r343, %f950;
+	shl.b32 	%r344, %r343, 23;
+	mov.b32 	%f956, %r344;
+	ex2.approx.ftz.f32 	%f957, %f955;
+	mul.f32 	%f1719, %f957, %f956;
+
+$L__BB12_195:
+	@%p35 bra 	$L__BB12_197;
+
+	sub.f32 	%f959, %f1656, %f129;
+	mov.f32 	%f960, 0f3F000000;
+	mov.f32 	%f961, 0f3BBB989D;
+	fma.rn.f32 	%f962, %f959, %f961, %f960;
+	mov.f32 	%f963, 0f3FB8AA3B;
+	mov.f32 	%f964, 0f437C0000;
+	cvt.sat.f32.f32 	%f965, %f962;
+	mov.f32 	%f966, 0f4B400001;
+	fma.rm.f32 	%f967, %f965, %f964, %f966;
+	add.f32 	%f968, %f967, 0fCB40007F;
+	neg.f32 	%f969, %f968;
+	fma.rn.f32 	%f970, %f959, %f963, %f969;
+	mov.f32 	%f971, 0f32A57060;
+	fma.rn.f32 	%f972, %f959, %f971, %f970;
+	mov.b32 	%r345, %f967;
+	shl.b32 	%r346, %r345, 23;
+	mov.b32 	%f973, %r346;
+	ex2.approx.ftz.f32 	%f974, %f972;
+	mul.f32 	%f1720, %f974, %f973;
+
+$L__BB12_197:
+	mov.f32 	%f1722, 0f00000000;
+	mov.f32 	%f1721, %f1722;
+	@%p36 bra 	$L__BB12_199;
+
+	sub.f32 	%f976, %f1657, %f129;
+	mov.f32 	%f977, 0f3F000000;
+	mov.f32 	%f978, 0f3BBB989D;
+	fma.rn.f32 	%f979, %f976, %f978, %f977;
+	mov.f32 	%f980, 0f3FB8AA3B;
+	mov.f32 	%f981, 0f437C0000;
+	cvt.sat.f32.f32 	%f982, %f979;
+	mov.f32 	%f983, 0f4B400001;
+	fma.rm.f32 	%f984, %f982, %f981, %f983;
+	add.f32 	%f985, %f984, 0fCB40007F;
+	neg.f32 	%f986, %f985;
+	fma.rn.f32 	%f987, %f976, %f980, %f986;
+	mov.f32 	%f988, 0f32A57060;
+	fma.rn.f32 	%f989, %f976, %f988, %f987;
+	mov.b32 	%r347, %f984;
+	shl.b32 	%r348, %r347, 23;
+	mov.b32 	%f990, %r348;
+	ex2.approx.ftz.f32 	%f991, %f989;
+	mul.f32 	%f1721, %f991, %f990;
+
+$L__BB12_199:
+	@%p37 bra 	$L__BB12_201;
+
+	sub.f32 	%f993, %f1658, %f129;
+	mov.f32 	%f994, 0f3F000000;
+	mov.f32 	%f995, 0f3BBB989D;
+	fma.rn.f32 	%f996, %f993, %f995, %f994;
+	mov.f32 	%f997, 0f3FB8AA3B;
+	mov.f32 	%f998, 0f437C0000;
+	cvt.sat.f32.f32 	%f999, %f996;
+	mov.f32 	%f1000, 0f4B400001;
+	fma.rm.f32 	%f1001, %f999, %f998, %f1000;
+	add.f32 	%f1002, %f1001, 0fCB40007F;
+	neg.f32 	%f1003, %f1002;
+	fma.rn.f32 	%f1004, %f993, %f997, %f1003;
+	mov.f32 	%f1005, 0f32A57060;
+	fma.rn.f32 	%f1006, %f993, %f1005, %f1004;
+	mov.b32 	%r349, %f1001;
+	shl.b32 	%r350, %r349, 23;
+	mov.b32 	%f1007, %r350;
+	ex2.approx.ftz.f32 	%f1008, %f1006;
+	mul.f32 	%f1722, %f1008, %f1007;
+
+$L__BB12_201:
+	mov.f32 	%f1724, 0f00000000;
+	mov.f32 	%f1723, %f1724;
+	@%p38 bra 	$L__BB12_203;
+
+	sub.f32 	%f1010, %f1659, %f129;
+	mov.f32 	%f1011, 0f3F000000;
+	mov.f32 	%f1012, 0f3BBB989D;
+	fma.rn.f32 	%f1013, %f1010, %f1012, %f1011;
+	mov.f32 	%f1014, 0f3FB8AA3B;
+	mov.f32 	%f1015, 0f437C0000;
+	cvt.sat.f32.f32 	%f1016, %f1013;
+	mov.f32 	%f1017, 0f4B400001;
+	fma.rm.f32 	%f1018, %f1016, %f1015, %f1017;
+	add.f32 	%f1019, %f1018, 0fCB40007F;
+	neg.f32 	%f1020, %f1019;
+	fma.rn.f32 	%f1021, %f1010, %f1014, %f1020;
+	mov.f32 	%f1022, 0f32A57060;
+	fma.rn.f32 	%f1023, %f1010, %f1022, %f1021;
+	mov.b32 	%r351, %f1018;
+	shl.b32 	%r352, %r351, 23;
+	mov.b32 	%f1024, %r352;
+	ex2.approx.ftz.f32 	%f1025, %f1023;
+	mul.f32 	%f1723, %f1025, %f1024;
+
+$L__BB12_203:
+	@%p39 bra 	$L__BB12_205;
+
+	sub.f32 	%f1027, %f1660, %f129;
+	mov.f32 	%f1028, 0f3F000000;
+	mov.f32 	%f1029, 0f3BBB989D;
+	fma.rn.f32 	%f1030, %f1027, %f1029, %f1028;
+	mov.f32 	%f1031, 0f3FB8AA3B;
+	mov.f32 	%f1032, 0f437C0000;
+	cvt.sat.f32.f32 	%f1033, %f1030;
+	mov.f32 	%f1034, 0f4B400001;
+	fma.rm.f32 	%f1035, %f1033, %f1032, %f1034;
+	add.f32 	%f1036, %f1035, 0fCB40007F;
+	neg.f32 	%f1037, %f1036;
+	fma.rn.f32 	%f1038, %f1027, %f1031, %f1037;
+	mov.f32 	%f1039, 0f32A57060;
+	fma.rn.f32 	%f1040, %f1027, %f1039, %f1038;
+	mov.b32 	%r353, %f1035;
+	shl.b32 	%r354, %r353, 23;
+	mov.b32 	%f1041, %r354;
+	ex2.approx.ftz.f32 	%f1042, %f1040;
+	mul.f32 	%f1724, %f1042, %f1041;
+
+$L__BB12_205:
+	mov.f32 	%f1726, 0f00000000;
+	mov.f32 	%f1725, %f1726;
+	@%p40 bra 	$L__BB12_207;
+
+	sub.f32 	%f1044, %f1661, %f129;
+	mov.f32 	%f1045, 0f3F000000;
+	mov.f32 	%f1046, 0f3BBB989D;
+	fma.rn.f32 	%f1047, %f1044, %f1046, %f1045;
+	mov.f32 	%f1048, 0f3FB8AA3B;
+	mov.f32 	%f1049, 0f437C0000;
+	cvt.sat.f32.f32 	%f1050, %f1047;
+	mov.f32 	%f1051, 0f4B400001;
+	fma.rm.f32 	%f1052, %f1050, %f1049, %f1051;
+	add.f32 	%f1053, %f1052, 0fCB40007F;
+	neg.f32 	%f1054, %f1053;
+	fma.rn.f32 	%f1055, %f1044, %f1048, %f1054;
+	mov.f32 	%f1056, 0f32A57060;
+	fma.rn.f32 	%f1057, %f1044, %f1056, %f1055;
+	mov.b32 	%r355, %f1052;
+	shl.b32 	%r356, %r355, 23;
+	mov.b32 	%f1058, %r356;
+	ex2.approx.ftz.f32 	%f1059, %f1057;
+	mul.f32 	%f1725, %f1059, %f1058;
+
+$L__BB12_207:
+	@%p41 bra 	$L__BB12_209;
+
+	sub.f32 	%f1061, %f1662, %f129;
+	mov.f32 	%f1062, 0f3F000000;
+	mov.f32 	%f1063, 0f3BBB989D;
+	fma.rn.f32 	%f1064, %f1061, %f1063, %f1062;
+	mov.f32 	%f1065, 0f3FB8AA3B;
+	mov.f32 	%f1066, 0f437C0000;
+	cvt.sat.f32.f32 	%f1067, %f1064;
+	mov.f32 	%f1068, 0f4B400001;
+	fma.rm.f32 	%f1069, %f1067, %f1066, %f1068;
+	add.f32 	%f1070, %f1069, 0fCB40007F;
+	neg.f32 	%f1071, %f1070;
+	fma.rn.f32 	%f1072, %f1061, %f1065, %f1071;
+	mov.f32 	%f1073, 0f32A57060;
+	fma.rn.f32 	%f1074, %f1061, %f1073, %f1072;
+	mov.b32 	%r357, %f1069;
+	shl.b32 	%r358, %r357, 23;
+	mov.b32 	%f1075, %r358;
+	ex2.approx.ftz.f32 	%f1076, %f1074;
+	mul.f32 	%f1726, %f1076, %f1075;
+
+$L__BB12_209:
+	mov.f32 	%f1728, 0f00000000;
+	mov.f32 	%f1727, %f1728;
+	@%p42 bra 	$L__BB12_211;
+
+	sub.f32 	%f1078, %f1663, %f129;
+	mov.f32 	%f1079, 0f3F000000;
+	mov.f32 	%f1080, 0f3BBB989D;
+	fma.rn.f32 	%f1081, %f1078, %f1080, %f1079;
+	mov.f32 	%f1082, 0f3FB8AA3B;
+	mov.f32 	%f1083, 0f437C0000;
+	cvt.sat.f32.f32 	%f1084, %f1081;
+	mov.f32 	%f1085, 0f4B400001;
+	fma.rm.f32 	%f1086, %f1084, %f1083, %f1085;
+	add.f32 	%f1087, %f1086, 0fCB40007F;
+	neg.f32 	%f1088, %f1087;
+	fma.rn.f32 	%f1089, %f1078, %f1082, %f1088;
+	mov.f32 	%f1090, 0f32A57060;
+	fma.rn.f32 	%f1091, %f1078, %f1090, %f1089;
+	mov.b32 	%r359, %f1086;
+	shl.b32 	%r360, %r359, 23;
+	mov.b32 	%f1092, %r360;
+	ex2.approx.ftz.f32 	%f1093, %f1091;
+	mul.f32 	%f1727, %f1093, %f1092;
+
+$L__BB12_211:
+	@%p43 bra 	$L__BB12_213;
+
+	sub.f32 	%f1095, %f1664, %f129;
+	mov.f32 	%f1096, 0f3F000000;
+	mov.f32 	%f1097, 0f3BBB989D;
+	fma.rn.f32 	%f1098, %f1095, %f1097, %f1096;
+	mov.f32 	%f1099, 0f3FB8AA3B;
+	mov.f32 	%f1100, 0f437C0000;
+	cvt.sat.f32.f32 	%f1101, %f1098;
+	mov.f32 	%f1102, 0f4B400001;
+	fma.rm.f32 	%f1103, %f1101, %f1100, %f1102;
+	add.f32 	%f1104, %f1103, 0fCB40007F;
+	neg.f32 	%f1105, %f1104;
+	fma.rn.f32 	%f1106, %f1095, %f1099, %f1105;
+	mov.f32 	%f1107, 0f32A57060;
+	fma.rn.f32 	%f1108, %f1095, %f1107, %f1106;
+	mov.b32 	%r361, %f1103;
+	shl.b32 	%r362, %r361, 23;
+	mov.b32 	%f1109, %r362;
+	ex2.approx.ftz.f32 	%f1110, %f1108;
+	mul.f32 	%f1728, %f1110, %f1109;
+
+$L__BB12_213:
+	mov.f32 	%f1730, 0f00000000;
+	mov.f32 	%f1729, %f1730;
+	@%p44 bra 	$L__BB12_215;
+
+	sub.f32 	%f1112, %f1665, %f129;
+	mov.f32 	%f1113, 0f3F000000;
+	mov.f32 	%f1114, 0f3BBB989D;
+	fma.rn.f32 	%f1115, %f1112, %f1114, %f1113;
+	mov.f32 	%f1116, 0f3FB8AA3B;
+	mov.f32 	%f1117, 0f437C0000;
+	cvt.sat.f32.f32 	%f1118, %f1115;
+	mov.f32 	%f1119, 0f4B400001;
+	fma.rm.f32 	%f1120, %f1118, %f1117, %f1119;
+	add.f32 	%f1121, %f1120, 0fCB40007F;
+	neg.f32 	%f1122, %f1121;
+	fma.rn.f32 	%f1123, %f1112, %f1116, %f1122;
+	mov.f32 	%f1124, 0f32A57060;
+	fma.rn.f32 	%f1125, %f1112, %f1124, %f1123;
+	mov.b32 	%r363, %f1120;
+	shl.b32 	%r364, %r363, 23;
+	mov.b32 	%f1126, %r364;
+	ex2.approx.ftz.f32 	%f1127, %f1125;
+	mul.f32 	%f1729, %f1127, %f1126;
+
+$L__BB12_215:
+	@%p45 bra 	$L__BB12_217;
+
+	sub.f32 	%f1129, %f1666, %f129;
+	mov.f32 	%f1130, 0f3F000000;
+	mov.f32 	%f1131, 0f3BBB989D;
+	fma.rn.f32 	%f1132, %f1129, %f1131, %f1130;
+	mov.f32 	%f1133, 0f3FB8AA3B;
+	mov.f32 	%f1134, 0f437C0000;
+	cvt.sat.f32.f32 	%f1135, %f1132;
+	mov.f32 	%f1136, 0f4B400001;
+	fma.rm.f32 	%f1137, %f1135, %f1134, %f1136;
+	add.f32 	%f1138, %f1137, 0fCB40007F;
+	neg.f32 	%f1139, %f1138;
+	fma.rn.f32 	%f1140, %f1129, %f1133, %f1139;
+	mov.f32 	%f1141, 0f32A57060;
+	fma.rn.f32 	%f1142, %f1129, %f1141, %f1140;
+	mov.b32 	%r365, %f1137;
+	shl.b32 	%r366, %r365, 23;
+	mov.b32 	%f1143, %r366;
+	ex2.approx.ftz.f32 	%f1144, %f1142;
+	mul.f32 	%f1730, %f1144, %f1143;
+
+$L__BB12_217:
+	mov.f32 	%f1732, 0f00000000;
+	mov.f32 	%f1731, %f1732;
+	@%p46 bra 	$L__BB12_219;
+
+	sub.f32 	%f1146, %f1667, %f129;
+	mov.f32 	%f1147, 0f3F000000;
+	mov.f32 	%f1148, 0f3BBB989D;
+	fma.rn.f32 	%f1149, %f1146, %f1148, %f1147;
+	mov.f32 	%f1150, 0f3FB8AA3B;
+	mov.f32 	%f1151, 0f437C0000;
+	cvt.sat.f32.f32 	%f1152, %f1149;
+	mov.f32 	%f1153, 0f4B400001;
+	fma.rm.f32 	%f1154, %f1152, %f1151, %f1153;
+	add.f32 	%f1155, %f1154, 0fCB40007F;
+	neg.f32 	%f1156, %f1155;
+	fma.rn.f32 	%f1157, %f1146, %f1150, %f1156;
+	mov.f32 	%f1158, 0f32A57060;
+	fma.rn.f32 	%f1159, %f1146, %f1158, %f1157;
+	mov.b32 	%r367, %f1154;
+	shl.b32 	%r368, %r367, 23;
+	mov.b32 	%f1160, %r368;
+	ex2.approx.ftz.f32 	%f1161, %f1159;
+	mul.f32 	%f1731, %f1161, %f1160;
+
+$L__BB12_219:
+	@%p47 bra 	$L__BB12_221;
+
+	sub.f32 	%f1163, %f1668, %f129;
+	mov.f32 	%f1164, 0f3F000000;
+	mov.f32 	%f1165, 0f3BBB989D;
+	fma.rn.f32 	%f1166, %f1163, %f1165, %f1164;
+	mov.f32 	%f1167, 0f3FB8AA3B;
+	mov.f32 	%f1168, 0f437C0000;
+	cvt.sat.f32.f32 	%f1169, %f1166;
+	mov.f32 	%f1170, 0f4B400001;
+	fma.rm.f32 	%f1171, %f1169, %f1168, %f1170;
+	add.f32 	%f1172, %f1171, 0fCB40007F;
+	neg.f32 	%f1173, %f1172;
+	fma.rn.f32 	%f1174, %f1163, %f1167, %f1173;
+	mov.f32 	%f1175, 0f32A57060;
+	fma.rn.f32 	%f1176, %f1163, %f1175, %f1174;
+	mov.b32 	%r369, %f1171;
+	shl.b32 	%r370, %r369, 23;
+	mov.b32 	%f1177, %r370;
+	ex2.approx.ftz.f32 	%f1178, %f1176;
+	mul.f32 	%f1732, %f1178, %f1177;
+
+$L__BB12_221:
+	mov.f32 	%f1734, 0f00000000;
+	mov.f32 	%f1733, %f1734;
+	@%p48 bra 	$L__BB12_223;
+
+	sub.f32 	%f1180, %f1669, %f129;
+	mov.f32 	%f1181, 0f3F000000;
+	mov.f32 	%f1182, 0f3BBB989D;
+	fma.rn.f32 	%f1183, %f1180, %f1182, %f1181;
+	mov.f32 	%f1184, 0f3FB8AA3B;
+	mov.f32 	%f1185, 0f437C0000;
+	cvt.sat.f32.f32 	%f1186, %f1183;
+	mov.f32 	%f1187, 0f4B400001;
+	fma.rm.f32 	%f1188, %f1186, %f1185, %f1187;
+	add.f32 	%f1189, %f1188, 0fCB40007F;
+	neg.f32 	%f1190, %f1189;
+	fma.rn.f32 	%f1191, %f1180, %f1184, %f1190;
+	mov.f32 	%f1192, 0f32A57060;
+	fma.rn.f32 	%f1193, %f1180, %f1192, %f1191;
+	mov.b32 	%r371, %f1188;
+	shl.b32 	%r372, %r371, 23;
+	mov.b32 	%f1194, %r372;
+	ex2.approx.ftz.f32 	%f1195, %f1193;
+	mul.f32 	%f1733, %f1195, %f1194;
+
+$L__BB12_223:
+	@%p49 bra 	$L__BB12_225;
+
+	sub.f32 	%f1197, %f1670, %f129;
+	mov.f32 	%f1198, 0f3F000000;
+	mov.f32 	%f1199, 0f3BBB989D;
+	fma.rn.f32 	%f1200, %f1197, %f1199, %f1198;
+	mov.f32 	%f1201, 0f3FB8AA3B;
+	mov.f32 	%f1202, 0f437C0000;
+	cvt.sat.f32.f32 	%f1203, %f1200;
+	mov.f32 	%f1204, 0f4B400001;
+	fma.rm.f32 	%f1205, %f1203, %f1202, %f1204;
+	add.f32 	%f1206, %f1205, 0fCB40007F;
+	neg.f32 	%f1207, %f1206;
+	fma.rn.f32 	%f1208, %f1197, %f1201, %f1207;
+	mov.f32 	%f1209, 0f32A57060;
+	fma.rn.f32 	%f1210, %f1197, %f1209, %f1208;
+	mov.b32 	%r373, %f1205;
+	shl.b32 	%r374, %r373, 23;
+	mov.b32 	%f1211, %r374;
+	ex2.approx.ftz.f32 	%f1212, %f1210;
+	mul.f32 	%f1734, %f1212, %f1211;
+
+$L__BB12_225:
+	mov.f32 	%f1736, 0f00000000;
+	mov.f32 	%f1735, %f1736;
+	@%p50 bra 	$L__BB12_227;
+
+	sub.f32 	%f1214, %f1671, %f129;
+	mov.f32 	%f1215, 0f3F000000;
+	mov.f32 	%f1216, 0f3BBB989D;
+	fma.rn.f32 	%f1217, %f1214, %f1216, %f1215;
+	mov.f32 	%f1218, 0f3FB8AA3B;
+	mov.f32 	%f1219, 0f437C0000;
+	cvt.sat.f32.f32 	%f1220, %f1217;
+	mov.f32 	%f1221, 0f4B400001;
+	fma.rm.f32 	%f1222, %f1220, %f1219, %f1221;
+	add.f32 	%f1223, %f1222, 0fCB40007F;
+	neg.f32 	%f1224, %f1223;
+	fma.rn.f32 	%f1225, %f1214, %f1218, %f1224;
+	mov.f32 	%f1226, 0f32A57060;
+	fma.rn.f32 	%f1227, %f1214, %f1226, %f1225;
+	mov.b32 	%r375, %f1222;
+	shl.b32 	%r376, %r375, 23;
+	mov.b32 	%f1228, %r376;
+	ex2.approx.ftz.f32 	%f1229, %f1227;
+	mul.f32 	%f1735, %f1229, %f1228;
+
+$L__BB12_227:
+	@%p51 bra 	$L__BB12_229;
+
+	sub.f32 	%f1231, %f1672, %f129;
+	mov.f32 	%f1232, 0f3F000000;
+	mov.f32 	%f1233, 0f3BBB989D;
+	fma.rn.f32 	%f1234, %f1231, %f1233, %f1232;
+	mov.f32 	%f1235, 0f3FB8AA3B;
+	mov.f32 	%f1236, 0f437C0000;
+	cvt.sat.f32.f32 	%f1237, %f1234;
+	mov.f32 	%f1238, 0f4B400001;
+	fma.rm.f32 	%f1239, %f1237, %f1236, %f1238;
+	add.f32 	%f1240, %f1239, 0fCB40007F;
+	neg.f32 	%f1241, %f1240;
+	fma.rn.f32 	%f1242, %f1231, %f1235, %f1241;
+	mov.f32 	%f1243, 0f32A57060;
+	fma.rn.f32 	%f1244, %f1231, %f1243, %f1242;
+	mov.b32 	%r377, %f1239;
+	shl.b32 	%r378, %r377, 23;
+	mov.b32 	%f1245, %r378;
+	ex2.approx.ftz.f32 	%f1246, %f1244;
+	mul.f32 	%f1736, %f1246, %f1245;
+
+$L__BB12_229:
+	mov.f32 	%f1738, 0f00000000;
+	mov.f32 	%f1737, %f1738;
+	@%p52 bra 	$L__BB12_231;
+
+	sub.f32 	%f1248, %f1673, %f129;
+	mov.f32 	%f1249, 0f3F000000;
+	mov.f32 	%f1250, 0f3BBB989D;
+	fma.rn.f32 	%f1251, %f1248, %f1250, %f1249;
+	mov.f32 	%f1252, 0f3FB8AA3B;
+	mov.f32 	%f1253, 0f437C0000;
+	cvt.sat.f32.f32 	%f1254, %f1251;
+	mov.f32 	%f1255, 0f4B400001;
+	fma.rm.f32 	%f1256, %f1254, %f1253, %f1255;
+	add.f32 	%f1257, %f1256, 0fCB40007F;
+	neg.f32 	%f1258, %f1257;
+	fma.rn.f32 	%f1259, %f1248, %f1252, %f1258;
+	mov.f32 	%f1260, 0f32A57060;
+	fma.rn.f32 	%f1261, %f1248, %f1260, %f1259;
+	mov.b32 	%r379, %f1256;
+	shl.b32 	%r380, %r379, 23;
+	mov.b32 	%f1262, %r380;
+	ex2.approx.ftz.f32 	%f1263, %f1261;
+	mul.f32 	%f1737, %f1263, %f1262;
+
+$L__BB12_231:
+	@%p53 bra 	$L__BB12_233;
+
+	sub.f32 	%f1265, %f1674, %f129;
+	mov.f32 	%f1266, 0f3F000000;
+	mov.f32 	%f1267, 0f3BBB989D;
+	fma.rn.f32 	%f1268, %f1265, %f1267, %f1266;
+	mov.f32 	%f1269, 0f3FB8AA3B;
+	mov.f32 	%f1270, 0f437C0000;
+	cvt.sat.f32.f32 	%f1271, %f1268;
+	mov.f32 	%f1272, 0f4B400001;
+	fma.rm.f32 	%f1273, %f1271, %f1270, %f1272;
+	add.f32 	%f1274, %f1273, 0fCB40007F;
+	neg.f32 	%f1275, %f1274;
+	fma.rn.f32 	%f1276, %f1265, %f1269, %f1275;
+	mov.f32 	%f1277, 0f32A57060;
+	fma.rn.f32 	%f1278, %f1265, %f1277, %f1276;
+	mov.b32 	%r381, %f1273;
+	shl.b32 	%r382, %r381, 23;
+	mov.b32 	%f1279, %r382;
+	ex2.approx.ftz.f32 	%f1280, %f1278;
+	mul.f32 	%f1738, %f1280, %f1279;
+
+$L__BB12_233:
+	mov.u32 	%r782, %tid.x;
+	and.b32  	%r781, %r782, 31;
+	or.b32  	%r780, %r781, 1664;
+	ld.param.u64 	%rd108, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd107, %r780;
+	setp.ge.s64 	%p280, %rd107, %rd108;
+	mov.f32 	%f1740, 0f00000000;
+	mov.f32 	%f1739, %f1740;
+	@%p280 bra 	$L__BB12_235;
+
+	sub.f32 	%f1282, %f1675, %f129;
+	mov.f32 	%f1283, 0f3F000000;
+	mov.f32 	%f1284, 0f3BBB989D;
+	fma.rn.f32 	%f1285, %f1282, %f1284, %f1283;
+	mov.f32 	%f1286, 0f3FB8AA3B;
+	mov.f32 	%f1287, 0f437C0000;
+	cvt.sat.f32.f32 	%f1288, %f1285;
+	mov.f32 	%f1289, 0f4B400001;
+	fma.rm.f32 	%f1290, %f1288, %f1287, %f1289;
+	add.f32 	%f1291, %f1290, 0fCB40007F;
+	neg.f32 	%f1292, %f1291;
+	fma.rn.f32 	%f1293, %f1282, %f1286, %f1292;
+	mov.f32 	%f1294, 0f32A57060;
+	fma.rn.f32 	%f1295, %f1282, %f1294, %f1293;
+	mov.b32 	%r383, %f1290;
+	shl.b32 	%r384, %r383, 23;
+	mov.b32 	%f1296, %r384;
+	ex2.approx.ftz.f32 	%f1297, %f1295;
+	mul.f32 	%f1739, %f1297, %f1296;
+
+$L__BB12_235:
+	mov.u32 	%r785, %tid.x;
+	and.b32  	%r784, %r785, 31;
+	or.b32  	%r783, %r784, 1696;
+	ld.param.u64 	%rd110, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd109, %r783;
+	setp.ge.s64 	%p281, %rd109, %rd110;
+	@%p281 bra 	$L__BB12_237;
+
+	sub.f32 	%f1299, %f1676, %f129;
+	mov.f32 	%f1300, 0f3F000000;
+	mov.f32 	%f1301, 0f3BBB989D;
+	fma.rn.f32 	%f1302, %f1299, %f1301, %f1300;
+	mov.f32 	%f1303, 0f3FB8AA3B;
+	mov.f32 	%f1304, 0f437C0000;
+	cvt.sat.f32.f32 	%f1305, %f1302;
+	mov.f32 	%f1306, 0f4B400001;
+	fma.rm.f32 	%f1307, %f1305, %f1304, %f1306;
+	add.f32 	%f1308, %f1307, 0fCB40007F;
+	neg.f32 	%f1309, %f1308;
+	fma.rn.f32 	%f1310, %f1299, %f1303, %f1309;
+	mov.f32 	%f1311, 0f32A57060;
+	fma.rn.f32 	%f1312, %f1299, %f1311, %f1310;
+	mov.b32 	%r385, %f1307;
+	shl.b32 	%r386, %r385, 23;
+	mov.b32 	%f1313, %r386;
+	ex2.approx.ftz.f32 	%f1314, %f1312;
+	mul.f32 	%f1740, %f1314, %f1313;
+
+$L__BB12_237:
+	mov.u32 	%r788, %tid.x;
+	and.b32  	%r787, %r788, 31;
+	or.b32  	%r786, %r787, 1728;
+	ld.param.u64 	%rd112, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd111, %r786;
+	setp.ge.s64 	%p282, %rd111, %rd112;
+	mov.f32 	%f1742, 0f00000000;
+	mov.f32 	%f1741, %f1742;
+	@%p282 bra 	$L__BB12_239;
+
+	sub.f32 	%f1316, %f1677, %f129;
+	mov.f32 	%f1317, 0f3F000000;
+	mov.f32 	%f1318, 0f3BBB989D;
+	fma.rn.f32 	%f1319, %f1316, %f1318, %f1317;
+	mov.f32 	%f1320, 0f3FB8AA3B;
+	mov.f32 	%f1321, 0f437C0000;
+	cvt.sat.f32.f32 	%f1322, %f1319;
+	mov.f32 	%f1323, 0f4B400001;
+	fma.rm.f32 	%f1324, %f1322, %f1321, %f1323;
+	add.f32 	%f1325, %f1324, 0fCB40007F;
+	neg.f32 	%f1326, %f1325;
+	fma.rn.f32 	%f1327, %f1316, %f1320, %f1326;
+	mov.f32 	%f1328, 0f32A57060;
+	fma.rn.f32 	%f1329, %f1316, %f1328, %f1327;
+	mov.b32 	%r387, %f1324;
+	shl.b32 	%r388, %r387, 23;
+	mov.b32 	%f1330, %r388;
+	ex2.approx.ftz.f32 	%f1331, %f1329;
+	mul.f32 	%f1741, %f1331, %f1330;
+
+$L__BB12_239:
+	mov.u32 	%r791, %tid.x;
+	and.b32  	%r790, %r791, 31;
+	or.b32  	%r789, %r790, 1760;
+	ld.param.u64 	%rd114, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd113, %r789;
+	setp.ge.s64 	%p283, %rd113, %rd114;
+	@%p283 bra 	$L__BB12_241;
+
+	sub.f32 	%f1333, %f1678, %f129;
+	mov.f32 	%f1334, 0f3F000000;
+	mov.f32 	%f1335, 0f3BBB989D;
+	fma.rn.f32 	%f1336, %f1333, %f1335, %f1334;
+	mov.f32 	%f1337, 0f3FB8AA3B;
+	mov.f32 	%f1338, 0f437C0000;
+	cvt.sat.f32.f32 	%f1339, %f1336;
+	mov.f32 	%f1340, 0f4B400001;
+	fma.rm.f32 	%f1341, %f1339, %f1338, %f1340;
+	add.f32 	%f1342, %f1341, 0fCB40007F;
+	neg.f32 	%f1343, %f1342;
+	fma.rn.f32 	%f1344, %f1333, %f1337, %f1343;
+	mov.f32 	%f1345, 0f32A57060;
+	fma.rn.f32 	%f1346, %f1333, %f1345, %f1344;
+	mov.b32 	%r389, %f1341;
+	shl.b32 	%r390, %r389, 23;
+	mov.b32 	%f1347, %r390;
+	ex2.approx.ftz.f32 	%f1348, %f1346;
+	mul.f32 	%f1742, %f1348, %f1347;
+
+$L__BB12_241:
+	mov.u32 	%r794, %tid.x;
+	and.b32  	%r793, %r794, 31;
+	or.b32  	%r792, %r793, 1792;
+	ld.param.u64 	%rd116, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd115, %r792;
+	setp.ge.s64 	%p284, %rd115, %rd116;
+	mov.f32 	%f1744, 0f00000000;
+	mov.f32 	%f1743, %f1744;
+	@%p284 bra 	$L__BB12_243;
+
+	sub.f32 	%f1350, %f1679, %f129;
+	mov.f32 	%f1351, 0f3F000000;
+	mov.f32 	%f1352, 0f3BBB989D;
+	fma.rn.f32 	%f1353, %f1350, %f1352, %f1351;
+	mov.f32 	%f1354, 0f3FB8AA3B;
+	mov.f32 	%f1355, 0f437C0000;
+	cvt.sat.f32.f32 	%f1356, %f1353;
+	mov.f32 	%f1357, 0f4B400001;
+	fma.rm.f32 	%f1358, %f1356, %f1355, %f1357;
+	add.f32 	%f1359, %f1358, 0fCB40007F;
+	neg.f32 	%f1360, %f1359;
+	fma.rn.f32 	%f1361, %f1350, %f1354, %f1360;
+	mov.f32 	%f1362, 0f32A57060;
+	fma.rn.f32 	%f1363, %f1350, %f1362, %f1361;
+	mov.b32 	%r391, %f1358;
+	shl.b32 	%r392, %r391, 23;
+	mov.b32 	%f1364, %r392;
+	ex2.approx.ftz.f32 	%f1365, %f1363;
+	mul.f32 	%f1743, %f1365, %f1364;
+
+$L__BB12_243:
+	mov.u32 	%r797, %tid.x;
+	and.b32  	%r796, %r797, 31;
+	or.b32  	%r795, %r796, 1824;
+	ld.param.u64 	%rd118, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd117, %r795;
+	setp.ge.s64 	%p285, %rd117, %rd118;
+	@%p285 bra 	$L__BB12_245;
+
+	sub.f32 	%f1367, %f1680, %f129;
+	mov.f32 	%f1368, 0f3F000000;
+	mov.f32 	%f1369, 0f3BBB989D;
+	fma.rn.f32 	%f1370, %f1367, %f1369, %f1368;
+	mov.f32 	%f1371, 0f3FB8AA3B;
+	mov.f32 	%f1372, 0f437C0000;
+	cvt.sat.f32.f32 	%f1373, %f1370;
+	mov.f32 	%f1374, 0f4B400001;
+	fma.rm.f32 	%f1375, %f1373, %f1372, %f1374;
+	add.f32 	%f1376, %f1375, 0fCB40007F;
+	neg.f32 	%f1377, %f1376;
+	fma.rn.f32 	%f1378, %f1367, %f1371, %f1377;
+	mov.f32 	%f1379, 0f32A57060;
+	fma.rn.f32 	%f1380, %f1367, %f1379, %f1378;
+	mov.b32 	%r393, %f1375;
+	shl.b32 	%r394, %r393, 23;
+	mov.b32 	%f1381, %r394;
+	ex2.approx.ftz.f32 	%f1382, %f1380;
+	mul.f32 	%f1744, %f1382, %f1381;
+
+$L__BB12_245:
+	mov.u32 	%r800, %tid.x;
+	and.b32  	%r799, %r800, 31;
+	or.b32  	%r798, %r799, 1856;
+	ld.param.u64 	%rd120, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd119, %r798;
+	setp.ge.s64 	%p286, %rd119, %rd120;
+	mov.f32 	%f1746, 0f00000000;
+	mov.f32 	%f1745, %f1746;
+	@%p286 bra 	$L__BB12_247;
+
+	sub.f32 	%f1384, %f1681, %f129;
+	mov.f32 	%f1385, 0f3F000000;
+	mov.f32 	%f1386, 0f3BBB989D;
+	fma.rn.f32 	%f1387, %f1384, %f1386, %f1385;
+	mov.f32 	%f1388, 0f3FB8AA3B;
+	mov.f32 	%f1389, 0f437C0000;
+	cvt.sat.f32.f32 	%f1390, %f1387;
+	mov.f32 	%f1391, 0f4B400001;
+	fma.rm.f32 	%f1392, %f1390, %f1389, %f1391;
+	add.f32 	%f1393, %f1392, 0fCB40007F;
+	neg.f32 	%f1394, %f1393;
+	fma.rn.f32 	%f1395, %f1384, %f1388, %f1394;
+	mov.f32 	%f1396, 0f32A57060;
+	fma.rn.f32 	%f1397, %f1384, %f1396, %f1395;
+	mov.b32 	%r395, %f1392;
+	shl.b32 	%r396, %r395, 23;
+	mov.b32 	%f1398, %r396;
+	ex2.approx.ftz.f32 	%f1399, %f1397;
+	mul.f32 	%f1745, %f1399, %f1398;
+
+$L__BB12_247:
+	mov.u32 	%r803, %tid.x;
+	and.b32  	%r802, %r803, 31;
+	or.b32  	%r801, %r802, 1888;
+	ld.param.u64 	%rd122, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd121, %r801;
+	setp.ge.s64 	%p287, %rd121, %rd122;
+	@%p287 bra 	$L__BB12_249;
+
+	sub.f32 	%f1401, %f1682, %f129;
+	mov.f32 	%f1402, 0f3F000000;
+	mov.f32 	%f1403, 0f3BBB989D;
+	fma.rn.f32 	%f1404, %f1401, %f1403, %f1402;
+	mov.f32 	%f1405, 0f3FB8AA3B;
+	mov.f32 	%f1406, 0f437C0000;
+	cvt.sat.f32.f32 	%f1407, %f1404;
+	mov.f32 	%f1408, 0f4B400001;
+	fma.rm.f32 	%f1409, %f1407, %f1406, %f1408;
+	add.f32 	%f1410, %f1409, 0fCB40007F;
+	neg.f32 	%f1411, %f1410;
+	fma.rn.f32 	%f1412, %f1401, %f1405, %f1411;
+	mov.f32 	%f1413, 0f32A57060;
+	fma.rn.f32 	%f1414, %f1401, %f1413, %f1412;
+	mov.b32 	%r397, %f1409;
+	shl.b32 	%r398, %r397, 23;
+	mov.b32 	%f1415, %r398;
+	ex2.approx.ftz.f32 	%f1416, %f1414;
+	mul.f32 	%f1746, %f1416, %f1415;
+
+$L__BB12_249:
+	mov.u32 	%r806, %tid.x;
+	and.b32  	%r805, %r806, 31;
+	or.b32  	%r804, %r805, 1920;
+	ld.param.u64 	%rd124, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd123, %r804;
+	setp.ge.s64 	%p288, %rd123, %rd124;
+	mov.f32 	%f1748, 0f00000000;
+	mov.f32 	%f1747, %f1748;
+	@%p288 bra 	$L__BB12_251;
+
+	sub.f32 	%f1418, %f1683, %f129;
+	mov.f32 	%f1419, 0f3F000000;
+	mov.f32 	%f1420, 0f3BBB989D;
+	fma.rn.f32 	%f1421, %f1418, %f1420, %f1419;
+	mov.f32 	%f1422, 0f3FB8AA3B;
+	mov.f32 	%f1423, 0f437C0000;
+	cvt.sat.f32.f32 	%f1424, %f1421;
+	mov.f32 	%f1425, 0f4B400001;
+	fma.rm.f32 	%f1426, %f1424, %f1423, %f1425;
+	add.f32 	%f1427, %f1426, 0fCB40007F;
+	neg.f32 	%f1428, %f1427;
+	fma.rn.f32 	%f1429, %f1418, %f1422, %f1428;
+	mov.f32 	%f1430, 0f32A57060;
+	fma.rn.f32 	%f1431, %f1418, %f1430, %f1429;
+	mov.b32 	%r399, %f1426;
+	shl.b32 	%r400, %r399, 23;
+	mov.b32 	%f1432, %r400;
+	ex2.approx.ftz.f32 	%f1433, %f1431;
+	mul.f32 	%f1747, %f1433, %f1432;
+
+$L__BB12_251:
+	mov.u32 	%r809, %tid.x;
+	and.b32  	%r808, %r809, 31;
+	or.b32  	%r807, %r808, 1952;
+	ld.param.u64 	%rd126, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd125, %r807;
+	setp.ge.s64 	%p289, %rd125, %rd126;
+	@%p289 bra 	$L__BB12_253;
+
+	sub.f32 	%f1435, %f1684, %f129;
+	mov.f32 	%f1436, 0f3F000000;
+	mov.f32 	%f1437, 0f3BBB989D;
+	fma.rn.f32 	%f1438, %f1435, %f1437, %f1436;
+	mov.f32 	%f1439, 0f3FB8AA3B;
+	mov.f32 	%f1440, 0f437C0000;
+	cvt.sat.f32.f32 	%f1441, %f1438;
+	mov.f32 	%f1442, 0f4B400001;
+	fma.rm.f32 	%f1443, %f1441, %f1440, %f1442;
+	add.f32 	%f1444, %f1443, 0fCB40007F;
+	neg.f32 	%f1445, %f1444;
+	fma.rn.f32 	%f1446, %f1435, %f1439, %f1445;
+	mov.f32 	%f1447, 0f32A57060;
+	fma.rn.f32 	%f1448, %f1435, %f1447, %f1446;
+	mov.b32 	%r401, %f1443;
+	shl.b32 	%r402, %r401, 23;
+	mov.b32 	%f1449, %r402;
+	ex2.approx.ftz.f32 	%f1450, %f1448;
+	mul.f32 	%f1748, %f1450, %f1449;
+
+$L__BB12_253:
+	mov.u32 	%r812, %tid.x;
+	and.b32  	%r811, %r812, 31;
+	or.b32  	%r810, %r811, 1984;
+	ld.param.u64 	%rd128, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd127, %r810;
+	setp.ge.s64 	%p290, %rd127, %rd128;
+	mov.f32 	%f1750, 0f00000000;
+	mov.f32 	%f1749, %f1750;
+	@%p290 bra 	$L__BB12_255;
+
+	sub.f32 	%f1452, %f1685, %f129;
+	mov.f32 	%f1453, 0f3F000000;
+	mov.f32 	%f1454, 0f3BBB989D;
+	fma.rn.f32 	%f1455, %f1452, %f1454, %f1453;
+	mov.f32 	%f1456, 0f3FB8AA3B;
+	mov.f32 	%f1457, 0f437C0000;
+	cvt.sat.f32.f32 	%f1458, %f1455;
+	mov.f32 	%f1459, 0f4B400001;
+	fma.rm.f32 	%f1460, %f1458, %f1457, %f1459;
+	add.f32 	%f1461, %f1460, 0fCB40007F;
+	neg.f32 	%f1462, %f1461;
+	fma.rn.f32 	%f1463, %f1452, %f1456, %f1462;
+	mov.f32 	%f1464, 0f32A57060;
+	fma.rn.f32 	%f1465, %f1452, %f1464, %f1463;
+	mov.b32 	%r403, %f1460;
+	shl.b32 	%r404, %r403, 23;
+	mov.b32 	%f1466, %r404;
+	ex2.approx.ftz.f32 	%f1467, %f1465;
+	mul.f32 	%f1749, %f1467, %f1466;
+
+$L__BB12_255:
+	mov.u32 	%r815, %tid.x;
+	and.b32  	%r814, %r815, 31;
+	or.b32  	%r813, %r814, 2016;
+	ld.param.u64 	%rd130, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd129, %r813;
+	setp.ge.s64 	%p291, %rd129, %rd130;
+	@%p291 bra 	$L__BB12_257;
+
+	sub.f32 	%f1469, %f1686, %f129;
+	mov.f32 	%f1470, 0f3F000000;
+	mov.f32 	%f1471, 0f3BBB989D;
+	fma.rn.f32 	%f1472, %f1469, %f1471, %f1470;
+	mov.f32 	%f1473, 0f3FB8AA3B;
+	mov.f32 	%f1474, 0f437C0000;
+	cvt.sat.f32.f32 	%f1475, %f1472;
+	mov.f32 	%f1476, 0f4B400001;
+	fma.rm.f32 	%f1477, %f1475, %f1474, %f1476;
+	add.f32 	%f1478, %f1477, 0fCB40007F;
+	neg.f32 	%f1479, %f1478;
+	fma.rn.f32 	%f1480, %f1469, %f1473, %f1479;
+	mov.f32 	%f1481, 0f32A57060;
+	fma.rn.f32 	%f1482, %f1469, %f1481, %f1480;
+	mov.b32 	%r405, %f1477;
+	shl.b32 	%r406, %r405, 23;
+	mov.b32 	%f1483, %r406;
+	ex2.approx.ftz.f32 	%f1484, %f1482;
+	mul.f32 	%f1750, %f1484, %f1483;
+
+$L__BB12_257:
+	ld.param.u64 	%rd82, [softmaxWarp_bf16_param_3];
+	add.f32 	%f1485, %f1687, 0f00000000;
+	add.f32 	%f1486, %f1485, %f1688;
+	add.f32 	%f1487, %f1486, %f1689;
+	add.f32 	%f1488, %f1487, %f1690;
+	add.f32 	%f1489, %f1488, %f1691;
+	add.f32 	%f1490, %f1489, %f1692;
+	add.f32 	%f1491, %f1490, %f1693;
+	add.f32 	%f1492, %f1491, %f1694;
+	add.f32 	%f1493, %f1492, %f1695;
+	add.f32 	%f1494, %f1493, %f1696;
+	add.f32 	%f1495, %f1494, %f1697;
+	add.f32 	%f1496, %f1495, %f1698;
+	add.f32 	%f1497, %f1496, %f1699;
+	add.f32 	%f1498, %f1497, %f1700;
+	add.f32 	%f1499, %f1498, %f1701;
+	add.f32 	%f1500, %f1499, %f1702;
+	add.f32 	%f1501, %f1500, %f1703;
+	add.f32 	%f1502, %f1501, %f1704;
+	add.f32 	%f1503, %f1502, %f1705;
+	add.f32 	%f1504, %f1503, %f1706;
+	add.f32 	%f1505, %f1504, %f1707;
+	add.f32 	%f1506, %f1505, %f1708;
+	add.f32 	%f1507, %f1506, %f1709;
+	add.f32 	%f1508, %f1507, %f1710;
+	add.f32 	%f1509, %f1508, %f1711;
+	add.f32 	%f1510, %f1509, %f1712;
+	add.f32 	%f1511, %f1510, %f1713;
+	add.f32 	%f1512, %f1511, %f1714;
+	add.f32 	%f1513, %f1512, %f1715;
+	add.f32 	%f1514, %f1513, %f1716;
+	add.f32 	%f1515, %f1514, %f1717;
+	add.f32 	%f1516, %f1515, %f1718;
+	add.f32 	%f1517, %f1516, %f1719;
+	add.f32 	%f1518, %f1517, %f1720;
+	add.f32 	%f1519, %f1518, %f1721;
+	add.f32 	%f1520, %f1519, %f1722;
+	add.f32 	%f1521, %f1520, %f1723;
+	add.f32 	%f1522, %f1521, %f1724;
+	add.f32 	%f1523, %f1522, %f1725;
+	add.f32 	%f1524, %f1523, %f1726;
+	add.f32 	%f1525, %f1524, %f1727;
+	add.f32 	%f1526, %f1525, %f1728;
+	add.f32 	%f1527, %f1526, %f1729;
+	add.f32 	%f1528, %f1527, %f1730;
+	add.f32 	%f1529, %f1528, %f1731;
+	add.f32 	%f1530, %f1529, %f1732;
+	add.f32 	%f1531, %f1530, %f1733;
+	add.f32 	%f1532, %f1531, %f1734;
+	add.f32 	%f1533, %f1532, %f1735;
+	add.f32 	%f1534, %f1533, %f1736;
+	add.f32 	%f1535, %f1534, %f1737;
+	add.f32 	%f1536, %f1535, %f1738;
+	add.f32 	%f1537, %f1536, %f1739;
+	add.f32 	%f1538, %f1537, %f1740;
+	add.f32 	%f1539, %f1538, %f1741;
+	add.f32 	%f1540, %f1539, %f1742;
+	add.f32 	%f1541, %f1540, %f1743;
+	add.f32 	%f1542, %f1541, %f1744;
+	add.f32 	%f1543, %f1542, %f1745;
+	add.f32 	%f1544, %f1543, %f1746;
+	add.f32 	%f1545, %f1544, %f1747;
+	add.f32 	%f1546, %f1545, %f1748;
+	add.f32 	%f1547, %f1546, %f1749;
+	add.f32 	%f1548, %f1547, %f1750;
+	mov.b32 	%r407, %f1548;
+	mov.u32 	%r408, 31;
+	mov.u32 	%r409, 16;
+	mov.u32 	%r410, -1;
+	shfl.sync.bfly.b32 	%r411|%p135, %r407, %r409, %r408, %r410;
+	mov.b32 	%f1549, %r411;
+	add.f32 	%f1550, %f1548, %f1549;
+	mov.b32 	%r412, %f1550;
+	mov.u32 	%r413, 8;
+	shfl.sync.bfly.b32 	%r414|%p136, %r412, %r413, %r408, %r410;
+	mov.b32 	%f1551, %r414;
+	add.f32 	%f1552, %f1550, %f1551;
+	mov.b32 	%r415, %f1552;
+	mov.u32 	%r416, 4;
+	shfl.sync.bfly.b32 	%r417|%p137, %r415, %r416, %r408, %r410;
+	mov.b32 	%f1553, %r417;
+	add.f32 	%f1554, %f1552, %f1553;
+	mov.b32 	%r418, %f1554;
+	mov.u32 	%r419, 2;
+	shfl.sync.bfly.b32 	%r420|%p138, %r418, %r419, %r408, %r410;
+	mov.b32 	%f1555, %r420;
+	add.f32 	%f1556, %f1554, %f1555;
+	mov.b32 	%r421, %f1556;
+	mov.u32 	%r422, 1;
+	shfl.sync.bfly.b32 	%r423|%p139, %r421, %r422, %r408, %r410;
+	mov.b32 	%f1557, %r423;
+	add.f32 	%f1558, %f1556, %f1557;
+	rcp.rn.f32 	%f258, %f1558;
+	cvta.to.global.u64 	%rd80, %rd82;
+	add.s64 	%rd68, %rd80, %rd77;
+	@%p2 bra 	$L__BB12_261;
+
+	mul.f32 	%f1559, %f258, %f1687;
+	mov.b32 	%r2, %f1559;
+	and.b32  	%r424, %r2, 2147483647;
+	setp.gt.u32 	%p141, %r424, 2139095040;
+	mov.u16 	%rs193, 32704;
+	@%p141 bra 	$L__BB12_260;
+
+	bfe.u32 	%r425, %r2, 16, 1;
+	add.s32 	%r426, %r2, %r425;
+	add.s32 	%r427, %r426, 32767;
+	shr.u32 	%r428, %r427, 16;
+	cvt.u16.u32 	%rs193, %r428;
+
+$L__BB12_260:
+	st.global.u16 	[%rd68], %rs193;
+
+$L__BB12_261:
+	@%p3 bra 	$L__BB12_265;
+
+	mul.f32 	%f1560, %f258, %f1688;
+	mov.b32 	%r3, %f1560;
+	and.b32  	%r429, %r3, 2147483647;
+	setp.gt.u32 	%p143, %r429, 2139095040;
+	mov.u16 	%rs194, 32704;
+	@%p143 bra 	$L__BB12_264;
+
+	bfe.u32 	%r430, %r3, 16, 1;
+	add.s32 	%r431, %r3, %r430;
+	add.s32 	%r432, %r431, 32767;
+	shr.u32 	%r433, %r432, 16;
+	cvt.u16.u32 	%rs194, %r433;
+
+$L__BB12_264:
+	st.global.u16 	[%rd68+64], %rs194;
+
+$L__BB12_265:
+	@%p4 bra 	$L__BB12_269;
+
+	mul.f32 	%f1561, %f258, %f1689;
+	mov.b32 	%r4, %f1561;
+	and.b32  	%r434, %r4, 2147483647;
+	setp.gt.u32 	%p145, %r434, 2139095040;
+	mov.u16 	%rs195, 32704;
+	@%p145 bra 	$L__BB12_268;
+
+	bfe.u32 	%r435, %r4, 16, 1;
+	add.s32 	%r436, %r4, %r435;
+	add.s32 	%r437, %r436, 32767;
+	shr.u32 	%r438, %r437, 16;
+	cvt.u16.u32 	%rs195, %r438;
+
+$L__BB12_268:
+	st.global.u16 	[%rd68+128], %rs195;
+
+$L__BB12_269:
+	@%p5 bra 	$L__BB12_273;
+
+	mul.f32 	%f1562, %f258, %f1690;
+	mov.b32 	%r5, %f1562;
+	and.b32  	%r439, %r5, 2147483647;
+	setp.gt.u32 	%p147, %r439, 2139095040;
+	mov.u16 	%rs196, 32704;
+	@%p147 bra 	$L__BB12_272;
+
+	bfe.u32 	%r440, %r5, 16, 1;
+	add.s32 	%r441, %r5, %r440;
+	add.s32 	%r442, %r441, 32767;
+	shr.u32 	%r443, %r442, 16;
+	cvt.u16.u32 	%rs196, %r443;
+
+$L__BB12_272:
+	st.global.u16 	[%rd68+192], %rs196;
+
+$L__BB12_273:
+	@%p6 bra 	$L__BB12_277;
+
+	mul.f32 	%f1563, %f258, %f1691;
+	mov.b32 	%r6, %f1563;
+	and.b32  	%r444, %r6, 2147483647;
+	setp.gt.u32 	%p149, %r444, 2139095040;
+	mov.u16 	%rs197, 32704;
+	@%p149 bra 	$L__BB12_276;
+
+	bfe.u32 	%r445, %r6, 16, 1;
+	add.s32 	%r446, %r6, %r445;
+	add.s32 	%r447, %r446, 32767;
+	shr.u32 	%r448, %r447, 16;
+	cvt.u16.u32 	%rs197, %r448;
+
+$L__BB12_276:
+	st.global.u16 	[%rd68+256], %rs197;
+
+$L__BB12_277:
+	@%p7 bra 	$L__BB12_281;
+
+	mul.f32 	%f1564, %f258, %f1692;
+	mov.b32 	%r7, %f1564;
+	and.b32  	%r449, %r7, 2147483647;
+	setp.gt.u32 	%p151, %r449, 2139095040;
+	mov.u16 	%rs198, 32704;
+	@%p151 bra 	$L__BB12_280;
+
+	bfe.u32 	%r450, %r7, 16, 1;
+	add.s32 	%r451, %r7, %r450;
+	add.s32 	%r452, %r451, 32767;
+	shr.u32 	%r453, %r452, 16;
+	cvt.u16.u32 	%rs198, %r453;
+
+$L__BB12_280:
+	st.global.u16 	[%rd68+320], %rs198;
+
+$L__BB12_281:
+	@%p8 bra 	$L__BB12_285;
+
+	mul.f32 	%f1565, %f258, %f1693;
+	mov.b32 	%r8, %f1565;
+	and.b32  	%r454, %r8, 2147483647;
+	setp.gt.u32 	%p153, %r454, 2139095040;
+	mov.u16 	%rs199, 32704;
+	@%p153 bra 	$L__BB12_284;
+
+	bfe.u32 	%r455, %r8, 16, 1;
+	add.s32 	%r456, %r8, %r455;
+	add.s32 	%r457, %r456, 32767;
+	shr.u32 	%r458, %r457, 16;
+	cvt.u16.u32 	%rs199, %r458;
+
+$L__BB12_284:
+	st.global.u16 	[%rd68+384], %rs199;
+
+$L__BB12_285:
+	@%p9 bra 	$L__BB12_289;
+
+	mul.f32 	%f1566, %f258, %f1694;
+	mov.b32 	%r9, %f1566;
+	and.b32  	%r459, %r9, 2147483647;
+	setp.gt.u32 	%p155, %r459, 2139095040;
+	mov.u16 	%rs200, 32704;
+	@%p155 bra 	$L__BB12_288;
+
+	bfe.u32 	%r460, %r9, 16, 1;
+	add.s32 	%r461, %r9, %r460;
+	add.s32 	%r462, %r461, 32767;
+	shr.u32 	%r463, %r462, 16;
+	cvt.u16.u32 	%rs200, %r463;
+
+$L__BB12_288:
+	st.global.u16 	[%rd68+448], %rs200;
+
+$L__BB12_289:
+	@%p10 bra 	$L__BB12_293;
+
+	mul.f32 	%f1567, %f258, %f1695;
+	mov.b32 	%r10, %f1567;
+	and.b32  	%r464, %r10, 2147483647;
+	setp.gt.u32 	%p157, %r464, 2139095040;
+	mov.u16 	%rs201, 32704;
+	@%p157 bra 	$L__BB12_292;
+
+	bfe.u32 	%r465, %r10, 16, 1;
+	add.s32 	%r466, %r10, %r465;
+	add.s32 	%r467, %r466, 32767;
+	shr.u32 	%r468, %r467, 16;
+	cvt.u16.u32 	%rs201, %r468;
+
+$L__BB12_292:
+	st.global.u16 	[%rd68+512], %rs201;
+
+$L__BB12_293:
+	@%p11 bra 	$L__BB12_297;
+
+	mul.f32 	%f1568, %f258, %f1696;
+	mov.b32 	%r11, %f1568;
+	and.b32  	%r469, %r11, 2147483647;
+	setp.gt.u32 	%p159, %r469, 2139095040;
+	mov.u16 	%rs202, 32704;
+	@%p159 bra 	$L__BB12_296;
+
+	bfe.u32 	%r470, %r11, 16, 1;
+	add.s32 	%r471, %r11, %r470;
+	add.s32 	%r472, %r471, 32767;
+	shr.u32 	%r473, %r472, 16;
+	cvt.u16.u32 	%rs202, %r473;
+
+$L__BB12_296:
+	st.global.u16 	[%rd68+576], %rs202;
+
+$L__BB12_297:
+	@%p12 bra 	$L__BB12_301;
+
+	mul.f32 	%f1569, %f258, %f1697;
+	mov.b32 	%r12, %f1569;
+	and.b32  	%r474, %r12, 2147483647;
+	setp.gt.u32 	%p161, %r474, 2139095040;
+	mov.u16 	%rs203, 32704;
+	@%p161 bra 	$L__BB12_300;
+
+	bfe.u32 	%r475, %r12, 16, 1;
+	add.s32 	%r476, %r12, %r475;
+	add.s32 	%r477, %r476, 32767;
+	shr.u32 	%r478, %r477, 16;
+	cvt.u16.u32 	%rs203, %r478;
+
+$L__BB12_300:
+	st.global.u16 	[%rd68+640], %rs203;
+
+$L__BB12_301:
+	@%p13 bra 	$L__BB12_305;
+
+	mul.f32 	%f1570, %f258, %f1698;
+	mov.b32 	%r13, %f1570;
+	and.b32  	%r479, %r13, 2147483647;
+	setp.gt.u32 	%p163, %r479, 2139095040;
+	mov.u16 	%rs204, 32704;
+	@%p163 bra 	$L__BB12_304;
+
+	bfe.u32 	%r480, %r13, 16, 1;
+	add.s32 	%r481, %r13, %r480;
+	add.s32 	%r482, %r481, 32767;
+	shr.u32 	%r483, %r482, 16;
+	cvt.u16.u32 	%rs204, %r483;
+
+$L__BB12_304:
+	st.global.u16 	[%rd68+704], %rs204;
+
+$L__BB12_305:
+	@%p14 bra 	$L__BB12_309;
+
+	mul.f32 	%f1571, %f258, %f1699;
+	mov.b32 	%r14, %f1571;
+	and.b32  	%r484, %r14, 2147483647;
+	setp.gt.u32 	%p165, %r484, 2139095040;
+	mov.u16 	%rs205, 32704;
+	@%p165 bra 	$L__BB12_308;
+
+	bfe.u32 	%r485, %r14, 16, 1;
+	add.s32 	%r486, %r14, %r485;
+	add.s32 	%r487, %r486, 32767;
+	shr.u32 	%r488, %r487, 16;
+	cvt.u16.u32 	%rs205, %r488;
+
+$L__BB12_308:
+	st.global.u16 	[%rd68+768], %rs205;
+
+$L__BB12_309:
+	@%p15 bra 	$L__BB12_313;
+
+	mul.f32 	%f1572, %f258, %f1700;
+	mov.b32 	%r15, %f1572;
+	and.b32  	%r489, %r15, 2147483647;
+	setp.gt.u32 	%p167, %r489, 2139095040;
+	mov.u16 	%rs206, 32704;
+	@%p167 bra 	$L__BB12_312;
+
+	bfe.u32 	%r490, %r15, 16, 1;
+	add.s32 	%r491, %r15, %r490;
+	add.s32 	%r492, %r491, 32767;
+	shr.u32 	%r493, %r492, 16;
+	cvt.u16.u32 	%rs206, %r493;
+
+$L__BB12_312:
+	st.global.u16 	[%rd68+832], %rs206;
+
+$L__BB12_313:
+	@%p16 bra 	$L__BB12_317;
+
+	mul.f32 	%f1573, %f258, %f1701;
+	mov.b32 	%r16, %f1573;
+	and.b32  	%r494, %r16, 2147483647;
+	setp.gt.u32 	%p169, %r494, 2139095040;
+	mov.u16 	%rs207, 32704;
+	@%p169 bra 	$L__BB12_316;
+
+	bfe.u32 	%r495, %r16, 16, 1;
+	add.s32 	%r496, %r16, %r495;
+	add.s32 	%r497, %r496, 32767;
+	shr.u32 	%r498, %r497, 16;
+	cvt.u16.u32 	%rs207, %r498;
+
+$L__BB12_316:
+	st.global.u16 	[%rd68+896], %rs207;
+
+$L__BB12_317:
+	@%p17 bra 	$L__BB12_321;
+
+	mul.f32 	%f1574, %f258, %f1702;
+	mov.b32 	%r17, %f1574;
+	and.b32  	%r499, %r17, 2147483647;
+	setp.gt.u32 	%p171, %r499, 2139095040;
+	mov.u16 	%rs208, 32704;
+	@%p171 bra 	$L__BB12_320;
+
+	bfe.u32 	%r500, %r17, 16, 1;
+	add.s32 	%r501, %r17, %r500;
+	add.s32 	%r502, %r501, 32767;
+	shr.u32 	%r503, %r502, 16;
+	cvt.u16.u32 	%rs208, %r503;
+
+$L__BB12_320:
+	st.global.u16 	[%rd68+960], %rs208;
+
+$L__BB12_321:
+	@%p18 bra 	$L__BB12_325;
+
+	mul.f32 	%f1575, %f258, %f1703;
+	mov.b32 	%r18, %f1575;
+	and.b32  	%r504, %r18, 2147483647;
+	setp.gt.u32 	%p173, %r504, 2139095040;
+	mov.u16 	%rs209, 32704;
+	@%p173 bra 	$L__BB12_324;
+
+	bfe.u32 	%r505, %r18, 16, 1;
+	add.s32 	%r506, %r18, %r505;
+	add.s32 	%r507, %r506, 32767;
+	shr.u32 	%r508, %r507, 16;
+	cvt.u16.u32 	%rs209, %r508;
+
+$L__BB12_324:
+	st.global.u16 	[%rd68+1024], %rs209;
+
+$L__BB12_325:
+	@%p19 bra 	$L__BB12_329;
+
+	mul.f32 	%f1576, %f258, %f1704;
+	mov.b32 	%r19, %f1576;
+	and.b32  	%r509, %r19, 2147483647;
+	setp.gt.u32 	%p175, %r509, 2139095040;
+	mov.u16 	%rs210, 32704;
+	@%p175 bra 	$L__BB12_328;
+
+	bfe.u32 	%r510, %r19, 16, 1;
+	add.s32 	%r511, %r19, %r510;
+	add.s32 	%r512, %r511, 32767;
+	shr.u32 	%r513, %r512, 16;
+	cvt.u16.u32 	%rs210, %r513;
+
+$L__BB12_328:
+	st.global.u16 	[%rd68+1088], %rs210;
+
+$L__BB12_329:
+	@%p20 bra 	$L__BB12_333;
+
+	mul.f32 	%f1577, %f258, %f1705;
+	mov.b32 	%r20, %f1577;
+	and.b32  	%r514, %r20, 2147483647;
+	setp.gt.u32 	%p177, %r514, 2139095040;
+	mov.u16 	%rs211, 32704;
+	@%p177 bra 	$L__BB12_332;
+
+	bfe.u32 	%r515, %r20, 16, 1;
+	add.s32 	%r516, %r20, %r515;
+	add.s32 	%r517, %r516, 32767;
+	shr.u32 	%r518, %r517, 16;
+	cvt.u16.u32 	%rs211, %r518;
+
+$L__BB12_332:
+	st.global.u16 	[%rd68+1152], %rs211;
+
+$L__BB12_333:
+	@%p21 bra 	$L__BB12_337;
+
+	mul.f32 	%f1578, %f258, %f1706;
+	mov.b32 	%r21, %f1578;
+	and.b32  	%r519, %r21, 2147483647;
+	setp.gt.u32 	%p179, %r519, 2139095040;
+	mov.u16 	%rs212, 32704;
+	@%p179 bra 	$L__BB12_336;
+
+	bfe.u32 	%r520, %r21, 16, 1;
+	add.s32 	%r521, %r21, %r520;
+	add.s32 	%r522, %r521, 32767;
+	shr.u32 	%r523, %r522, 16;
+	cvt.u16.u32 	%rs212, %r523;
+
+$L__BB12_336:
+	st.global.u16 	[%rd68+1216], %rs212;
+
+$L__BB12_337:
+	@%p22 bra 	$L__BB12_341;
+
+	mul.f32 	%f1579, %f258, %f1707;
+	mov.b32 	%r22, %f1579;
+	and.b32  	%r524, %r22, 2147483647;
+	setp.gt.u32 	%p181, %r524, 2139095040;
+	mov.u16 	%rs213, 32704;
+	@%p181 bra 	$L__BB12_340;
+
+	bfe.u32 	%r525, %r22, 16, 1;
+	add.s32 	%r526, %r22, %r525;
+	add.s32 	%r527, %r526, 32767;
+	shr.u32 	%r528, %r527, 16;
+	cvt.u16.u32 	%rs213, %r528;
+
+$L__BB12_340:
+	st.global.u16 	[%rd68+1280], %rs213;
+
+$L__BB12_341:
+	@%p23 bra 	$L__BB12_345;
+
+	mul.f32 	%f1580, %f258, %f1708;
+	mov.b32 	%r23, %f1580;
+	and.b32  	%r529, %r23, 2147483647;
+	setp.gt.u32 	%p183, %r529, 2139095040;
+	mov.u16 	%rs214, 32704;
+	@%p183 bra 	$L__BB12_344;
+
+	bfe.u32 	%r530, %r23, 16, 1;
+	add.s32 	%r531, %r23, %r530;
+	add.s32 	%r532, %r531, 32767;
+	shr.u32 	%r533, %r532, 16;
+	cvt.u16.u32 	%rs214, %r533;
+
+$L__BB12_344:
+	st.global.u16 	[%rd68+1344], %rs214;
+
+$L__BB12_345:
+	@%p24 bra 	$L__BB12_349;
+
+	mul.f32 	%f1581, %f258, %f1709;
+	mov.b32 	%r24, %f1581;
+	and.b32  	%r534, %r24, 2147483647;
+	setp.gt.u32 	%p185, %r534, 2139095040;
+	mov.u16 	%rs215, 32704;
+	@%p185 bra 	$L__BB12_348;
+
+	bfe.u32 	%r535, %r24, 16, 1;
+	add.s32 	%r536, %r24, %r535;
+	add.s32 	%r537, %r536, 32767;
+	shr.u32 	%r538, %r537, 16;
+	cvt.u16.u32 	%rs215, %r538;
+
+$L__BB12_348:
+	st.global.u16 	[%rd68+1408], %rs215;
+
+$L__BB12_349:
+	@%p25 bra 	$L__BB12_353;
+
+	mul.f32 	%f1582, %f258, %f1710;
+	mov.b32 	%r25, %f1582;
+	and.b32  	%r539, %r25, 2147483647;
+	setp.gt.u32 	%p187, %r539, 2139095040;
+	mov.u16 	%rs216, 32704;
+	@%p187 bra 	$L__BB12_352;
+
+	bfe.u32 	%r540, %r25, 16, 1;
+	add.s32 	%r541, %r25, %r540;
+	add.s32 	%r542, %r541, 32767;
+	shr.u32 	%r543, %r542, 16;
+	cvt.u16.u32 	%rs216, %r543;
+
+$L__BB12_352:
+	st.global.u16 	[%rd68+1472], %rs216;
+
+$L__BB12_353:
+	@%p26 bra 	$L__BB12_357;
+
+	mul.f32 	%f1583, %f258, %f1711;
+	mov.b32 	%r26, %f1583;
+	and.b32  	%r544, %r26, 2147483647;
+	setp.gt.u32 	%p189, %r544, 2139095040;
+	mov.u16 	%rs217, 32704;
+	@%p189 bra 	$L__BB12_356;
+
+	bfe.u32 	%r545, %r26, 16, 1;
+	add.s32 	%r546, %r26, %r545;
+	add.s32 	%r547, %r546, 32767;
+	shr.u32 	%r548, %r547, 16;
+	cvt.u16.u32 	%rs217, %r548;
+
+$L__BB12_356:
+	st.global.u16 	[%rd68+1536], %rs217;
+
+$L__BB12_357:
+	@%p27 bra 	$L__BB12_361;
+
+	mul.f32 	%f1584, %f258, %f1712;
+	mov.b32 	%r27, %f1584;
+	and.b32  	%r549, %r27, 2147483647;
+	setp.gt.u32 	%p191, %r549, 2139095040;
+	mov.u16 	%rs218, 32704;
+	@%p191 bra 	$L__BB12_360;
+
+	bfe.u32 	%r550, %r27, 16, 1;
+	add.s32 	%r551, %r27, %r550;
+	add.s32 	%r552, %r551, 32767;
+	shr.u32 	%r553, %r552, 16;
+	cvt.u16.u32 	%rs218, %r553;
+
+$L__BB12_360:
+	st.global.u16 	[%rd68+1600], %rs218;
+
+$L__BB12_361:
+	@%p28 bra 	$L__BB12_365;
+
+	mul.f32 	%f1585, %f258, %f1713;
+	mov.b32 	%r28, %f1585;
+	and.b32  	%r554, %r28, 2147483647;
+	setp.gt.u32 	%p193, %r554, 2139095040;
+	mov.u16 	%rs219, 32704;
+	@%p193 bra 	$L__BB12_364;
+
+	bfe.u32 	%r555, %r28, 16, 1;
+	add.s32 	%r556, %r28, %r555;
+	add.s32 	%r557, %r556, 32767;
+	shr.u32 	%r558, %r557, 16;
+	cvt.u16.u32 	%rs219, %r558;
+
+$L__BB12_364:
+	st.global.u16 	[%rd68+1664], %rs219;
+
+$L__BB12_365:
+	@%p29 bra 	$L__BB12_369;
+
+	mul.f32 	%f1586, %f258, %f1714;
+	mov.b32 	%r29, %f1586;
+	and.b32  	%r559, %r29, 2147483647;
+	setp.gt.u32 	%p195, %r559, 2139095040;
+	mov.u16 	%rs220, 32704;
+	@%p195 bra 	$L__BB12_368;
+
+	bfe.u32 	%r560, %r29, 16, 1;
+	add.s32 	%r561, %r29, %r560;
+	add.s32 	%r562, %r561, 32767;
+	shr.u32 	%r563, %r562, 16;
+	cvt.u16.u32 	%rs220, %r563;
+
+$L__BB12_368:
+	st.global.u16 	[%rd68+1728], %rs220;
+
+$L__BB12_369:
+	@%p30 bra 	$L__BB12_373;
+
+	mul.f32 	%f1587, %f258, %f1715;
+	mov.b32 	%r30, %f1587;
+	and.b32  	%r564, %r30, 2147483647;
+	setp.gt.u32 	%p197, %r564, 2139095040;
+	mov.u16 	%rs221, 32704;
+	@%p197 bra 	$L__BB12_372;
+
+	bfe.u32 	%r565, %r30, 16, 1;
+	add.s32 	%r566, %r30, %r565;
+	add.s32 	%r567, %r566, 32767;
+	shr.u32 	%r568, %r567, 16;
+	cvt.u16.u32 	%rs221, %r568;
+
+$L__BB12_372:
+	st.global.u16 	[%rd68+1792], %rs221;
+
+$L__BB12_373:
+	@%p31 bra 	$L__BB12_377;
+
+	mul.f32 	%f1588, %f258, %f1716;
+	mov.b32 	%r31, %f1588;
+	and.b32  	%r569, %r31, 2147483647;
+	setp.gt.u32 	%p199, %r569, 2139095040;
+	mov.u16 	%rs222, 32704;
+	@%p199 bra 	$L__BB12_376;
+
+	bfe.u32 	%r570, %r31, 16, 1;
+	add.s32 	%r571, %r31, %r570;
+	add.s32 	%r572, %r571, 32767;
+	shr.u32 	%r573, %r572, 16;
+	cvt.u16.u32 	%rs222, %r573;
+
+$L__BB12_376:
+	st.global.u16 	[%rd68+1856], %rs222;
+
+$L__BB12_377:
+	@%p32 bra 	$L__BB12_381;
+
+	mul.f32 	%f1589, %f258, %f1717;
+	mov.b32 	%r32, %f1589;
+	and.b32  	%r574, %r32, 2147483647;
+	setp.gt.u32 	%p201, %r574, 2139095040;
+	mov.u16 	%rs223, 32704;
+	@%p201 bra 	$L__BB12_380;
+
+	bfe.u32 	%r575, %r32, 16, 1;
+	add.s32 	%r576, %r32, %r575;
+	add.s32 	%r577, %r576, 32767;
+	shr.u32 	%r578, %r577, 16;
+	cvt.u16.u32 	%rs223, %r578;
+
+$L__BB12_380:
+	st.global.u16 	[%rd68+1920], %rs223;
+
+$L__BB12_381:
+	@%p33 bra 	$L__BB12_385;
+
+	mul.f32 	%f1590, %f258, %f1718;
+	mov.b32 	%r33, %f1590;
+	and.b32  	%r579, %r33, 2147483647;
+	setp.gt.u32 	%p203, %r579, 2139095040;
+	mov.u16 	%rs224, 32704;
+	@%p203 bra 	$L__BB12_384;
+
+	bfe.u32 	%r580, %r33, 16, 1;
+	add.s32 	%r581, %r33, %r580;
+	add.s32 	%r582, %r581, 32767;
+	shr.u32 	%r583, %r582, 16;
+	cvt.u16.u32 	%rs224, %r583;
+
+$L__BB12_384:
+	st.global.u16 	[%rd68+1984], %rs224;
+
+$L__BB12_385:
+	@%p34 bra 	$L__BB12_389;
+
+	mul.f32 	%f1591, %f258, %f1719;
+	mov.b32 	%r34, %f1591;
+	and.b32  	%r584, %r34, 2147483647;
+	setp.gt.u32 	%p205, %r584, 2139095040;
+	mov.u16 	%rs225, 32704;
+	@%p205 bra 	$L__BB12_388;
+
+	bfe.u32 	%r585, %r34, 16, 1;
+	add.s32 	%r586, %r34, %r585;
+	add.s32 	%r587, %r586, 32767;
+	shr.u32 	%r588, %r587, 16;
+	cvt.u16.u32 	%rs225, %r588;
+
+$L__BB12_388:
+	st.global.u16 	[%rd68+2048], %rs225;
+
+$L__BB12_389:
+	@%p35 bra 	$L__BB12_393;
+
+	mul.f32 	%f1592, %f258, %f1720;
+	mov.b32 	%r35, %f1592;
+	and.b32  	%r589, %r35, 2147483647;
+	setp.gt.u32 	%p207, %r589, 2139095040;
+	mov.u16 	%rs226, 32704;
+	@%p207 bra 	$L__BB12_392;
+
+	bfe.u32 	%r590, %r35, 16, 1;
+	add.s32 	%r591, %r35, %r590;
+	add.s32 	%r592, %r591, 32767;
+	shr.u32 	%r593, %r592, 16;
+	cvt.u16.u32 	%rs226, %r593;
+
+$L__BB12_392:
+	st.global.u16 	[%rd68+2112], %rs226;
+
+$L__BB12_393:
+	@%p36 bra 	$L__BB12_397;
+
+	mul.f32 	%f1593, %f258, %f1721;
+	mov.b32 	%r36, %f1593;
+	and.b32  	%r594, %r36, 2147483647;
+	setp.gt.u32 	%p209, %r594, 2139095040;
+	mov.u16 	%rs227, 32704;
+	@%p209 bra 	$L__BB12_396;
+
+	bfe.u32 	%r595, %r36, 16, 1;
+	add.s32 	%r596, %r36, %r595;
+	add.s32 	%r597, %r596, 32767;
+	shr.u32 	%r598, %r597, 16;
+	cvt.u16.u32 	%rs227, %r598;
+
+$L__BB12_396:
+	st.global.u16 	[%rd68+2176], %rs227;
+
+$L__BB12_397:
+	@%p37 bra 	$L__BB12_401;
+
+	mul.f32 	%f1594, %f258, %f1722;
+	mov.b32 	%r37, %f1594;
+	and.b32  	%r599, %r37, 2147483647;
+	setp.gt.u32 	%p211, %r599, 2139095040;
+	mov.u16 	%rs228, 32704;
+	@%p211 bra 	$L__BB12_400;
+
+	bfe.u32 	%r600, %r37, 16, 1;
+	add.s32 	%r601, %r37, %r600;
+	add.s32 	%r602, %r601, 32767;
+	shr.u32 	%r603, %r602, 16;
+	cvt.u16.u32 	%rs228, %r603;
+
+$L__BB12_400:
+	st.global.u16 	[%rd68+2240], %rs228;
+
+$L__BB12_401:
+	@%p38 bra 	$L__BB12_405;
+
+	mul.f32 	%f1595, %f258, %f1723;
+	mov.b32 	%r38, %f1595;
+	and.b32  	%r604, %r38, 2147483647;
+	setp.gt.u32 	%p213, %r604, 2139095040;
+	mov.u16 	%rs229, 32704;
+	@%p213 bra 	$L__BB12_404;
+
+	bfe.u32 	%r605, %r38, 16, 1;
+	add.s32 	%r606, %r38, %r605;
+	add.s32 	%r607, %r606, 32767;
+	shr.u32 	%r608, %r607, 16;
+	cvt.u16.u32 	%rs229, %r608;
+
+$L__BB12_404:
+	st.global.u16 	[%rd68+2304], %rs229;
+
+$L__BB12_405:
+	@%p39 bra 	$L__BB12_409;
+
+	mul.f32 	%f1596, %f258, %f1724;
+	mov.b32 	%r39, %f1596;
+	and.b32  	%r609, %r39, 2147483647;
+	setp.gt.u32 	%p215, %r609, 2139095040;
+	mov.u16 	%rs230, 32704;
+	@%p215 bra 	$L__BB12_408;
+
+	bfe.u32 	%r610, %r39, 16, 1;
+	add.s32 	%r611, %r39, %r610;
+	add.s32 	%r612, %r611, 32767;
+	shr.u32 	%r613, %r612, 16;
+	cvt.u16.u32 	%rs230, %r613;
+
+$L__BB12_408:
+	st.global.u16 	[%rd68+2368], %rs230;
+
+$L__BB12_409:
+	@%p40 bra 	$L__BB12_413;
+
+	mul.f32 	%f1597, %f258, %f1725;
+	mov.b32 	%r40, %f1597;
+	and.b32  	%r614, %r40, 2147483647;
+	setp.gt.u32 	%p217, %r614, 2139095040;
+	mov.u16 	%rs231, 32704;
+	@%p217 bra 	$L__BB12_412;
+
+	bfe.u32 	%r615, %r40, 16, 1;
+	add.s32 	%r616, %r40, %r615;
+	add.s32 	%r617, %r616, 32767;
+	shr.u32 	%r618, %r617, 16;
+	cvt.u16.u32 	%rs231, %r618;
+
+$L__BB12_412:
+	st.global.u16 	[%rd68+2432], %rs231;
+
+$L__BB12_413:
+	@%p41 bra 	$L__BB12_417;
+
+	mul.f32 	%f1598, %f258, %f1726;
+	mov.b32 	%r41, %f1598;
+	and.b32  	%r619, %r41, 2147483647;
+	setp.gt.u32 	%p219, %r619, 2139095040;
+	mov.u16 	%rs232, 32704;
+	@%p219 bra 	$L__BB12_416;
+
+	bfe.u32 	%r620, %r41, 16, 1;
+	add.s32 	%r621, %r41, %r620;
+	add.s32 	%r622, %r621, 32767;
+	shr.u32 	%r623, %r622, 16;
+	cvt.u16.u32 	%rs232, %r623;
+
+$L__BB12_416:
+	st.global.u16 	[%rd68+2496], %rs232;
+
+$L__BB12_417:
+	@%p42 bra 	$L__BB12_421;
+
+	mul.f32 	%f1599, %f258, %f1727;
+	mov.b32 	%r42, %f1599;
+	and.b32  	%r624, %r42, 2147483647;
+	setp.gt.u32 	%p221, %r624, 2139095040;
+	mov.u16 	%rs233, 32704;
+	@%p221 bra 	$L__BB12_420;
+
+	bfe.u32 	%r625, %r42, 16, 1;
+	add.s32 	%r626, %r42, %r625;
+	add.s32 	%r627, %r626, 32767;
+	shr.u32 	%r628, %r627, 16;
+	cvt.u16.u32 	%rs233, %r628;
+
+$L__BB12_420:
+	st.global.u16 	[%rd68+2560], %rs233;
+
+$L__BB12_421:
+	@%p43 bra 	$L__BB12_425;
+
+	mul.f32 	%f1600, %f258, %f1728;
+	mov.b32 	%r43, %f1600;
+	and.b32  	%r629, %r43, 2147483647;
+	setp.gt.u32 	%p223, %r629, 2139095040;
+	mov.u16 	%rs234, 32704;
+	@%p223 bra 	$L__BB12_424;
+
+	bfe.u32 	%r630, %r43, 16, 1;
+	add.s32 	%r631, %r43, %r630;
+	add.s32 	%r632, %r631, 32767;
+	shr.u32 	%r633, %r632, 16;
+	cvt.u16.u32 	%rs234, %r633;
+
+$L__BB12_424:
+	st.global.u16 	[%rd68+2624], %rs234;
+
+$L__BB12_425:
+	@%p44 bra 	$L__BB12_429;
+
+	mul.f32 	%f1601, %f258, %f1729;
+	mov.b32 	%r44, %f1601;
+	and.b32  	%r634, %r44, 2147483647;
+	setp.gt.u32 	%p225, %r634, 2139095040;
+	mov.u16 	%rs235, 32704;
+	@%p225 bra 	$L__BB12_428;
+
+	bfe.u32 	%r635, %r44, 16, 1;
+	add.s32 	%r636, %r44, %r635;
+	add.s32 	%r637, %r636, 32767;
+	shr.u32 	%r638, %r637, 16;
+	cvt.u16.u32 	%rs235, %r638;
+
+$L__BB12_428:
+	st.global.u16 	[%rd68+2688], %rs235;
+
+$L__BB12_429:
+	@%p45 bra 	$L__BB12_433;
+
+	mul.f32 	%f1602, %f258, %f1730;
+	mov.b32 	%r45, %f1602;
+	and.b32  	%r639, %r45, 2147483647;
+	setp.gt.u32 	%p227, %r639, 2139095040;
+	mov.u16 	%rs236, 32704;
+	@%p227 bra 	$L__BB12_432;
+
+	bfe.u32 	%r640, %r45, 16, 1;
+	add.s32 	%r641, %r45, %r640;
+	add.s32 	%r642, %r641, 32767;
+	shr.u32 	%r643, %r642, 16;
+	cvt.u16.u32 	%rs236, %r643;
+
+$L__BB12_432:
+	st.global.u16 	[%rd68+2752], %rs236;
+
+$L__BB12_433:
+	@%p46 bra 	$L__BB12_437;
+
+	mul.f32 	%f1603, %f258, %f1731;
+	mov.b32 	%r46, %f1603;
+	and.b32  	%r644, %r46, 2147483647;
+	setp.gt.u32 	%p229, %r644, 2139095040;
+	mov.u16 	%rs237, 32704;
+	@%p229 bra 	$L__BB12_436;
+
+	bfe.u32 	%r645, %r46, 16, 1;
+	add.s32 	%r646, %r46, %r645;
+	add.s32 	%r647, %r646, 32767;
+	shr.u32 	%r648, %r647, 16;
+	cvt.u16.u32 	%rs237, %r648;
+
+$L__BB12_436:
+	st.global.u16 	[%rd68+2816], %rs237;
+
+$L__BB12_437:
+	@%p47 bra 	$L__BB12_441;
+
+	mul.f32 	%f1604, %f258, %f1732;
+	mov.b32 	%r47, %f1604;
+	and.b32  	%r649, %r47, 2147483647;
+	setp.gt.u32 	%p231, %r649, 2139095040;
+	mov.u16 	%rs238, 32704;
+	@%p231 bra 	$L__BB12_440;
+
+	bfe.u32 	%r650, %r47, 16, 1;
+	add.s32 	%r651, %r47, %r650;
+	add.s32 	%r652, %r651, 32767;
+	shr.u32 	%r653, %r652, 16;
+	cvt.u16.u32 	%rs238, %r653;
+
+$L__BB12_440:
+	st.global.u16 	[%rd68+2880], %rs238;
+
+$L__BB12_441:
+	@%p48 bra 	$L__BB12_445;
+
+	mul.f32 	%f1605, %f258, %f1733;
+	mov.b32 	%r48, %f1605;
+	and.b32  	%r654, %r48, 2147483647;
+	setp.gt.u32 	%p233, %r654, 2139095040;
+	mov.u16 	%rs239, 32704;
+	@%p233 bra 	$L__BB12_444;
+
+	bfe.u32 	%r655, %r48, 16, 1;
+	add.s32 	%r656, %r48, %r655;
+	add.s32 	%r657, %r656, 32767;
+	shr.u32 	%r658, %r657, 16;
+	cvt.u16.u32 	%rs239, %r658;
+
+$L__BB12_444:
+	st.global.u16 	[%rd68+2944], %rs239;
+
+$L__BB12_445:
+	@%p49 bra 	$L__BB12_449;
+
+	mul.f32 	%f1606, %f258, %f1734;
+	mov.b32 	%r49, %f1606;
+	and.b32  	%r659, %r49, 2147483647;
+	setp.gt.u32 	%p235, %r659, 2139095040;
+	mov.u16 	%rs240, 32704;
+	@%p235 bra 	$L__BB12_448;
+
+	bfe.u32 	%r660, %r49, 16, 1;
+	add.s32 	%r661, %r49, %r660;
+	add.s32 	%r662, %r661, 32767;
+	shr.u32 	%r663, %r662, 16;
+	cvt.u16.u32 	%rs240, %r663;
+
+$L__BB12_448:
+	st.global.u16 	[%rd68+3008], %rs240;
+
+$L__BB12_449:
+	@%p50 bra 	$L__BB12_453;
+
+	mul.f32 	%f1607, %f258, %f1735;
+	mov.b32 	%r50, %f1607;
+	and.b32  	%r664, %r50, 2147483647;
+	setp.gt.u32 	%p237, %r664, 2139095040;
+	mov.u16 	%rs241, 32704;
+	@%p237 bra 	$L__BB12_452;
+
+	bfe.u32 	%r665, %r50, 16, 1;
+	add.s32 	%r666, %r50, %r665;
+	add.s32 	%r667, %r666, 32767;
+	shr.u32 	%r668, %r667, 16;
+	cvt.u16.u32 	%rs241, %r668;
+
+$L__BB12_452:
+	st.global.u16 	[%rd68+3072], %rs241;
+
+$L__BB12_453:
+	@%p51 bra 	$L__BB12_457;
+
+	mul.f32 	%f1608, %f258, %f1736;
+	mov.b32 	%r51, %f1608;
+	and.b32  	%r669, %r51, 2147483647;
+	setp.gt.u32 	%p239, %r669, 2139095040;
+	mov.u16 	%rs242, 32704;
+	@%p239 bra 	$L__BB12_456;
+
+	bfe.u32 	%r670, %r51, 16, 1;
+	add.s32 	%r671, %r51, %r670;
+	add.s32 	%r672, %r671, 32767;
+	shr.u32 	%r673, %r672, 16;
+	cvt.u16.u32 	%rs242, %r673;
+
+$L__BB12_456:
+	st.global.u16 	[%rd68+3136], %rs242;
+
+$L__BB12_457:
+	@%p52 bra 	$L__BB12_461;
+
+	mul.f32 	%f1609, %f258, %f1737;
+	mov.b32 	%r52, %f1609;
+	and.b32  	%r674, %r52, 2147483647;
+	setp.gt.u32 	%p241, %r674, 2139095040;
+	mov.u16 	%rs243, 32704;
+	@%p241 bra 	$L__BB12_460;
+
+	bfe.u32 	%r675, %r52, 16, 1;
+	add.s32 	%r676, %r52, %r675;
+	add.s32 	%r677, %r676, 32767;
+	shr.u32 	%r678, %r677, 16;
+	cvt.u16.u32 	%rs243, %r678;
+
+$L__BB12_460:
+	st.global.u16 	[%rd68+3200], %rs243;
+
+$L__BB12_461:
+	@%p53 bra 	$L__BB12_465;
+
+	mul.f32 	%f1610, %f258, %f1738;
+	mov.b32 	%r53, %f1610;
+	and.b32  	%r679, %r53, 2147483647;
+	setp.gt.u32 	%p243, %r679, 2139095040;
+	mov.u16 	%rs244, 32704;
+	@%p243 bra 	$L__BB12_464;
+
+	bfe.u32 	%r680, %r53, 16, 1;
+	add.s32 	%r681, %r53, %r680;
+	add.s32 	%r682, %r681, 32767;
+	shr.u32 	%r683, %r682, 16;
+	cvt.u16.u32 	%rs244, %r683;
+
+$L__BB12_464:
+	st.global.u16 	[%rd68+3264], %rs244;
+
+$L__BB12_465:
+	mov.u32 	%r746, %tid.x;
+	and.b32  	%r745, %r746, 31;
+	or.b32  	%r744, %r745, 1664;
+	ld.param.u64 	%rd84, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd83, %r744;
+	setp.ge.s64 	%p268, %rd83, %rd84;
+	@%p268 bra 	$L__BB12_469;
+
+	mul.f32 	%f1611, %f258, %f1739;
+	mov.b32 	%r54, %f1611;
+	and.b32  	%r684, %r54, 2147483647;
+	setp.gt.u32 	%p245, %r684, 2139095040;
+	mov.u16 	%rs245, 32704;
+	@%p245 bra 	$L__BB12_468;
+
+	bfe.u32 	%r685, %r54, 16, 1;
+	add.s32 	%r686, %r54, %r685;
+	add.s32 	%r687, %r686, 32767;
+	shr.u32 	%r688, %r687, 16;
+	cvt.u16.u32 	%rs245, %r688;
+
+$L__BB12_468:
+	st.global.u16 	[%rd68+3328], %rs245;
+
+$L__BB12_469:
+	mov.u32 	%r749, %tid.x;
+	and.b32  	%r748, %r749, 31;
+	or.b32  	%r747, %r748, 1696;
+	ld.param.u64 	%rd86, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd85, %r747;
+	setp.ge.s64 	%p269, %rd85, %rd86;
+	@%p269 bra 	$L__BB12_473;
+
+	mul.f32 	%f1612, %f258, %f1740;
+	mov.b32 	%r55, %f1612;
+	and.b32  	%r689, %r55, 2147483647;
+	setp.gt.u32 	%p247, %r689, 2139095040;
+	mov.u16 	%rs246, 32704;
+	@%p247 bra 	$L__BB12_472;
+
+	bfe.u32 	%r690, %r55, 16, 1;
+	add.s32 	%r691, %r55, %r690;
+	add.s32 	%r692, %r691, 32767;
+	shr.u32 	%r693, %r692, 16;
+	cvt.u16.u32 	%rs246, %r693;
+
+$L__BB12_472:
+	st.global.u16 	[%rd68+3392], %rs246;
+
+$L__BB12_473:
+	mov.u32 	%r752, %tid.x;
+	and.b32  	%r751, %r752, 31;
+	or.b32  	%r750, %r751, 1728;
+	ld.param.u64 	%rd88, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd87, %r750;
+	setp.ge.s64 	%p270, %rd87, %rd88;
+	@%p270 bra 	$L__BB12_477;
+
+	mul.f32 	%f1613, %f258, %f1741;
+	mov.b32 	%r56, %f1613;
+	and.b32  	%r694, %r56, 2147483647;
+	setp.gt.u32 	%p249, %r694, 2139095040;
+	mov.u16 	%rs247, 32704;
+	@%p249 bra 	$L__BB12_476;
+
+	bfe.u32 	%r695, %r56, 16, 1;
+	add.s32 	%r696, %r56, %r695;
+	add.s32 	%r697, %r696, 32767;
+	shr.u32 	%r698, %r697, 16;
+	cvt.u16.u32 	%rs247, %r698;
+
+$L__BB12_476:
+	st.global.u16 	[%rd68+3456], %rs247;
+
+$L__BB12_477:
+	mov.u32 	%r755, %tid.x;
+	and.b32  	%r754, %r755, 31;
+	or.b32  	%r753, %r754, 1760;
+	ld.param.u64 	%rd90, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd89, %r753;
+	setp.ge.s64 	%p271, %rd89, %rd90;
+	@%p271 bra 	$L__BB12_481;
+
+	mul.f32 	%f1614, %f258, %f1742;
+	mov.b32 	%r57, %f1614;
+	and.b32  	%r699, %r57, 2147483647;
+	setp.gt.u32 	%p251, %r699, 2139095040;
+	mov.u16 	%rs248, 32704;
+	@%p251 bra 	$L__BB12_480;
+
+	bfe.u32 	%r700, %r57, 16, 1;
+	add.s32 	%r701, %r57, %r700;
+	add.s32 	%r702, %r701, 32767;
+	shr.u32 	%r703, %r702, 16;
+	cvt.u16.u32 	%rs248, %r703;
+
+$L__BB12_480:
+	st.global.u16 	[%rd68+3520], %rs248;
+
+$L__BB12_481:
+	mov.u32 	%r758, %tid.x;
+	and.b32  	%r757, %r758, 31;
+	or.b32  	%r756, %r757, 1792;
+	ld.param.u64 	%rd92, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd91, %r756;
+	setp.ge.s64 	%p272, %rd91, %rd92;
+	@%p272 bra 	$L__BB12_485;
+
+	mul.f32 	%f1615, %f258, %f1743;
+	mov.b32 	%r58, %f1615;
+	and.b32  	%r704, %r58, 2147483647;
+	setp.gt.u32 	%p253, %r704, 2139095040;
+	mov.u16 	%rs249, 32704;
+	@%p253 bra 	$L__BB12_484;
+
+	bfe.u32 	%r705, %r58, 16, 1;
+	add.s32 	%r706, %r58, %r705;
+	add.s32 	%r707, %r706, 32767;
+	shr.u32 	%r708, %r707, 16;
+	cvt.u16.u32 	%rs249, %r708;
+
+$L__BB12_484:
+	st.global.u16 	[%rd68+3584], %rs249;
+
+$L__BB12_485:
+	mov.u32 	%r761, %tid.x;
+	and.b32  	%r760, %r761, 31;
+	or.b32  	%r759, %r760, 1824;
+	ld.param.u64 	%rd94, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd93, %r759;
+	setp.ge.s64 	%p273, %rd93, %rd94;
+	@%p273 bra 	$L__BB12_489;
+
+	mul.f32 	%f1616, %f258, %f1744;
+	mov.b32 	%r59, %f1616;
+	and.b32  	%r709, %r59, 2147483647;
+	setp.gt.u32 	%p255, %r709, 2139095040;
+	mov.u16 	%rs250, 32704;
+	@%p255 bra 	$L__BB12_488;
+
+	bfe.u32 	%r710, %r59, 16, 1;
+	add.s32 	%r711, %r59, %r710;
+	add.s32 	%r712, %r711, 32767;
+	shr.u32 	%r713, %r712, 16;
+	cvt.u16.u32 	%rs250, %r713;
+
+$L__BB12_488:
+	st.global.u16 	[%rd68+3648], %rs250;
+
+$L__BB12_489:
+	mov.u32 	%r764, %tid.x;
+	and.b32  	%r763, %r764, 31;
+	or.b32  	%r762, %r763, 1856;
+	ld.param.u64 	%rd96, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd95, %r762;
+	setp.ge.s64 	%p274, %rd95, %rd96;
+	@%p274 bra 	$L__BB12_493;
+
+	mul.f32 	%f1617, %f258, %f1745;
+	mov.b32 	%r60, %f1617;
+	and.b32  	%r714, %r60, 2147483647;
+	setp.gt.u32 	%p257, %r714, 2139095040;
+	mov.u16 	%rs251, 32704;
+	@%p257 bra 	$L__BB12_492;
+
+	bfe.u32 	%r715, %r60, 16, 1;
+	add.s32 	%r716, %r60, %r715;
+	add.s32 	%r717, %r716, 32767;
+	shr.u32 	%r718, %r717, 16;
+	cvt.u16.u32 	%rs251, %r718;
+
+$L__BB12_492:
+	st.global.u16 	[%rd68+3712], %rs251;
+
+$L__BB12_493:
+	mov.u32 	%r767, %tid.x;
+	and.b32  	%r766, %r767, 31;
+	or.b32  	%r765, %r766, 1888;
+	ld.param.u64 	%rd98, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd97, %r765;
+	setp.ge.s64 	%p275, %rd97, %rd98;
+	@%p275 bra 	$L__BB12_497;
+
+	mul.f32 	%f1618, %f258, %f1746;
+	mov.b32 	%r61, %f1618;
+	and.b32  	%r719, %r61, 2147483647;
+	setp.gt.u32 	%p259, %r719, 2139095040;
+	mov.u16 	%rs252, 32704;
+	@%p259 bra 	$L__BB12_496;
+
+	bfe.u32 	%r720, %r61, 16, 1;
+	add.s32 	%r721, %r61, %r720;
+	add.s32 	%r722, %r721, 32767;
+	shr.u32 	%r723, %r722, 16;
+	cvt.u16.u32 	%rs252, %r723;
+
+$L__BB12_496:
+	st.global.u16 	[%rd68+3776], %rs252;
+
+$L__BB12_497:
+	mov.u32 	%r770, %tid.x;
+	and.b32  	%r769, %r770, 31;
+	or.b32  	%r768, %r769, 1920;
+	ld.param.u64 	%rd100, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd99, %r768;
+	setp.ge.s64 	%p276, %rd99, %rd100;
+	@%p276 bra 	$L__BB12_501;
+
+	mul.f32 	%f1619, %f258, %f1747;
+	mov.b32 	%r62, %f1619;
+	and.b32  	%r724, %r62, 2147483647;
+	setp.gt.u32 	%p261, %r724, 2139095040;
+	mov.u16 	%rs253, 32704;
+	@%p261 bra 	$L__BB12_500;
+
+	bfe.u32 	%r725, %r62, 16, 1;
+	add.s32 	%r726, %r62, %r725;
+	add.s32 	%r727, %r726, 32767;
+	shr.u32 	%r728, %r727, 16;
+	cvt.u16.u32 	%rs253, %r728;
+
+$L__BB12_500:
+	st.global.u16 	[%rd68+3840], %rs253;
+
+$L__BB12_501:
+	mov.u32 	%r773, %tid.x;
+	and.b32  	%r772, %r773, 31;
+	or.b32  	%r771, %r772, 1952;
+	ld.param.u64 	%rd102, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd101, %r771;
+	setp.ge.s64 	%p277, %rd101, %rd102;
+	@%p277 bra 	$L__BB12_505;
+
+	mul.f32 	%f1620, %f258, %f1748;
+	mov.b32 	%r63, %f1620;
+	and.b32  	%r729, %r63, 2147483647;
+	setp.gt.u32 	%p263, %r729, 2139095040;
+	mov.u16 	%rs254, 32704;
+	@%p263 bra 	$L__BB12_504;
+
+	bfe.u32 	%r730, %r63, 16, 1;
+	add.s32 	%r731, %r63, %r730;
+	add.s32 	%r732, %r731, 32767;
+	shr.u32 	%r733, %r732, 16;
+	cvt.u16.u32 	%rs254, %r733;
+
+$L__BB12_504:
+	st.global.u16 	[%rd68+3904], %rs254;
+
+$L__BB12_505:
+	mov.u32 	%r776, %tid.x;
+	and.b32  	%r775, %r776, 31;
+	or.b32  	%r774, %r775, 1984;
+	ld.param.u64 	%rd104, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd103, %r774;
+	setp.ge.s64 	%p278, %rd103, %rd104;
+	@%p278 bra 	$L__BB12_509;
+
+	mul.f32 	%f1621, %f258, %f1749;
+	mov.b32 	%r64, %f1621;
+	and.b32  	%r734, %r64, 2147483647;
+	setp.gt.u32 	%p265, %r734, 2139095040;
+	mov.u16 	%rs255, 32704;
+	@%p265 bra 	$L__BB12_508;
+
+	bfe.u32 	%r735, %r64, 16, 1;
+	add.s32 	%r736, %r64, %r735;
+	add.s32 	%r737, %r736, 32767;
+	shr.u32 	%r738, %r737, 16;
+	cvt.u16.u32 	%rs255, %r738;
+
+$L__BB12_508:
+	st.global.u16 	[%rd68+3968], %rs255;
+
+$L__BB12_509:
+	mov.u32 	%r779, %tid.x;
+	and.b32  	%r778, %r779, 31;
+	or.b32  	%r777, %r778, 2016;
+	ld.param.u64 	%rd106, [softmaxWarp_bf16_param_2];
+	cvt.u64.u32 	%rd105, %r777;
+	setp.ge.s64 	%p279, %rd105, %rd106;
+	@%p279 bra 	$L__BB12_513;
+
+	mul.f32 	%f1622, %f258, %f1750;
+	mov.b32 	%r65, %f1622;
+	and.b32  	%r739, %r65, 2147483647;
+	setp.gt.u32 	%p267, %r739, 2139095040;
+	mov.u16 	%rs256, 32704;
+	@%p267 bra 	$L__BB12_512;
+
+	bfe.u32 	%r740, %r65, 16, 1;
+	add.s32 	%r741, %r65, %r740;
+	add.s32 	%r742, %r741, 32767;
+	shr.u32 	%r743, %r742, 16;
+	cvt.u16.u32 	%rs256, %r743;
+
+$L__BB12_512:
+	st.global.u16 	[%rd68+4032], %rs256;
+
+$L__BB12_513:
+	ret;
+
+}
+	// .globl	mergeHeads_f32
+.visible .entry mergeHeads_f32(
+	.param .u64 mergeHeads_f32_param_0,
+	.param .u64 mergeHeads_f32_param_1,
+	.param .u64 mergeHeads_f32_param_2,
+	.param .u64 mergeHeads_f32_param_3,
+	.param .u64 mergeHeads_f32_param_4,
+	.param .u64 mergeHeads_f32_param_5
+)
+{
+	.reg .pred 	%p<3>;
+	.reg .f32 	%f<2>;
+	.reg .b32 	%r<26>;
+	.reg .b64 	%rd<12>;
+
+
+	ld.param.u64 	%rd3, [mergeHeads_f32_param_0];
+	ld.param.u64 	%rd6, [mergeHeads_f32_param_1];
+	ld.param.u64 	%rd4, [mergeHeads_f32_param_2];
+	ld.param.u64 	%rd5, [mergeHeads_f32_param_5];
+	ld.param.u32 	%r1, [mergeHeads_f32_param_3];
+	ld.param.u32 	%r2, [mergeHeads_f32_param_4];
+	mul.lo.s32 	%r3, %r2, %r1;
+	mov.u32 	%r4, %ntid.x;
+	mov.u32 	%r12, %ctaid.x;
+	mov.u32 	%r13, %tid.x;
+	mad.lo.s32 	%r25, %r12, %r4, %r13;
+	mul.lo.s64 	%rd7, %rd4, %rd6;
+	cvt.u32.u64 	%r14, %rd7;
+	mul.lo.s32 	%r6, %r3, %r14;
+	setp.ge.u32 	%p1, %r25, %r6;
+	@%p1 bra 	$L__BB13_3;
+
+	cvt.u32.u64 	%r7, %rd4;
+	add.s32 	%r8, %r1, -1;
+	mov.u32 	%r15, %nctaid.x;
+	mul.lo.s32 	%r9, %r15, %r4;
+	cvta.to.global.u64 	%rd1, %rd3;
+	cvta.to.global.u64 	%rd2, %rd5;
+
+$L__BB13_2:
+	div.u32 	%r16, %r25, %r3;
+	mul.lo.s32 	%r17, %r16, %r3;
+	sub.s32 	%r18, %r25, %r17;
+	div.u32 	%r19, %r16, %r7;
+	div.u32 	%r20, %r18, %r2;
+	mul.wide.u32 	%rd8, %r25, 4;
+	add.s64 	%rd9, %rd2, %rd8;
+	mad.lo.s32 	%r21, %r19, %r8, %r20;
+	sub.s32 	%r22, %r16, %r20;
+	mad.lo.s32 	%r23, %r21, %r7, %r22;
+	mad.lo.s32 	%r24, %r23, %r2, %r18;
+	mul.wide.u32 	%rd10, %r24, 4;
+	add.s64 	%rd11, %rd1, %rd10;
+	ld.global.f32 	%f1, [%rd11];
+	st.global.f32 	[%rd9], %f1;
+	add.s32 	%r25, %r25, %r9;
+	setp.lt.u32 	%p2, %r25, %r6;
+	@%p2 bra 	$L__BB13_2;
+
+$L__BB13_3:
+	ret;
+
+}
+	// .globl	mergeHeads_bf16
+.visible .entry mergeHeads_bf16(
+	.param .u64 mergeHeads_bf16_param_0,
+	.param .u64 mergeHeads_bf16_param_1,
+	.param .u64 mergeHeads_bf16_param_2,
+	.param .u64 mergeHeads_bf16_param_3,
+	.param .u64 mergeHeads_bf16_param_4,
+	.param .u64 mergeHeads_bf16_param_5
+)
+{
+	.reg .pred 	%p<4>;
+	.reg .b16 	%rs<5>;
+	.reg .b32 	%r<32>;
+	.reg .b64 	%rd<12>;
+
+
+	ld.param.u64 	%rd3, [mergeHeads_bf16_param_0];
+	ld.param.u64 	%rd6, [mergeHeads_bf16_param_1];
+	ld.param.u64 	%rd4, [mergeHeads_bf16_param_2];
+	ld.param.u64 	%rd5, [mergeHeads_bf16_param_5];
+	ld.param.u32 	%r1, [mergeHeads_bf16_param_3];
+	ld.param.u32 	%r2, [mergeHeads_bf16_param_4];
+	mul.lo.s32 	%r3, %r2, %r1;
+	mov.u32 	%r4, %ntid.x;
+	mov.u32 	%r13, %ctaid.x;
+	mov.u32 	%r14, %tid.x;
+	mad.lo.s32 	%r31, %r13, %r4, %r14;
+	mul.lo.s64 	%rd7, %rd4, %rd6;
+	cvt.u32.u64 	%r15, %rd7;
+	mul.lo.s32 	%r6, %r3, %r15;
+	setp.ge.u32 	%p1, %r31, %r6;
+	@%p1 bra 	$L__BB14_5;
+
+	cvt.u32.u64 	%r7, %rd4;
+	add.s32 	%r8, %r1, -1;
+	mov.u32 	%r16, %nctaid.x;
+	mul.lo.s32 	%r9, %r16, %r4;
+	cvta.to.global.u64 	%rd1, %rd3;
+	cvta.to.global.u64 	%rd2, %rd5;
+
+$L__BB14_2:
+	div.u32 	%r17, %r31, %r3;
+	mul.lo.s32 	%r18, %r17, %r3;
+	sub.s32 	%r19, %r31, %r18;
+	div.u32 	%r20, %r17, %r7;
+	div.u32 	%r21, %r19, %r2;
+	mad.lo.s32 	%r22, %r20, %r8, %r21;
+	sub.s32 	%r23, %r17, %r21;
+	mad.lo.s32 	%r24, %r22, %r7, %r23;
+	mad.lo.s32 	%r25, %r24, %r2, %r19;
+	mul.wide.u32 	%rd8, %r25, 4;
+	add.s64 	%rd9, %rd1, %rd8;
+	ld.global.u32 	%r11, [%rd9];
+	and.b32  	%r26, %r11, 2147483647;
+	setp.gt.u32 	%p2, %r26, 2139095040;
+	mov.u16 	%rs4, 32704;
+	@%p2 bra 	$L__BB14_4;
+
+	bfe.u32 	%r27, %r11, 16, 1;
+	add.s32 	%r28, %r11, %r27;
+	add.s32 	%r29, %r28, 32767;
+	shr.u32 	%r30, %r29, 16;
+	cvt.u16.u32 	%rs4, %r30;
+
+$L__BB14_4:
+	mul.wide.u32 	%rd10, %r31, 2;
+	add.s64 	%rd11, %rd2, %rd10;
+	st.global.u16 	[%rd11], %rs4;
+	add.s32 	%r31, %r31, %r9;
+	setp.lt.u32 	%p3, %r31, %r6;
+	@%p3 bra 	$L__BB14_2;
+
+$L__BB14_5:
+	ret;
+
+}
+	// .globl	biasGelu_f32
+.visible .entry biasGelu_f32(
+	.param .u64 biasGelu_f32_param_0,
+	.param .u64 biasGelu_f32_param_1,
+	.param .u64 biasGelu_f32_param_2,
+	.param .u64 biasGelu_f32_param_3,
+	.param .u64 biasGelu_f32_param_4
+)
+{
+	.reg .pred 	%p<5>;
+	.reg .f32 	%f<33>;
+	.reg .b32 	%r<17>;
+	.reg .b64 	%rd<17>;
+
+
+	ld.param.u64 	%rd5, [biasGelu_f32_param_0];
+	ld.param.u64 	%rd6, [biasGelu_f32_param_1];
+	ld.param.u64 	%rd9, [biasGelu_f32_param_2];
+	ld.param.u64 	%rd7, [biasGelu_f32_param_3];
+	ld.param.u64 	%rd8, [biasGelu_f32_param_4];
+	mov.u32 	%r1, %ntid.x;
+	mov.u32 	%r8, %ctaid.x;
+	mov.u32 	%r9, %tid.x;
+	mad.lo.s32 	%r16, %r8, %r1, %r9;
+	mul.lo.s64 	%rd10, %rd7, %rd9;
+	cvt.u32.u64 	%r3, %rd10;
+	setp.ge.u32 	%p1, %r16, %r3;
+	@%p1 bra 	$L__BB15_5;
+
+	cvt.u32.u64 	%r4, %rd7;
+	mov.u32 	%r10, %nctaid.x;
+	mul.lo.s32 	%r5, %r10, %r1;
+	cvta.to.global.u64 	%rd1, %rd5;
+	cvta.to.global.u64 	%rd2, %rd6;
+	cvta.to.global.u64 	%rd3, %rd8;
+
+$L__BB15_2:
+	cvt.u64.u32 	%rd4, %r16;
+	mul.wide.u32 	%rd11, %r16, 4;
+	add.s64 	%rd12, %rd1, %rd11;
+	rem.u32 	%r11, %r16, %r4;
+	mul.wide.u32 	%rd13, %r11, 4;
+	add.s64 	%rd14, %rd2, %rd13;
+	ld.global.f32 	%f6, [%rd14];
+	ld.global.f32 	%f7, [%rd12];
+	add.f32 	%f1, %f7, %f6;
+	mul.f32 	%f2, %f1, 0f3F3504F3;
+	abs.f32 	%f8, %f2;
+	setp.ltu.f32 	%p2, %f8, 0f3F8060FE;
+	setp.ge.f32 	%p3, %f8, 0f3F8060FE;
+	mul.f32 	%f9, %f2, %f2;
+	selp.f32 	%f10, %f8, %f9, %p3;
+	selp.f32 	%f11, 0f3789CA3C, 0f38B1E96A, %p3;
+	selp.f32 	%f12, 0fB9F560B9, 0fBA574D20, %p3;
+	fma.rn.f32 	%f13, %f11, %f10, %f12;
+	selp.f32 	%f14, 0f3BAC840B, 0f3BAAD5EA, %p3;
+	fma.rn.f32 	%f15, %f13, %f10, %f14;
+	selp.f32 	%f16, 0fBD0C8162, 0fBCDC1BE7, %p3;
+	fma.rn.f32 	%f17, %f15, %f10, %f16;
+	selp.f32 	%f18, 0f3E1CF906, 0f3DE718AF, %p3;
+	fma.rn.f32 	%f19, %f17, %f10, %f18;
+	selp.f32 	%f20, 0f3F6A937E, 0fBEC093AC, %p3;
+	fma.rn.f32 	%f21, %f19, %f10, %f20;
+	selp.f32 	%f22, 0f3F20D842, 0f3E0375D3, %p3;
+	fma.rn.f32 	%f23, %f21, %f10, %f22;
+	neg.f32 	%f24, %f8;
+	selp.f32 	%f25, %f24, %f2, %p3;
+	fma.rn.f32 	%f32, %f23, %f25, %f25;
+	@%p2 bra 	$L__BB15_4;
+
+	ex2.approx.ftz.f32 	%f26, %f32;
+	mov.f32 	%f27, 0f3F800000;
+	sub.f32 	%f28, %f27, %f26;
+	mov.b32 	%r12, %f28;
+	mov.b32 	%r13, %f2;
+	and.b32  	%r14, %r13, -2147483648;
+	or.b32  	%r15, %r14, %r12;
+	mov.b32 	%f32, %r15;
+
+$L__BB15_4:
+	add.f32 	%f29, %f32, 0f3F800000;
+	mul.f32 	%f30, %f1, 0f3F000000;
+	mul.f32 	%f31, %f30, %f29;
+	shl.b64 	%rd15, %rd4, 2;
+	add.s64 	%rd16, %rd3, %rd15;
+	st.global.f32 	[%rd16], %f31;
+	add.s32 	%r16, %r16, %r5;
+	setp.lt.u32 	%p4, %r16, %r3;
+	@%p4 bra 	$L__BB15_2;
+
+$L__BB15_5:
+	ret;
+
+}
+	// .globl	biasGelu_bf16
+.visible .entry biasGelu_bf16(
+	.param .u64 biasGelu_bf16_param_0,
+	.param .u64 biasGelu_bf16_param_1,
+	.param .u64 biasGelu_bf16_param_2,
+	.param .u64 biasGelu_bf16_param_3,
+	.param .u64 biasGelu_bf16_param_4
+)
+{
+	.reg .pred 	%p<6>;
+	.reg .b16 	%rs<5>;
+	.reg .f32 	%f<33>;
+	.reg .b32 	%r<23>;
+	.reg .b64 	%rd<17>;
+
+
+	ld.param.u64 	%rd5, [biasGelu_bf16_param_0];
+	ld.param.u64 	%rd6, [biasGelu_bf16_param_1];
+	ld.param.u64 	%rd9, [biasGelu_bf16_param_2];
+	ld.param.u64 	%rd7, [biasGelu_bf16_param_3];
+	ld.param.u64 	%rd8, [biasGelu_bf16_param_4];
+	mov.u32 	%r1, %ntid.x;
+	mov.u32 	%r9, %ctaid.x;
+	mov.u32 	%r10, %tid.x;
+	mad.lo.s32 	%r22, %r9, %r1, %r10;
+	mul.lo.s64 	%rd10, %rd7, %rd9;
+	cvt.u32.u64 	%r3, %rd10;
+	setp.ge.u32 	%p1, %r22, %r3;
+	@%p1 bra 	$L__BB16_7;
+
+	cvt.u32.u64 	%r4, %rd7;
+	mov.u32 	%r11, %nctaid.x;
+	mul.lo.s32 	%r5, %r11, %r1;
+	cvta.to.global.u64 	%rd1, %rd5;
+	cvta.to.global.u64 	%rd2, %rd6;
+	cvta.to.global.u64 	%rd3, %rd8;
+
+$L__BB16_2:
+	cvt.u64.u32 	%rd4, %r22;
+	mul.wide.u32 	%rd11, %r22, 4;
+	add.s64 	%rd12, %rd1, %rd11;
+	rem.u32 	%r12, %r22, %r4;
+	mul.wide.u32 	%rd13, %r12, 4;
+	add.s64 	%rd14, %rd2, %rd13;
+	ld.global.f32 	%f6, [%rd14];
+	ld.global.f32 	%f7, [%rd12];
+	add.f32 	%f1, %f7, %f6;
+	mul.f32 	%f2, %f1, 0f3F3504F3;
+	abs.f32 	%f8, %f2;
+	setp.ltu.f32 	%p2, %f8, 0f3F8060FE;
+	setp.ge.f32 	%p3, %f8, 0f3F8060FE;
+	mul.f32 	%f9, %f2, %f2;
+	selp.f32 	%f10, %f8, %f9, %p3;
+	selp.f32 	%f11, 0f3789CA3C, 0f38B1E96A, %p3;
+	selp.f32 	%f12, 0fB9F560B9, 0fBA574D20, %p3;
+	fma.rn.f32 	%f13, %f11, %f10, %f12;
+	selp.f32 	%f14, 0f3BAC840B, 0f3BAAD5EA, %p3;
+	fma.rn.f32 	%f15, %f13, %f10, %f14;
+	selp.f32 	%f16, 0fBD0C8162, 0fBCDC1BE7, %p3;
+	fma.rn.f32 	%f17, %f15, %f10, %f16;
+	selp.f32 	%f18, 0f3E1CF906, 0f3DE718AF, %p3;
+	fma.rn.f32 	%f19, %f17, %f10, %f18;
+	selp.f32 	%f20, 0f3F6A937E, 0fBEC093AC, %p3;
+	fma.rn.f32 	%f21, %f19, %f10, %f20;
+	selp.f32 	%f22, 0f3F20D842, 0f3E0375D3, %p3;
+	fma.rn.f32 	%f23, %f21, %f10, %f22;
+	neg.f32 	%f24, %f8;
+	selp.f32 	%f25, %f24, %f2, %p3;
+	fma.rn.f32 	%f32, %f23, %f25, %f25;
+	@%p2 bra 	$L__BB16_4;
+
+	ex2.approx.ftz.f32 	%f26, %f32;
+	mov.f32 	%f27, 0f3F800000;
+	sub.f32 	%f28, %f27, %f26;
+	mov.b32 	%r13, %f28;
+	mov.b32 	%r14, %f2;
+	and.b32  	%r15, %r14, -2147483648;
+	or.b32  	%r16, %r15, %r13;
+	mov.b32 	%f32, %r16;
+
+$L__BB16_4:
+	add.f32 	%f29, %f32, 0f3F800000;
+	mul.f32 	%f30, %f1, 0f3F000000;
+	mul.f32 	%f31, %f30, %f29;
+	mov.b32 	%r7, %f31;
+	and.b32  	%r17, %r7, 2147483647;
+	setp.gt.u32 	%p4, %r17, 2139095040;
+	mov.u16 	%rs4, 32704;
+	@%p4 bra 	$L__BB16_6;
+
+	bfe.u32 	%r18, %r7, 16, 1;
+	add.s32 	%r19, %r7, %r18;
+	add.s32 	%r20, %r19, 32767;
+	shr.u32 	%r21, %r20, 16;
+	cvt.u16.u32 	%rs4, %r21;
+
+$L__BB16_6:
+	shl.b64 	%rd15, %rd4, 1;
+	add.s64 	%rd16, %rd3, %rd15;
+	st.global.u16 	[%rd16], %rs4;
+	add.s32 	%r22, %r22, %r5;
+	setp.lt.u32 	%p5, %r22, %r3;
+	@%p5 bra 	$L__BB16_2;
+
+$L__BB16_7:
+	ret;
+
+}
+	// .globl	assemble
+.visible .entry assemble(
+	.param .u64 assemble_param_0,
+	.param .u64 assemble_param_1,
+	.param .u64 assemble_param_2,
+	.param .u64 assemble_param_3,
+	.param .u64 assemble_param_4,
+	.param .u64 assemble_param_5,
+	.param .u64 assemble_param_6,
+	.param .u64 assemble_param_7,
+	.param .u64 assemble_param_8,
+	.param .u64 assemble_param_9,
+	.param .u64 assemble_param_10
+)
+{
+	.reg .pred 	%p<5>;
+	.reg .f32 	%f<12>;
+	.reg .b32 	%r<30>;
+	.reg .b64 	%rd<31>;
+
+
+	ld.param.u64 	%rd4, [assemble_param_0];
+	ld.param.u64 	%rd5, [assemble_param_1];
+	ld.param.u64 	%rd6, [assemble_param_2];
+	ld.param.u64 	%rd7, [assemble_param_3];
+	ld.param.u64 	%rd8, [assemble_param_4];
+	ld.param.u64 	%rd9, [assemble_param_5];
+	ld.param.u64 	%rd11, [assemble_param_6];
+	ld.param.u64 	%rd12, [assemble_param_9];
+	ld.param.u64 	%rd10, [assemble_param_10];
+	cvt.u32.u64 	%r1, %rd12;
+	ld.param.u32 	%r2, [assemble_param_7];
+	ld.param.u32 	%r3, [assemble_param_8];
+	add.s32 	%r14, %r2, %r3;
+	add.s32 	%r4, %r14, 1;
+	mov.u32 	%r15, %ntid.x;
+	mov.u32 	%r16, %ctaid.x;
+	mov.u32 	%r17, %tid.x;
+	mad.lo.s32 	%r29, %r16, %r15, %r17;
+	mul.lo.s64 	%rd13, %rd12, %rd11;
+	cvt.u32.u64 	%r18, %rd13;
+	mul.lo.s32 	%r6, %r4, %r18;
+	setp.ge.u32 	%p1, %r29, %r6;
+	@%p1 bra 	$L__BB17_8;
+
+	mov.u32 	%r19, %nctaid.x;
+	mul.lo.s32 	%r7, %r19, %r15;
+	cvta.to.global.u64 	%rd1, %rd8;
+	cvta.to.global.u64 	%rd2, %rd6;
+	cvta.to.global.u64 	%rd3, %rd10;
+	cvta.to.global.u64 	%rd27, %rd7;
+	cvta.to.global.u64 	%rd16, %rd4;
+	cvta.to.global.u64 	%rd19, %rd5;
+	cvta.to.global.u64 	%rd22, %rd9;
+
+$L__BB17_2:
+	div.u32 	%r21, %r29, %r1;
+	mul.lo.s32 	%r22, %r21, %r1;
+	sub.s32 	%r9, %r29, %r22;
+	div.u32 	%r10, %r21, %r4;
+	mul.lo.s32 	%r23, %r10, %r4;
+	sub.s32 	%r11, %r21, %r23;
+	setp.eq.s32 	%p2, %r11, 0;
+	@%p2 bra 	$L__BB17_6;
+
+	setp.gt.u32 	%p3, %r11, %r3;
+	add.s32 	%r12, %r11, -1;
+	@%p3 bra 	$L__BB17_5;
+	bra.uni 	$L__BB17_4;
+
+$L__BB17_5:
+	sub.s32 	%r25, %r12, %r3;
+	mad.lo.s32 	%r26, %r10, %r2, %r25;
+	mad.lo.s32 	%r27, %r26, %r1, %r9;
+	mul.wide.u32 	%rd17, %r27, 4;
+	add.s64 	%rd18, %rd16, %rd17;
+	mul.wide.u32 	%rd20, %r9, 4;
+	add.s64 	%rd21, %rd19, %rd20;
+	ld.global.f32 	%f5, [%rd21];
+	ld.global.f32 	%f6, [%rd18];
+	add.f32 	%f7, %f6, %f5;
+	mad.lo.s32 	%r28, %r25, %r1, %r9;
+	mul.wide.u32 	%rd23, %r28, 4;
+	add.s64 	%rd24, %rd22, %rd23;
+	ld.global.f32 	%f8, [%rd24];
+	add.f32 	%f11, %f7, %f8;
+	bra.uni 	$L__BB17_7;
+
+$L__BB17_6:
+	mul.wide.u32 	%rd25, %r9, 4;
+	add.s64 	%rd26, %rd2, %rd25;
+	add.s64 	%rd28, %rd27, %rd25;
+	ld.global.f32 	%f9, [%rd28];
+	ld.global.f32 	%f10, [%rd26];
+	add.f32 	%f11, %f10, %f9;
+	bra.uni 	$L__BB17_7;
+
+$L__BB17_4:
+	mad.lo.s32 	%r24, %r12, %r1, %r9;
+	mul.wide.u32 	%rd14, %r24, 4;
+	add.s64 	%rd15, %rd1, %rd14;
+	ld.global.f32 	%f11, [%rd15];
+
+$L__BB17_7:
+	mul.wide.u32 	%rd29, %r29, 4;
+	add.s64 	%rd30, %rd3, %rd29;
+	st.global.f32 	[%rd30], %f11;
+	add.s32 	%r29, %r29, %r7;
+	setp.lt.u32 	%p4, %r29, %r6;
+	@%p4 bra 	$L__BB17_2;
+
+$L__BB17_8:
+	ret;
+
+}
+	// .globl	residual
+.visible .entry residual(
+	.param .u64 residual_param_0,
+	.param .u64 residual_param_1,
+	.param .u64 residual_param_2,
+	.param .u64 residual_param_3,
+	.param .u64 residual_param_4,
+	.param .u64 residual_param_5
+)
+{
+	.reg .pred 	%p<3>;
+	.reg .f32 	%f<7>;
+	.reg .b32 	%r<13>;
+	.reg .b64 	%rd<18>;
+
+
+	ld.param.u64 	%rd5, [residual_param_0];
+	ld.param.u64 	%rd6, [residual_param_1];
+	ld.param.u64 	%rd7, [residual_param_2];
+	ld.param.u64 	%rd8, [residual_param_3];
+	ld.param.u64 	%rd10, [residual_param_4];
+	ld.param.u64 	%rd9, [residual_param_5];
+	mov.u32 	%r1, %ntid.x;
+	mov.u32 	%r8, %ctaid.x;
+	mov.u32 	%r9, %tid.x;
+	mad.lo.s32 	%r12, %r8, %r1, %r9;
+	mul.lo.s64 	%rd11, %rd9, %rd10;
+	cvt.u32.u64 	%r3, %rd11;
+	setp.ge.u32 	%p1, %r12, %r3;
+	@%p1 bra 	$L__BB18_3;
+
+	cvt.u32.u64 	%r4, %rd9;
+	mov.u32 	%r10, %nctaid.x;
+	mul.lo.s32 	%r5, %r10, %r1;
+	cvta.to.global.u64 	%rd1, %rd8;
+	cvta.to.global.u64 	%rd2, %rd6;
+	cvta.to.global.u64 	%rd3, %rd7;
+	cvta.to.global.u64 	%rd4, %rd5;
+
+$L__BB18_2:
+	rem.u32 	%r11, %r12, %r4;
+	mul.wide.u32 	%rd12, %r11, 4;
+	add.s64 	%rd13, %rd1, %rd12;
+	mul.wide.u32 	%rd14, %r12, 4;
+	add.s64 	%rd15, %rd2, %rd14;
+	add.s64 	%rd16, %rd3, %rd12;
+	ld.global.f32 	%f1, [%rd16];
+	ld.global.f32 	%f2, [%rd15];
+	add.f32 	%f3, %f2, %f1;
+	ld.global.f32 	%f4, [%rd13];
+	add.s64 	%rd17, %rd4, %rd14;
+	ld.global.f32 	%f5, [%rd17];
+	fma.rn.f32 	%f6, %f4, %f3, %f5;
+	st.global.f32 	[%rd17], %f6;
+	add.s32 	%r12, %r12, %r5;
+	setp.lt.u32 	%p2, %r12, %r3;
+	@%p2 bra 	$L__BB18_2;
+
+$L__BB18_3:
+	ret;
+
+}
+	// .globl	patchTokens
+.visible .entry patchTokens(
+	.param .u64 patchTokens_param_0,
+	.param .u64 patchTokens_param_1,
+	.param .u64 patchTokens_param_2,
+	.param .u64 patchTokens_param_3,
+	.param .u64 patchTokens_param_4,
+	.param .u64 patchTokens_param_5,
+	.param .u64 patchTokens_param_6,
+	.param .f32 patchTokens_param_7,
+	.param .u64 patchTokens_param_8
+)
+{
+	.reg .pred 	%p<39>;
+	.reg .f32 	%f<178>;
+	.reg .b32 	%r<61>;
+	.reg .b64 	%rd<240>;
+
+
+	ld.param.u64 	%rd111, [patchTokens_param_0];
+	ld.param.u64 	%rd112, [patchTokens_param_1];
+	ld.param.u64 	%rd113, [patchTokens_param_2];
+	ld.param.u64 	%rd114, [patchTokens_param_3];
+	ld.param.u64 	%rd108, [patchTokens_param_4];
+	ld.param.u64 	%rd109, [patchTokens_param_5];
+	ld.param.u64 	%rd110, [patchTokens_param_6];
+	ld.param.f32 	%f28, [patchTokens_param_7];
+	ld.param.u64 	%rd115, [patchTokens_param_8];
+	cvta.to.global.u64 	%rd1, %rd115;
+	cvta.to.global.u64 	%rd2, %rd113;
+	cvta.to.global.u64 	%rd3, %rd112;
+	cvta.to.global.u64 	%rd4, %rd111;
+	mov.u32 	%r2, %ctaid.x;
+	mov.u32 	%r3, %ntid.x;
+	shr.u32 	%r4, %r3, 5;
+	mul.wide.u32 	%rd5, %r4, %r2;
+	mov.u32 	%r1, %tid.x;
+	shr.u32 	%r5, %r1, 5;
+	cvt.u64.u32 	%rd6, %r5;
+	add.s64 	%rd7, %rd5, %rd6;
+	mul.lo.s64 	%rd116, %rd108, %rd114;
+	setp.ge.s64 	%p1, %rd7, %rd116;
+	@%p1 bra 	$L__BB19_34;
+
+	or.b64  	%rd117, %rd7, %rd108;
+	and.b64  	%rd118, %rd117, -4294967296;
+	setp.eq.s64 	%p2, %rd118, 0;
+	@%p2 bra 	$L__BB19_3;
+
+	div.s64 	%rd205, %rd7, %rd108;
+	bra.uni 	$L__BB19_4;
+
+$L__BB19_3:
+	cvt.u32.u64 	%r6, %rd108;
+	cvt.u32.u64 	%r7, %rd7;
+	div.u32 	%r8, %r7, %r6;
+	cvt.u64.u32 	%rd205, %r8;
+
+$L__BB19_4:
+	and.b32  	%r9, %r1, 31;
+	add.s64 	%rd119, %rd109, 1;
+	mul.lo.s64 	%rd11, %rd119, %rd205;
+	cvt.u64.u32 	%rd234, %r9;
+	setp.ge.s64 	%p3, %rd234, %rd110;
+	mov.f32 	%f171, 0f00000000;
+	mov.f32 	%f166, %f171;
+	@%p3 bra 	$L__BB19_11;
+
+	not.b64 	%rd120, %rd234;
+	add.s64 	%rd14, %rd120, %rd110;
+	shr.u64 	%rd121, %rd14, 5;
+	add.s64 	%rd122, %rd121, 1;
+	and.b64  	%rd15, %rd122, 3;
+	setp.eq.s64 	%p4, %rd15, 0;
+	mov.f32 	%f166, 0f00000000;
+	mov.u64 	%rd209, %rd234;
+	@%p4 bra 	$L__BB19_8;
+
+	add.s64 	%rd123, %rd109, %rd6;
+	add.s64 	%rd124, %rd123, %rd11;
+	add.s64 	%rd125, %rd124, %rd5;
+	add.s64 	%rd126, %rd125, 1;
+	mul.lo.s64 	%rd127, %rd110, %rd126;
+	add.s64 	%rd128, %rd127, %rd234;
+	shl.b64 	%rd129, %rd128, 2;
+	add.s64 	%rd207, %rd4, %rd129;
+	neg.s64 	%rd206, %rd15;
+	mov.u64 	%rd209, %rd234;
+
+$L__BB19_7:
+	.pragma "nounroll";
+	ld.global.f32 	%f33, [%rd207];
+	add.f32 	%f166, %f166, %f33;
+	add.s64 	%rd209, %rd209, 32;
+	add.s64 	%rd207, %rd207, 128;
+	add.s64 	%rd206, %rd206, 1;
+	setp.ne.s64 	%p5, %rd206, 0;
+	@%p5 bra 	$L__BB19_7;
+
+$L__BB19_8:
+	setp.lt.u64 	%p6, %rd14, 96;
+	@%p6 bra 	$L__BB19_11;
+
+	add.s64 	%rd130, %rd109, %rd6;
+	add.s64 	%rd131, %rd130, %rd11;
+	add.s64 	%rd132, %rd131, %rd5;
+	add.s64 	%rd133, %rd132, 1;
+	mul.lo.s64 	%rd134, %rd110, %rd133;
+	add.s64 	%rd135, %rd209, %rd134;
+	shl.b64 	%rd136, %rd135, 2;
+	add.s64 	%rd137, %rd4, %rd136;
+	add.s64 	%rd210, %rd137, 256;
+
+$L__BB19_10:
+	ld.global.f32 	%f34, [%rd210+-256];
+	add.f32 	%f35, %f166, %f34;
+	ld.global.f32 	%f36, [%rd210+-128];
+	add.f32 	%f37, %f35, %f36;
+	ld.global.f32 	%f38, [%rd210];
+	add.f32 	%f39, %f37, %f38;
+	ld.global.f32 	%f40, [%rd210+128];
+	add.f32 	%f166, %f39, %f40;
+	add.s64 	%rd210, %rd210, 512;
+	add.s64 	%rd209, %rd209, 128;
+	setp.lt.s64 	%p7, %rd209, %rd110;
+	@%p7 bra 	$L__BB19_10;
+
+$L__BB19_11:
+	mov.b32 	%r10, %f166;
+	mov.u32 	%r11, 31;
+	mov.u32 	%r12, 16;
+	mov.u32 	%r13, -1;
+	shfl.sync.bfly.b32 	%r14|%p8, %r10, %r12, %r11, %r13;
+	mov.b32 	%f42, %r14;
+	add.f32 	%f43, %f166, %f42;
+	mov.b32 	%r15, %f43;
+	mov.u32 	%r16, 8;
+	shfl.sync.bfly.b32 	%r17|%p9, %r15, %r16, %r11, %r13;
+	mov.b32 	%f44, %r17;
+	add.f32 	%f45, %f43, %f44;
+	mov.b32 	%r18, %f45;
+	mov.u32 	%r19, 4;
+	shfl.sync.bfly.b32 	%r20|%p10, %r18, %r19, %r11, %r13;
+	mov.b32 	%f46, %r20;
+	add.f32 	%f47, %f45, %f46;
+	mov.b32 	%r21, %f47;
+	mov.u32 	%r22, 2;
+	shfl.sync.bfly.b32 	%r23|%p11, %r21, %r22, %r11, %r13;
+	mov.b32 	%f48, %r23;
+	add.f32 	%f49, %f47, %f48;
+	mov.b32 	%r24, %f49;
+	mov.u32 	%r25, 1;
+	shfl.sync.bfly.b32 	%r26|%p12, %r24, %r25, %r11, %r13;
+	mov.b32 	%f50, %r26;
+	add.f32 	%f51, %f49, %f50;
+	cvt.rn.f32.s64 	%f8, %rd110;
+	div.rn.f32 	%f9, %f51, %f8;
+	@%p3 bra 	$L__BB19_18;
+
+	not.b64 	%rd138, %rd234;
+	add.s64 	%rd30, %rd138, %rd110;
+	shr.u64 	%rd139, %rd30, 5;
+	add.s64 	%rd140, %rd139, 1;
+	and.b64  	%rd31, %rd140, 3;
+	setp.eq.s64 	%p14, %rd31, 0;
+	mov.f32 	%f171, 0f00000000;
+	mov.u64 	%rd215, %rd234;
+	@%p14 bra 	$L__BB19_15;
+
+	add.s64 	%rd141, %rd109, %rd6;
+	add.s64 	%rd142, %rd141, %rd11;
+	add.s64 	%rd143, %rd142, %rd5;
+	add.s64 	%rd144, %rd143, 1;
+	mul.lo.s64 	%rd145, %rd110, %rd144;
+	add.s64 	%rd146, %rd145, %rd234;
+	shl.b64 	%rd147, %rd146, 2;
+	add.s64 	%rd213, %rd4, %rd147;
+	neg.s64 	%rd212, %rd31;
+	mov.u64 	%rd215, %rd234;
+
+$L__BB19_14:
+	.pragma "nounroll";
+	ld.global.f32 	%f55, [%rd213];
+	sub.f32 	%f56, %f55, %f9;
+	fma.rn.f32 	%f171, %f56, %f56, %f171;
+	add.s64 	%rd215, %rd215, 32;
+	add.s64 	%rd213, %rd213, 128;
+	add.s64 	%rd212, %rd212, 1;
+	setp.ne.s64 	%p15, %rd212, 0;
+	@%p15 bra 	$L__BB19_14;
+
+$L__BB19_15:
+	setp.lt.u64 	%p16, %rd30, 96;
+	@%p16 bra 	$L__BB19_18;
+
+	add.s64 	%rd148, %rd109, %rd6;
+	add.s64 	%rd149, %rd148, %rd11;
+	add.s64 	%rd150, %rd149, %rd5;
+	add.s64 	%rd151, %rd150, 1;
+	mul.lo.s64 	%rd152, %rd110, %rd151;
+	add.s64 	%rd153, %rd215, %rd152;
+	shl.b64 	%rd154, %rd153, 2;
+	add.s64 	%rd155, %rd4, %rd154;
+	add.s64 	%rd216, %rd155, 256;
+
+$L__BB19_17:
+	ld.global.f32 	%f57, [%rd216+-256];
+	sub.f32 	%f58, %f57, %f9;
+	fma.rn.f32 	%f59, %f58, %f58, %f171;
+	ld.global.f32 	%f60, [%rd216+-128];
+	sub.f32 	%f61, %f60, %f9;
+	fma.rn.f32 	%f62, %f61, %f61, %f59;
+	ld.global.f32 	%f63, [%rd216];
+	sub.f32 	%f64, %f63, %f9;
+	fma.rn.f32 	%f65, %f64, %f64, %f62;
+	ld.global.f32 	%f66, [%rd216+128];
+	sub.f32 	%f67, %f66, %f9;
+	fma.rn.f32 	%f171, %f67, %f67, %f65;
+	add.s64 	%rd216, %rd216, 512;
+	add.s64 	%rd215, %rd215, 128;
+	setp.lt.s64 	%p17, %rd215, %rd110;
+	@%p17 bra 	$L__BB19_17;
+
+$L__BB19_18:
+	mov.b32 	%r27, %f171;
+	shfl.sync.bfly.b32 	%r31|%p18, %r27, %r12, %r11, %r13;
+	mov.b32 	%f69, %r31;
+	add.f32 	%f70, %f171, %f69;
+	mov.b32 	%r32, %f70;
+	shfl.sync.bfly.b32 	%r34|%p19, %r32, %r16, %r11, %r13;
+	mov.b32 	%f71, %r34;
+	add.f32 	%f72, %f70, %f71;
+	mov.b32 	%r35, %f72;
+	shfl.sync.bfly.b32 	%r37|%p20, %r35, %r19, %r11, %r13;
+	mov.b32 	%f73, %r37;
+	add.f32 	%f74, %f72, %f73;
+	mov.b32 	%r38, %f74;
+	shfl.sync.bfly.b32 	%r40|%p21, %r38, %r22, %r11, %r13;
+	mov.b32 	%f75, %r40;
+	add.f32 	%f76, %f74, %f75;
+	mov.b32 	%r41, %f76;
+	shfl.sync.bfly.b32 	%r43|%p22, %r41, %r25, %r11, %r13;
+	mov.b32 	%f77, %r43;
+	add.f32 	%f78, %f76, %f77;
+	div.rn.f32 	%f79, %f78, %f8;
+	add.f32 	%f80, %f79, %f28;
+	rsqrt.approx.f32 	%f17, %f80;
+	mov.f32 	%f177, 0f00000000;
+	mov.f32 	%f176, %f177;
+	@%p3 bra 	$L__BB19_25;
+
+	not.b64 	%rd156, %rd234;
+	add.s64 	%rd46, %rd156, %rd110;
+	shr.u64 	%rd157, %rd46, 5;
+	add.s64 	%rd158, %rd157, 1;
+	and.b64  	%rd47, %rd158, 3;
+	setp.eq.s64 	%p24, %rd47, 0;
+	mov.f32 	%f176, 0f00000000;
+	mov.u64 	%rd223, %rd234;
+	@%p24 bra 	$L__BB19_22;
+
+	shl.b64 	%rd159, %rd234, 2;
+	add.s64 	%rd221, %rd2, %rd159;
+	add.s64 	%rd220, %rd3, %rd159;
+	add.s64 	%rd160, %rd109, %rd6;
+	add.s64 	%rd161, %rd160, %rd11;
+	add.s64 	%rd162, %rd161, %rd5;
+	add.s64 	%rd163, %rd162, 1;
+	mul.lo.s64 	%rd164, %rd110, %rd163;
+	add.s64 	%rd165, %rd164, %rd234;
+	shl.b64 	%rd166, %rd165, 2;
+	add.s64 	%rd219, %rd4, %rd166;
+	neg.s64 	%rd218, %rd47;
+	mov.u64 	%rd223, %rd234;
+
+$L__BB19_21:
+	.pragma "nounroll";
+	ld.global.f32 	%f84, [%rd219];
+	sub.f32 	%f85, %f84, %f9;
+	mul.f32 	%f86, %f17, %f85;
+	ld.global.f32 	%f87, [%rd220];
+	ld.global.f32 	%f88, [%rd221];
+	fma.rn.f32 	%f89, %f87, %f86, %f88;
+	fma.rn.f32 	%f176, %f89, %f89, %f176;
+	add.s64 	%rd223, %rd223, 32;
+	add.s64 	%rd221, %rd221, 128;
+	add.s64 	%rd220, %rd220, 128;
+	add.s64 	%rd219, %rd219, 128;
+	add.s64 	%rd218, %rd218, 1;
+	setp.ne.s64 	%p25, %rd218, 0;
+	@%p25 bra 	$L__BB19_21;
+
+$L__BB19_22:
+	setp.lt.u64 	%p26, %rd46, 96;
+	@%p26 bra 	$L__BB19_25;
+
+	add.s64 	%rd167, %rd109, %rd6;
+	add.s64 	%rd168, %rd167, %rd11;
+	add.s64 	%rd169, %rd168, %rd5;
+	add.s64 	%rd170, %rd169, 1;
+	mul.lo.s64 	%rd171, %rd110, %rd170;
+	add.s64 	%rd172, %rd223, %rd171;
+	shl.b64 	%rd173, %rd172, 2;
+	add.s64 	%rd174, %rd4, %rd173;
+	add.s64 	%rd226, %rd174, 256;
+	shl.b64 	%rd175, %rd223, 2;
+	add.s64 	%rd176, %rd175, 256;
+	add.s64 	%rd225, %rd2, %rd176;
+	add.s64 	%rd224, %rd3, %rd176;
+
+$L__BB19_24:
+	ld.global.f32 	%f90, [%rd226+-256];
+	sub.f32 	%f91, %f90, %f9;
+	mul.f32 	%f92, %f17, %f91;
+	ld.global.f32 	%f93, [%rd224+-256];
+	ld.global.f32 	%f94, [%rd225+-256];
+	fma.rn.f32 	%f95, %f93, %f92, %f94;
+	fma.rn.f32 	%f96, %f95, %f95, %f176;
+	ld.global.f32 	%f97, [%rd226+-128];
+	sub.f32 	%f98, %f97, %f9;
+	mul.f32 	%f99, %f17, %f98;
+	ld.global.f32 	%f100, [%rd224+-128];
+	ld.global.f32 	%f101, [%rd225+-128];
+	fma.rn.f32 	%f102, %f100, %f99, %f101;
+	fma.rn.f32 	%f103, %f102, %f102, %f96;
+	ld.global.f32 	%f104, [%rd226];
+	sub.f32 	%f105, %f104, %f9;
+	mul.f32 	%f106, %f17, %f105;
+	ld.global.f32 	%f107, [%rd224];
+	ld.global.f32 	%f108, [%rd225];
+	fma.rn.f32 	%f109, %f107, %f106, %f108;
+	fma.rn.f32 	%f110, %f109, %f109, %f103;
+	ld.global.f32 	%f111, [%rd226+128];
+	sub.f32 	%f112, %f111, %f9;
+	mul.f32 	%f113, %f17, %f112;
+	ld.global.f32 	%f114, [%rd224+128];
+	ld.global.f32 	%f115, [%rd225+128];
+	fma.rn.f32 	%f116, %f114, %f113, %f115;
+	fma.rn.f32 	%f176, %f116, %f116, %f110;
+	add.s64 	%rd226, %rd226, 512;
+	add.s64 	%rd225, %rd225, 512;
+	add.s64 	%rd224, %rd224, 512;
+	add.s64 	%rd223, %rd223, 128;
+	setp.lt.s64 	%p27, %rd223, %rd110;
+	@%p27 bra 	$L__BB19_24;
+
+$L__BB19_25:
+	mov.b32 	%r44, %f176;
+	mov.u32 	%r45, 31;
+	mov.u32 	%r46, 16;
+	mov.u32 	%r47, -1;
+	shfl.sync.bfly.b32 	%r48|%p28, %r44, %r46, %r45, %r47;
+	mov.b32 	%f118, %r48;
+	add.f32 	%f119, %f176, %f118;
+	mov.b32 	%r49, %f119;
+	mov.u32 	%r50, 8;
+	shfl.sync.bfly.b32 	%r51|%p29, %r49, %r50, %r45, %r47;
+	mov.b32 	%f120, %r51;
+	add.f32 	%f121, %f119, %f120;
+	mov.b32 	%r52, %f121;
+	mov.u32 	%r53, 4;
+	shfl.sync.bfly.b32 	%r54|%p30, %r52, %r53, %r45, %r47;
+	mov.b32 	%f122, %r54;
+	add.f32 	%f123, %f121, %f122;
+	mov.b32 	%r55, %f123;
+	mov.u32 	%r56, 2;
+	shfl.sync.bfly.b32 	%r57|%p31, %r55, %r56, %r45, %r47;
+	mov.b32 	%f124, %r57;
+	add.f32 	%f125, %f123, %f124;
+	mov.b32 	%r58, %f125;
+	mov.u32 	%r59, 1;
+	shfl.sync.bfly.b32 	%r60|%p32, %r58, %r59, %r45, %r47;
+	mov.b32 	%f126, %r60;
+	add.f32 	%f25, %f125, %f126;
+	setp.leu.f32 	%p33, %f25, 0f00000000;
+	@%p33 bra 	$L__BB19_27;
+
+	rsqrt.approx.f32 	%f177, %f25;
+
+$L__BB19_27:
+	@%p3 bra 	$L__BB19_34;
+
+	not.b64 	%rd177, %rd234;
+	add.s64 	%rd74, %rd177, %rd110;
+	shr.u64 	%rd178, %rd74, 5;
+	add.s64 	%rd179, %rd178, 1;
+	and.b64  	%rd75, %rd179, 3;
+	setp.eq.s64 	%p35, %rd75, 0;
+	@%p35 bra 	$L__BB19_31;
+
+	mul.lo.s64 	%rd180, %rd110, %rd7;
+	add.s64 	%rd181, %rd180, %rd234;
+	shl.b64 	%rd182, %rd181, 2;
+	add.s64 	%rd232, %rd1, %rd182;
+	shl.b64 	%rd183, %rd234, 2;
+	add.s64 	%rd231, %rd2, %rd183;
+	add.s64 	%rd230, %rd3, %rd183;
+	add.s64 	%rd184, %rd109, %rd6;
+	add.s64 	%rd185, %rd184, %rd11;
+	add.s64 	%rd186, %rd185, %rd5;
+	add.s64 	%rd187, %rd186, 1;
+	mul.lo.s64 	%rd188, %rd110, %rd187;
+	add.s64 	%rd189, %rd188, %rd234;
+	shl.b64 	%rd190, %rd189, 2;
+	add.s64 	%rd229, %rd4, %rd190;
+	neg.s64 	%rd228, %rd75;
+
+$L__BB19_30:
+	.pragma "nounroll";
+	ld.global.f32 	%f127, [%rd229];
+	sub.f32 	%f128, %f127, %f9;
+	mul.f32 	%f129, %f17, %f128;
+	ld.global.f32 	%f130, [%rd230];
+	ld.global.f32 	%f131, [%rd231];
+	fma.rn.f32 	%f132, %f130, %f129, %f131;
+	mul.f32 	%f133, %f177, %f132;
+	st.global.f32 	[%rd232], %f133;
+	add.s64 	%rd234, %rd234, 32;
+	add.s64 	%rd232, %rd232, 128;
+	add.s64 	%rd231, %rd231, 128;
+	add.s64 	%rd230, %rd230, 128;
+	add.s64 	%rd229, %rd229, 128;
+	add.s64 	%rd228, %rd228, 1;
+	setp.ne.s64 	%p36, %rd228, 0;
+	@%p36 bra 	$L__BB19_30;
+
+$L__BB19_31:
+	setp.lt.u64 	%p37, %rd74, 96;
+	@%p37 bra 	$L__BB19_34;
+
+	shl.b64 	%rd191, %rd234, 2;
+	add.s64 	%rd192, %rd191, 256;
+	add.s64 	%rd238, %rd2, %rd192;
+	add.s64 	%rd237, %rd3, %rd192;
+	mul.lo.s64 	%rd193, %rd110, %rd7;
+	add.s64 	%rd194, %rd234, %rd193;
+	shl.b64 	%rd195, %rd194, 2;
+	add.s64 	%rd196, %rd1, %rd195;
+	add.s64 	%rd236, %rd196, 256;
+	add.s64 	%rd197, %rd109, %rd6;
+	add.s64 	%rd198, %rd197, %rd11;
+	add.s64 	%rd199, %rd198, %rd5;
+	add.s64 	%rd200, %rd199, 1;
+	mul.lo.s64 	%rd201, %rd110, %rd200;
+	add.s64 	%rd202, %rd234, %rd201;
+	shl.b64 	%rd203, %rd202, 2;
+	add.s64 	%rd204, %rd4, %rd203;
+	add.s64 	%rd235, %rd204, 256;
+
+$L__BB19_33:
+	ld.global.f32 	%f134, [%rd235+-256];
+	sub.f32 	%f135, %f134, %f9;
+	mul.f32 	%f136, %f17, %f135;
+	ld.global.f32 	%f137, [%rd237+-256];
+	ld.global.f32 	%f138, [%rd238+-256];
+	fma.rn.f32 	%f139, %f137, %f136, %f138;
+	mul.f32 	%f140, %f177, %f139;
+	st.global.f32 	[%rd236+-256], %f140;
+	ld.global.f32 	%f141, [%rd235+-128];
+	sub.f32 	%f142, %f141, %f9;
+	mul.f32 	%f143, %f17, %f142;
+	ld.global.f32 	%f144, [%rd237+-128];
+	ld.global.f32 	%f145, [%rd238+-128];
+	fma.rn.f32 	%f146, %f144, %f143, %f145;
+	mul.f32 	%f147, %f177, %f146;
+	st.global.f32 	[%rd236+-128], %f147;
+	ld.global.f32 	%f148, [%rd235];
+	sub.f32 	%f149, %f148, %f9;
+	mul.f32 	%f150, %f17, %f149;
+	ld.global.f32 	%f151, [%rd237];
+	ld.global.f32 	%f152, [%rd238];
+	fma.rn.f32 	%f153, %f151, %f150, %f152;
+	mul.f32 	%f154, %f177, %f153;
+	st.global.f32 	[%rd236], %f154;
+	ld.global.f32 	%f155, [%rd235+128];
+	sub.f32 	%f156, %f155, %f9;
+	mul.f32 	%f157, %f17, %f156;
+	ld.global.f32 	%f158, [%rd237+128];
+	ld.global.f32 	%f159, [%rd238+128];
+	fma.rn.f32 	%f160, %f158, %f157, %f159;
+	mul.f32 	%f161, %f177, %f160;
+	st.global.f32 	[%rd236+128], %f161;
+	add.s64 	%rd238, %rd238, 512;
+	add.s64 	%rd237, %rd237, 512;
+	add.s64 	%rd236, %rd236, 512;
+	add.s64 	%rd235, %rd235, 512;
+	add.s64 	%rd234, %rd234, 128;
+	setp.lt.s64 	%p38, %rd234, %rd110;
+	@%p38 bra 	$L__BB19_33;
+
+$L__BB19_34:
 	ret;
 
 }

@@ -8,8 +8,15 @@
 #    and the statistics of one EM step, plus the means after a whole step,
 #    at small sizes and at N=12288, K=500, D=384; norm-wise relative error
 #    must be < 1e-4 (fp32);
-# 3. benchmarks scoring and one EM step at N=12288, K=500, D=384 against the
-#    CPU code in the same run and prints a table.
+# 3. checks the GPU DINOv2 embedder (cuda.Embedder) against ONNX Runtime on
+#    the CPU on the same ONNX files, fp32, tf32 and bf16: mkvit tiny and
+#    vits14 graphs, the committed tiny Hugging Face exports, and dinov2-small
+#    sized Hugging Face dynamo exports made here by scripts/hf-export.py
+#    (needs python3 with torch, transformers and onnxscript); ONNX Runtime
+#    comes from $ONNXRUNTIME_LIB, .deps/ or python's onnxruntime wheel;
+# 4. benchmarks scoring and one EM step at N=12288, K=500, D=384 against the
+#    CPU code in the same run, and the embedder at 448x448 per precision and
+#    batch, and prints the tables.
 #
 # Without an NVIDIA device it prints that nothing was checked and exits 0; any
 # other failure (no toolkit, build error, mismatch, a test that skipped) exits
@@ -136,20 +143,42 @@ else
 	log "built in $((SECONDS - t0)) s"
 fi
 
+# --- ONNX Runtime (the embedder's reference) and Hugging Face exports ---------------
+if [[ -z ${ONNXRUNTIME_LIB:-} && -f .deps/onnxruntime/libonnxruntime.so.1 ]]; then
+	export ONNXRUNTIME_LIB=$PWD/.deps/onnxruntime/libonnxruntime.so.1
+fi
+if [[ -z ${ONNXRUNTIME_LIB:-} ]] && command -v python3 >/dev/null; then
+	ONNXRUNTIME_LIB=$(python3 -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.dirname(onnxruntime.__file__) + "/capi/libonnxruntime.so*"))[0])' 2>/dev/null || true)
+	export ONNXRUNTIME_LIB
+fi
+[[ -n ${ONNXRUNTIME_LIB:-} ]] || { log "FAILED: no ONNX Runtime library (set ONNXRUNTIME_LIB, run make deps, or pip install onnxruntime)"; exit 1; }
+log "ONNX Runtime for the reference: $ONNXRUNTIME_LIB"
+hf=""
+if [[ ${GPU_CHECK_NO_HF:-} != 1 ]]; then
+	t0=$SECONDS
+	if ! python3 scripts/hf-export.py "$tmp/hf" >"$tmp/hf.txt" 2>&1; then
+		tail -n 20 "$tmp/hf.txt" >&2
+		log "FAILED: Hugging Face export (python3 with torch, transformers and onnxscript; GPU_CHECK_NO_HF=1 skips it)"
+		exit 1
+	fi
+	hf="$tmp/hf/hf-dinov2-small.onnx,$tmp/hf/hf-dinov2-small-reg4.onnx"
+	log "Hugging Face dinov2-small exports made in $((SECONDS - t0)) s"
+fi
+
 # --- Compare -------------------------------------------------------------------------
 cd cuda
 status=0
-log "GPU vs CPU (relative error < 1e-4), small sizes and N=12288 K=500 D=384"
-if ! "$tmp/cuda.test" -test.run 'Available|Matches' -test.v -test.count 1 -test.timeout 5m \
-	-cuda.full -cuda.require >"$tmp/compare.txt" 2>&1; then
+log "GPU vs CPU (relative error < 1e-4), small sizes and N=12288 K=500 D=384; embedder vs ONNX Runtime"
+if ! "$tmp/cuda.test" -test.run 'Available|Matches|Embedder' -test.v -test.count 1 -test.timeout 8m \
+	-cuda.full -cuda.require -cuda.onnx="$hf" >"$tmp/compare.txt" 2>&1; then
 	status=1
 fi
 cat "$tmp/compare.txt" >>"$logf"
 
 # --- Benchmark ----------------------------------------------------------------------------
-log "benchmarks at N=12288 K=500 D=384"
-if ! "$tmp/cuda.test" -test.run '^$' -test.bench 'Score|Step' -test.benchtime 2s -test.count 1 \
-	-test.timeout 5m -cuda.require >"$tmp/bench.txt" 2>&1; then
+log "benchmarks: scoring and EM at N=12288 K=500 D=384; the embedder at 448x448"
+if ! "$tmp/cuda.test" -test.run '^$' -test.bench 'Score|Step|Embed' -test.benchtime 2s -test.count 1 \
+	-test.timeout 8m -cuda.require >"$tmp/bench.txt" 2>&1; then
 	status=1
 fi
 cat "$tmp/bench.txt" >>"$logf"
@@ -169,7 +198,7 @@ echo "### Timings, N=12288 K=500 D=384 (CPU median and GPU mean in the same run)
 echo
 echo "| operation | CPU ms | GPU ms | speed-up | GPU GFLOP/s |"
 echo "|---|---:|---:|---:|---:|"
-awk '/^Benchmark/ {
+awk '/^Benchmark(Score|Step)/ {
 	name=$1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
 	cpu=gpu=sp=gf="?"
 	for (i = 2; i < NF; i++) {
@@ -180,6 +209,24 @@ awk '/^Benchmark/ {
 	}
 	op = (name == "Score") ? "DPMM scoring (GEMM + row max)" : "one EM step (E-step, log-sum-exp, statistics; M-step on host)"
 	printf "| %s | %s | %s | %sx | %s |\n", op, cpu, gpu, sp, gf
+}' "$tmp/bench.txt"
+echo
+echo "### DINOv2 embedder, ViT-S/14 with 4 registers (mkvit, random weights) at 448x448"
+echo
+echo "forward: input already on the GPU (what PyTorch figures time); Embed: from host memory through pinned staging to host tokens"
+echo
+echo "| precision | batch | forward slices/s | Embed slices/s | embedder GPU MiB | device used MiB |"
+echo "|---|---:|---:|---:|---:|---:|"
+awk '/^BenchmarkEmbed\// {
+	split($1, parts, "/"); prec=parts[2]; sub(/^prec=/, "", prec); batch=parts[3]; sub(/^batch=/, "", batch); sub(/-[0-9]+$/, "", batch)
+	fw=em=mib=used="?"
+	for (i = 2; i < NF; i++) {
+		if ($(i+1) == "slices/s") fw=$i
+		if ($(i+1) == "embed-slices/s") em=$i
+		if ($(i+1) == "gpu-MiB") mib=$i
+		if ($(i+1) == "device-used-MiB") used=$i
+	}
+	printf "| %s | %s | %s | %s | %s | %s |\n", prec, batch, fw, em, mib, used
 }' "$tmp/bench.txt"
 grep -E '^(--- (FAIL|SKIP)|FAIL)' "$tmp/bench.txt" || true
 echo

@@ -179,7 +179,15 @@ func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (infer
 			return s, err
 		}
 		dev := inf.CUDADevice
-		s.NewScorer = func(m *inference.Model) (inference.Scorer, error) { return cuda.NewScorer(m, dev) }
+		prec, err := cuda.ParsePrecision(inf.GPUPrecision)
+		if err != nil {
+			return s, err
+		}
+		// Our own forward pass on the GPU, from the same ONNX file, and the
+		// DPMM scoring of its tokens on the device where they are.
+		s.NewBackbone = func(path string, m *inference.Model) (inference.Backbone, error) {
+			return cuda.NewScoringEmbedder(cuda.EmbedderOptions{ModelPath: path, Device: dev, Precision: prec}, m)
+		}
 	}
 	return s, nil
 }
