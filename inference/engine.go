@@ -171,8 +171,10 @@ type pending struct {
 // Process runs every input through the pipeline and returns one Result per
 // decoded slice (in input order, frames in order) plus one per input that
 // failed to decode. Slices are batched up to Batch per model run while
-// consecutive slices share the input size; at most Batch preprocessed slices
-// are held at once. It stops early, with ctx's error, when ctx is done.
+// consecutive slices share the input size. The inputs are decoded and
+// preprocessed first, one goroutine per core, so every input of one call is
+// held preprocessed at once: callers bound memory by the inputs they pass
+// (ScoreSeries' Chunk). It stops early, with ctx's error, when ctx is done.
 func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error) {
 	var out []*Result
 	var queue []pending
@@ -184,18 +186,16 @@ func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error)
 		queue = queue[:0]
 		return err
 	}
+	preps := e.prepareAll(ctx, inputs)
 	for i, in := range inputs {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		t0 := time.Now()
-		slices, err := e.decode(in)
-		dec := time.Since(t0)
+		slices, prs, dec, err := preps[i].slices, preps[i].prs, preps[i].dec, preps[i].err
 		if err != nil {
 			out = append(out, &Result{Input: i, Source: in.Path, Err: err})
 			continue
 		}
-		prs := e.preprocessAll(slices)
 		for j, s := range slices {
 			r := &Result{Input: i, Source: in.Path, Slice: s}
 			r.Timings.Decode = dec / time.Duration(len(slices))
@@ -224,6 +224,54 @@ func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error)
 		return out, err
 	}
 	return out, nil
+}
+
+// prepared is one input decoded and preprocessed.
+type prepared struct {
+	slices []*pixel.Slice
+	prs    []prepResult
+	dec    time.Duration
+	err    error
+}
+
+// prepareAll decodes and preprocesses the inputs, one goroutine per core, so
+// a series of single-frame files keeps a fast backbone fed. A panic on one
+// input fails that input only.
+func (e *Engine) prepareAll(ctx context.Context, inputs []Input) []prepared {
+	out := make([]prepared, len(inputs))
+	one := func(i int) {
+		defer func() {
+			if p := recover(); p != nil {
+				out[i] = prepared{err: fmt.Errorf("inference: decode input %d: %w", i, &PanicError{Value: p, Stack: debug.Stack()})}
+			}
+		}()
+		if ctx.Err() != nil {
+			return // Process reports ctx's error
+		}
+		t0 := time.Now()
+		slices, err := e.decode(inputs[i])
+		out[i] = prepared{slices: slices, dec: time.Since(t0), err: err}
+		if err == nil {
+			out[i].prs = e.preprocessAll(slices)
+		}
+	}
+	if len(inputs) == 1 {
+		one(0)
+		return out
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range inputs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			one(i)
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 func sameInput(a, b Geometry) bool { return a.Rows == b.Rows && a.Cols == b.Cols }
