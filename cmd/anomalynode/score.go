@@ -56,11 +56,13 @@ func runScore(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	served, err := inference.OpenModel(setup)
 	if err != nil {
 		return err
 	}
 	defer served.Close()
+	startup := time.Since(started)
 
 	series, problems, notDICOM, err := inference.ScanSeries(*in)
 	if err != nil {
@@ -95,7 +97,8 @@ func runScore(ctx context.Context, e *env, args []string) error {
 	}
 	opts := inference.OfflineOptions{Out: *out, Model: setup.ModelPath, FPR: inference.FPRKey(setup.FPR),
 		Threshold: served.Threshold, Chunk: 2 * max(setup.Batch, 1), OnSlice: bar.step}
-	failed := 0
+	failed, scored := 0, 0
+	scoring := time.Now()
 	for _, s := range series {
 		// The same builders as the node: one SEG and the SC heat maps per series.
 		res := &output.SeriesResult{Model: identity, Version: 1, Threshold: served.Threshold, Created: time.Now()}
@@ -124,6 +127,7 @@ func runScore(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		failed += sum.Errors
+		scored += len(sum.Slices) - sum.Errors
 		found := "findings n/a (no calibration)"
 		if sum.FindingCalibration {
 			found = fmt.Sprintf("findings %d", sum.FindingCount)
@@ -131,6 +135,11 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d  %s  stacks %d  DICOM %d files\n",
 			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors, found, sum.Stacks, objects)
 	}
+	// Wall clock from the first file read to the last output written, and
+	// the one-time start-up (model file, backbone, GPU context) apart.
+	took := time.Since(scoring)
+	fmt.Fprintf(e.stdout, "scored %d slices of %d series in %.2f s: %.0f slices/s (start-up %.2f s: model, backbone%s)\n",
+		scored, len(series), took.Seconds(), float64(scored)/took.Seconds(), startup.Seconds(), map[bool]string{true: ", GPU", false: ""}[setup.NewBackbone != nil])
 	if failed > 0 {
 		return fmt.Errorf("%d slices or files could not be scored (see the summaries)", failed)
 	}
