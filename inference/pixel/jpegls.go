@@ -187,17 +187,11 @@ func (r *jlsBits) restart(n int) error {
 		p++
 	}
 	r.acc, r.n, r.end, r.prevFF = 0, 0, false, false
-	start := p
-	for p < len(r.data) && r.data[p] == 0xFF {
-		p++
+	next, err := jpegRST(r.data, p, n)
+	if err != nil {
+		return err
 	}
-	if p == start || p >= len(r.data) {
-		return fmt.Errorf("restart marker RST%d missing", n&7)
-	}
-	if m := r.data[p]; m != byte(mRST0+n&7) {
-		return fmt.Errorf("marker %#02x where RST%d was expected", m, n&7)
-	}
-	r.pos = p + 1
+	r.pos = next
 	return nil
 }
 
@@ -258,6 +252,22 @@ func jlsDefaults(p *jlsParams, precision int) error {
 	return nil
 }
 
+// jpegLS is what sets a JPEG-LS header apart for walkJPEGHeader.
+var jpegLS = jpegDialect{
+	errs:     "JPEG-LS",
+	sof:      mSOF55,
+	otherSOF: "not JPEG-LS",
+	// T.87 C.2.5: a 16, 24 or 32-bit interval, in lines for a
+	// one-component scan.
+	driBytes: 4,
+	refuse: func(f jpegFrame) string {
+		if f.sampling != 0x11 {
+			return fmt.Sprintf("sampling factors %#02x", f.sampling)
+		}
+		return ""
+	},
+}
+
 // decodeJPEGLSFrame decodes one JPEG-LS image (one component) whose frame
 // header must say rows x cols: the size is checked before anything is
 // allocated. It returns the reconstructed samples, row-major, and the sample
@@ -265,110 +275,62 @@ func jlsDefaults(p *jlsParams, precision int) error {
 // return an *UnsupportedError without its transfer syntax (the caller adds
 // it); any malformed stream an error wrapping ErrBadPixelData.
 func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision int, err error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: JPEG-LS: %s", ErrBadPixelData, fmt.Sprintf(format, a...))
-	}
-	unsupported := func(format string, a ...any) error {
-		return &UnsupportedError{Reason: "JPEG-LS: " + fmt.Sprintf(format, a...)}
-	}
-	if err := jpegStart(data, rows, cols); err != nil {
-		return nil, 0, bad("%v", err)
-	}
-	var (
-		prm        jlsParams
-		restartInt int
-		sawFrame   bool
-		p          int
-		x, y       int
-		compID     byte
-	)
-	pos := 2
-	for {
-		m, seg, next, err := jpegSegment(data, pos)
-		if err != nil {
-			return nil, 0, bad("%v", err)
+	e := jpegLS.errs
+	var prm jlsParams
+	h, err := walkJPEGHeader(data, rows, cols, &jpegLS, func(m byte, seg []byte) error {
+		if m == mLSE {
+			return prm.preset(seg, e)
 		}
-		pos = next
-		if m == mTEM {
-			continue
-		}
-		switch {
-		case m == mSOF55:
-			if sawFrame {
-				return nil, 0, bad("second frame header")
-			}
-			f, why, err := parseJPEGFrame(seg, rows, cols)
-			if err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			if why != "" {
-				return nil, 0, unsupported("%s", why)
-			}
-			if f.sampling != 0x11 {
-				return nil, 0, unsupported("sampling factors %#02x", f.sampling)
-			}
-			p, compID, x, y = f.precision, f.compID, cols, rows
-			sawFrame = true
-		case m >= 0xC0 && m <= 0xCF && m != mDHT && m != mDAC && m != 0xC8:
-			return nil, 0, unsupported("frame type SOF%d (not JPEG-LS)", m-0xC0)
-		case m == mLSE:
-			if len(seg) < 1 {
-				return nil, 0, bad("empty LSE segment")
-			}
-			if seg[0] != 1 {
-				// 2 and 3 are mapping tables, 4 oversize dimensions.
-				return nil, 0, unsupported("LSE preset parameters of type %d", seg[0])
-			}
-			if len(seg) != 11 {
-				return nil, 0, bad("LSE segment of %d bytes", len(seg))
-			}
-			u := func(i int) int { return int(seg[i])<<8 | int(seg[i+1]) }
-			prm.maxval, prm.t1, prm.t2, prm.t3, prm.reset = u(1), u(3), u(5), u(7), u(9)
-		case m == mDRI:
-			// T.87 C.2.5: a 16, 24 or 32-bit interval, in lines for
-			// a one-component scan.
-			if len(seg) < 2 || len(seg) > 4 {
-				return nil, 0, bad("DRI segment of %d bytes", len(seg))
-			}
-			restartInt = 0
-			for _, b := range seg {
-				restartInt = restartInt<<8 | int(b)
-			}
-		case m == mSOS:
-			if !sawFrame {
-				return nil, 0, bad("scan before the frame header")
-			}
-			if len(seg) < 1 || len(seg) != 4+2*int(seg[0]) {
-				return nil, 0, bad("scan header of %d bytes", len(seg))
-			}
-			ns := int(seg[0])
-			if ns != 1 {
-				return nil, 0, unsupported("scan of %d components (greyscale only)", ns)
-			}
-			if seg[1] != compID {
-				return nil, 0, bad("scan of component %d, frame has component %d", seg[1], compID)
-			}
-			if seg[2] != 0 {
-				return nil, 0, unsupported("mapping table %d", seg[2])
-			}
-			prm.near = int(seg[3])
-			ilv, pt := seg[4], seg[5]&0x0F
-			if ilv != 0 {
-				return nil, 0, unsupported("interleave mode %d", ilv)
-			}
-			if pt != 0 || seg[5]>>4 != 0 {
-				return nil, 0, unsupported("point transform %d", pt)
-			}
-			if err := jlsDefaults(&prm, p); err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			out, err := decodeJLSScan(data[pos:], x, y, restartInt, &prm)
-			if err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			return out, p, nil
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	seg := h.scan
+	if ns := int(seg[0]); ns != 1 {
+		return nil, 0, e.unsupported("scan of %d components (greyscale only)", ns)
+	}
+	if seg[1] != h.frame.compID {
+		return nil, 0, e.bad("scan of component %d, frame has component %d", seg[1], h.frame.compID)
+	}
+	if seg[2] != 0 {
+		return nil, 0, e.unsupported("mapping table %d", seg[2])
+	}
+	prm.near = int(seg[3])
+	ilv, pt := seg[4], seg[5]&0x0F
+	if ilv != 0 {
+		return nil, 0, e.unsupported("interleave mode %d", ilv)
+	}
+	if pt != 0 || seg[5]>>4 != 0 {
+		return nil, 0, e.unsupported("point transform %d", pt)
+	}
+	p := h.frame.precision
+	if err := jlsDefaults(&prm, p); err != nil {
+		return nil, 0, e.bad("%v", err)
+	}
+	out, err := decodeJLSScan(data[h.ecs:], cols, rows, h.restartInterval, &prm)
+	if err != nil {
+		return nil, 0, e.bad("%v", err)
+	}
+	return out, p, nil
+}
+
+// preset reads an LSE segment (T.87 C.2.4.1): only preset coding parameters
+// (type 1) are supported; a 0 leaves a parameter to jlsDefaults.
+func (p *jlsParams) preset(seg []byte, e jpegErrs) error {
+	if len(seg) < 1 {
+		return e.bad("empty LSE segment")
+	}
+	if seg[0] != 1 {
+		// 2 and 3 are mapping tables, 4 oversize dimensions.
+		return e.unsupported("LSE preset parameters of type %d", seg[0])
+	}
+	if len(seg) != 11 {
+		return e.bad("LSE segment of %d bytes", len(seg))
+	}
+	u := func(i int) int { return int(seg[i])<<8 | int(seg[i+1]) }
+	p.maxval, p.t1, p.t2, p.t3, p.reset = u(1), u(3), u(5), u(7), u(9)
+	return nil
 }
 
 // jlsContext holds one context's variables (A.2): the accumulated error
