@@ -429,9 +429,8 @@ func (p *jlsParams) reconstruct(px, errval int) int {
 // not bounded by the input size, but what is allocated is bounded by what
 // the input actually codes.
 func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, error) {
-	r := jlsBits{data: ecs}
-	var ctx jlsContexts
-	ctx.init(p.rng)
+	s := jlsScan{r: jlsBits{data: ecs}, p: p, quant: newJLSQuant(p), esc: p.limit - p.qbpp - 1}
+	s.ctx.init(p.rng)
 	// Every line takes at least one bit: pre-size for typical ratios only.
 	out := make([]uint16, 0, min(w*h, 64*len(ecs)+w))
 	// Lines with a border sample on each side: index 0 is the sample left
@@ -439,127 +438,17 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 	// w+1 the one right of the last (Rd of the last sample).
 	prev := make([]int, w+2)
 	cur := make([]int, w+2)
-	runIndex := 0
-	step := 2*p.near + 1
-	quant := newJLSQuant(p)
-	esc := p.limit - p.qbpp - 1
-	var err error
 	interval := 0
 	for yy := 0; yy < h; yy++ {
 		if restartLines > 0 && yy > 0 && yy%restartLines == 0 {
-			if err := r.restart(interval); err != nil {
+			if err := s.restart(interval); err != nil {
 				return nil, fmt.Errorf("line %d: %v", yy, err)
 			}
 			interval++
-			ctx.init(p.rng)
-			runIndex = 0
 			clear(prev)
 		}
-		prev[w+1] = prev[w]
-		cur[0] = prev[1]
-		for x := 1; x <= w; {
-			ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
-			d1, d2, d3 := rd-rb, rb-rc, rc-ra
-			if jlsAbs(d1) <= p.near && jlsAbs(d2) <= p.near && jlsAbs(d3) <= p.near {
-				// Run mode (A.7).
-				n, interrupted, err := jlsRun(&r, w-x+1, &runIndex)
-				if err != nil {
-					return nil, fmt.Errorf("line %d: %v", yy, err)
-				}
-				for i := 0; i < n; i++ {
-					cur[x+i] = ra
-				}
-				x += n
-				if !interrupted {
-					continue
-				}
-				v, err := jlsInterruption(&r, p, &ctx, ra, prev[x], runIndex)
-				if err != nil {
-					return nil, fmt.Errorf("line %d: %v", yy, err)
-				}
-				cur[x] = v
-				x++
-				if runIndex > 0 {
-					runIndex--
-				}
-				continue
-			}
-			// Regular mode: context (A.3), prediction (A.4), error
-			// decoding (A.5), context update (A.6).
-			q1, q2, q3 := quant.region(d1), quant.region(d2), quant.region(d3)
-			sign := 1
-			if q1 < 0 || q1 == 0 && (q2 < 0 || q2 == 0 && q3 < 0) {
-				q1, q2, q3, sign = -q1, -q2, -q3, -1
-			}
-			q := (q1*9+q2)*9 + q3
-			var px int
-			switch {
-			case rc >= max(ra, rb):
-				px = min(ra, rb)
-			case rc <= min(ra, rb):
-				px = max(ra, rb)
-			default:
-				px = ra + rb - rc
-			}
-			cx := &ctx.reg[q]
-			px += sign * cx.c
-			px = min(max(px, 0), p.maxval)
-			k := golombK(cx.a, cx.n)
-			// The common short code is read here, the rest by golomb.
-			if r.n < 32 {
-				r.fill()
-			}
-			m, short := 0, false
-			if w := r.acc << (64 - r.n); w != 0 {
-				if z := bits.LeadingZeros64(w); z < esc && uint(z+1+k) <= r.n {
-					r.n -= uint(z + 1 + k)
-					m, short = z<<k|int(r.acc>>r.n)&(1<<k-1), true
-				}
-			}
-			if !short || m > jlsMaxMErrval {
-				// Long codes, escapes, the end of the data and
-				// corrupt values: the general path says which.
-				if short {
-					return nil, fmt.Errorf("line %d: mapped error %d out of range", yy, m)
-				}
-				if m, err = r.golomb(k, p.limit, p.qbpp); err != nil {
-					return nil, fmt.Errorf("line %d: %v", yy, err)
-				}
-			}
-			errval := m >> 1
-			if m&1 != 0 {
-				errval = -(m + 1) >> 1
-			}
-			if p.near == 0 && k == 0 && 2*cx.b <= -cx.n {
-				errval = -errval - 1
-			}
-			cx.b += errval * step
-			cx.a += jlsAbs(errval)
-			if cx.n == p.reset {
-				cx.a >>= 1
-				cx.b >>= 1
-				cx.n >>= 1
-			}
-			cx.n++
-			if cx.b <= -cx.n {
-				cx.b += cx.n
-				if cx.c > -128 {
-					cx.c--
-				}
-				if cx.b <= -cx.n {
-					cx.b = -cx.n + 1
-				}
-			} else if cx.b > 0 {
-				cx.b -= cx.n
-				if cx.c < 127 {
-					cx.c++
-				}
-				if cx.b > 0 {
-					cx.b = 0
-				}
-			}
-			cur[x] = p.reconstruct(px, sign*errval)
-			x++
+		if err := s.line(prev, cur); err != nil {
+			return nil, fmt.Errorf("line %d: %v", yy, err)
 		}
 		for _, v := range cur[1 : w+1] {
 			out = append(out, uint16(v))
@@ -567,6 +456,175 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 		prev, cur = cur, prev
 	}
 	return out, nil
+}
+
+// jlsScan is one scan's decoding state: the bits, the parameters, and what
+// the coding adapts as it goes (the contexts and RUNindex).
+type jlsScan struct {
+	r        jlsBits
+	p        *jlsParams
+	ctx      jlsContexts
+	quant    jlsQuant
+	runIndex int
+	// esc is the number of leading zeros that escapes a regular-mode code
+	// (A.5.3): LIMIT - qbpp - 1.
+	esc int
+}
+
+// restart consumes RSTn, n being the restart interval's number, and starts
+// the contexts and RUNindex afresh (T.87 D.2.2).
+func (s *jlsScan) restart(n int) error {
+	if err := s.r.restart(n); err != nil {
+		return err
+	}
+	s.ctx.init(s.p.rng)
+	s.runIndex = 0
+	return nil
+}
+
+// line decodes one line into cur[1:w+1] from the line above, prev; both are
+// w+2 long with their border samples, prev's set and cur's set here (A.2.1).
+func (s *jlsScan) line(prev, cur []int) error {
+	w := len(cur) - 2
+	prev[w+1] = prev[w]
+	cur[0] = prev[1]
+	near := s.p.near
+	for x := 1; x <= w; {
+		ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
+		d1, d2, d3 := rd-rb, rb-rc, rc-ra
+		if jlsAbs(d1) <= near && jlsAbs(d2) <= near && jlsAbs(d3) <= near {
+			n, err := s.run(prev, cur, x)
+			if err != nil {
+				return err
+			}
+			x += n
+			continue
+		}
+		v, err := s.regular(ra, rb, rc, d1, d2, d3)
+		if err != nil {
+			return err
+		}
+		cur[x] = v
+		x++
+	}
+	return nil
+}
+
+// run decodes run mode from sample x (A.7): a run of Ra, and, when it stops
+// before the end of the line, the sample that interrupts it. It returns how
+// many samples of cur it filled.
+func (s *jlsScan) run(prev, cur []int, x int) (int, error) {
+	ra := cur[x-1]
+	n, interrupted, err := jlsRun(&s.r, len(cur)-2-x+1, &s.runIndex)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < n; i++ {
+		cur[x+i] = ra
+	}
+	if !interrupted {
+		return n, nil
+	}
+	x += n
+	v, err := jlsInterruption(&s.r, s.p, &s.ctx, ra, prev[x], s.runIndex)
+	if err != nil {
+		return 0, err
+	}
+	cur[x] = v
+	if s.runIndex > 0 {
+		s.runIndex--
+	}
+	return n + 1, nil
+}
+
+// regular decodes one sample in regular mode, from its neighbours Ra, Rb, Rc
+// and local gradients D1-D3: context (A.3), prediction (A.4), prediction
+// error (A.5), context update (A.6).
+func (s *jlsScan) regular(ra, rb, rc, d1, d2, d3 int) (int, error) {
+	p := s.p
+	q1, q2, q3 := s.quant.region(d1), s.quant.region(d2), s.quant.region(d3)
+	sign := 1
+	if q1 < 0 || q1 == 0 && (q2 < 0 || q2 == 0 && q3 < 0) {
+		q1, q2, q3, sign = -q1, -q2, -q3, -1
+	}
+	cx := &s.ctx.reg[(q1*9+q2)*9+q3]
+	px := min(max(jlsPredict(ra, rb, rc)+sign*cx.c, 0), p.maxval)
+	k := golombK(cx.a, cx.n)
+	// The common short code is read here, without a call; the rest (long
+	// codes, escapes, the end of the data, corrupt values) by golomb,
+	// which says which.
+	r := &s.r
+	if r.n < 32 {
+		r.fill()
+	}
+	m, short := 0, false
+	if w := r.acc << (64 - r.n); w != 0 {
+		if z := bits.LeadingZeros64(w); z < s.esc && uint(z+1+k) <= r.n {
+			r.n -= uint(z + 1 + k)
+			m, short = z<<k|int(r.acc>>r.n)&(1<<k-1), true
+		}
+	}
+	if !short || m > jlsMaxMErrval {
+		if short {
+			return 0, fmt.Errorf("mapped error %d out of range", m)
+		}
+		var err error
+		if m, err = r.golomb(k, p.limit, p.qbpp); err != nil {
+			return 0, err
+		}
+	}
+	errval := m >> 1
+	if m&1 != 0 {
+		errval = -(m + 1) >> 1
+	}
+	if p.near == 0 && k == 0 && 2*cx.b <= -cx.n {
+		errval = -errval - 1
+	}
+	cx.update(errval, p)
+	return p.reconstruct(px, sign*errval), nil
+}
+
+// jlsPredict is the median edge detector (A.4.1): the smaller of Ra and Rb
+// above an edge, the larger below one, else the plane through Ra, Rb, Rc.
+func jlsPredict(ra, rb, rc int) int {
+	switch {
+	case rc >= max(ra, rb):
+		return min(ra, rb)
+	case rc <= min(ra, rb):
+		return max(ra, rb)
+	}
+	return ra + rb - rc
+}
+
+// update adapts a regular context to the prediction error errval (A.6): A,
+// B and N, halved every RESET samples, and the bias correction C, which B
+// keeps within (-N, 0].
+func (cx *jlsContext) update(errval int, p *jlsParams) {
+	cx.b += errval * (2*p.near + 1)
+	cx.a += jlsAbs(errval)
+	if cx.n == p.reset {
+		cx.a >>= 1
+		cx.b >>= 1
+		cx.n >>= 1
+	}
+	cx.n++
+	if cx.b <= -cx.n {
+		cx.b += cx.n
+		if cx.c > -128 {
+			cx.c--
+		}
+		if cx.b <= -cx.n {
+			cx.b = -cx.n + 1
+		}
+	} else if cx.b > 0 {
+		cx.b -= cx.n
+		if cx.c < 127 {
+			cx.c++
+		}
+		if cx.b > 0 {
+			cx.b = 0
+		}
+	}
 }
 
 // jlsRun decodes a run of at most left samples (A.7.1): each 1 bit is a
