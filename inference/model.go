@@ -16,6 +16,7 @@ import (
 	"strconv"
 
 	"anomalynode/inference/findings"
+	"anomalynode/internal/atomicfile"
 )
 
 // ModelFormatVersion is the version of ModelMeta written by SaveModel. LoadModel
@@ -402,36 +403,10 @@ func SaveModel(path string, m *Model) error {
 	if err := EncodeModel(&buf, m); err != nil {
 		return err
 	}
-	if err := writeAtomic(path, buf.Bytes(), true); err != nil {
+	if err := atomicfile.Write(path, buf.Bytes(), true); err != nil {
 		return fmt.Errorf("inference: save model: %w", err)
 	}
 	return nil
-}
-
-// writeAtomic writes data to a temporary file beside path and renames it over
-// path, so a crash never leaves a half-written file; with sync the data reach
-// the disk before the rename. Errors are unprefixed (callers name the file
-// kind).
-func writeAtomic(path string, data []byte, sync bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if sync {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // EncodeModel writes m in the safetensors format to w.

@@ -19,6 +19,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"anomalynode/inference/pixel"
+	"anomalynode/internal/npy"
 )
 
 // Series is a set of DICOM files sharing a SeriesInstanceUID.
@@ -299,7 +300,7 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 					name += fmt.Sprintf("_f%04d", r.Slice.Frame)
 				}
 				name += ".npy"
-				if err := WriteNPY(filepath.Join(dir, name), &Array{Shape: []int{r.Slice.Rows, r.Slice.Cols}, F32: r.Map}); err != nil {
+				if err := npy.Write(filepath.Join(dir, name), &npy.Array{Shape: []int{r.Slice.Rows, r.Slice.Cols}, F32: r.Map}); err != nil {
 					return nil, err
 				}
 				ss.Map, ss.Max, ss.TopMean, ss.MaskedPixels, ss.VOI = name, r.Max, r.TopMean, r.MaskedPixels, r.VOI

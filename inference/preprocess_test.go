@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"anomalynode/inference/pixel"
+	"anomalynode/internal/npy"
 )
 
-func loadGolden(t *testing.T, name string) *Array {
+func loadGolden(t *testing.T, name string) *npy.Array {
 	t.Helper()
-	a, err := ReadNPY(filepath.Join("testdata", "golden", name+".npy"))
+	a, err := npy.Read(filepath.Join("testdata", "golden", name+".npy"))
 	if err != nil {
 		t.Fatal(err)
 	}

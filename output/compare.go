@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"anomalynode/inference"
 	"anomalynode/inference/findings"
+	"anomalynode/internal/npy"
 	"anomalynode/internal/synth"
 )
 
@@ -83,7 +83,7 @@ func CompareLesions(dir string, segs [][]byte, minLesionMM3 float64) (*LesionRep
 		at[s.SOPInstanceUID] = i
 		sc := make([]float32, n)
 		if s.LabelNPY != "" {
-			a, err := inference.ReadNPY(filepath.Join(dir, s.LabelNPY))
+			a, err := npy.Read(filepath.Join(dir, s.LabelNPY))
 			if err != nil {
 				return nil, fmt.Errorf("output: labels: %w", err)
 			}

@@ -27,6 +27,53 @@ func init() {
 }
 
 func runEval(ctx context.Context, e *env, args []string) error {
+	a, err := parseEvalArgs(e, args)
+	if err != nil {
+		return err
+	}
+	model, emb, err := openEvalModel(a)
+	if err != nil {
+		return err
+	}
+	defer emb.Embedder.Close()
+
+	opt := eval.Options{Source: emb, Images: a.images, Labels: a.labels, Healthy: a.healthy, MinLesionMM3: a.minLesion, Out: a.out}
+	segs, err := seglabel.Load(a.labels, readSEGLabel)
+	if err != nil {
+		return err
+	}
+	if segs.Files > 0 {
+		opt.Extra = segs
+	}
+	a.scorer.Load = fitjob.LoadOptions{Embedder: emb}
+	if err := opt.Configure(ctx, model, a.scorer); err != nil {
+		return err
+	}
+	if f, ok := e.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		opt.Progress = e.stderr
+	}
+	sum, err := eval.Run(ctx, opt)
+	if err != nil {
+		return err
+	}
+	eval.Table(e.stdout, sum)
+	fmt.Fprintf(e.stdout, "wrote %s/summary.json, %s/slices.csv, %s\n", a.out, a.out, sum.CurvesPNG)
+	return nil
+}
+
+// evalArgs is eval's command line, checked.
+type evalArgs struct {
+	cfgPath, modelPath, embedder string
+	images, labels, healthy, out string
+	minLesion                    float64
+	// scorer is the scorer and threshold choice for eval.Configure, its
+	// Load still to be given the embedder.
+	scorer eval.ScorerConfig
+}
+
+// parseEvalArgs reads eval's flags and refuses missing folders and
+// out-of-range values before anything is opened.
+func parseEvalArgs(e *env, args []string) (*evalArgs, error) {
 	fs := newFlagSet(e, "eval", "--model MODEL --images DIR --labels DIR --out DIR [--scorer dpmm|knn|coreset] [--bank DIR|NPY...] [--val DIR|NPY...] [--healthy DIR] [--fpr F] [--series-fpr F] [--min-volume MM3] [--min-lesion MM3]")
 	var bank, val listFlag
 	cfgPath := fs.String("config", "", "node configuration (ONNX Runtime library, threads, device, model embedder)")
@@ -47,76 +94,64 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	minVolume := fs.Float64("min-volume", findings.DefaultMinVolumeMM3, "smallest finding in mm3 (default: as fitted)")
 	minLesion := fs.Float64("min-lesion", eval.DefaultMinLesionMM3, "smallest painted lesion the finding sensitivity counts, mm3")
 	if err := parseWithLists(fs, args, map[string]*listFlag{"bank": &bank, "val": &val}); err != nil {
-		return err
+		return nil, err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	switch {
 	case *modelPath == "":
-		return errors.New("--model is required")
+		return nil, errors.New("--model is required")
 	case *images == "" || *labels == "":
-		return errors.New("--images and --labels are required")
+		return nil, errors.New("--images and --labels are required")
 	case *out == "":
-		return errors.New("--out is required")
+		return nil, errors.New("--out is required")
 	case !(*seriesFPR >= 0 && *seriesFPR <= 1):
-		return fmt.Errorf("--series-fpr %v: want a share in [0, 1]", *seriesFPR)
+		return nil, fmt.Errorf("--series-fpr %v: want a share in [0, 1]", *seriesFPR)
 	case !(*minVolume >= 0) || math.IsInf(*minVolume, 0):
-		return fmt.Errorf("--min-volume %v: want a volume >= 0 in mm3", *minVolume)
+		return nil, fmt.Errorf("--min-volume %v: want a volume >= 0 in mm3", *minVolume)
 	case !(*minLesion >= 0) || math.IsInf(*minLesion, 0):
-		return fmt.Errorf("--min-lesion %v: want a volume >= 0 in mm3", *minLesion)
+		return nil, fmt.Errorf("--min-lesion %v: want a volume >= 0 in mm3", *minLesion)
 	}
-	cfg, err := configOrDefault(*cfgPath)
+	a := &evalArgs{cfgPath: *cfgPath, modelPath: *modelPath, embedder: *embedder,
+		images: *images, labels: *labels, healthy: *healthy, out: *out, minLesion: *minLesion,
+		scorer: eval.ScorerConfig{Kind: *scorer, Bank: bank, CoresetSize: *coresetSize, CoresetMethod: *coresetMethod, Seed: *seed,
+			Val: val, FindingFPR: *fpr}}
+	// Unset, they default to what the model was fitted with.
+	if given["series-fpr"] {
+		a.scorer.SeriesFPR = seriesFPR
+	}
+	if given["min-volume"] {
+		a.scorer.MinVolumeMM3 = minVolume
+	}
+	return a, nil
+}
+
+// openEvalModel loads the model and opens the ONNX backbone that embeds the
+// test images: --embedder or the config's, the one the model was fitted with
+// when the model records its hash.
+func openEvalModel(a *evalArgs) (*inference.Model, *fitjob.ONNXEmbedder, error) {
+	cfg, err := configOrDefault(a.cfgPath)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	model, err := inference.LoadModel(*modelPath)
+	model, err := inference.LoadModel(a.modelPath)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	embPath := embedderPath(*embedder, cfg)
+	embPath := embedderPath(a.embedder, cfg)
 	if embPath == "" {
-		return errors.New("--embedder (or a config with one model) is required to embed the test images")
+		return nil, nil, errors.New("--embedder (or a config with one model) is required to embed the test images")
 	}
 	if model.Meta.Embedder.SHA256 != "" {
 		if err := model.VerifyEmbedder(embPath); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	emb, _, err := openEmbedder(cfg, embPath, model.Meta)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer emb.Embedder.Close()
-
-	opt := eval.Options{Source: emb, Images: *images, Labels: *labels, Healthy: *healthy, MinLesionMM3: *minLesion, Out: *out}
-	segs, err := seglabel.Load(*labels, readSEGLabel)
-	if err != nil {
-		return err
-	}
-	if segs.Files > 0 {
-		opt.Extra = segs
-	}
-	sc := eval.ScorerConfig{Kind: *scorer, Bank: bank, CoresetSize: *coresetSize, CoresetMethod: *coresetMethod, Seed: *seed,
-		Val: val, Load: fitjob.LoadOptions{Embedder: emb}, FindingFPR: *fpr}
-	if given["series-fpr"] {
-		sc.SeriesFPR = seriesFPR
-	}
-	if given["min-volume"] {
-		sc.MinVolumeMM3 = minVolume
-	}
-	if err := opt.Configure(ctx, model, sc); err != nil {
-		return err
-	}
-	if f, ok := e.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
-		opt.Progress = e.stderr
-	}
-	sum, err := eval.Run(ctx, opt)
-	if err != nil {
-		return err
-	}
-	eval.Table(e.stdout, sum)
-	fmt.Fprintf(e.stdout, "wrote %s/summary.json, %s/slices.csv, %s\n", *out, *out, sum.CurvesPNG)
-	return nil
+	return model, emb, nil
 }
 
 // readSEGLabel is the seglabel.Reader of the output package's SEG parser.

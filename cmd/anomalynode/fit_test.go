@@ -20,6 +20,7 @@ import (
 	"anomalynode/inference/eval"
 	"anomalynode/inference/pixel"
 	"anomalynode/inference/vit"
+	"anomalynode/internal/npy"
 	"anomalynode/output"
 )
 
@@ -45,7 +46,7 @@ func writeMixtureNPY(t *testing.T, path string, rng *rand.Rand, centres [][]floa
 			x[i*d+j] = float32(row[j] / math.Sqrt(norm))
 		}
 	}
-	if err := inference.WriteNPY(path, &inference.Array{Shape: []int{slices * patches, d}, Dtype: inference.DtypeFloat32, F32: x}); err != nil {
+	if err := npy.Write(path, &npy.Array{Shape: []int{slices * patches, d}, Dtype: npy.DtypeFloat32, F32: x}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -292,7 +293,7 @@ func writeSEGLabels(t *testing.T, images, labels, segDir string) {
 			t.Fatal(err)
 		}
 		s := sl[0]
-		a, err := inference.ReadNPY(filepath.Join(labels, strings.TrimSuffix(filepath.Base(f), ".dcm")+".npy"))
+		a, err := npy.Read(filepath.Join(labels, strings.TrimSuffix(filepath.Base(f), ".dcm")+".npy"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
 	"anomalynode/inference/vit"
+	"anomalynode/internal/npy"
 	"anomalynode/internal/synth"
 	"anomalynode/output"
 )
@@ -109,11 +110,11 @@ func TestScoreCommand(t *testing.T) {
 			if s.SOPInstanceUID != m.Slices[i].SOPInstanceUID {
 				t.Fatalf("slice %d is %s, want %s (InstanceNumber order)", i, s.SOPInstanceUID, m.Slices[i].SOPInstanceUID)
 			}
-			a, err := inference.ReadNPY(filepath.Join(out, m.SeriesInstanceUID, s.Map))
+			a, err := npy.Read(filepath.Join(out, m.SeriesInstanceUID, s.Map))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Dtype != inference.DtypeFloat32 || a.Shape[0] != 60 || a.Shape[1] != 76 {
+			if a.Dtype != npy.DtypeFloat32 || a.Shape[0] != 60 || a.Shape[1] != 76 {
 				t.Fatalf("map %s: %v %v", s.Map, a.Dtype, a.Shape)
 			}
 			var mx float32

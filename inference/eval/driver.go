@@ -24,6 +24,7 @@ import (
 	"anomalynode/inference/fitjob"
 	"anomalynode/inference/internal/sniff"
 	"anomalynode/inference/pixel"
+	"anomalynode/internal/npy"
 )
 
 // SliceSource embeds decoded slices; fitjob.ONNXEmbedder is the real one.
@@ -424,7 +425,7 @@ func loadMasks(images, labels, f string, sl []*pixel.Slice) ([][]uint8, bool, er
 }
 
 func readNPYMask(path string, masks [][]uint8, sl []*pixel.Slice) error {
-	a, err := inference.ReadNPY(path)
+	a, err := npy.Read(path)
 	if err != nil {
 		return fmt.Errorf("eval: mask: %w", err)
 	}

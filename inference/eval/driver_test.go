@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"anomalynode/inference"
 	"anomalynode/inference/pixel"
+	"anomalynode/internal/npy"
 )
 
 func TestLabelCandidates(t *testing.T) {
@@ -56,7 +56,7 @@ func TestMasks(t *testing.T) {
 		t.Fatalf("mask %v", masks[0])
 	}
 	// .npy wins over .png and must match the image size.
-	if err := inference.WriteNPY(filepath.Join(dir, "a.npy"), &inference.Array{Shape: []int{3, 2}, Dtype: inference.DtypeUint8, U8: make([]uint8, 6)}); err != nil {
+	if err := npy.Write(filepath.Join(dir, "a.npy"), &npy.Array{Shape: []int{3, 2}, Dtype: npy.DtypeUint8, U8: make([]uint8, 6)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := loadMasks(filepath.Join(dir, "img"), dir, filepath.Join(dir, "img", "a.dcm"), sl); err == nil || !strings.Contains(err.Error(), "shape") {

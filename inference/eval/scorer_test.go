@@ -12,6 +12,7 @@ import (
 	"anomalynode/inference/findings"
 	"anomalynode/inference/fitjob"
 	"anomalynode/inference/pixel"
+	"anomalynode/internal/npy"
 	"anomalynode/internal/synth"
 )
 
@@ -121,7 +122,7 @@ func TestConfigure(t *testing.T) {
 
 	// knn on a bank, no --val: neither thresholds nor finding limits.
 	bank := filepath.Join(dir, "bank.npy")
-	if err := inference.WriteNPY(bank, &inference.Array{Shape: []int{5, 2}, Dtype: inference.DtypeFloat32, F32: []float32{1, 0, 1, 0, 1, 0, 0.8, 0.6, 0.8, 0.6}}); err != nil {
+	if err := npy.Write(bank, &npy.Array{Shape: []int{5, 2}, Dtype: npy.DtypeFloat32, F32: []float32{1, 0, 1, 0, 1, 0, 0.8, 0.6, 0.8, 0.6}}); err != nil {
 		t.Fatal(err)
 	}
 	o = Options{}

@@ -20,6 +20,7 @@ import (
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
 	"anomalynode/inference/internal/sniff"
+	"anomalynode/internal/npy"
 )
 
 // EmbeddedSlice is one slice's patch embeddings and the geometry that maps its
@@ -222,7 +223,7 @@ func cacheSidecar(npyPath string) *cacheMeta {
 var errMaskNPY = errors.New("an integer .npy is a label mask, not embeddings")
 
 func loadNPY(path string, perSlice int, meta *cacheMeta, add func([]float32, int, EmbeddedSlice) error) error {
-	a, err := inference.ReadNPY(path)
+	a, err := npy.Read(path)
 	if err != nil {
 		return fmt.Errorf("fitjob: %w", err)
 	}
@@ -312,7 +313,7 @@ func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedS
 	jsonPath := filepath.Join(opt.CacheDir, key+".json")
 	if mb, err := os.ReadFile(jsonPath); err == nil {
 		var meta cacheMeta
-		a, err2 := inference.ReadNPY(npyPath)
+		a, err2 := npy.Read(npyPath)
 		if err := json.Unmarshal(mb, &meta); err == nil && err2 == nil && len(a.Shape) == 3 && a.Shape[0] == len(meta.Geometries) && len(meta.Planes) == len(meta.Geometries) {
 			out := make([]EmbeddedSlice, a.Shape[0])
 			p, d := a.Shape[1], a.Shape[2]
@@ -345,7 +346,7 @@ func embedCached(ctx context.Context, path string, opt LoadOptions) ([]EmbeddedS
 	if err := os.MkdirAll(opt.CacheDir, 0o755); err != nil {
 		return nil, false, fmt.Errorf("fitjob: cache: %w", err)
 	}
-	if err := inference.WriteNPY(npyPath, &inference.Array{Shape: []int{len(s), p, d}, Dtype: inference.DtypeFloat32, F32: all}); err != nil {
+	if err := npy.Write(npyPath, &npy.Array{Shape: []int{len(s), p, d}, Dtype: npy.DtypeFloat32, F32: all}); err != nil {
 		return nil, false, fmt.Errorf("fitjob: cache: %w", err)
 	}
 	mb, _ := json.Marshal(meta)

@@ -13,6 +13,7 @@ import (
 	"anomalynode/inference"
 	"anomalynode/inference/dpmm"
 	"anomalynode/inference/findings"
+	"anomalynode/internal/npy"
 )
 
 func writeNPY(t *testing.T, path string, shape []int) {
@@ -25,7 +26,7 @@ func writeNPY(t *testing.T, path string, shape []int) {
 	for i := range x {
 		x[i] = float32(i)
 	}
-	if err := inference.WriteNPY(path, &inference.Array{Shape: shape, Dtype: inference.DtypeFloat32, F32: x}); err != nil {
+	if err := npy.Write(path, &npy.Array{Shape: shape, Dtype: npy.DtypeFloat32, F32: x}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -62,7 +63,7 @@ func TestLoadNPY(t *testing.T) {
 	labels := filepath.Join(dir, "labels")
 	os.Mkdir(labels, 0o755)
 	mask := filepath.Join(labels, "IM0001.npy")
-	if err := inference.WriteNPY(mask, &inference.Array{Shape: []int{4, 4}, Dtype: inference.DtypeUint8, U8: make([]uint8, 16)}); err != nil {
+	if err := npy.Write(mask, &npy.Array{Shape: []int{4, 4}, Dtype: npy.DtypeUint8, U8: make([]uint8, 16)}); err != nil {
 		t.Fatal(err)
 	}
 	l, err = Load(context.Background(), []string{dir}, LoadOptions{PatchesPerSlice: 4})

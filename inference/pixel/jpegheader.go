@@ -55,6 +55,131 @@ func jpegSegment(data []byte, pos int) (marker byte, params []byte, next int, er
 	return m, data[pos+2 : pos+n], pos + n, nil
 }
 
+// jpegErrs makes one decoder's errors, each prefixed with its name: bad wraps
+// ErrBadPixelData, unsupported is an *UnsupportedError without its transfer
+// syntax (the caller adds it).
+type jpegErrs string
+
+func (c jpegErrs) bad(format string, a ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrBadPixelData, string(c), fmt.Sprintf(format, a...))
+}
+
+func (c jpegErrs) unsupported(format string, a ...any) error {
+	return &UnsupportedError{Reason: string(c) + ": " + fmt.Sprintf(format, a...)}
+}
+
+// jpegDialect is what sets one decoder's walk over the header apart.
+type jpegDialect struct {
+	errs jpegErrs
+	// sof is the one frame type the decoder reads; otherSOF says why any
+	// other SOFn is refused.
+	sof      byte
+	otherSOF string
+	// driBytes is the longest restart interval field a DRI segment may
+	// carry (T.81 B.2.4.4: 2 bytes; T.87 C.2.5: 2, 3 or 4).
+	driBytes int
+	// refuse, when set, says why a frame header the walk accepts is still
+	// not decoded ("" when it is), as soon as it is read.
+	refuse func(jpegFrame) string
+}
+
+// jpegHeader is what the marker segments up to the first scan said.
+type jpegHeader struct {
+	frame jpegFrame
+	// restartInterval is DRI's value; 0 without a DRI segment.
+	restartInterval int
+	// scan is the scan header's parameters (SOS after its length), as long
+	// as its component count says.
+	scan []byte
+	// ecs is the position in data of the entropy-coded data after it.
+	ecs int
+}
+
+// walkJPEGHeader reads the marker segments of data from SOI up to the first
+// scan header, with every bound checked before it is used: the frame header
+// must be d.sof and describe one component of rows x cols samples, come once
+// and come before the scan. segment reads the decoder's own segments (tables,
+// presets): it is handed every segment before the scan other than a frame
+// header, DRI, SOS and TEM, and passes over those it does not know (APPn,
+// COM). Every error is d.errs' bad or unsupported, or what the hooks return.
+func walkJPEGHeader(data []byte, rows, cols int, d *jpegDialect, segment func(m byte, params []byte) error) (jpegHeader, error) {
+	var (
+		h        jpegHeader
+		sawFrame bool
+	)
+	if err := jpegStart(data, rows, cols); err != nil {
+		return h, d.errs.bad("%v", err)
+	}
+	pos := 2
+	for {
+		m, seg, next, err := jpegSegment(data, pos)
+		if err != nil {
+			return h, d.errs.bad("%v", err)
+		}
+		pos = next
+		switch {
+		case m == mTEM:
+		case m == d.sof:
+			if sawFrame {
+				return h, d.errs.bad("second frame header")
+			}
+			f, why, err := parseJPEGFrame(seg, rows, cols)
+			if err != nil {
+				return h, d.errs.bad("%v", err)
+			}
+			if why != "" {
+				return h, d.errs.unsupported("%s", why)
+			}
+			if d.refuse != nil {
+				if why := d.refuse(f); why != "" {
+					return h, d.errs.unsupported("%s", why)
+				}
+			}
+			h.frame, sawFrame = f, true
+		case m >= 0xC0 && m <= 0xCF && m != mDHT && m != mDAC && m != 0xC8:
+			return h, d.errs.unsupported("frame type SOF%d (%s)", m-0xC0, d.otherSOF)
+		case m == mDRI:
+			if len(seg) < 2 || len(seg) > d.driBytes {
+				return h, d.errs.bad("DRI segment of %d bytes", len(seg))
+			}
+			h.restartInterval = 0
+			for _, b := range seg {
+				h.restartInterval = h.restartInterval<<8 | int(b)
+			}
+		case m == mSOS:
+			if !sawFrame {
+				return h, d.errs.bad("scan before the frame header")
+			}
+			if len(seg) < 1 || len(seg) != 4+2*int(seg[0]) {
+				return h, d.errs.bad("scan header of %d bytes", len(seg))
+			}
+			h.scan, h.ecs = seg, pos
+			return h, nil
+		default:
+			if err := segment(m, seg); err != nil {
+				return h, err
+			}
+		}
+	}
+}
+
+// jpegRST consumes the RSTn marker that must end restart interval n (its
+// number modulo 8 is the marker's) at data[p:]: X'FF' and any fill bytes
+// X'FF', then the marker code. It returns the position after the marker.
+func jpegRST(data []byte, p, n int) (int, error) {
+	start := p
+	for p < len(data) && data[p] == 0xFF {
+		p++
+	}
+	if p == start || p >= len(data) {
+		return 0, fmt.Errorf("restart marker RST%d missing", n&7)
+	}
+	if m := data[p]; m != byte(mRST0+n&7) {
+		return 0, fmt.Errorf("marker %#02x where RST%d was expected", m, n&7)
+	}
+	return p + 1, nil
+}
+
 // jpegFrame is what a frame header (SOFn, T.81 B.2.2 / T.87 C.2.2) of a
 // one-component image says.
 type jpegFrame struct {

@@ -227,19 +227,16 @@ func (r *ljBits) decodeDiff(h *ljHuffman) (int32, error) {
 // the interval's number modulo 8 (E.2.4), after dropping the fill bits.
 func (r *ljBits) restart(n int) error {
 	r.acc, r.n, r.end = 0, 0, false
-	p := r.pos
-	for p < len(r.data) && r.data[p] == 0xFF {
-		p++
+	next, err := jpegRST(r.data, r.pos, n)
+	if err != nil {
+		return err
 	}
-	if p == r.pos || p >= len(r.data) {
-		return fmt.Errorf("restart marker RST%d missing", n&7)
-	}
-	if m := r.data[p]; m != byte(mRST0+n&7) {
-		return fmt.Errorf("marker %#02x where RST%d was expected", m, n&7)
-	}
-	r.pos = p + 1
+	r.pos = next
 	return nil
 }
+
+// losslessJPEG is what sets Process 14's header apart for walkJPEGHeader.
+var losslessJPEG = jpegDialect{errs: "lossless JPEG", sof: mSOF3, otherSOF: "only SOF3, Huffman lossless", driBytes: 2}
 
 // decodeJPEGLosslessFrame decodes one lossless JPEG image (Process 14,
 // one component) whose frame header must say rows x cols: the size is checked
@@ -249,122 +246,87 @@ func (r *ljBits) restart(n int) error {
 // transfer syntax (the caller adds it); any malformed stream an error wrapping
 // ErrBadPixelData.
 func decodeJPEGLosslessFrame(data []byte, rows, cols int) (samples []uint16, precision int, err error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: lossless JPEG: %s", ErrBadPixelData, fmt.Sprintf(format, a...))
-	}
-	unsupported := func(format string, a ...any) error {
-		return &UnsupportedError{Reason: "lossless JPEG: " + fmt.Sprintf(format, a...)}
-	}
-	if err := jpegStart(data, rows, cols); err != nil {
-		return nil, 0, bad("%v", err)
-	}
-	var (
-		tables     [4]ljHuffman
-		restartInt int
-		sawFrame   bool
-		p          int // precision
-		x, y       int
-		compID     byte
-	)
-	pos := 2
-	for {
-		m, seg, next, err := jpegSegment(data, pos)
-		if err != nil {
-			return nil, 0, bad("%v", err)
+	e := losslessJPEG.errs
+	var tables ljTables
+	h, err := walkJPEGHeader(data, rows, cols, &losslessJPEG, func(m byte, seg []byte) error {
+		switch m {
+		case mDHP:
+			return e.unsupported("hierarchical mode")
+		case mDHT:
+			return tables.define(seg, e)
+		case mDNL:
+			return e.bad("DNL marker before the scan")
 		}
-		pos = next
-		if m == mTEM {
-			continue
-		}
-		switch {
-		case m == mSOF3:
-			if sawFrame {
-				return nil, 0, bad("second frame header")
-			}
-			f, why, err := parseJPEGFrame(seg, rows, cols)
-			if err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			if why != "" {
-				return nil, 0, unsupported("%s", why)
-			}
-			p, compID, x, y = f.precision, f.compID, cols, rows
-			sawFrame = true
-		case m >= 0xC0 && m <= 0xCF && m != mDHT && m != mDAC && m != 0xC8:
-			return nil, 0, unsupported("frame type SOF%d (only SOF3, Huffman lossless)", m-0xC0)
-		case m == mDHP:
-			return nil, 0, unsupported("hierarchical mode")
-		case m == mDHT:
-			for len(seg) > 0 {
-				if len(seg) < 17 {
-					return nil, 0, bad("Huffman table segment truncated")
-				}
-				tc, th := seg[0]>>4, seg[0]&0x0F
-				if tc > 1 || th > 3 {
-					return nil, 0, bad("Huffman table class %d, id %d", tc, th)
-				}
-				total := 0
-				for _, c := range seg[1:17] {
-					total += int(c)
-				}
-				if total > 256 || 17+total > len(seg) {
-					return nil, 0, bad("Huffman table lists %d codes in a %d-byte segment", total, len(seg))
-				}
-				// Lossless scans use the DC-style tables; an AC table is
-				// parsed and set aside (some encoders write both).
-				if tc == 0 {
-					if err := tables[th].build(seg[1:17], seg[17:17+total]); err != nil {
-						return nil, 0, bad("Huffman table %d: %v", th, err)
-					}
-				}
-				seg = seg[17+total:]
-			}
-		case m == mDRI:
-			if len(seg) != 2 {
-				return nil, 0, bad("DRI segment of %d bytes", len(seg))
-			}
-			restartInt = int(seg[0])<<8 | int(seg[1])
-		case m == mDNL:
-			return nil, 0, bad("DNL marker before the scan")
-		case m == mSOS:
-			if !sawFrame {
-				return nil, 0, bad("scan before the frame header")
-			}
-			if len(seg) < 1 || len(seg) != 4+2*int(seg[0]) {
-				return nil, 0, bad("scan header of %d bytes", len(seg))
-			}
-			if seg[0] != 1 || seg[1] != compID {
-				return nil, 0, bad("scan of %d components / component %d, frame has component %d", seg[0], seg[1], compID)
-			}
-			td := seg[2] >> 4
-			ss, se, ah, al := int(seg[3]), int(seg[4]), int(seg[5]>>4), int(seg[5]&0x0F)
-			if td > 3 || !tables[td].ok {
-				return nil, 0, bad("scan uses undefined Huffman table %d", td)
-			}
-			if ss < 1 || ss > 7 {
-				return nil, 0, unsupported("predictor selection %d (1-7)", ss)
-			}
-			if se != 0 || ah != 0 || al >= p {
-				return nil, 0, bad("scan Se=%d Ah=%d Pt=%d with precision %d", se, ah, al, p)
-			}
-			// Every sample takes at least one bit, so the image cannot be
-			// larger than 8 samples per remaining byte: this bounds the
-			// allocation by the input size, whatever the header claims.
-			if n := x * y; n/8 > len(data)-pos {
-				return nil, 0, bad("%dx%d samples cannot fit in %d bytes", x, y, len(data)-pos)
-			}
-			if restartInt > 0 && restartInt%x != 0 {
-				// libjpeg, and so dcmtk and most DICOM encoders, only write
-				// and read intervals of whole lines; nothing to test others on.
-				return nil, 0, unsupported("restart interval %d is not a whole number of %d-sample lines", restartInt, x)
-			}
-			out := make([]uint16, x*y)
-			if err := decodeLosslessScan(data[pos:], out, x, y, p, al, ss, restartInt/x, &tables[td]); err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			return out, p, nil
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	p, x, y, seg, pos := h.frame.precision, cols, rows, h.scan, h.ecs
+	if seg[0] != 1 || seg[1] != h.frame.compID {
+		return nil, 0, e.bad("scan of %d components / component %d, frame has component %d", seg[0], seg[1], h.frame.compID)
+	}
+	td := seg[2] >> 4
+	ss, se, ah, al := int(seg[3]), int(seg[4]), int(seg[5]>>4), int(seg[5]&0x0F)
+	if td > 3 || !tables[td].ok {
+		return nil, 0, e.bad("scan uses undefined Huffman table %d", td)
+	}
+	if ss < 1 || ss > 7 {
+		return nil, 0, e.unsupported("predictor selection %d (1-7)", ss)
+	}
+	if se != 0 || ah != 0 || al >= p {
+		return nil, 0, e.bad("scan Se=%d Ah=%d Pt=%d with precision %d", se, ah, al, p)
+	}
+	// Every sample takes at least one bit, so the image cannot be
+	// larger than 8 samples per remaining byte: this bounds the
+	// allocation by the input size, whatever the header claims.
+	if n := x * y; n/8 > len(data)-pos {
+		return nil, 0, e.bad("%dx%d samples cannot fit in %d bytes", x, y, len(data)-pos)
+	}
+	restartInt := h.restartInterval
+	if restartInt > 0 && restartInt%x != 0 {
+		// libjpeg, and so dcmtk and most DICOM encoders, only write
+		// and read intervals of whole lines; nothing to test others on.
+		return nil, 0, e.unsupported("restart interval %d is not a whole number of %d-sample lines", restartInt, x)
+	}
+	out := make([]uint16, x*y)
+	if err := decodeLosslessScan(data[pos:], out, x, y, p, al, ss, restartInt/x, &tables[td]); err != nil {
+		return nil, 0, e.bad("%v", err)
+	}
+	return out, p, nil
+}
+
+// ljTables are the four DC Huffman table destinations of T.81 B.2.4.2.
+type ljTables [4]ljHuffman
+
+// define reads a DHT segment (B.2.4.2): one or more tables, each a class and
+// destination byte, 16 code-length counts and the values.
+func (t *ljTables) define(seg []byte, e jpegErrs) error {
+	for len(seg) > 0 {
+		if len(seg) < 17 {
+			return e.bad("Huffman table segment truncated")
+		}
+		tc, th := seg[0]>>4, seg[0]&0x0F
+		if tc > 1 || th > 3 {
+			return e.bad("Huffman table class %d, id %d", tc, th)
+		}
+		total := 0
+		for _, c := range seg[1:17] {
+			total += int(c)
+		}
+		if total > 256 || 17+total > len(seg) {
+			return e.bad("Huffman table lists %d codes in a %d-byte segment", total, len(seg))
+		}
+		// Lossless scans use the DC-style tables; an AC table is
+		// parsed and set aside (some encoders write both).
+		if tc == 0 {
+			if err := t[th].build(seg[1:17], seg[17:17+total]); err != nil {
+				return e.bad("Huffman table %d: %v", th, err)
+			}
+		}
+		seg = seg[17+total:]
+	}
+	return nil
 }
 
 // decodeLosslessScan reconstructs the samples of a one-component scan (H.2):

@@ -187,17 +187,11 @@ func (r *jlsBits) restart(n int) error {
 		p++
 	}
 	r.acc, r.n, r.end, r.prevFF = 0, 0, false, false
-	start := p
-	for p < len(r.data) && r.data[p] == 0xFF {
-		p++
+	next, err := jpegRST(r.data, p, n)
+	if err != nil {
+		return err
 	}
-	if p == start || p >= len(r.data) {
-		return fmt.Errorf("restart marker RST%d missing", n&7)
-	}
-	if m := r.data[p]; m != byte(mRST0+n&7) {
-		return fmt.Errorf("marker %#02x where RST%d was expected", m, n&7)
-	}
-	r.pos = p + 1
+	r.pos = next
 	return nil
 }
 
@@ -258,6 +252,22 @@ func jlsDefaults(p *jlsParams, precision int) error {
 	return nil
 }
 
+// jpegLS is what sets a JPEG-LS header apart for walkJPEGHeader.
+var jpegLS = jpegDialect{
+	errs:     "JPEG-LS",
+	sof:      mSOF55,
+	otherSOF: "not JPEG-LS",
+	// T.87 C.2.5: a 16, 24 or 32-bit interval, in lines for a
+	// one-component scan.
+	driBytes: 4,
+	refuse: func(f jpegFrame) string {
+		if f.sampling != 0x11 {
+			return fmt.Sprintf("sampling factors %#02x", f.sampling)
+		}
+		return ""
+	},
+}
+
 // decodeJPEGLSFrame decodes one JPEG-LS image (one component) whose frame
 // header must say rows x cols: the size is checked before anything is
 // allocated. It returns the reconstructed samples, row-major, and the sample
@@ -265,110 +275,62 @@ func jlsDefaults(p *jlsParams, precision int) error {
 // return an *UnsupportedError without its transfer syntax (the caller adds
 // it); any malformed stream an error wrapping ErrBadPixelData.
 func decodeJPEGLSFrame(data []byte, rows, cols int) (samples []uint16, precision int, err error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: JPEG-LS: %s", ErrBadPixelData, fmt.Sprintf(format, a...))
-	}
-	unsupported := func(format string, a ...any) error {
-		return &UnsupportedError{Reason: "JPEG-LS: " + fmt.Sprintf(format, a...)}
-	}
-	if err := jpegStart(data, rows, cols); err != nil {
-		return nil, 0, bad("%v", err)
-	}
-	var (
-		prm        jlsParams
-		restartInt int
-		sawFrame   bool
-		p          int
-		x, y       int
-		compID     byte
-	)
-	pos := 2
-	for {
-		m, seg, next, err := jpegSegment(data, pos)
-		if err != nil {
-			return nil, 0, bad("%v", err)
+	e := jpegLS.errs
+	var prm jlsParams
+	h, err := walkJPEGHeader(data, rows, cols, &jpegLS, func(m byte, seg []byte) error {
+		if m == mLSE {
+			return prm.preset(seg, e)
 		}
-		pos = next
-		if m == mTEM {
-			continue
-		}
-		switch {
-		case m == mSOF55:
-			if sawFrame {
-				return nil, 0, bad("second frame header")
-			}
-			f, why, err := parseJPEGFrame(seg, rows, cols)
-			if err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			if why != "" {
-				return nil, 0, unsupported("%s", why)
-			}
-			if f.sampling != 0x11 {
-				return nil, 0, unsupported("sampling factors %#02x", f.sampling)
-			}
-			p, compID, x, y = f.precision, f.compID, cols, rows
-			sawFrame = true
-		case m >= 0xC0 && m <= 0xCF && m != mDHT && m != mDAC && m != 0xC8:
-			return nil, 0, unsupported("frame type SOF%d (not JPEG-LS)", m-0xC0)
-		case m == mLSE:
-			if len(seg) < 1 {
-				return nil, 0, bad("empty LSE segment")
-			}
-			if seg[0] != 1 {
-				// 2 and 3 are mapping tables, 4 oversize dimensions.
-				return nil, 0, unsupported("LSE preset parameters of type %d", seg[0])
-			}
-			if len(seg) != 11 {
-				return nil, 0, bad("LSE segment of %d bytes", len(seg))
-			}
-			u := func(i int) int { return int(seg[i])<<8 | int(seg[i+1]) }
-			prm.maxval, prm.t1, prm.t2, prm.t3, prm.reset = u(1), u(3), u(5), u(7), u(9)
-		case m == mDRI:
-			// T.87 C.2.5: a 16, 24 or 32-bit interval, in lines for
-			// a one-component scan.
-			if len(seg) < 2 || len(seg) > 4 {
-				return nil, 0, bad("DRI segment of %d bytes", len(seg))
-			}
-			restartInt = 0
-			for _, b := range seg {
-				restartInt = restartInt<<8 | int(b)
-			}
-		case m == mSOS:
-			if !sawFrame {
-				return nil, 0, bad("scan before the frame header")
-			}
-			if len(seg) < 1 || len(seg) != 4+2*int(seg[0]) {
-				return nil, 0, bad("scan header of %d bytes", len(seg))
-			}
-			ns := int(seg[0])
-			if ns != 1 {
-				return nil, 0, unsupported("scan of %d components (greyscale only)", ns)
-			}
-			if seg[1] != compID {
-				return nil, 0, bad("scan of component %d, frame has component %d", seg[1], compID)
-			}
-			if seg[2] != 0 {
-				return nil, 0, unsupported("mapping table %d", seg[2])
-			}
-			prm.near = int(seg[3])
-			ilv, pt := seg[4], seg[5]&0x0F
-			if ilv != 0 {
-				return nil, 0, unsupported("interleave mode %d", ilv)
-			}
-			if pt != 0 || seg[5]>>4 != 0 {
-				return nil, 0, unsupported("point transform %d", pt)
-			}
-			if err := jlsDefaults(&prm, p); err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			out, err := decodeJLSScan(data[pos:], x, y, restartInt, &prm)
-			if err != nil {
-				return nil, 0, bad("%v", err)
-			}
-			return out, p, nil
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	seg := h.scan
+	if ns := int(seg[0]); ns != 1 {
+		return nil, 0, e.unsupported("scan of %d components (greyscale only)", ns)
+	}
+	if seg[1] != h.frame.compID {
+		return nil, 0, e.bad("scan of component %d, frame has component %d", seg[1], h.frame.compID)
+	}
+	if seg[2] != 0 {
+		return nil, 0, e.unsupported("mapping table %d", seg[2])
+	}
+	prm.near = int(seg[3])
+	ilv, pt := seg[4], seg[5]&0x0F
+	if ilv != 0 {
+		return nil, 0, e.unsupported("interleave mode %d", ilv)
+	}
+	if pt != 0 || seg[5]>>4 != 0 {
+		return nil, 0, e.unsupported("point transform %d", pt)
+	}
+	p := h.frame.precision
+	if err := jlsDefaults(&prm, p); err != nil {
+		return nil, 0, e.bad("%v", err)
+	}
+	out, err := decodeJLSScan(data[h.ecs:], cols, rows, h.restartInterval, &prm)
+	if err != nil {
+		return nil, 0, e.bad("%v", err)
+	}
+	return out, p, nil
+}
+
+// preset reads an LSE segment (T.87 C.2.4.1): only preset coding parameters
+// (type 1) are supported; a 0 leaves a parameter to jlsDefaults.
+func (p *jlsParams) preset(seg []byte, e jpegErrs) error {
+	if len(seg) < 1 {
+		return e.bad("empty LSE segment")
+	}
+	if seg[0] != 1 {
+		// 2 and 3 are mapping tables, 4 oversize dimensions.
+		return e.unsupported("LSE preset parameters of type %d", seg[0])
+	}
+	if len(seg) != 11 {
+		return e.bad("LSE segment of %d bytes", len(seg))
+	}
+	u := func(i int) int { return int(seg[i])<<8 | int(seg[i+1]) }
+	p.maxval, p.t1, p.t2, p.t3, p.reset = u(1), u(3), u(5), u(7), u(9)
+	return nil
 }
 
 // jlsContext holds one context's variables (A.2): the accumulated error
@@ -467,9 +429,8 @@ func (p *jlsParams) reconstruct(px, errval int) int {
 // not bounded by the input size, but what is allocated is bounded by what
 // the input actually codes.
 func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, error) {
-	r := jlsBits{data: ecs}
-	var ctx jlsContexts
-	ctx.init(p.rng)
+	s := jlsScan{r: jlsBits{data: ecs}, p: p, quant: newJLSQuant(p), esc: p.limit - p.qbpp - 1}
+	s.ctx.init(p.rng)
 	// Every line takes at least one bit: pre-size for typical ratios only.
 	out := make([]uint16, 0, min(w*h, 64*len(ecs)+w))
 	// Lines with a border sample on each side: index 0 is the sample left
@@ -477,127 +438,17 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 	// w+1 the one right of the last (Rd of the last sample).
 	prev := make([]int, w+2)
 	cur := make([]int, w+2)
-	runIndex := 0
-	step := 2*p.near + 1
-	quant := newJLSQuant(p)
-	esc := p.limit - p.qbpp - 1
-	var err error
 	interval := 0
 	for yy := 0; yy < h; yy++ {
 		if restartLines > 0 && yy > 0 && yy%restartLines == 0 {
-			if err := r.restart(interval); err != nil {
+			if err := s.restart(interval); err != nil {
 				return nil, fmt.Errorf("line %d: %v", yy, err)
 			}
 			interval++
-			ctx.init(p.rng)
-			runIndex = 0
 			clear(prev)
 		}
-		prev[w+1] = prev[w]
-		cur[0] = prev[1]
-		for x := 1; x <= w; {
-			ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
-			d1, d2, d3 := rd-rb, rb-rc, rc-ra
-			if jlsAbs(d1) <= p.near && jlsAbs(d2) <= p.near && jlsAbs(d3) <= p.near {
-				// Run mode (A.7).
-				n, interrupted, err := jlsRun(&r, w-x+1, &runIndex)
-				if err != nil {
-					return nil, fmt.Errorf("line %d: %v", yy, err)
-				}
-				for i := 0; i < n; i++ {
-					cur[x+i] = ra
-				}
-				x += n
-				if !interrupted {
-					continue
-				}
-				v, err := jlsInterruption(&r, p, &ctx, ra, prev[x], runIndex)
-				if err != nil {
-					return nil, fmt.Errorf("line %d: %v", yy, err)
-				}
-				cur[x] = v
-				x++
-				if runIndex > 0 {
-					runIndex--
-				}
-				continue
-			}
-			// Regular mode: context (A.3), prediction (A.4), error
-			// decoding (A.5), context update (A.6).
-			q1, q2, q3 := quant.region(d1), quant.region(d2), quant.region(d3)
-			sign := 1
-			if q1 < 0 || q1 == 0 && (q2 < 0 || q2 == 0 && q3 < 0) {
-				q1, q2, q3, sign = -q1, -q2, -q3, -1
-			}
-			q := (q1*9+q2)*9 + q3
-			var px int
-			switch {
-			case rc >= max(ra, rb):
-				px = min(ra, rb)
-			case rc <= min(ra, rb):
-				px = max(ra, rb)
-			default:
-				px = ra + rb - rc
-			}
-			cx := &ctx.reg[q]
-			px += sign * cx.c
-			px = min(max(px, 0), p.maxval)
-			k := golombK(cx.a, cx.n)
-			// The common short code is read here, the rest by golomb.
-			if r.n < 32 {
-				r.fill()
-			}
-			m, short := 0, false
-			if w := r.acc << (64 - r.n); w != 0 {
-				if z := bits.LeadingZeros64(w); z < esc && uint(z+1+k) <= r.n {
-					r.n -= uint(z + 1 + k)
-					m, short = z<<k|int(r.acc>>r.n)&(1<<k-1), true
-				}
-			}
-			if !short || m > jlsMaxMErrval {
-				// Long codes, escapes, the end of the data and
-				// corrupt values: the general path says which.
-				if short {
-					return nil, fmt.Errorf("line %d: mapped error %d out of range", yy, m)
-				}
-				if m, err = r.golomb(k, p.limit, p.qbpp); err != nil {
-					return nil, fmt.Errorf("line %d: %v", yy, err)
-				}
-			}
-			errval := m >> 1
-			if m&1 != 0 {
-				errval = -(m + 1) >> 1
-			}
-			if p.near == 0 && k == 0 && 2*cx.b <= -cx.n {
-				errval = -errval - 1
-			}
-			cx.b += errval * step
-			cx.a += jlsAbs(errval)
-			if cx.n == p.reset {
-				cx.a >>= 1
-				cx.b >>= 1
-				cx.n >>= 1
-			}
-			cx.n++
-			if cx.b <= -cx.n {
-				cx.b += cx.n
-				if cx.c > -128 {
-					cx.c--
-				}
-				if cx.b <= -cx.n {
-					cx.b = -cx.n + 1
-				}
-			} else if cx.b > 0 {
-				cx.b -= cx.n
-				if cx.c < 127 {
-					cx.c++
-				}
-				if cx.b > 0 {
-					cx.b = 0
-				}
-			}
-			cur[x] = p.reconstruct(px, sign*errval)
-			x++
+		if err := s.line(prev, cur); err != nil {
+			return nil, fmt.Errorf("line %d: %v", yy, err)
 		}
 		for _, v := range cur[1 : w+1] {
 			out = append(out, uint16(v))
@@ -605,6 +456,175 @@ func decodeJLSScan(ecs []byte, w, h, restartLines int, p *jlsParams) ([]uint16, 
 		prev, cur = cur, prev
 	}
 	return out, nil
+}
+
+// jlsScan is one scan's decoding state: the bits, the parameters, and what
+// the coding adapts as it goes (the contexts and RUNindex).
+type jlsScan struct {
+	r        jlsBits
+	p        *jlsParams
+	ctx      jlsContexts
+	quant    jlsQuant
+	runIndex int
+	// esc is the number of leading zeros that escapes a regular-mode code
+	// (A.5.3): LIMIT - qbpp - 1.
+	esc int
+}
+
+// restart consumes RSTn, n being the restart interval's number, and starts
+// the contexts and RUNindex afresh (T.87 D.2.2).
+func (s *jlsScan) restart(n int) error {
+	if err := s.r.restart(n); err != nil {
+		return err
+	}
+	s.ctx.init(s.p.rng)
+	s.runIndex = 0
+	return nil
+}
+
+// line decodes one line into cur[1:w+1] from the line above, prev; both are
+// w+2 long with their border samples, prev's set and cur's set here (A.2.1).
+func (s *jlsScan) line(prev, cur []int) error {
+	w := len(cur) - 2
+	prev[w+1] = prev[w]
+	cur[0] = prev[1]
+	near := s.p.near
+	for x := 1; x <= w; {
+		ra, rb, rc, rd := cur[x-1], prev[x], prev[x-1], prev[x+1]
+		d1, d2, d3 := rd-rb, rb-rc, rc-ra
+		if jlsAbs(d1) <= near && jlsAbs(d2) <= near && jlsAbs(d3) <= near {
+			n, err := s.run(prev, cur, x)
+			if err != nil {
+				return err
+			}
+			x += n
+			continue
+		}
+		v, err := s.regular(ra, rb, rc, d1, d2, d3)
+		if err != nil {
+			return err
+		}
+		cur[x] = v
+		x++
+	}
+	return nil
+}
+
+// run decodes run mode from sample x (A.7): a run of Ra, and, when it stops
+// before the end of the line, the sample that interrupts it. It returns how
+// many samples of cur it filled.
+func (s *jlsScan) run(prev, cur []int, x int) (int, error) {
+	ra := cur[x-1]
+	n, interrupted, err := jlsRun(&s.r, len(cur)-2-x+1, &s.runIndex)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < n; i++ {
+		cur[x+i] = ra
+	}
+	if !interrupted {
+		return n, nil
+	}
+	x += n
+	v, err := jlsInterruption(&s.r, s.p, &s.ctx, ra, prev[x], s.runIndex)
+	if err != nil {
+		return 0, err
+	}
+	cur[x] = v
+	if s.runIndex > 0 {
+		s.runIndex--
+	}
+	return n + 1, nil
+}
+
+// regular decodes one sample in regular mode, from its neighbours Ra, Rb, Rc
+// and local gradients D1-D3: context (A.3), prediction (A.4), prediction
+// error (A.5), context update (A.6).
+func (s *jlsScan) regular(ra, rb, rc, d1, d2, d3 int) (int, error) {
+	p := s.p
+	q1, q2, q3 := s.quant.region(d1), s.quant.region(d2), s.quant.region(d3)
+	sign := 1
+	if q1 < 0 || q1 == 0 && (q2 < 0 || q2 == 0 && q3 < 0) {
+		q1, q2, q3, sign = -q1, -q2, -q3, -1
+	}
+	cx := &s.ctx.reg[(q1*9+q2)*9+q3]
+	px := min(max(jlsPredict(ra, rb, rc)+sign*cx.c, 0), p.maxval)
+	k := golombK(cx.a, cx.n)
+	// The common short code is read here, without a call; the rest (long
+	// codes, escapes, the end of the data, corrupt values) by golomb,
+	// which says which.
+	r := &s.r
+	if r.n < 32 {
+		r.fill()
+	}
+	m, short := 0, false
+	if w := r.acc << (64 - r.n); w != 0 {
+		if z := bits.LeadingZeros64(w); z < s.esc && uint(z+1+k) <= r.n {
+			r.n -= uint(z + 1 + k)
+			m, short = z<<k|int(r.acc>>r.n)&(1<<k-1), true
+		}
+	}
+	if !short || m > jlsMaxMErrval {
+		if short {
+			return 0, fmt.Errorf("mapped error %d out of range", m)
+		}
+		var err error
+		if m, err = r.golomb(k, p.limit, p.qbpp); err != nil {
+			return 0, err
+		}
+	}
+	errval := m >> 1
+	if m&1 != 0 {
+		errval = -(m + 1) >> 1
+	}
+	if p.near == 0 && k == 0 && 2*cx.b <= -cx.n {
+		errval = -errval - 1
+	}
+	cx.update(errval, p)
+	return p.reconstruct(px, sign*errval), nil
+}
+
+// jlsPredict is the median edge detector (A.4.1): the smaller of Ra and Rb
+// above an edge, the larger below one, else the plane through Ra, Rb, Rc.
+func jlsPredict(ra, rb, rc int) int {
+	switch {
+	case rc >= max(ra, rb):
+		return min(ra, rb)
+	case rc <= min(ra, rb):
+		return max(ra, rb)
+	}
+	return ra + rb - rc
+}
+
+// update adapts a regular context to the prediction error errval (A.6): A,
+// B and N, halved every RESET samples, and the bias correction C, which B
+// keeps within (-N, 0].
+func (cx *jlsContext) update(errval int, p *jlsParams) {
+	cx.b += errval * (2*p.near + 1)
+	cx.a += jlsAbs(errval)
+	if cx.n == p.reset {
+		cx.a >>= 1
+		cx.b >>= 1
+		cx.n >>= 1
+	}
+	cx.n++
+	if cx.b <= -cx.n {
+		cx.b += cx.n
+		if cx.c > -128 {
+			cx.c--
+		}
+		if cx.b <= -cx.n {
+			cx.b = -cx.n + 1
+		}
+	} else if cx.b > 0 {
+		cx.b -= cx.n
+		if cx.c < 127 {
+			cx.c++
+		}
+		if cx.b > 0 {
+			cx.b = 0
+		}
+	}
 }
 
 // jlsRun decodes a run of at most left samples (A.7.1): each 1 bit is a

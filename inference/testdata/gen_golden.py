@@ -67,19 +67,5 @@ def main():
     case("neg_slope_percentile", neg, -0.5, 100.0, ("percentile", 0.5, 99.5), False, 28, 14)
 
 
-def npy_files():
-    """Arrays written by numpy.save itself, for the .npy reader's tests."""
-    d = os.path.join(os.path.dirname(__file__), "npy")
-    os.makedirs(d, exist_ok=True)
-    x = (np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5) / 4
-    np.save(os.path.join(d, "f4_3x4.npy"), x)
-    np.save(os.path.join(d, "f2_3x4.npy"), x.astype(np.float16))
-    np.save(os.path.join(d, "f8_3x4.npy"), x.astype(np.float64))
-    np.save(os.path.join(d, "u1_2x3.npy"), np.array([[0, 1, 255], [7, 0, 1]], dtype=np.uint8))
-    np.save(os.path.join(d, "b1_4.npy"), np.array([True, False, False, True]))
-    np.save(os.path.join(d, "f4_be_2.npy"), np.array([1.5, -2.25], dtype=">f4"))
-
-
 if __name__ == "__main__":
     main()
-    npy_files()

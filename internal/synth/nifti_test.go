@@ -265,39 +265,3 @@ func FuzzReadNIfTI(f *testing.F) {
 		}
 	})
 }
-
-func FuzzDecodeNPYUint8(f *testing.F) {
-	f.Add(EncodeNPYUint8([]uint8{0, 1, 1, 0, 1, 0}, 2, 3))
-	f.Add([]byte("\x93NUMPY\x02\x00\x00\x00\x00\x00"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		data, rows, cols, err := DecodeNPYUint8(b)
-		if err != nil {
-			return
-		}
-		if len(data) != rows*cols {
-			t.Fatalf("%d bytes for %dx%d", len(data), rows, cols)
-		}
-		again, r2, c2, err := DecodeNPYUint8(EncodeNPYUint8(data, rows, cols))
-		if err != nil || r2 != rows || c2 != cols || !bytes.Equal(again, data) {
-			t.Fatalf("round trip: %v", err)
-		}
-	})
-}
-
-func TestNPYRoundTrip(t *testing.T) {
-	for _, sz := range [][2]int{{1, 1}, {37, 53}, {256, 256}, {3, 100}} {
-		data := make([]uint8, sz[0]*sz[1])
-		for i := range data {
-			data[i] = uint8(i % 2)
-		}
-		b := EncodeNPYUint8(data, sz[0], sz[1])
-		hl := int(binary.LittleEndian.Uint16(b[8:]))
-		if (10+hl)%64 != 0 || b[10+hl-1] != '\n' {
-			t.Errorf("%v: header length %d not 64-aligned", sz, hl)
-		}
-		got, r, c, err := DecodeNPYUint8(b)
-		if err != nil || r != sz[0] || c != sz[1] || !bytes.Equal(got, data) {
-			t.Errorf("%v: %v %dx%d", sz, err, r, c)
-		}
-	}
-}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"anomalynode/internal/npy"
 	"anomalynode/internal/peers"
 
 	"github.com/suyashkumar/dicom"
@@ -309,15 +310,15 @@ func TestMasksMatchPaintedPixels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			npy, rows, cols, err := DecodeNPYUint8(raw)
-			if err != nil || rows != a.Rows || cols != a.Cols {
-				t.Fatalf("npy: %v %dx%d", err, rows, cols)
+			lab, err := npy.Decode(bytes.NewReader(raw))
+			if err != nil || lab.Dtype != npy.DtypeUint8 || len(lab.Shape) != 2 || lab.Shape[0] != a.Rows || lab.Shape[1] != a.Cols {
+				t.Fatalf("npy: %v %+v", err, lab)
 			}
 			for i, v := range sa.Mask {
 				y, x := i/a.Cols, i%a.Cols
 				g, _, _, _ := img.At(x, y).RGBA()
-				if (g>>8 == 255) != (v == 1) || (g>>8 != 0 && g>>8 != 255) || npy[i] != v {
-					t.Fatalf("slice %d pixel (%d,%d): png %d npy %d mask %d", k+1, y, x, g>>8, npy[i], v)
+				if (g>>8 == 255) != (v == 1) || (g>>8 != 0 && g>>8 != 255) || lab.U8[i] != v {
+					t.Fatalf("slice %d pixel (%d,%d): png %d npy %d mask %d", k+1, y, x, g>>8, lab.U8[i], v)
 				}
 			}
 		}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+
+	"anomalynode/internal/npy"
 )
 
 // Folder layout of a written series (see docs/synth.md).
@@ -210,7 +212,11 @@ func (r *Result) writeSlice(dir string, k int, ms ManifestSlice) error {
 	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(ms.LabelPNG)), pb.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(ms.LabelNPY)), EncodeNPYUint8(mask, r.Rows, r.Cols), 0o644); err != nil {
+	var nb bytes.Buffer
+	if err := npy.Encode(&nb, &npy.Array{Shape: []int{r.Rows, r.Cols}, Dtype: npy.DtypeUint8, U8: mask}); err != nil {
+		return fmt.Errorf("synth: mask npy: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(ms.LabelNPY)), nb.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
 	return nil

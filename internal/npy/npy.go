@@ -1,4 +1,9 @@
-package inference
+// Package npy reads and writes NumPy .npy arrays (format 1.0-3.0, C order):
+// the embedding banks and label masks of fit and eval, the anomaly maps of
+// offline scoring and the ground-truth masks of internal/synth. It is the one
+// .npy codec in the module; it knows nothing of DICOM or of any stage, so
+// every stage and internal/synth can import it.
+package npy
 
 import (
 	"bufio"
@@ -12,6 +17,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"anomalynode/internal/atomicfile"
 )
 
 // NumPy dtype descriptors handled by the .npy reader and writer.
@@ -24,11 +31,11 @@ const (
 	DtypeUint8 = "|u1"
 )
 
-// ErrBadNPY is wrapped by every .npy format error.
-var ErrBadNPY = errors.New("bad .npy data")
+// ErrFormat is wrapped by every .npy format error.
+var ErrFormat = errors.New("bad .npy data")
 
-// maxNPYHeader bounds the header a reader accepts (NumPy itself caps it at 10 KB).
-const maxNPYHeader = 1 << 16
+// maxHeader bounds the header a reader accepts (NumPy itself caps it at 10 KB).
+const maxHeader = 1 << 16
 
 // Array is an n-dimensional NumPy array in C (row-major) order. Floating-point
 // data (float32, float16, float64) is held in F32; uint8 and bool data in U8.
@@ -53,25 +60,25 @@ func (a *Array) Len() int {
 	return n
 }
 
-// ReadNPY reads a .npy file (format versions 1-3; float32, float16, float64,
+// Read reads a .npy file (format versions 1-3; float32, float16, float64,
 // uint8, bool; either byte order; C order only).
-func ReadNPY(path string) (*Array, error) {
+func Read(path string) (*Array, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("inference: %w", err)
+		return nil, fmt.Errorf("npy: %w", err)
 	}
 	defer f.Close()
-	a, err := DecodeNPY(bufio.NewReaderSize(f, 1<<20))
+	a, err := Decode(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("inference: %s: %w", filepath.Base(path), err)
+		return nil, fmt.Errorf("npy: %s: %w", filepath.Base(path), err)
 	}
 	return a, nil
 }
 
-// DecodeNPY reads one .npy array from r.
-func DecodeNPY(r io.Reader) (*Array, error) {
+// Decode reads one .npy array from r.
+func Decode(r io.Reader) (*Array, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrBadNPY, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", ErrFormat, fmt.Sprintf(format, args...))
 	}
 	var pre [8]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
@@ -97,14 +104,14 @@ func DecodeNPY(r io.Reader) (*Array, error) {
 	default:
 		return nil, bad("format version %d.%d not supported", pre[6], pre[7])
 	}
-	if hlen > maxNPYHeader {
+	if hlen > maxHeader {
 		return nil, bad("header of %d bytes is too long", hlen)
 	}
 	hb := make([]byte, hlen)
 	if _, err := io.ReadFull(r, hb); err != nil {
 		return nil, bad("header: %v", err)
 	}
-	descr, fortran, shape, err := parseNPYHeader(string(hb))
+	descr, fortran, shape, err := parseHeader(string(hb))
 	if err != nil {
 		return nil, bad("header %q: %v", strings.TrimSpace(string(hb)), err)
 	}
@@ -165,9 +172,9 @@ func readAtMost(r io.Reader, n int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// parseNPYHeader parses the Python dict literal of a .npy header, e.g.
+// parseHeader parses the Python dict literal of a .npy header, e.g.
 // {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }.
-func parseNPYHeader(h string) (descr string, fortran bool, shape []int, err error) {
+func parseHeader(h string) (descr string, fortran bool, shape []int, err error) {
 	h = strings.TrimSpace(h)
 	if !strings.HasPrefix(h, "{") || !strings.HasSuffix(h, "}") {
 		return "", false, nil, errors.New("not a dict")
@@ -250,21 +257,21 @@ func cutQuoted(s string) (val, rest string, ok bool) {
 	return s[1 : 1+end], s[2+end:], true
 }
 
-// WriteNPY writes a to path as a version 1.0 .npy file (float32 or uint8),
+// Write writes a to path as a version 1.0 .npy file (float32 or uint8),
 // via a temporary file and a rename.
-func WriteNPY(path string, a *Array) error {
+func Write(path string, a *Array) error {
 	var buf bytes.Buffer
-	if err := EncodeNPY(&buf, a); err != nil {
+	if err := Encode(&buf, a); err != nil {
 		return err
 	}
-	if err := writeAtomic(path, buf.Bytes(), false); err != nil {
-		return fmt.Errorf("inference: write npy: %w", err)
+	if err := atomicfile.Write(path, buf.Bytes(), false); err != nil {
+		return fmt.Errorf("npy: write: %w", err)
 	}
 	return nil
 }
 
-// EncodeNPY writes a as .npy (format 1.0, or 2.0 if the header needs it).
-func EncodeNPY(w io.Writer, a *Array) error {
+// Encode writes a as .npy (format 1.0, or 2.0 if the header needs it).
+func Encode(w io.Writer, a *Array) error {
 	dtype := a.Dtype
 	if dtype == "" {
 		dtype = DtypeFloat32
@@ -277,7 +284,7 @@ func EncodeNPY(w io.Writer, a *Array) error {
 	switch dtype {
 	case DtypeFloat32:
 		if len(a.F32) != n {
-			return fmt.Errorf("inference: write npy: %d float32 values for shape %v", len(a.F32), a.Shape)
+			return fmt.Errorf("npy: write: %d float32 values for shape %v", len(a.F32), a.Shape)
 		}
 		data = make([]byte, 4*n)
 		for i, v := range a.F32 {
@@ -285,11 +292,11 @@ func EncodeNPY(w io.Writer, a *Array) error {
 		}
 	case DtypeUint8:
 		if len(a.U8) != n {
-			return fmt.Errorf("inference: write npy: %d uint8 values for shape %v", len(a.U8), a.Shape)
+			return fmt.Errorf("npy: write: %d uint8 values for shape %v", len(a.U8), a.Shape)
 		}
 		data = a.U8
 	default:
-		return fmt.Errorf("inference: write npy: dtype %q not writable (use %s or %s)", dtype, DtypeFloat32, DtypeUint8)
+		return fmt.Errorf("npy: write: dtype %q not writable (use %s or %s)", dtype, DtypeFloat32, DtypeUint8)
 	}
 	dims := make([]string, len(a.Shape))
 	for i, s := range a.Shape {
@@ -322,10 +329,10 @@ func EncodeNPY(w io.Writer, a *Array) error {
 	}
 	out.WriteString(header)
 	if _, err := w.Write(out.Bytes()); err != nil {
-		return fmt.Errorf("inference: write npy: %w", err)
+		return fmt.Errorf("npy: write: %w", err)
 	}
 	if _, err := w.Write(data); err != nil {
-		return fmt.Errorf("inference: write npy: %w", err)
+		return fmt.Errorf("npy: write: %w", err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package inference
+package npy
 
 import (
 	"bytes"
@@ -10,13 +10,13 @@ import (
 	"testing"
 )
 
-func TestNPYRoundTrip(t *testing.T) {
+func TestRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	f := &Array{Shape: []int{3, 2}, F32: []float32{1, -2, 3.5, float32(math.Inf(1)), 0, 1e-30}}
-	if err := WriteNPY(filepath.Join(dir, "f.npy"), f); err != nil {
+	if err := Write(filepath.Join(dir, "f.npy"), f); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadNPY(filepath.Join(dir, "f.npy"))
+	got, err := Read(filepath.Join(dir, "f.npy"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,18 +30,42 @@ func TestNPYRoundTrip(t *testing.T) {
 	}
 	u := &Array{Shape: []int{5}, U8: []uint8{0, 1, 0, 255, 1}}
 	var buf bytes.Buffer
-	if err := EncodeNPY(&buf, u); err != nil {
+	if err := Encode(&buf, u); err != nil {
 		t.Fatal(err)
 	}
 	if buf.Len()%64 != 5%64 || (buf.Len()-5)%64 != 0 {
 		t.Errorf("header not padded to 64 bytes: total %d", buf.Len())
 	}
-	gu, err := DecodeNPY(&buf)
+	gu, err := Decode(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if gu.Dtype != DtypeUint8 || !bytes.Equal(gu.U8, u.U8) || len(gu.Shape) != 1 || gu.Shape[0] != 5 {
 		t.Fatalf("got %+v", gu)
+	}
+}
+
+// TestUint8Masks round-trips 2-D uint8 masks as internal/synth writes them:
+// a version 1.0 header padded to 64 bytes and ending in '\n'.
+func TestUint8Masks(t *testing.T) {
+	for _, sz := range [][2]int{{1, 1}, {37, 53}, {256, 256}, {3, 100}} {
+		data := make([]uint8, sz[0]*sz[1])
+		for i := range data {
+			data[i] = uint8(i % 2)
+		}
+		var b bytes.Buffer
+		if err := Encode(&b, &Array{Shape: []int{sz[0], sz[1]}, Dtype: DtypeUint8, U8: data}); err != nil {
+			t.Fatal(err)
+		}
+		raw := b.Bytes()
+		hl := int(binary.LittleEndian.Uint16(raw[8:]))
+		if raw[6] != 1 || (10+hl)%64 != 0 || raw[10+hl-1] != '\n' {
+			t.Errorf("%v: header length %d not 64-aligned", sz, hl)
+		}
+		got, err := Decode(bytes.NewReader(raw))
+		if err != nil || got.Dtype != DtypeUint8 || len(got.Shape) != 2 || got.Shape[0] != sz[0] || got.Shape[1] != sz[1] || !bytes.Equal(got.U8, data) {
+			t.Errorf("%v: %v %+v", sz, err, got)
+		}
 	}
 }
 
@@ -56,13 +80,13 @@ func numpyBytes(header string, data []byte) []byte {
 	return b.Bytes()
 }
 
-func TestNPYFromNumPy(t *testing.T) {
+func TestFromNumPy(t *testing.T) {
 	h := "{'descr': '<f2', 'fortran_order': False, 'shape': (1, 3), }" + string(bytes.Repeat([]byte(" "), 58)) + "\n"
 	if (10+len(h))%64 != 0 {
 		t.Fatalf("test header length %d", len(h))
 	}
 	// float16 1, 2, 3 = 0x3c00, 0x4000, 0x4200
-	a, err := DecodeNPY(bytes.NewReader(numpyBytes(h, []byte{0x00, 0x3c, 0x00, 0x40, 0x00, 0x42})))
+	a, err := Decode(bytes.NewReader(numpyBytes(h, []byte{0x00, 0x3c, 0x00, 0x40, 0x00, 0x42})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +95,7 @@ func TestNPYFromNumPy(t *testing.T) {
 	}
 	// Big-endian float32 and a 1-tuple shape.
 	h2 := "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }\n"
-	a, err = DecodeNPY(bytes.NewReader(numpyBytes(h2, []byte{0x3f, 0x80, 0, 0, 0xc0, 0, 0, 0})))
+	a, err = Decode(bytes.NewReader(numpyBytes(h2, []byte{0x3f, 0x80, 0, 0, 0xc0, 0, 0, 0})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +104,7 @@ func TestNPYFromNumPy(t *testing.T) {
 	}
 	// Our writer produces NumPy's exact header text.
 	var buf bytes.Buffer
-	if err := EncodeNPY(&buf, &Array{Shape: []int{1, 3}, F32: []float32{1, 2, 3}}); err != nil {
+	if err := Encode(&buf, &Array{Shape: []int{1, 3}, F32: []float32{1, 2, 3}}); err != nil {
 		t.Fatal(err)
 	}
 	want := "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3), }"
@@ -102,7 +126,7 @@ func TestFloat16(t *testing.T) {
 	}
 }
 
-func TestNPYBad(t *testing.T) {
+func TestBad(t *testing.T) {
 	ok := "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }\n"
 	cases := map[string][]byte{
 		"empty":      nil,
@@ -115,19 +139,19 @@ func TestNPYBad(t *testing.T) {
 		"no shape":   numpyBytes("{'descr': '<f4', 'fortran_order': False, }\n", make([]byte, 8)),
 	}
 	for name, b := range cases {
-		if _, err := DecodeNPY(bytes.NewReader(b)); !errors.Is(err, ErrBadNPY) {
-			t.Errorf("%s: err = %v, want ErrBadNPY", name, err)
+		if _, err := Decode(bytes.NewReader(b)); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: err = %v, want ErrFormat", name, err)
 		}
 	}
 }
 
-func FuzzDecodeNPY(f *testing.F) {
+func FuzzDecode(f *testing.F) {
 	var buf bytes.Buffer
-	EncodeNPY(&buf, &Array{Shape: []int{2, 2}, F32: []float32{1, 2, 3, 4}})
+	Encode(&buf, &Array{Shape: []int{2, 2}, F32: []float32{1, 2, 3, 4}})
 	f.Add(buf.Bytes())
 	f.Add(numpyBytes("{'descr': '<f2', 'fortran_order': False, 'shape': (1, 3), }\n", make([]byte, 6)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		a, err := DecodeNPY(bytes.NewReader(b))
+		a, err := Decode(bytes.NewReader(b))
 		if err != nil {
 			return
 		}
@@ -137,14 +161,14 @@ func FuzzDecodeNPY(f *testing.F) {
 	})
 }
 
-// TestNPYWrittenByNumPy reads files numpy.save wrote (testdata/gen_golden.py).
-func TestNPYWrittenByNumPy(t *testing.T) {
+// TestWrittenByNumPy reads files numpy.save wrote (testdata/gen_npy.py).
+func TestWrittenByNumPy(t *testing.T) {
 	want := make([]float32, 12)
 	for i := range want {
 		want[i] = (float32(i) - 5.5) / 4 // exact in float16 too
 	}
 	for _, name := range []string{"f4_3x4", "f2_3x4", "f8_3x4"} {
-		a, err := ReadNPY(filepath.Join("testdata", "npy", name+".npy"))
+		a, err := Read(filepath.Join("testdata", name+".npy"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,28 +181,28 @@ func TestNPYWrittenByNumPy(t *testing.T) {
 			}
 		}
 	}
-	u, err := ReadNPY(filepath.Join("testdata", "npy", "u1_2x3.npy"))
+	u, err := Read(filepath.Join("testdata", "u1_2x3.npy"))
 	if err != nil || !bytes.Equal(u.U8, []byte{0, 1, 255, 7, 0, 1}) || u.Shape[1] != 3 {
 		t.Fatalf("u1: %+v %v", u, err)
 	}
-	b, err := ReadNPY(filepath.Join("testdata", "npy", "b1_4.npy"))
+	b, err := Read(filepath.Join("testdata", "b1_4.npy"))
 	if err != nil || !bytes.Equal(b.U8, []byte{1, 0, 0, 1}) {
 		t.Fatalf("b1: %+v %v", b, err)
 	}
-	be, err := ReadNPY(filepath.Join("testdata", "npy", "f4_be_2.npy"))
+	be, err := Read(filepath.Join("testdata", "f4_be_2.npy"))
 	if err != nil || be.F32[0] != 1.5 || be.F32[1] != -2.25 {
 		t.Fatalf("big-endian: %+v %v", be, err)
 	}
 	// Our writer's bytes for the float32 array equal NumPy's.
 	mine := &bytes.Buffer{}
-	if err := EncodeNPY(mine, &Array{Shape: []int{3, 4}, F32: want}); err != nil {
+	if err := Encode(mine, &Array{Shape: []int{3, 4}, F32: want}); err != nil {
 		t.Fatal(err)
 	}
-	theirs, err := os.ReadFile(filepath.Join("testdata", "npy", "f4_3x4.npy"))
+	theirs, err := os.ReadFile(filepath.Join("testdata", "f4_3x4.npy"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(mine.Bytes(), theirs) {
-		t.Fatalf("EncodeNPY differs from numpy.save:\n%q\n%q", mine.Bytes()[:80], theirs[:80])
+		t.Fatalf("Encode differs from numpy.save:\n%q\n%q", mine.Bytes()[:80], theirs[:80])
 	}
 }
