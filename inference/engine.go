@@ -6,14 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"anomalynode/internal/fault"
+	"anomalynode/internal/par"
 )
 
 // Backbone is what the engine needs of an embedder (*Embedder implements it).
@@ -255,22 +254,7 @@ func (e *Engine) prepareAll(ctx context.Context, inputs []Input) []prepared {
 			out[i].prs = e.preprocessAll(slices)
 		}
 	}
-	if len(inputs) == 1 {
-		one(0)
-		return out
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i := range inputs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			one(i)
-		}()
-	}
-	wg.Wait()
+	par.ForEach(len(inputs), one)
 	return out
 }
 
@@ -310,22 +294,7 @@ func (e *Engine) preprocessAll(slices []*pixel.Slice) []prepResult {
 		pr, err := e.o.Preprocessor.Preprocess(slices[i])
 		out[i] = prepResult{pr: pr, took: time.Since(t0), err: err}
 	}
-	if len(slices) == 1 {
-		one(0)
-		return out
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i := range slices {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			one(i)
-		}()
-	}
-	wg.Wait()
+	par.ForEach(len(slices), one)
 	return out
 }
 
@@ -376,7 +345,9 @@ func (e *Engine) runBatch(q []pending) error {
 		}
 		return err
 	}
-	for i, p := range q {
+	// Maps, masks and display pixels per slice, one goroutine per core.
+	par.ForEach(len(q), func(i int) {
+		p := q[i]
 		r := p.res
 		r.Timings.Model, r.Timings.Score = model, score
 		r.PatchScores = scores[i*patches : (i+1)*patches]
@@ -397,7 +368,7 @@ func (e *Engine) runBatch(q []pending) error {
 		}
 		r.Timings.Upsample = time.Since(t2)
 		e.observe(r.Timings)
-	}
+	})
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"anomalynode/inference/pixel"
 	"anomalynode/internal/npy"
+	"anomalynode/internal/par"
 )
 
 // Series is a set of DICOM files sharing a SeriesInstanceUID.
@@ -259,6 +260,28 @@ type OfflineOptions struct {
 	Finish func(sum *SeriesSummary) error
 }
 
+// mapName is the score map file of a slice: its SOP Instance UID, and the
+// frame number for a frame of a multi-frame instance.
+func mapName(sl *pixel.Slice) string {
+	name := dcm.FileName(sl.SOPInstanceUID)
+	if sl.Frames > 1 {
+		name += fmt.Sprintf("_f%04d", sl.Frame)
+	}
+	return name + ".npy"
+}
+
+// writeMaps writes the score map of every scored result to dir, one
+// goroutine per core (a 512x512 map is a megabyte; a series is hundreds).
+func writeMaps(dir string, results []*Result) error {
+	errs := make([]error, len(results))
+	par.ForEach(len(results), func(i int) {
+		if r := results[i]; r.Err == nil && r.Slice != nil {
+			errs[i] = npy.Write(filepath.Join(dir, mapName(r.Slice)), &npy.Array{Shape: []int{r.Slice.Rows, r.Slice.Cols}, F32: r.Map})
+		}
+	})
+	return errors.Join(errs...)
+}
+
 // ScoreSeries scores every file of a series with the engine and writes one
 // float32 .npy score map per slice and summary.json to OUT/<SeriesInstanceUID>/.
 func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*SeriesSummary, error) {
@@ -285,6 +308,9 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 		if err != nil {
 			return nil, err
 		}
+		if err := writeMaps(dir, results); err != nil {
+			return nil, err
+		}
 		for _, r := range results {
 			ss := SliceSummary{File: r.Source}
 			if r.Slice != nil {
@@ -295,14 +321,7 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 				ss.Quarantine = pixel.Quarantinable(r.Err)
 				sum.Errors++
 			} else {
-				name := dcm.FileName(r.Slice.SOPInstanceUID)
-				if r.Slice.Frames > 1 {
-					name += fmt.Sprintf("_f%04d", r.Slice.Frame)
-				}
-				name += ".npy"
-				if err := npy.Write(filepath.Join(dir, name), &npy.Array{Shape: []int{r.Slice.Rows, r.Slice.Cols}, F32: r.Map}); err != nil {
-					return nil, err
-				}
+				name := mapName(r.Slice)
 				ss.Map, ss.Max, ss.TopMean, ss.MaskedPixels, ss.VOI = name, r.Max, r.TopMean, r.MaskedPixels, r.VOI
 				ss.MS = stageMS(r.Timings, 1)
 				sum.Max, sum.TopMean = max(sum.Max, r.Max), max(sum.TopMean, r.TopMean)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/image/math/fixed"
 
 	"anomalynode/internal/dcm"
+	"anomalynode/internal/par"
 )
 
 // Legend is burned into every heat map and repeated in ImageComments and the
@@ -245,13 +246,17 @@ func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {
 	sc := a.scale()
 	comment := heatMapComment(res, sc, version)
 
-	var out []*Object
-	for rank, s := range slices {
+	// One instance per slice, rendered and encoded one goroutine per core.
+	objs := make([]*Object, len(slices))
+	errs := make([]error, len(slices))
+	par.ForEach(len(slices), func(rank int) {
+		s := slices[rank]
 		if opts.OnlyFindings && !anyTrue(s.src.Mask) {
-			continue
+			return
 		}
 		if len(s.src.Display) != s.src.Rows*s.src.Cols {
-			return nil, fmt.Errorf("%w: slice %d: Display is not Rows*Cols", ErrBadSource, s.index)
+			errs[rank] = fmt.Errorf("%w: slice %d: Display is not Rows*Cols", ErrBadSource, s.index)
+			return
 		}
 		h := s.src.Header
 		sop := res.SCFrameInstanceUID(s.sopInst, s.src.Frame)
@@ -272,12 +277,24 @@ func buildSC(a *Analysis, opts SCOptions) ([]*Object, error) {
 		rgbPixels(e, s.src.Rows, s.src.Cols, heatMap(s.src, sc, opts.Opacity))
 		part10, err := encode(e, SecondaryCaptureImageStorage, sop)
 		if err != nil {
-			return nil, err
+			errs[rank] = err
+			return
 		}
-		out = append(out, &Object{
+		objs[rank] = &Object{
 			SOPClassUID: SecondaryCaptureImageStorage, SOPInstanceUID: sop, TransferSyntaxUID: dcm.ExplicitVRLittleEndian,
 			StudyInstanceUID: study, SeriesInstanceUID: seriesUID, Part10: part10,
-		})
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	var out []*Object
+	for _, o := range objs {
+		if o != nil {
+			out = append(out, o)
+		}
 	}
 	return out, nil
 }

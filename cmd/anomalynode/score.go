@@ -16,6 +16,7 @@ import (
 	"anomalynode/cuda"
 	"anomalynode/inference"
 	"anomalynode/inference/findings"
+	"anomalynode/internal/par"
 	"anomalynode/output"
 )
 
@@ -322,10 +323,18 @@ func writeOutputs(dir string, res *output.SeriesResult, cfg *configs.Config, par
 			files["SR_"+built.SR.SOPInstanceUID+".dcm"] = built.SR
 		}
 	}
-	for name, obj := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), obj.Part10, 0o644); err != nil {
-			return 0, nil, fmt.Errorf("write %s: %w", name, err)
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	errs := make([]error, len(names))
+	par.ForEach(len(names), func(i int) {
+		if err := os.WriteFile(filepath.Join(dir, names[i]), files[names[i]].Part10, 0o644); err != nil {
+			errs[i] = fmt.Errorf("write %s: %w", names[i], err)
 		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return 0, nil, err
 	}
 	return len(files), analyses, nil
 }

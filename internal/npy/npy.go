@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"anomalynode/internal/atomicfile"
 )
@@ -286,10 +287,7 @@ func Encode(w io.Writer, a *Array) error {
 		if len(a.F32) != n {
 			return fmt.Errorf("npy: write: %d float32 values for shape %v", len(a.F32), a.Shape)
 		}
-		data = make([]byte, 4*n)
-		for i, v := range a.F32 {
-			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
-		}
+		data = float32Bytes(a.F32)
 	case DtypeUint8:
 		if len(a.U8) != n {
 			return fmt.Errorf("npy: write: %d uint8 values for shape %v", len(a.U8), a.Shape)
@@ -335,6 +333,28 @@ func Encode(w io.Writer, a *Array) error {
 		return fmt.Errorf("npy: write: %w", err)
 	}
 	return nil
+}
+
+// littleEndian is whether this machine stores a float32 as .npy's '<f4' does.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// float32Bytes returns v as little-endian bytes: v's own memory on a
+// little-endian machine (a score map is a megabyte; no copy), else a copy.
+func float32Bytes(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	if littleEndian {
+		return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
+	}
+	data := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
+	}
+	return data
 }
 
 // Float16ToFloat32 converts an IEEE 754 half-precision value to float32.
