@@ -147,6 +147,21 @@ func BenchmarkEmbed(b *testing.B) {
 					e2e += time.Since(t0)
 				}
 				b.ReportMetric(float64(reps*batch)/e2e.Seconds(), "embed-slices/s")
+				// The node's path: tokens scored on the device against 500
+				// prototypes, only the scores back.
+				se, err := scoringOn(e, clustered(500, e.Dim(), 50, 0.3, 9), 500)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var es time.Duration
+				for range reps {
+					t0 := time.Now()
+					if _, _, err := se.EmbedScore(x, batch, 448, 448); err != nil {
+						b.Fatal(err)
+					}
+					es += time.Since(t0)
+				}
+				b.ReportMetric(float64(reps*batch)/es.Seconds(), "embedscore-slices/s")
 				b.ReportMetric(float64(e.MemoryUsed())/(1<<20), "gpu-MiB")
 				var free, total int64
 				if err := e.dev.do(func() (err error) { free, total, err = cu.MemInfo(); return err }); err == nil {

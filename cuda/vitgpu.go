@@ -548,16 +548,22 @@ func NewScoringEmbedder(o EmbedderOptions, model *inference.Model) (*ScoringEmbe
 		e.Close()
 		return nil, fmt.Errorf("cuda: embedder %s outputs %d-dim tokens, the model has D=%d", o.ModelPath, e.Dim(), model.D)
 	}
-	s := &ScoringEmbedder{Embedder: e, m: len(idx)}
-	err = e.dev.do(func() error {
-		s.protos, s.c, s.out = e.dev.newBuffer(), e.dev.newBuffer(), e.dev.newBuffer()
-		return s.protos.upload(protos)
-	})
+	s, err := scoringOn(e, protos, len(idx))
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// scoringOn uploads m unit prototypes (rows of e.Dim()) to e's device.
+func scoringOn(e *Embedder, protos []float32, m int) (*ScoringEmbedder, error) {
+	s := &ScoringEmbedder{Embedder: e, m: m}
+	err := e.dev.do(func() error {
+		s.protos, s.c, s.out = e.dev.newBuffer(), e.dev.newBuffer(), e.dev.newBuffer()
+		return s.protos.upload(protos)
+	})
+	return s, err
 }
 
 // EmbedScore implements inference.ScoringBackbone.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# gpu-bundle.sh: build the cuda-tagged test binary of ./cuda HERE, for a GPU
-# machine that has the CUDA libraries and a driver but no Go toolchain (the
-# device machines lent to some tasks are like that).
+# gpu-bundle.sh: build the cuda-tagged test binary of ./cuda and a cuda-tagged
+# anomalynode (stripped, for scripts/gpu-score.sh) HERE, for a GPU machine
+# that has the CUDA libraries and a driver but no Go toolchain (the device
+# machines lent to some tasks are like that).
 #
 # The binary is linked against stub libraries named after the device's sonames
 # (libcublas.so.$CUDA_MAJOR, libcuda.so.1) that export the same symbols without
@@ -60,11 +61,14 @@ if readelf -V "$tmp/cuda.test" | grep -q 'libcublas.so'; then
 	log "FAILED: the binary still asks for versioned cuBLAS symbols"
 	exit 1
 fi
+log "building anomalynode -tags cuda (stripped) against the stubs"
+CGO_LDFLAGS="-L$tmp/stubs" go build -tags cuda -trimpath -ldflags "-s -w" -o "$tmp/anomalynode" ./cmd/anomalynode
 mkdir -p "$out"
 install -m 0755 "$tmp/cuda.test" "$out/cuda.test"
+install -m 0755 "$tmp/anomalynode" "$out/anomalynode"
 {
-	echo "built $(date -u +%Y-%m-%dT%H:%MZ) from $(git rev-parse --short HEAD)$(git diff --quiet -- cuda || echo '+dirty')"
+	echo "built $(date -u +%Y-%m-%dT%H:%MZ) from $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
 	echo "needs: $needed"
 } >"$out/MANIFEST"
-log "ok: $out/cuda.test ($(du -h "$out/cuda.test" | cut -f1); needs $needed)"
+log "ok: $out/cuda.test ($(du -h "$out/cuda.test" | cut -f1); needs $needed), $out/anomalynode ($(du -h "$out/anomalynode" | cut -f1))"
 log "on the device: bash scripts/gpu-check.sh (carry $out)"

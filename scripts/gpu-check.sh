@@ -16,7 +16,10 @@
 #    comes from $ONNXRUNTIME_LIB, .deps/ or python's onnxruntime wheel;
 # 4. benchmarks scoring and one EM step at N=12288, K=500, D=384 against the
 #    CPU code in the same run, and the embedder at 448x448 per precision and
-#    batch, and prints the tables.
+#    batch, and prints the tables;
+# 5. with a prebuilt cuda-tagged anomalynode (.gpu/anomalynode), times
+#    `anomalynode score` on a 500-slice series on the GPU against ONNX
+#    Runtime on the CPU (scripts/gpu-score.sh; GPU_CHECK_NO_SCORE=1 skips it).
 #
 # Without an NVIDIA device it prints that nothing was checked and exits 0; any
 # other failure (no toolkit, build error, mismatch, a test that skipped) exits
@@ -213,22 +216,32 @@ awk '/^Benchmark(Score|Step)/ {
 echo
 echo "### DINOv2 embedder, ViT-S/14 with 4 registers (mkvit, random weights) at 448x448"
 echo
-echo "forward: input already on the GPU (what PyTorch figures time); Embed: from host memory through pinned staging to host tokens"
+echo "forward: input already on the GPU (what PyTorch figures time); Embed: from host memory through pinned staging to host tokens; EmbedScore: the node's path, tokens scored on the GPU against 500 prototypes, only scores back"
 echo
-echo "| precision | batch | forward slices/s | Embed slices/s | embedder GPU MiB | device used MiB |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| precision | batch | forward slices/s | Embed slices/s | EmbedScore slices/s | embedder GPU MiB | device used MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 awk '/^BenchmarkEmbed\// {
 	split($1, parts, "/"); prec=parts[2]; sub(/^prec=/, "", prec); batch=parts[3]; sub(/^batch=/, "", batch); sub(/-[0-9]+$/, "", batch)
-	fw=em=mib=used="?"
+	fw=em=es=mib=used="?"
 	for (i = 2; i < NF; i++) {
 		if ($(i+1) == "slices/s") fw=$i
 		if ($(i+1) == "embed-slices/s") em=$i
+		if ($(i+1) == "embedscore-slices/s") es=$i
 		if ($(i+1) == "gpu-MiB") mib=$i
 		if ($(i+1) == "device-used-MiB") used=$i
 	}
-	printf "| %s | %s | %s | %s | %s | %s |\n", prec, batch, fw, em, mib, used
+	printf "| %s | %s | %s | %s | %s | %s | %s |\n", prec, batch, fw, em, es, mib, used
 }' "$tmp/bench.txt"
 grep -E '^(--- (FAIL|SKIP)|FAIL)' "$tmp/bench.txt" || true
+echo
+cd ..
+if [[ ${GPU_CHECK_NO_SCORE:-} != 1 && -x .gpu/anomalynode ]]; then
+	log "anomalynode score end to end (scripts/gpu-score.sh)"
+	if ! BIN=.gpu/anomalynode bash scripts/gpu-score.sh 2>>"$logf"; then
+		log "gpu-score failed"
+		status=1
+	fi
+fi
 echo
 if [[ $status -ne 0 ]]; then
 	log "FAILED (full log: $logf)"
