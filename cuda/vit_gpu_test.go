@@ -101,8 +101,24 @@ func BenchmarkEmbed(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		type variant struct {
+			batch, block int
+			name         string
+		}
+		var variants []variant
 		for _, batch := range []int{1, 8, 32, 128} {
-			b.Run(fmt.Sprintf("prec=%s/batch=%d", p, batch), func(b *testing.B) {
+			variants = append(variants, variant{batch, attentionBlock, fmt.Sprintf("prec=%s/batch=%d", p, batch)})
+		}
+		// The attention pass size at batch 32: smaller, larger, and all pairs at once.
+		for _, blk := range []int{12 << 20, 48 << 20} {
+			variants = append(variants, variant{32, blk, fmt.Sprintf("prec=%s/batch=32/block=%dMiB", p, blk>>20)})
+		}
+		variants = append(variants, variant{32, 1 << 40, fmt.Sprintf("prec=%s/batch=32/block=all", p)})
+		for _, v := range variants {
+			batch := v.batch
+			b.Run(v.name, func(b *testing.B) {
+				e.attnBlock = v.block
+				defer func() { e.attnBlock = attentionBlock }()
 				x := testSlices(batch, 448, 448, 0)
 				s := e.shapeOf(batch, 448, 448)
 				run := func(iters int) (time.Duration, error) {

@@ -29,6 +29,8 @@ type Embedder struct {
 	ty   gemmType
 	sfx  string // kernel name suffix: _f32 or _bf16
 
+	attnBlock int // bytes of scores per attention pass (attentionBlock)
+
 	stream cu.Stream
 	blas   *exBLAS
 	fn     map[string]cu.Function
@@ -121,7 +123,7 @@ func newEmbedderLoaded(l *vit.Loaded, o EmbedderOptions) (*Embedder, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Embedder{dev: dev, l: l, prec: prec, ty: gemmTypeOf(prec), sfx: "_f32", pos: map[[2]int]cu.DevicePtr{}}
+	e := &Embedder{dev: dev, l: l, prec: prec, ty: gemmTypeOf(prec), sfx: "_f32", attnBlock: attentionBlock, pos: map[[2]int]cu.DevicePtr{}}
 	if prec == PrecisionBF16 {
 		e.sfx = "_bf16"
 	}
@@ -301,10 +303,52 @@ func (e *Embedder) shapeOf(b, h, w int) shape {
 // softmaxRowMax is the longest row softmaxWarp holds (kernels.cu SOFTMAX_PER x 32).
 const softmaxRowMax = 2048
 
+// attentionBlock is the default bound on the scores of one attention pass
+// (bytes): small enough to stay in an H100/H200's 50 MB L2 from the scores
+// GEMM through the softmax to the context GEMM, instead of a round trip to
+// HBM (BenchmarkEmbed's block= variants measure it).
+const attentionBlock = 24 << 20
+
+// attentionPairs is how many (slice, head) pairs one attention pass takes.
+func (e *Embedder) attentionPairs(s shape) int {
+	return max(1, min(s.b*s.heads, e.attnBlock/(s.t*s.t*e.ty.size)))
+}
+
+// attention computes softmax(q k^T * scale) v for every (slice, head) pair,
+// attentionPairs at a time, reusing the same score block (scores; probs
+// may be the same memory) so it stays in L2; the context goes to ctx
+// [b, heads, t, hd] float32.
+func (e *Embedder) attention(s shape, scale float32, q, k, v, scores, probs, ctx cu.DevicePtr) error {
+	pairs, per := s.b*s.heads, e.attentionPairs(s)
+	pair := cu.DevicePtr(s.t * s.hd * e.ty.size)
+	for p0 := 0; p0 < pairs; p0 += per {
+		pn := min(per, pairs-p0)
+		off := cu.DevicePtr(p0) * pair
+		if err := e.blas.scores(e.ty, pn, s.t, s.hd, scale, q+off, k+off, scores); err != nil {
+			return err
+		}
+		rows := uint64(pn * s.t)
+		var err error
+		if s.t <= softmaxRowMax {
+			err = e.launch("softmaxWarp"+e.sfx, rowsOf(pn*s.t), uint64(scores), rows, uint64(s.t), uint64(probs))
+		} else {
+			err = e.launch("softmax"+e.sfx, pn*s.t, uint64(scores), rows, uint64(s.t), uint64(probs))
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.blas.context(e.ty, pn, s.t, s.hd, probs, v+off, ctx+cu.DevicePtr(p0*s.t*s.hd*4)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // reserve sizes the activation buffers for s (device thread).
 func (e *Embedder) reserve(s shape) error {
 	ts := e.ty.size
-	scoresBig := s.b * s.heads * s.t * s.t
+	block := e.attentionPairs(s) * s.t * s.t // one attention pass's scores
+	scoresBig := block
 	if ts == 2 {
 		scoresBig = 0 // bf16 scores live in actP
 	}
@@ -322,7 +366,7 @@ func (e *Embedder) reserve(s shape) error {
 		actXN:    ts * s.n * s.d,
 		actBig:   4 * max(s.n*3*s.d, s.n*s.m, scoresBig),
 		actQKV:   ts * 3 * s.n * s.d,
-		actP:     ts * max(s.b*s.heads*s.t*s.t, s.n*s.m),
+		actP:     ts * max(block, s.n*s.m),
 		actMid:   4 * s.n * s.d,
 		actOut:   4 * s.b * s.np * s.d,
 	}
@@ -377,15 +421,7 @@ func (e *Embedder) forward(s shape) error {
 			func() error {
 				return e.launch("splitHeads"+e.sfx, strided(3*nd), a(actBig), uint64(g.qkvB), u(s.b), u(s.t), u(s.heads), u(s.hd), a(actQKV))
 			},
-			func() error { return e.blas.scores(e.ty, s.b*s.heads, s.t, s.hd, scale, qkv, kp, ptr(scores)) },
-			func() error {
-				rows := s.b * s.heads * s.t
-				if s.t <= softmaxRowMax {
-					return e.launch("softmaxWarp"+e.sfx, rowsOf(rows), a(scores), u(rows), u(s.t), a(actP))
-				}
-				return e.launch("softmax"+e.sfx, rows, a(scores), u(rows), u(s.t), a(actP))
-			},
-			func() error { return e.blas.context(e.ty, s.b*s.heads, s.t, s.hd, ptr(actP), vp, ptr(actMid)) },
+			func() error { return e.attention(s, scale, qkv, kp, vp, ptr(scores), ptr(actP), ptr(actMid)) },
 			func() error {
 				return e.launch("mergeHeads"+e.sfx, strided(nd), a(actMid), u(s.b), u(s.t), u(s.heads), u(s.hd), a(actXN))
 			},

@@ -171,9 +171,9 @@ type pending struct {
 // decoded slice (in input order, frames in order) plus one per input that
 // failed to decode. Slices are batched up to Batch per model run while
 // consecutive slices share the input size. The inputs are decoded and
-// preprocessed first, one goroutine per core, so every input of one call is
-// held preprocessed at once: callers bound memory by the inputs they pass
-// (ScoreSeries' Chunk). It stops early, with ctx's error, when ctx is done.
+// preprocessed ahead of the model, one goroutine per core, so up to every
+// input of one call is held preprocessed at once: callers bound memory by the
+// inputs they pass (ScoreSeries' Chunk). It stops early, with ctx's error, when ctx is done.
 func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error) {
 	var out []*Result
 	var queue []pending
@@ -187,6 +187,7 @@ func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error)
 	}
 	preps := e.prepareAll(ctx, inputs)
 	for i, in := range inputs {
+		<-preps[i].done
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
@@ -225,36 +226,45 @@ func (e *Engine) Process(ctx context.Context, inputs []Input) ([]*Result, error)
 	return out, nil
 }
 
-// prepared is one input decoded and preprocessed.
+// prepared is one input decoded and preprocessed; done is closed when it is.
 type prepared struct {
 	slices []*pixel.Slice
 	prs    []prepResult
 	dec    time.Duration
 	err    error
+	done   chan struct{}
 }
 
-// prepareAll decodes and preprocesses the inputs, one goroutine per core, so
-// a series of single-frame files keeps a fast backbone fed. A panic on one
-// input fails that input only.
-func (e *Engine) prepareAll(ctx context.Context, inputs []Input) []prepared {
-	out := make([]prepared, len(inputs))
+// prepareAll starts decoding and preprocessing the inputs, one goroutine per
+// core, and returns at once: Process takes each input when its done channel
+// closes, so the first batch runs on the model while later inputs are still
+// being prepared, and a series of single-frame files keeps a fast backbone
+// fed. A panic on one input fails that input only.
+func (e *Engine) prepareAll(ctx context.Context, inputs []Input) []*prepared {
+	out := make([]*prepared, len(inputs))
+	for i := range out {
+		out[i] = &prepared{done: make(chan struct{})}
+	}
 	one := func(i int) {
+		p := out[i]
+		defer close(p.done)
 		defer func() {
-			if p := recover(); p != nil {
-				out[i] = prepared{err: fmt.Errorf("inference: decode input %d: %w", i, &PanicError{Value: p, Stack: debug.Stack()})}
+			if r := recover(); r != nil {
+				p.slices, p.prs, p.err = nil, nil, fmt.Errorf("inference: decode input %d: %w", i, &PanicError{Value: r, Stack: debug.Stack()})
 			}
 		}()
 		if ctx.Err() != nil {
 			return // Process reports ctx's error
 		}
 		t0 := time.Now()
-		slices, err := e.decode(inputs[i])
-		out[i] = prepared{slices: slices, dec: time.Since(t0), err: err}
-		if err == nil {
-			out[i].prs = e.preprocessAll(slices)
+		p.slices, p.err = e.decode(inputs[i])
+		p.dec = time.Since(t0)
+		if p.err == nil {
+			p.prs = e.preprocessAll(p.slices)
 		}
 	}
-	par.ForEach(len(inputs), one)
+	// one recovers its own panics, so ForEach never raises one here.
+	go par.ForEach(len(inputs), one)
 	return out
 }
 

@@ -154,6 +154,9 @@ type SeriesSummary struct {
 	TotalMS StageMS `json:"total_ms"`
 	// WallMS is the wall-clock time of the series in milliseconds.
 	WallMS float64 `json:"wall_ms"`
+	// PhaseMS splits WallMS: the engine (decode to masks), writing the score
+	// maps, and Finish (the DICOM outputs).
+	PhaseMS PhaseMS `json:"phase_ms"`
 	// FindingCalibration says whether the model has a finding calibration;
 	// without one, Findings is empty and the masks are per pixel.
 	FindingCalibration bool `json:"finding_calibration"`
@@ -282,6 +285,15 @@ func writeMaps(dir string, results []*Result) error {
 	return errors.Join(errs...)
 }
 
+// PhaseMS are the wall-clock phases of scoring a series, in milliseconds.
+type PhaseMS struct {
+	Engine  float64 `json:"engine"`
+	Maps    float64 `json:"maps"`
+	Outputs float64 `json:"outputs"`
+}
+
+func msSince(t time.Time) float64 { return float64(time.Since(t)) / float64(time.Millisecond) }
+
 // ScoreSeries scores every file of a series with the engine and writes one
 // float32 .npy score map per slice and summary.json to OUT/<SeriesInstanceUID>/.
 func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*SeriesSummary, error) {
@@ -304,13 +316,17 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 		for i, f := range files {
 			inputs[i] = Input{Path: f}
 		}
+		t0 := time.Now()
 		results, err := e.Process(ctx, inputs)
 		if err != nil {
 			return nil, err
 		}
+		t1 := time.Now()
+		sum.PhaseMS.Engine += float64(t1.Sub(t0)) / float64(time.Millisecond)
 		if err := writeMaps(dir, results); err != nil {
 			return nil, err
 		}
+		sum.PhaseMS.Maps += msSince(t1)
 		for _, r := range results {
 			ss := SliceSummary{File: r.Source}
 			if r.Slice != nil {
@@ -338,13 +354,15 @@ func ScoreSeries(ctx context.Context, e *Engine, s *Series, o OfflineOptions) (*
 		}
 	}
 	sum.TotalMS, sum.MeanMS = stageMS(total, 1), stageMS(total, ok)
+	t2 := time.Now()
 	if o.Finish != nil {
 		if err := o.Finish(sum); err != nil {
 			return nil, err
 		}
 	}
+	sum.PhaseMS.Outputs = msSince(t2)
 	sum.FindingCount = len(sum.Findings)
-	sum.WallMS = float64(time.Since(start)) / float64(time.Millisecond)
+	sum.WallMS = msSince(start)
 	b, err := json.MarshalIndent(sum, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("inference: score: %w", err)

@@ -32,6 +32,9 @@
 #   GPU_CHECK_LOG   also write the full log here (default: $OUT/gpu-check.log when $OUT is set)
 #   CUDA_HOME       toolkit root when it is not /usr or /usr/local/cuda
 #   GPU_CHECK_BINARY  a prebuilt cuda-tagged test binary (scripts/gpu-bundle.sh)
+#   GPU_CHECK_BENCH   benchmarks to run (regexp, default Score|Step|Embed)
+#   GPU_CHECK_NO_HF=1     skip the dinov2-small sized Hugging Face exports
+#   GPU_CHECK_NO_SCORE=1  skip scripts/gpu-score.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -180,7 +183,7 @@ cat "$tmp/compare.txt" >>"$logf"
 
 # --- Benchmark ----------------------------------------------------------------------------
 log "benchmarks: scoring and EM at N=12288 K=500 D=384; the embedder at 448x448"
-if ! "$tmp/cuda.test" -test.run '^$' -test.bench 'Score|Step|Embed' -test.benchtime 2s -test.count 1 \
+if ! "$tmp/cuda.test" -test.run '^$' -test.bench "${GPU_CHECK_BENCH:-Score|Step|Embed}" -test.benchtime 2s -test.count 1 \
 	-test.timeout 8m -cuda.require >"$tmp/bench.txt" 2>&1; then
 	status=1
 fi
@@ -221,7 +224,8 @@ echo
 echo "| precision | batch | forward slices/s | Embed slices/s | EmbedScore slices/s | embedder GPU MiB | device used MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 awk '/^BenchmarkEmbed\// {
-	split($1, parts, "/"); prec=parts[2]; sub(/^prec=/, "", prec); batch=parts[3]; sub(/^batch=/, "", batch); sub(/-[0-9]+$/, "", batch)
+	n = split($1, parts, "/"); prec=parts[2]; sub(/^prec=/, "", prec); batch=parts[3]; sub(/^batch=/, "", batch); sub(/-[0-9]+$/, "", batch)
+	if (n > 3) { blk=parts[4]; sub(/^block=/, "", blk); sub(/-[0-9]+$/, "", blk); batch = batch " (attention pass " blk ")" }
 	fw=em=es=mib=used="?"
 	for (i = 2; i < NF; i++) {
 		if ($(i+1) == "slices/s") fw=$i

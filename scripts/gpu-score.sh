@@ -60,7 +60,7 @@ log "backbone, model and a $SLICES-slice ${RES}x$RES series ready in $((SECONDS 
 run() { # run CONFIG IN OUT
 	local t=$SECONDS
 	"$BIN" score --config "$1" --model brain --in "$2" --out "$3" >"$3.txt" 2>"$3.err" || { cat "$3.txt"; tail -20 "$3.err" >&2; return 1; }
-	grep '^scored ' "$3.txt"
+	echo "$(grep '^scored ' "$3.txt"); $(grep -o 'wall: .*' "$3.txt")"
 }
 main=$(run "$D/run.yaml" "$D/series" "$D/out-$DEVICE")
 cpu=""

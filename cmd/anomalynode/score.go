@@ -97,7 +97,7 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		e.log.Warn().Str("model", setup.ModelPath).Msg("score: no finding limits (the model file has no finding calibration: fit it again; or the config sets findings: false); masks are per pixel, about 1 % of every healthy slice is painted")
 	}
 	opts := inference.OfflineOptions{Out: *out, Model: setup.ModelPath, FPR: inference.FPRKey(setup.FPR),
-		Threshold: served.Threshold, Chunk: 2 * max(setup.Batch, 1), OnSlice: bar.step}
+		Threshold: served.Threshold, Chunk: 4 * max(setup.Batch, 1), OnSlice: bar.step}
 	failed, scored := 0, 0
 	scoring := time.Now()
 	for _, s := range series {
@@ -133,8 +133,9 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		if sum.FindingCalibration {
 			found = fmt.Sprintf("findings %d", sum.FindingCount)
 		}
-		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d  %s  stacks %d  DICOM %d files\n",
-			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors, found, sum.Stacks, objects)
+		fmt.Fprintf(e.stdout, "%s  %d slices  max %.4f  top_mean %.4f  %.1f ms/slice (model %.1f)  errors %d  %s  stacks %d  DICOM %d files  wall: engine %.0f ms, maps %.0f ms, outputs %.0f ms\n",
+			s.UID, len(sum.Slices)-sum.Errors, sum.Max, sum.TopMean, sum.MeanMS.Total, sum.MeanMS.Model, sum.Errors, found, sum.Stacks, objects,
+			sum.PhaseMS.Engine, sum.PhaseMS.Maps, sum.PhaseMS.Outputs)
 	}
 	// Wall clock from the first file read to the last output written, and
 	// the one-time start-up (model file, backbone, GPU context) apart.
