@@ -303,11 +303,12 @@ func (e *Embedder) shapeOf(b, h, w int) shape {
 // softmaxRowMax is the longest row softmaxWarp holds (kernels.cu SOFTMAX_PER x 32).
 const softmaxRowMax = 2048
 
-// attentionBlock is the default bound on the scores of one attention pass
-// (bytes): small enough to stay in an H100/H200's 50 MB L2 from the scores
-// GEMM through the softmax to the context GEMM, instead of a round trip to
-// HBM (BenchmarkEmbed's block= variants measure it).
-const attentionBlock = 24 << 20
+// attentionBlock bounds the scores of one attention pass (bytes), and so
+// the score memory: larger batches take several passes. On the H200, passes
+// small enough to keep the scores in L2 were slower than one pass for every
+// pair (bf16, batch 32: 650, 873 and 995 slices/s with 12, 24 and 48 MiB
+// passes, 1076 with one pass; docs/gpu.md).
+const attentionBlock = 4 << 30
 
 // attentionPairs is how many (slice, head) pairs one attention pass takes.
 func (e *Embedder) attentionPairs(s shape) int {
