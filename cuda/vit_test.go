@@ -122,17 +122,22 @@ func agreement(got, want, protos []float32, d int) float64 {
 		}
 		return out
 	}
-	g, w := score(got), score(want)
-	sorted := slices.Clone(w)
+	return sideAgreement(score(got), score(want))
+}
+
+// sideAgreement is the share of got's scores on the same side of want's
+// 90th percentile as want's.
+func sideAgreement[T float32 | float64](got, want []T) float64 {
+	sorted := slices.Clone(want)
 	slices.Sort(sorted)
 	th := sorted[len(sorted)*9/10]
 	same := 0
-	for i := range g {
-		if (g[i] > th) == (w[i] > th) {
+	for i := range got {
+		if (got[i] > th) == (want[i] > th) {
 			same++
 		}
 	}
-	return float64(same) / float64(len(g))
+	return float64(same) / float64(len(got))
 }
 
 // everyNth returns rows 0, step, 2*step... of x (rows of d), at most k of them.
@@ -276,16 +281,7 @@ func TestScoringEmbedderMatchesCPU(t *testing.T) {
 			t.Fatalf("%s: %d patches (%d scores), want %d (%d)", p, patches, len(got), want.Patches, len(wantScores))
 		}
 		rel := relErr(sims(got), sims(wantScores))
-		sorted := slices.Clone(wantScores)
-		slices.Sort(sorted)
-		th := sorted[len(sorted)*9/10]
-		same := 0
-		for i := range got {
-			if (got[i] > th) == (wantScores[i] > th) {
-				same++
-			}
-		}
-		agree := float64(same) / float64(len(got))
+		agree := sideAgreement(got, wantScores)
 		t.Logf("%s: similarity relative error %.2e, thresholded agreement %.4f", p, rel, agree)
 		if rel > tolerances[p] || rel != rel {
 			t.Errorf("%s: similarity relative error %.2e > %.0e", p, rel, tolerances[p])

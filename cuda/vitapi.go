@@ -61,3 +61,17 @@ func checkInput(input []float32, b, h, w, patch int) error {
 	}
 	return nil
 }
+
+// newEmbedderFor opens o's embedder and checks that its tokens have model's
+// width D.
+func newEmbedderFor(o EmbedderOptions, model *inference.Model) (*Embedder, error) {
+	e, err := NewEmbedder(o)
+	if err != nil {
+		return nil, err
+	}
+	if e.Dim() != model.D {
+		e.Close()
+		return nil, fmt.Errorf("cuda: embedder %s outputs %d-dim tokens, the model has D=%d", o.ModelPath, e.Dim(), model.D)
+	}
+	return e, nil
+}

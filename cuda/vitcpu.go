@@ -93,12 +93,9 @@ func NewScoringEmbedder(o EmbedderOptions, model *inference.Model) (*ScoringEmbe
 	if err != nil {
 		return nil, err
 	}
-	e, err := NewEmbedder(o)
+	e, err := newEmbedderFor(o, model)
 	if err != nil {
 		return nil, err
-	}
-	if e.Dim() != model.D {
-		return nil, fmt.Errorf("cuda: embedder %s outputs %d-dim tokens, the model has D=%d", o.ModelPath, e.Dim(), model.D)
 	}
 	return &ScoringEmbedder{Embedder: e, s: sc}, nil
 }

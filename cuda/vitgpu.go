@@ -577,13 +577,9 @@ func NewScoringEmbedder(o EmbedderOptions, model *inference.Model) (*ScoringEmbe
 	if err != nil {
 		return nil, err
 	}
-	e, err := NewEmbedder(o)
+	e, err := newEmbedderFor(o, model)
 	if err != nil {
 		return nil, err
-	}
-	if e.Dim() != model.D {
-		e.Close()
-		return nil, fmt.Errorf("cuda: embedder %s outputs %d-dim tokens, the model has D=%d", o.ModelPath, e.Dim(), model.D)
 	}
 	s, err := scoringOn(e, protos, len(idx))
 	if err != nil {
