@@ -53,127 +53,114 @@ func ConvertDataSet(data []byte, from, to string) ([]byte, error) {
 	if from == to {
 		return data, nil
 	}
-	cv := converter{in: data, implicitIn: from == dcm.ImplicitVRLittleEndian}
+	cv := converter{implicitIn: from == dcm.ImplicitVRLittleEndian}
+	w := dcm.NewWalker(data, 0, !cv.implicitIn, binary.LittleEndian)
 	out := make([]byte, 0, len(data)+len(data)/16)
-	out, err := cv.elements(out, len(data), false)
+	out, err := cv.elements(out, w, false)
 	if err != nil {
-		return nil, fmt.Errorf("dimse: convert data set at byte %d: %w", cv.pos, err)
+		return nil, fmt.Errorf("dimse: convert data set %w", err)
 	}
 	return out, nil
 }
 
 type converter struct {
-	in         []byte
-	pos        int
 	implicitIn bool
 	depth      int
 }
 
-const undefinedLength = 0xFFFFFFFF
+// convertErr is a conversion error at w's position.
+func convertErr(w *dcm.Walker, format string, args ...any) error {
+	return fmt.Errorf("at byte %d: %s", w.Pos, fmt.Sprintf(format, args...))
+}
 
-// elements converts elements until end (a byte offset) or, when inItem with
-// undefined length, until an item delimiter (which it consumes).
-func (c *converter) elements(out []byte, end int, untilDelim bool) ([]byte, error) {
-	for c.pos < end {
-		if end-c.pos < 8 {
-			return nil, fmt.Errorf("truncated element header")
+// elements converts the elements w walks until its end or, when untilDelim,
+// until an item delimiter (which it consumes).
+func (c *converter) elements(out []byte, w *dcm.Walker, untilDelim bool) ([]byte, error) {
+	for w.More() {
+		group, elem, ok := w.Peek()
+		if !ok {
+			return nil, convertErr(w, "truncated element header")
 		}
-		group := binary.LittleEndian.Uint16(c.in[c.pos:])
-		elem := binary.LittleEndian.Uint16(c.in[c.pos+2:])
-		if group == 0xFFFE && elem == 0xE00D { // item delimiter
-			c.pos += 8
+		if group == dcm.ItemGroup && elem == dcm.ItemDelimitationItem {
+			w.Item() // cannot fail: Peek saw its 8 bytes
 			if untilDelim {
 				return out, nil
 			}
 			continue
 		}
-		var vr string
-		var length uint32
-		if c.implicitIn {
-			length = binary.LittleEndian.Uint32(c.in[c.pos+4:])
-			c.pos += 8
-			vr = dictVR(group, elem, length)
-		} else {
-			vr = string(c.in[c.pos+4 : c.pos+6])
-			if dcm.LongVR(vr) {
-				if end-c.pos < 12 {
-					return nil, fmt.Errorf("truncated element header")
-				}
-				length = binary.LittleEndian.Uint32(c.in[c.pos+8:])
-				c.pos += 12
-			} else {
-				length = uint32(binary.LittleEndian.Uint16(c.in[c.pos+6:]))
-				c.pos += 8
-			}
+		h, err := w.Element()
+		if err != nil {
+			return nil, convertErr(w, "%v", err)
 		}
-		isSeq := vr == "SQ" || (length == undefinedLength && !(group == 0x7FE0 && elem == 0x0010))
+		vr, length := h.VR, h.Length
+		if c.implicitIn {
+			vr = dictVR(group, elem, length)
+		}
+		isSeq := vr == "SQ" || (length == dcm.UndefinedLength && !(group == 0x7FE0 && elem == 0x0010))
 		if isSeq {
-			var err error
-			out = c.header(out, group, elem, "SQ", undefinedLength)
-			if out, err = c.items(out, length, end); err != nil {
+			out = c.header(out, group, elem, "SQ", dcm.UndefinedLength)
+			if out, err = c.items(out, w, length); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		if length == undefinedLength {
-			return nil, fmt.Errorf("encapsulated pixel data cannot be converted")
+		if length == dcm.UndefinedLength {
+			return nil, convertErr(w, "encapsulated pixel data cannot be converted")
 		}
-		if uint64(length) > uint64(end-c.pos) {
-			return nil, fmt.Errorf("element (%04X,%04X) of %d bytes, %d left", group, elem, length, end-c.pos)
+		v, err := w.Value(length)
+		if err != nil {
+			return nil, convertErr(w, "element (%04X,%04X): %v", group, elem, err)
 		}
 		out = c.header(out, group, elem, vr, length)
-		out = append(out, c.in[c.pos:c.pos+int(length)]...)
-		c.pos += int(length)
+		out = append(out, v...)
 	}
 	if untilDelim {
-		return nil, fmt.Errorf("item without delimiter")
+		return nil, convertErr(w, "item without delimiter")
 	}
 	return out, nil
 }
 
-// items converts the items of a sequence of the given length (or undefined).
-func (c *converter) items(out []byte, length uint32, end int) ([]byte, error) {
+// items converts the items of a sequence of the given length (or undefined)
+// at w's position.
+func (c *converter) items(out []byte, w *dcm.Walker, length uint32) ([]byte, error) {
 	c.depth++
 	defer func() { c.depth-- }()
 	if c.depth > 64 {
-		return nil, fmt.Errorf("sequences nested deeper than 64")
+		return nil, convertErr(w, "sequences nested deeper than 64")
 	}
-	seqEnd := end
-	if length != undefinedLength {
-		if uint64(length) > uint64(end-c.pos) {
-			return nil, fmt.Errorf("sequence of %d bytes, %d left", length, end-c.pos)
+	s := w
+	if length != dcm.UndefinedLength {
+		var err error
+		if s, err = w.Within(length); err != nil {
+			return nil, convertErr(w, "sequence: %v", err)
 		}
-		seqEnd = c.pos + int(length)
 	}
-	for c.pos < seqEnd {
-		if seqEnd-c.pos < 8 {
-			return nil, fmt.Errorf("truncated item header")
+	for s.More() {
+		h, err := s.Item()
+		if err != nil {
+			return nil, convertErr(s, "truncated item header")
 		}
-		group := binary.LittleEndian.Uint16(c.in[c.pos:])
-		elem := binary.LittleEndian.Uint16(c.in[c.pos+2:])
-		il := binary.LittleEndian.Uint32(c.in[c.pos+4:])
-		c.pos += 8
-		if group != 0xFFFE {
-			return nil, fmt.Errorf("(%04X,%04X) where an item was expected", group, elem)
+		if h.Group != dcm.ItemGroup {
+			return nil, convertErr(s, "(%04X,%04X) where an item was expected", h.Group, h.Element)
 		}
-		switch elem {
-		case 0xE0DD: // sequence delimiter
-			if length != undefinedLength {
-				return nil, fmt.Errorf("sequence delimiter in a defined-length sequence")
+		switch h.Element {
+		case dcm.SequenceDelimitationItem:
+			if length != dcm.UndefinedLength {
+				return nil, convertErr(s, "sequence delimiter in a defined-length sequence")
 			}
 			out = binary.LittleEndian.AppendUint32(out, 0xE0DDFFFE)
 			return binary.LittleEndian.AppendUint32(out, 0), nil
-		case 0xE000:
+		case dcm.Item:
 			out = binary.LittleEndian.AppendUint32(out, 0xE000FFFE)
-			out = binary.LittleEndian.AppendUint32(out, undefinedLength)
-			var err error
-			if il == undefinedLength {
-				out, err = c.elements(out, seqEnd, true)
+			out = binary.LittleEndian.AppendUint32(out, dcm.UndefinedLength)
+			if h.Length == dcm.UndefinedLength {
+				out, err = c.elements(out, s, true)
 			} else {
-				if uint64(il) > uint64(seqEnd-c.pos) {
-					return nil, fmt.Errorf("item of %d bytes, %d left", il, seqEnd-c.pos)
+				var iw *dcm.Walker
+				if iw, err = s.Within(h.Length); err != nil {
+					return nil, convertErr(s, "item: %v", err)
 				}
-				out, err = c.elements(out, c.pos+int(il), false)
+				out, err = c.elements(out, iw, false)
 			}
 			if err != nil {
 				return nil, err
@@ -181,11 +168,11 @@ func (c *converter) items(out []byte, length uint32, end int) ([]byte, error) {
 			out = binary.LittleEndian.AppendUint32(out, 0xE00DFFFE)
 			out = binary.LittleEndian.AppendUint32(out, 0)
 		default:
-			return nil, fmt.Errorf("(FFFE,%04X) inside a sequence", elem)
+			return nil, convertErr(s, "(FFFE,%04X) inside a sequence", h.Element)
 		}
 	}
-	if length == undefinedLength {
-		return nil, fmt.Errorf("sequence without delimiter")
+	if length == dcm.UndefinedLength {
+		return nil, convertErr(s, "sequence without delimiter")
 	}
 	// Defined length on input: close our undefined-length sequence.
 	out = binary.LittleEndian.AppendUint32(out, 0xE0DDFFFE)
@@ -231,7 +218,7 @@ func dictVR(group, elem uint16, length uint32) string {
 			if len(vr) != 2 {
 				vr = "UN"
 			}
-		} else if length == undefinedLength {
+		} else if length == dcm.UndefinedLength {
 			vr = "SQ"
 		}
 	}

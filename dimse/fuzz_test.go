@@ -310,3 +310,22 @@ func FuzzClient(f *testing.F) {
 		_ = c.Release(ctx)
 	})
 }
+
+// FuzzConvertDataSet feeds arbitrary data sets to the syntax converter in
+// both directions: it must never panic nor read past a length. (Converting
+// back need not succeed: an implicit VR comes from the dictionary, which
+// garbage need not agree with.)
+func FuzzConvertDataSet(f *testing.F) {
+	for _, ts := range []string{dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian} {
+		p := makeSeries(f, f.TempDir(), synthSpec{N: 1, Size: 4, TS: ts, Sequence: true})[0]
+		_, ds := readInstance(f, p)
+		f.Add(ds, ts == dcm.ImplicitVRLittleEndian)
+	}
+	f.Fuzz(func(t *testing.T, ds []byte, implicit bool) {
+		from, to := dcm.ExplicitVRLittleEndian, dcm.ImplicitVRLittleEndian
+		if implicit {
+			from, to = to, from
+		}
+		_, _ = ConvertDataSet(ds, from, to)
+	})
+}

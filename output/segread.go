@@ -274,130 +274,106 @@ func (a *Attrs) First(keyword string) *Attrs {
 	return it[0]
 }
 
-const undefinedLength = 0xFFFFFFFF
-
 // maxDepth bounds sequence nesting so hostile input cannot exhaust the stack.
 const maxDepth = 16
 
 // parseExplicitLE parses a data set in Explicit VR Little Endian. Every
-// length is checked against the bytes that remain, so it allocates nothing
-// beyond the input's size.
+// length is checked against the bytes that remain (dcm.Walker), so it
+// allocates nothing beyond the input's size.
 func parseExplicitLE(b []byte, depth int) (*Attrs, error) {
-	p := &leParser{b: b}
-	a, err := p.dataSet(len(b), false, depth)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
+	return dataSet(dcm.NewWalker(b, 0, true, binary.LittleEndian), false, depth)
 }
 
-type leParser struct {
-	b   []byte
-	pos int
+// notSEG is an ErrNotSEG error at w's position.
+func notSEG(w *dcm.Walker, format string, args ...any) error {
+	return fmt.Errorf("%w: offset %d: %s", ErrNotSEG, w.Pos, fmt.Sprintf(format, args...))
 }
 
-func (p *leParser) fail(format string, args ...any) error {
-	return fmt.Errorf("%w: offset %d: %s", ErrNotSEG, p.pos, fmt.Sprintf(format, args...))
-}
-
-func (p *leParser) u16(at int) uint16 { return binary.LittleEndian.Uint16(p.b[at:]) }
-func (p *leParser) u32(at int) uint32 { return binary.LittleEndian.Uint32(p.b[at:]) }
-
-// dataSet reads elements up to end, or up to an item delimiter when inItem.
-func (p *leParser) dataSet(end int, inItem bool, depth int) (*Attrs, error) {
+// dataSet reads the elements w walks, up to its end, or up to an item
+// delimiter when inItem.
+func dataSet(w *dcm.Walker, inItem bool, depth int) (*Attrs, error) {
 	if depth > maxDepth {
-		return nil, p.fail("sequences nested deeper than %d", maxDepth)
+		return nil, notSEG(w, "sequences nested deeper than %d", maxDepth)
 	}
 	a := &Attrs{els: map[uint32]*attr{}}
-	for p.pos < end {
-		if end-p.pos < 8 {
-			return nil, p.fail("truncated element header")
+	for w.More() {
+		group, elem, ok := w.Peek()
+		if !ok {
+			return nil, notSEG(w, "truncated element header")
 		}
-		group, elem := p.u16(p.pos), p.u16(p.pos+2)
-		if group == 0xFFFE {
-			if elem == 0xE00D && inItem {
-				p.pos += 8
+		if group == dcm.ItemGroup {
+			if elem == dcm.ItemDelimitationItem && inItem {
+				w.Item() // cannot fail: Peek saw its 8 bytes
 				return a, nil
 			}
-			return nil, p.fail("unexpected (FFFE,%04X)", elem)
+			return nil, notSEG(w, "unexpected (FFFE,%04X)", elem)
 		}
-		t := uint32(group)<<16 | uint32(elem)
-		vr := string(p.b[p.pos+4 : p.pos+6])
-		var vl uint32
-		if dcm.LongVR(vr) {
-			if end-p.pos < 12 {
-				return nil, p.fail("truncated element header")
-			}
-			vl = p.u32(p.pos + 8)
-			p.pos += 12
-		} else {
-			vl = uint32(p.u16(p.pos + 6))
-			p.pos += 8
+		h, err := w.Element()
+		if err != nil {
+			return nil, notSEG(w, "%v", err)
 		}
-		at := &attr{vr: vr}
+		at := &attr{vr: h.VR}
 		switch {
-		case vr == "SQ":
-			items, err := p.sequence(vl, end, depth)
+		case h.VR == "SQ":
+			items, err := sequence(w, h.Length, depth)
 			if err != nil {
 				return nil, err
 			}
 			at.items = items
-		case vl == undefinedLength:
-			return nil, p.fail("encapsulated (undefined-length) %s value is not supported", vr)
+		case h.Length == dcm.UndefinedLength:
+			return nil, notSEG(w, "encapsulated (undefined-length) %s value is not supported", h.VR)
 		default:
-			if uint64(vl) > uint64(end-p.pos) {
-				return nil, p.fail("%s value of %d bytes overruns the input", vr, vl)
+			if at.value, err = w.Value(h.Length); err != nil {
+				return nil, notSEG(w, "%s %v", h.VR, err)
 			}
-			at.value = p.b[p.pos : p.pos+int(vl)]
-			p.pos += int(vl)
 		}
-		a.els[t] = at
+		a.els[uint32(group)<<16|uint32(elem)] = at
 	}
 	if inItem {
-		return nil, p.fail("item without delimiter")
+		return nil, notSEG(w, "item without delimiter")
 	}
 	return a, nil
 }
 
-// sequence reads the items of a sequence of length vl (or undefined length).
-func (p *leParser) sequence(vl uint32, end int, depth int) ([]*Attrs, error) {
-	seqEnd := end
-	if vl != undefinedLength {
-		if uint64(vl) > uint64(end-p.pos) {
-			return nil, p.fail("sequence of %d bytes overruns the input", vl)
+// sequence reads the items of a sequence of length vl (or undefined length)
+// at w's position.
+func sequence(w *dcm.Walker, vl uint32, depth int) ([]*Attrs, error) {
+	s := w
+	if vl != dcm.UndefinedLength {
+		var err error
+		if s, err = w.Within(vl); err != nil {
+			return nil, notSEG(w, "sequence: %v", err)
 		}
-		seqEnd = p.pos + int(vl)
 	}
 	var items []*Attrs
 	for {
-		if vl != undefinedLength && p.pos == seqEnd {
+		if vl != dcm.UndefinedLength && !s.More() {
 			return items, nil
 		}
-		if seqEnd-p.pos < 8 {
-			return nil, p.fail("truncated sequence")
+		h, err := s.Item()
+		if err != nil {
+			return nil, notSEG(s, "truncated sequence")
 		}
-		group, elem, il := p.u16(p.pos), p.u16(p.pos+2), p.u32(p.pos+4)
-		p.pos += 8
 		switch {
-		case group == 0xFFFE && elem == 0xE0DD && vl == undefinedLength:
+		case h.Group == dcm.ItemGroup && h.Element == dcm.SequenceDelimitationItem && vl == dcm.UndefinedLength:
 			return items, nil
-		case group == 0xFFFE && elem == 0xE000:
+		case h.Group == dcm.ItemGroup && h.Element == dcm.Item:
 			var it *Attrs
-			var err error
-			if il == undefinedLength {
-				it, err = p.dataSet(seqEnd, true, depth+1)
+			if h.Length == dcm.UndefinedLength {
+				it, err = dataSet(s, true, depth+1)
 			} else {
-				if uint64(il) > uint64(seqEnd-p.pos) {
-					return nil, p.fail("item of %d bytes overruns its sequence", il)
+				iw, werr := s.Within(h.Length)
+				if werr != nil {
+					return nil, notSEG(s, "item: %v", werr)
 				}
-				it, err = p.dataSet(p.pos+int(il), false, depth+1)
+				it, err = dataSet(iw, false, depth+1)
 			}
 			if err != nil {
 				return nil, err
 			}
 			items = append(items, it)
 		default:
-			return nil, p.fail("expected an item, got (%04X,%04X)", group, elem)
+			return nil, notSEG(s, "expected an item, got (%04X,%04X)", h.Group, h.Element)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package dcm
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
@@ -12,30 +11,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 )
 
-func TestExplicitHeader(t *testing.T) {
-	le := binary.LittleEndian
-	cases := []struct {
-		name string
-		b    []byte
-		size int
-		n    uint32
-	}{
-		{"short VR", []byte{0x28, 0, 0x10, 0, 'U', 'S', 2, 0}, 8, 2},
-		{"long VR", []byte{0xE0, 0x7F, 0x10, 0, 'O', 'W', 0, 0, 0x00, 0x01, 0, 0}, 12, 256},
-		{"long VR truncated", []byte{0xE0, 0x7F, 0x10, 0, 'O', 'B', 0, 0, 1}, 0, 0},
-		{"not a VR", []byte{0x28, 0, 0x10, 0, 2, 0, 0, 0}, 0, 0},
-		{"too short", []byte{0x28, 0, 0x10}, 0, 0},
-	}
-	for _, tc := range cases {
-		size, n := ExplicitHeader(tc.b, le)
-		if size != tc.size || n != tc.n {
-			t.Errorf("%s: got (%d, %d), want (%d, %d)", tc.name, size, n, tc.size, tc.n)
-		}
-	}
-	// Big endian reads the length the other way round.
-	if _, n := ExplicitHeader([]byte{0, 0x28, 0, 0x10, 'U', 'S', 0, 2}, binary.BigEndian); n != 2 {
-		t.Errorf("big endian length %d, want 2", n)
-	}
+func TestLongVR(t *testing.T) {
 	for _, vr := range []string{"OB", "SQ", "UN", "UT", "UV"} {
 		if !LongVR(vr) {
 			t.Errorf("LongVR(%s) = false", vr)
