@@ -66,9 +66,9 @@ const (
 	actPatch        // patch projections [b*np, D] f32
 	actH            // residual stream [b*t, D] f32
 	actXN           // LayerNorm output / merged heads [b*t, D] T
-	actBig          // qkv, scores, fc1 output f32
+	actBig          // qkv and fc1 outputs f32; fp32 and tf32: the attention scores too
 	actQKV          // heads [3, b, heads, t, hd] T
-	actP            // softmax output / GELU output T
+	actP            // softmax output (bf16: the scores, softmax in place) / GELU output T
 	actMid          // attention context / projection outputs [b*t, D] f32
 	actOut          // unit patch tokens [b*np, D] f32
 	nAct
