@@ -317,8 +317,7 @@ func (e *Embedder) attentionPairs(s shape) int {
 
 // attention computes softmax(q k^T * scale) v for every (slice, head) pair,
 // attentionPairs at a time, reusing the same score block (scores; probs
-// may be the same memory) so it stays in L2; the context goes to ctx
-// [b, heads, t, hd] float32.
+// may be the same memory); the context goes to ctx [b, heads, t, hd] float32.
 func (e *Embedder) attention(s shape, scale float32, q, k, v, scores, probs, ctx cu.DevicePtr) error {
 	pairs, per := s.b*s.heads, e.attentionPairs(s)
 	pair := cu.DevicePtr(s.t * s.hd * e.ty.size)
