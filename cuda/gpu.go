@@ -271,11 +271,53 @@ func (d *device) launch(fn cu.Function, grid int, args ...uint64) error {
 // the unit-length prototype matrix stays on the device, each batch of patches
 // is one cuBLAS GEMM and a row-max kernel.
 type Scorer struct {
-	dev    *device
-	m, d   int
-	protos *buffer
-	q, c   *buffer
-	out    *buffer
+	dev *device
+	d   int
+	p   *prototypes
+	q   *buffer
+}
+
+// prototypes is the device side of DPMM scoring: the m unit prototypes and
+// the scratch of one block of rows. Scorer and ScoringEmbedder share it.
+type prototypes struct {
+	protos, c, out *buffer
+	m              int
+}
+
+// newPrototypes uploads m unit prototypes (rows of the token width) to dev
+// (device thread).
+func newPrototypes(dev *device, protos []float32, m int) (*prototypes, error) {
+	p := &prototypes{protos: dev.newBuffer(), c: dev.newBuffer(), out: dev.newBuffer(), m: m}
+	return p, p.protos.upload(protos)
+}
+
+// score writes to dst[i] (i < n) the score of row i of width d: 1 - its
+// largest cosine to the prototypes. rows(q0, qn) hands over the device
+// buffer that holds rows q0 .. q0+qn-1 (device thread).
+func (p *prototypes) score(dev *device, n, d int, rows func(q0, qn int) (*buffer, error), dst []float32) error {
+	for q0 := 0; q0 < n; q0 += scoreBlock {
+		qn := min(scoreBlock, n-q0)
+		q, err := rows(q0, qn)
+		if err != nil {
+			return err
+		}
+		if err := p.c.ensure(qn * p.m); err != nil {
+			return err
+		}
+		if err := p.out.ensure(qn); err != nil {
+			return err
+		}
+		if err := dev.gemm(scoreGEMM(p.m, qn, d), p.protos, q, p.c); err != nil {
+			return err
+		}
+		if err := dev.launch(dev.rowMax, qn, uint64(p.c.p), uint64(qn), uint64(p.m), uint64(p.out.p)); err != nil {
+			return err
+		}
+		if err := p.out.download(dst[q0 : q0+qn]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scoreBlock bounds the rows scored per GEMM, so the product (scoreBlock x
@@ -293,10 +335,11 @@ func NewScorer(m *inference.Model, device int) (*Scorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Scorer{dev: dev, m: len(idx), d: m.D}
-	err = dev.do(func() error {
-		s.protos, s.q, s.c, s.out = dev.newBuffer(), dev.newBuffer(), dev.newBuffer(), dev.newBuffer()
-		return s.protos.upload(protos)
+	s := &Scorer{dev: dev, d: m.D}
+	err = dev.do(func() (err error) {
+		s.q = dev.newBuffer()
+		s.p, err = newPrototypes(dev, protos, len(idx))
+		return err
 	})
 	if err != nil {
 		dev.close()
@@ -322,33 +365,14 @@ func (s *Scorer) ScoreErr(patches []float32, n int, out []float32) error {
 		return nil
 	}
 	return s.dev.do(func() error {
-		for q0 := 0; q0 < n; q0 += scoreBlock {
-			qn := min(scoreBlock, n-q0)
-			if err := s.q.upload(patches[q0*s.d : (q0+qn)*s.d]); err != nil {
-				return err
-			}
-			if err := s.c.ensure(qn * s.m); err != nil {
-				return err
-			}
-			if err := s.out.ensure(qn); err != nil {
-				return err
-			}
-			if err := s.dev.gemm(scoreGEMM(s.m, qn, s.d), s.protos, s.q, s.c); err != nil {
-				return err
-			}
-			if err := s.dev.launch(s.dev.rowMax, qn, uint64(s.c.p), uint64(qn), uint64(s.m), uint64(s.out.p)); err != nil {
-				return err
-			}
-			if err := s.out.download(out[q0 : q0+qn]); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.p.score(s.dev, n, s.d, func(q0, qn int) (*buffer, error) {
+			return s.q, s.q.upload(patches[q0*s.d : (q0+qn)*s.d])
+		}, out)
 	})
 }
 
 // Prototypes returns the number of prototypes scored against.
-func (s *Scorer) Prototypes() int { return s.m }
+func (s *Scorer) Prototypes() int { return s.p.m }
 
 // OnGPU reports whether this scorer runs on a GPU.
 func (s *Scorer) OnGPU() bool { return true }

@@ -565,8 +565,7 @@ func (e *Embedder) Close() error {
 // (inference.ScoringBackbone): only the scores come back to the host.
 type ScoringEmbedder struct {
 	*Embedder
-	protos, c, out *buffer
-	m              int
+	p *prototypes
 }
 
 // NewScoringEmbedder loads the ONNX file's weights and model's prototypes
@@ -590,10 +589,10 @@ func NewScoringEmbedder(o EmbedderOptions, model *inference.Model) (*ScoringEmbe
 
 // scoringOn uploads m unit prototypes (rows of e.Dim()) to e's device.
 func scoringOn(e *Embedder, protos []float32, m int) (*ScoringEmbedder, error) {
-	s := &ScoringEmbedder{Embedder: e, m: m}
-	err := e.dev.do(func() error {
-		s.protos, s.c, s.out = e.dev.newBuffer(), e.dev.newBuffer(), e.dev.newBuffer()
-		return s.protos.upload(protos)
+	s := &ScoringEmbedder{Embedder: e}
+	err := e.dev.do(func() (err error) {
+		s.p, err = newPrototypes(e.dev, protos, m)
+		return err
 	})
 	return s, err
 }
@@ -618,26 +617,10 @@ func (s *ScoringEmbedder) EmbedScore(input []float32, b, h, w int) ([]float32, i
 		if err := e.stream.Synchronize(); err != nil {
 			return fmt.Errorf("run: %w", err)
 		}
-		for q0 := 0; q0 < n; q0 += scoreBlock {
-			qn := min(scoreBlock, n-q0)
-			tokens := &buffer{p: e.act[actOut].p + cu.DevicePtr(4*q0*d), cap: qn * d}
-			if err := s.c.ensure(qn * s.m); err != nil {
-				return err
-			}
-			if err := s.out.ensure(qn); err != nil {
-				return err
-			}
-			if err := e.dev.gemm(scoreGEMM(s.m, qn, d), s.protos, tokens, s.c); err != nil {
-				return err
-			}
-			if err := e.dev.launch(e.dev.rowMax, qn, uint64(s.c.p), uint64(qn), uint64(s.m), uint64(s.out.p)); err != nil {
-				return err
-			}
-			if err := s.out.download(scores[q0 : q0+qn]); err != nil {
-				return err
-			}
+		tokens := func(q0, qn int) (*buffer, error) {
+			return &buffer{p: e.act[actOut].p + cu.DevicePtr(4*q0*d), cap: qn * d}, nil
 		}
-		return nil
+		return s.p.score(e.dev, n, d, tokens, scores)
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("cuda: embed and score %d slice(s) of %dx%d: %w", b, h, w, err)
