@@ -30,16 +30,7 @@ func TestOrthancDelivery(t *testing.T) {
 	}
 	objs := append([]*Object{seg}, scs...)
 
-	o := peers.StartOrthanc(t, nil, nil)
-	for _, f := range s.files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := o.Post("/instances", string(b)); err != nil {
-			t.Fatalf("upload source: %v", err)
-		}
-	}
+	o := orthancWithSources(t, s.files)
 
 	js := openJS(t)
 	q, err := NewQueue(context.Background(), js, QueueConfig{Prefix: "T", MaxAttempts: 1000, BackoffInitial: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond},
@@ -131,4 +122,20 @@ func TestOrthancDelivery(t *testing.T) {
 	if len(ids) != len(s.files)+len(objs) {
 		t.Errorf("Orthanc holds %d instances, want %d", len(ids), len(s.files)+len(objs))
 	}
+}
+
+// orthancWithSources starts an Orthanc archive holding the source files.
+func orthancWithSources(t *testing.T, files []string) *peers.Orthanc {
+	t.Helper()
+	o := peers.StartOrthanc(t, nil, nil)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Post("/instances", string(b)); err != nil {
+			t.Fatalf("upload source: %v", err)
+		}
+	}
+	return o
 }

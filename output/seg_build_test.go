@@ -123,8 +123,16 @@ func TestSEGGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := append([]string{}, s.files...)
-	files = append(files, segPath)
+	if out := dcentvfy(t, dir, append(slices.Clone(s.files), segPath), scs); len(out) > 0 {
+		t.Logf("dcentvfy: %s", out)
+	}
+}
+
+// dcentvfy writes the SC objects to dir and runs dcentvfy over files and
+// them: they must agree on patient, study and series (no Error line). It
+// returns dcentvfy's output.
+func dcentvfy(t *testing.T, dir string, files []string, scs []*Object) []byte {
+	t.Helper()
 	for i, o := range scs {
 		p := filepath.Join(dir, "sc"+string(rune('a'+i))+".dcm")
 		if err := os.WriteFile(p, o.Part10, 0o644); err != nil {
@@ -136,9 +144,7 @@ func TestSEGGolden(t *testing.T) {
 	if err != nil || bytes.Contains(out, []byte("Error")) {
 		t.Fatalf("dcentvfy: %v\n%s", err, out)
 	}
-	if len(out) > 0 {
-		t.Logf("dcentvfy: %s", out)
-	}
+	return out
 }
 
 func firstDiff(a, b string) string {

@@ -204,18 +204,7 @@ func TestSRGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := append(slices.Clone(s.files), segPath, srPath)
-	for i, o := range scs {
-		p := filepath.Join(dir, "sc"+string(rune('a'+i))+".dcm")
-		if err := os.WriteFile(p, o.Part10, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, p)
-	}
-	out, err := exec.Command(peers.Tool(t, "dcentvfy"), files...).CombinedOutput()
-	if err != nil || bytes.Contains(out, []byte("Error")) {
-		t.Fatalf("dcentvfy: %v\n%s", err, out)
-	}
+	dcentvfy(t, dir, append(slices.Clone(s.files), segPath, srPath), scs)
 }
 
 func TestSRNoFinding(t *testing.T) {
@@ -389,16 +378,7 @@ func TestSROrthanc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := peers.StartOrthanc(t, nil, nil)
-	for _, f := range s.files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := o.Post("/instances", string(b)); err != nil {
-			t.Fatalf("upload source: %v", err)
-		}
-	}
+	o := orthancWithSources(t, s.files)
 	q, err := NewQueue(context.Background(), openJS(t), QueueConfig{Prefix: "T", MaxAttempts: 5, BackoffInitial: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond},
 		[]Destination{{
 			Name:        "archive",

@@ -15,7 +15,6 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"anomalynode/internal/synth"
-	"anomalynode/output"
 )
 
 // TestScoreMultiFrame scores an Enhanced MR source whose frames are not in
@@ -52,14 +51,7 @@ func TestScoreMultiFrame(t *testing.T) {
 	if len(segs) != 1 || len(scs) != 4 {
 		t.Fatalf("%d SEG and %d SC files, want 1 and one per frame (4)", len(segs), len(scs))
 	}
-	data, err := os.ReadFile(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	seg, err := output.ReadSEG(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg := readSEGFile(t, segs[0])
 	if len(seg.Frames) != 4 {
 		t.Fatalf("SEG has %d frames, want one per source frame (4)", len(seg.Frames))
 	}

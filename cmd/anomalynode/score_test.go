@@ -134,14 +134,7 @@ func TestScoreCommand(t *testing.T) {
 		if len(segs) != 1 || len(scs) != 3 {
 			t.Fatalf("%d SEG and %d SC files, want 1 and 3", len(segs), len(scs))
 		}
-		data, err := os.ReadFile(segs[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		seg, err := output.ReadSEG(data)
-		if err != nil {
-			t.Fatalf("SEG does not read back: %v", err)
-		}
+		seg := readSEGFile(t, segs[0])
 		for _, f := range seg.Frames {
 			if !slices.ContainsFunc(m.Slices, func(sl synth.ManifestSlice) bool { return sl.SOPInstanceUID == f.SourceSOPInstanceUID }) {
 				t.Fatalf("SEG frame references %s, not a slice of the series", f.SourceSOPInstanceUID)
@@ -267,14 +260,7 @@ func TestScoreFindings(t *testing.T) {
 			if len(segs) != 1 || len(scs) != 3 {
 				t.Fatalf("%d SEG and %d SC files, want 1 and 3", len(segs), len(scs))
 			}
-			data, err := os.ReadFile(segs[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			seg, err := output.ReadSEG(data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			seg := readSEGFile(t, segs[0])
 			if len(seg.Frames) != 3 {
 				t.Fatalf("%d SEG frames, want 3", len(seg.Frames))
 			}
@@ -285,4 +271,18 @@ func TestScoreFindings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readSEGFile reads the SEG written at path.
+func readSEGFile(t *testing.T, path string) *output.SEG {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := output.ReadSEG(data)
+	if err != nil {
+		t.Fatalf("SEG %s does not read back: %v", path, err)
+	}
+	return seg
 }

@@ -120,7 +120,10 @@ func sameWeights(t *testing.T, got, want *Weights) {
 }
 
 // mkvitModel returns the encoded tiny mkvit model with 4 registers and random
-// affine parameters, its config and weights.
+// affine parameters, its config and weights. The weights are larger than the
+// preset's, so attention is peaked rather than nearly uniform and every
+// sub-layer moves the output; biases, LayerNorm and LayerScale parameters are
+// random, so none of them is a no-op.
 func mkvitModel(t testing.TB, separable bool) ([]byte, Config, *Weights) {
 	t.Helper()
 	c := tinyConfig(t, 4)

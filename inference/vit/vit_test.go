@@ -196,25 +196,7 @@ func TestMatchesReference(t *testing.T) {
 }
 
 func testMatchesReference(t *testing.T, separable bool) {
-	c := tinyConfig(t, 4)
-	c.SeparablePosResize = separable
-	// Larger weights than the preset's, so attention is peaked rather than
-	// nearly uniform and every sub-layer moves the output; and random biases,
-	// LayerNorm and LayerScale parameters, so none of them is a no-op.
-	c.InitStd, c.LayerScale = 0.2, 1
-	w, err := NewWeights(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	randomizeAffine(w)
-	m, err := Model(c, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	model, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, c, w := mkvitModel(t, separable)
 	s := newSession(t, model, 1)
 	const b = 2
 	for _, hw := range [][2]int{{224, 224}, {154, 252}} {
