@@ -140,8 +140,12 @@ func runScore(ctx context.Context, e *env, args []string) error {
 	// Wall clock from the first file read to the last output written, and
 	// the one-time start-up (model file, backbone, GPU context) apart.
 	took := time.Since(scoring)
+	gpu := ""
+	if setup.NewBackbone != nil {
+		gpu = ", GPU"
+	}
 	fmt.Fprintf(e.stdout, "scored %d slices of %d series in %.2f s: %.0f slices/s (start-up %.2f s: model, backbone%s)\n",
-		scored, len(series), took.Seconds(), float64(scored)/took.Seconds(), startup.Seconds(), map[bool]string{true: ", GPU", false: ""}[setup.NewBackbone != nil])
+		scored, len(series), took.Seconds(), float64(scored)/took.Seconds(), startup.Seconds(), gpu)
 	if failed > 0 {
 		return fmt.Errorf("%d slices or files could not be scored (see the summaries)", failed)
 	}
