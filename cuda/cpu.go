@@ -10,7 +10,7 @@ import (
 // Available reports whether scoring and fitting run on a GPU, and why not.
 // Without the cuda build tag they never do.
 func Available() (bool, string) {
-	return false, "built without the cuda tag (go build -tags cuda); scoring and fitting run on the CPU"
+	return false, "built without the cuda tag (go build -tags cuda): this binary embeds, scores and fits on the CPU only"
 }
 
 // Scorer scores patch embeddings against a DPMM model's prototypes. Without the
