@@ -45,6 +45,9 @@ type LesionResult struct {
 	// Dice is 2 |L n F| / (|L| + |F|) in voxels between the lesion and that
 	// finding (0 when missed).
 	Dice float64 `json:"dice"`
+	// Peak is the highest pixel score inside the lesion: what the finding
+	// peak threshold is compared with, whether or not it was detected.
+	Peak float32 `json:"peak_score"`
 }
 
 // FindingMetrics are the finding-level results (issue 19): painted lesions
@@ -85,6 +88,10 @@ type FindingMetrics struct {
 	HealthySeries      int      `json:"healthy_series"`
 	HealthyWithFinding int      `json:"healthy_series_with_finding"`
 	HealthyRate        *float64 `json:"healthy_series_with_finding_rate"`
+	// HealthyPeaks is, per healthy series, the peak of its strongest region
+	// of at least MinVolumeMM3 whatever the peak threshold (0: none): the
+	// margin a lesion's Peak must beat.
+	HealthyPeaks []float32 `json:"healthy_series_peaks"`
 	// LesionList details every counted lesion.
 	LesionList []LesionResult `json:"lesion_list"`
 }
@@ -103,7 +110,7 @@ func EvaluateFindings(stacks []Stack, p findings.Params, minLesionMM3 float64) (
 		return nil, fmt.Errorf("eval: min lesion volume %v mm3 must be finite and >= 0", minLesionMM3)
 	}
 	fm := &FindingMetrics{PixelThreshold: p.PixelThreshold, MinVolumeMM3: p.MinVolumeMM3, PeakThreshold: p.PeakThreshold,
-		MinLesionMM3: minLesionMM3, LesionList: []LesionResult{}}
+		MinLesionMM3: minLesionMM3, LesionList: []LesionResult{}, HealthyPeaks: []float32{}}
 	var diceSum float64
 	for _, st := range stacks {
 		if len(st.Masks) != len(st.Slices) {
@@ -171,13 +178,33 @@ func EvaluateFindings(stacks []Stack, p findings.Params, minLesionMM3 float64) (
 			if len(found.Findings) > 0 {
 				fm.HealthyWithFinding++
 			}
+			any := p
+			any.PeakThreshold = 0
+			all, err := findings.Extract(st.Slices, any)
+			if err != nil {
+				return nil, fmt.Errorf("eval: regions of %s: %w", st.Name, err)
+			}
+			var peak float32
+			if len(all.Findings) > 0 {
+				peak = all.Findings[0].Peak // findings come highest peak first
+			}
+			fm.HealthyPeaks = append(fm.HealthyPeaks, peak)
+		}
+		// peaks[lesion ID]: the highest score inside the lesion.
+		peaks := make([]float32, len(lesions.Findings)+1)
+		for i, s := range st.Slices {
+			for j, l := range lesions.Labels[i] {
+				if l != 0 && s.Scores[j] > peaks[l] {
+					peaks[l] = s.Scores[j]
+				}
+			}
 		}
 		for _, l := range lesions.Findings {
 			if l.VolumeMM3 < minLesionMM3 {
 				fm.SmallLesions++
 				continue
 			}
-			r := LesionResult{Series: st.Name, VolumeMM3: l.VolumeMM3, Voxels: l.Voxels, Centroid: l.Centroid}
+			r := LesionResult{Series: st.Name, VolumeMM3: l.VolumeMM3, Voxels: l.Voxels, Centroid: l.Centroid, Peak: peaks[l.ID]}
 			if b := best[l.ID]; b.n > 0 {
 				f := found.Findings[b.id-1]
 				r.Detected, r.FindingVolumeMM3 = true, f.VolumeMM3

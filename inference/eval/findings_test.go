@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -83,6 +84,7 @@ func TestEvaluateFindings(t *testing.T) {
 	for k := 0; k < 3; k++ {
 		s, _ := at(c, k)
 		box(s, 20, 0, 20, 0, 20, 0.1)
+		box(s, 20, 0, 10, 0, 10, 0.6) // 600 mm3 but weak: no finding, its peak reported
 	}
 	d := axialStack("D", 2) // two slices at one position: not one stack
 	d.Slices[1].Plane.Position = d.Slices[0].Plane.Position
@@ -107,8 +109,11 @@ func TestEvaluateFindings(t *testing.T) {
 		t.Errorf("sensitivity %v healthy rate %v mean Dice %v false/series %v", fm.Sensitivity, fm.HealthyRate, fm.MeanDice, fm.FalsePerSeries)
 	}
 	wantLesions := []LesionResult{
-		{Series: "A", VolumeMM3: 640, Voxels: 320, Centroid: [3]float64{5.5, 5.5, 8}, Detected: true, FindingVolumeMM3: 512, Dice: 0.5},
-		{Series: "A", VolumeMM3: 300, Voxels: 150, Centroid: [3]float64{16, 16, 9}},
+		{Series: "A", VolumeMM3: 640, Voxels: 320, Centroid: [3]float64{5.5, 5.5, 8}, Detected: true, FindingVolumeMM3: 512, Dice: 0.5, Peak: 0.9},
+		{Series: "A", VolumeMM3: 300, Voxels: 150, Centroid: [3]float64{16, 16, 9}, Peak: 0.9},
+	}
+	if !slices.Equal(fm.HealthyPeaks, []float32{0.95, 0.6}) {
+		t.Errorf("healthy series peaks %v, want [0.95 0.6]", fm.HealthyPeaks)
 	}
 	if len(fm.LesionList) != 2 {
 		t.Fatalf("lesion list %+v", fm.LesionList)
