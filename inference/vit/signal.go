@@ -43,6 +43,13 @@ type SignalConfig struct {
 	Bins int
 	// BinRange is the largest |centre| of a bump, in standard deviations.
 	BinRange float64
+	// Symmetry adds two features that compare each patch with its mirror
+	// image across the image's vertical centre line (the head's midline in an
+	// axial slice): the asymmetry and the asymmetric local contrast (see
+	// SignalModel). SymmetryShift is how far, in half patches, the mirror may
+	// be shifted to find its match (head rotation and shift).
+	Symmetry      bool
+	SymmetryShift int
 	// Raw outputs the standardised features without the bumps (D = the
 	// number of features): with Mean 0 and Std 1, the raw features, which is
 	// how Mean and Std are measured.
@@ -52,7 +59,11 @@ type SignalConfig struct {
 // SignalFeatures is the number of features per patch for c, before encoding.
 func (c SignalConfig) SignalFeatures() int {
 	// intensity, DoGs, gradient, local std, in-patch std, context DoGs, context level
-	return 1 + (len(c.Sigmas) - 1) + 1 + 1 + 1 + len(c.ContextSigmas) + 1
+	n := 1 + (len(c.Sigmas) - 1) + 1 + 1 + 1 + len(c.ContextSigmas) + 1
+	if c.Symmetry {
+		n += 2
+	}
+	return n
 }
 
 // Dim is the token width D.
@@ -75,7 +86,11 @@ func (c SignalConfig) FeatureNames() []string {
 		names = append(names, fmt.Sprintf("context(%s-c%g)", prev, s))
 		prev = "c" + strconv.FormatFloat(s, 'g', -1, 64)
 	}
-	return append(names, "context-level("+prev+")")
+	names = append(names, "context-level("+prev+")")
+	if c.Symmetry {
+		names = append(names, "asymmetry", "asymmetric-contrast")
+	}
+	return names
 }
 
 // DefaultSignal is the signal preset. Mean and Std were measured on healthy
@@ -87,8 +102,10 @@ func DefaultSignal() SignalConfig {
 		PatchSize:     14,
 		Sigmas:        []float64{1.5, 3, 6, 12},
 		ContextSigmas: []float64{1, 2},
-		Mean:          []float32{0.153, 0, 0, 0.000128, 0.00916, 0.0338, 0.0413, 0.000158, 0.00103, 0.151},
-		Std:           []float32{0.149, 0.00615, 0.0166, 0.0253, 0.0096, 0.0348, 0.0479, 0.0507, 0.0223, 0.119},
+		Symmetry:      true,
+		SymmetryShift: 1,
+		Mean:          []float32{0.153, 0, 0, 0.000128, 0.00916, 0.0338, 0.0413, 0.000158, 0.00103, 0.151, 0.00045, 0.00045},
+		Std:           []float32{0.149, 0.00615, 0.0166, 0.0253, 0.0096, 0.0348, 0.0479, 0.0507, 0.0223, 0.119, 0.009, 0.009},
 		Bins:          10,
 		BinRange:      3,
 	}
@@ -202,6 +219,38 @@ func SignalModel(c SignalConfig) (*onnxgen.Model, error) {
 		prev = ctx
 	}
 	feats = append(feats, prev)
+	if c.Symmetry {
+		// Each half-patch cell of the sigma-1 blur against the mirror
+		// image shifted by up to SymmetryShift cells either way: d = A - M_s
+		// for every shift s; the asymmetry is the smallest d when all are
+		// positive, the largest when all are negative, else 0 (a structure
+		// that has a match nearby on the other side is symmetric).
+		half := p / 2
+		cell := func(x string) string {
+			return g.Op("AveragePool", []string{x}, onnxgen.AttrInts("kernel_shape", half, half), onnxgen.AttrInts("strides", half, half))
+		}
+		a := cell(blurs[1])
+		mirror := c.mirror(g, a, i64, f32, op)
+		r := int64(c.SymmetryShift)
+		k := 2*r + 1
+		deltas := make([]float32, k*k*k*k)
+		for i := range k * k {
+			deltas[i*k*k+i] = 1
+		}
+		shifted := g.Op("Conv", []string{pad(mirror, r), f32([]int64{k * k, 1, k, k}, deltas)}) // [B,k*k,h,w]
+		d := op("Sub", a, shifted)
+		lo := g.Op("ReduceMin", []string{d}, onnxgen.AttrInts("axes", 1), onnxgen.AttrInt("keepdims", 1))
+		hi := g.Op("ReduceMax", []string{d}, onnxgen.AttrInts("axes", 1), onnxgen.AttrInt("keepdims", 1))
+		asym := g.Op("AveragePool", []string{op("Add", op("Max", lo, zero), op("Min", hi, zero))},
+			onnxgen.AttrInts("kernel_shape", 2, 2), onnxgen.AttrInts("strides", 2, 2))
+		// The asymmetric contrast keeps the asymmetry where the patch also
+		// stands out from its own neighbourhood the same way (same sign, the
+		// smaller magnitude): a lesion does, its healthy mirror image (which
+		// is just as asymmetric, with the opposite sign) does not.
+		local := feats[len(c.Sigmas)+3]
+		both := op("Add", op("Max", op("Min", asym, local), zero), op("Min", op("Max", asym, local), zero))
+		feats = append(feats, asym, both)
+	}
 
 	nf, bins := int64(len(feats)), int64(c.Bins)
 	z := g.Op("Concat", feats, onnxgen.AttrInt("axis", 1)) // [B,F,h,w]
@@ -254,6 +303,47 @@ func SignalModel(c SignalConfig) (*onnxgen.Model, error) {
 			"anomalynode.bin_range":      strconv.FormatFloat(c.BinRange, 'g', -1, 64),
 		},
 	}, nil
+}
+
+// mirror reflects the [B,1,h,w] map a across the head's midline, estimated
+// per image from its intensity moments: the centroid and the major axis
+// (heads are longer front to back than side to side; a small pull towards
+// the vertical keeps round slices, near the top of the head, from turning
+// on noise). Reflecting p across the line through c at angle phi is
+// c + R (p - c), R = [[cos 2phi, sin 2phi], [sin 2phi, -cos 2phi]], and
+// (cos 2phi, sin 2phi) is (mu20 - mu02, 2 mu11) normalised, so no angle is
+// computed. The reflected map is read with GridSample (bilinear, border).
+func (c SignalConfig) mirror(g *onnxgen.Graph, a string, i64 func(...int64) string, f32 func([]int64, []float32) string, op func(string, ...string) string) string {
+	scalar := func(v float32) string { return f32(nil, []float32{v}) }
+	sum := func(x string) string {
+		return g.Op("ReduceSum", []string{x, i64(2, 3)}, onnxgen.AttrInt("keepdims", 1))
+	}
+	// The head mask (soft, from just above the background), not the
+	// intensities: a bias field would move an intensity centroid.
+	m := op("Min", op("Max", op("Mul", op("Sub", a, scalar(0.03)), scalar(50)), scalar(0)), scalar(1))
+	ones := op("Add", op("Mul", a, scalar(0)), scalar(1))
+	x := op("Sub", op("CumSum", ones, i64(3)), scalar(1)) // column index, [B,1,h,w]
+	y := op("Sub", op("CumSum", ones, i64(2)), scalar(1)) // row index
+	total := op("Add", sum(m), scalar(1e-6))
+	mean := func(v string) string { return op("Div", sum(op("Mul", m, v)), total) }
+	cx, cy := mean(x), mean(y)
+	dx, dy := op("Sub", x, cx), op("Sub", y, cy)
+	m20, m02, m11 := mean(op("Mul", dx, dx)), mean(op("Mul", dy, dy)), mean(op("Mul", dx, dy))
+	u := op("Sub", op("Sub", m20, m02), op("Mul", op("Add", m20, m02), scalar(0.03)))
+	v := op("Mul", m11, scalar(2))
+	n := op("Sqrt", op("Add", op("Add", op("Mul", u, u), op("Mul", v, v)), scalar(1e-12)))
+	c2, s2 := op("Div", u, n), op("Div", v, n)
+	xs := op("Add", cx, op("Add", op("Mul", c2, dx), op("Mul", s2, dy)))
+	ys := op("Add", cy, op("Sub", op("Mul", s2, dx), op("Mul", c2, dy)))
+	// GridSample with align_corners: -1 and 1 are the first and last centres.
+	norm := func(p, idx string) string {
+		last := g.Op("ReduceMax", []string{idx}, onnxgen.AttrInts("axes", 2, 3), onnxgen.AttrInt("keepdims", 1))
+		return op("Sub", op("Div", op("Mul", p, scalar(2)), op("Max", last, scalar(1))), scalar(1))
+	}
+	grid := g.Op("Transpose", []string{g.Op("Concat", []string{norm(xs, x), norm(ys, y)}, onnxgen.AttrInt("axis", 1))},
+		onnxgen.AttrInts("perm", 0, 2, 3, 1)) // [B,h,w,2]
+	return g.Op("GridSample", []string{a, grid}, onnxgen.AttrString("mode", "bilinear"),
+		onnxgen.AttrString("padding_mode", "border"), onnxgen.AttrInt("align_corners", 1))
 }
 
 // GenerateSignal returns the encoded ONNX model of c.

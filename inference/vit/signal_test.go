@@ -1,6 +1,7 @@
 package vit
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"anomalynode/inference"
+	"anomalynode/inference/onnxgen"
 	"anomalynode/inference/pixel"
 	"anomalynode/internal/synth"
 
@@ -183,4 +185,60 @@ func BenchmarkSignalForward(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/forward")
 	b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/forward")
+}
+
+// TestSignalMirror reflects a rotated, off-centre ellipse (a head seen from
+// above) with a bright spot on one side across its major axis: the spot must
+// come out at its mirror position, whatever the rotation and offset.
+func TestSignalMirror(t *testing.T) {
+	const h, w = 72, 64
+	for _, tc := range []struct{ cx, cy, deg float64 }{{32, 36, 0}, {29, 38, 8}, {35, 33, -6}} {
+		g := onnxgen.NewGraph("mirror")
+		n := 0
+		i64 := func(v ...int64) string { n++; return g.Int64(fmt.Sprintf("i%d", n), []int64{int64(len(v))}, v) }
+		f32 := func(dims []int64, v []float32) string { n++; return g.Float32(fmt.Sprintf("f%d", n), dims, v) }
+		op := func(o string, in ...string) string { return g.Op(o, in) }
+		x := g.Input(InputName, onnxgen.Float32, onnxgen.Sym("b"), onnxgen.Fixed(3), onnxgen.Sym("h"), onnxgen.Sym("w"))
+		a := g.Op("Conv", []string{x, f32([]int64{1, 3, 1, 1}, []float32{1, 0, 0})})
+		m := DefaultSignal().mirror(g, a, i64, f32, op)
+		g.Node("Reshape", []string{m, i64(0, -1, 1)}, []string{OutputName})
+		g.Output(OutputName, onnxgen.Float32, onnxgen.Sym("b"), onnxgen.Sym("n"), onnxgen.Fixed(1))
+		model, err := (&onnxgen.Model{Graph: g}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		th := tc.deg * math.Pi / 180
+		cos, sin := math.Cos(th), math.Sin(th)
+		// local frame: u across the head, v along it (the major axis)
+		toXY := func(u, v float64) (float64, float64) { return tc.cx + cos*u - sin*v, tc.cy + sin*u + cos*v }
+		img := make([]float32, 3*h*w)
+		for r := range h {
+			for c := range w {
+				du, dv := float64(c)-tc.cx, float64(r)-tc.cy
+				u, v := cos*du+sin*dv, -sin*du+cos*dv
+				if u*u/(18*18)+v*v/(26*26) <= 1 {
+					img[r*w+c] = 0.5
+				}
+			}
+		}
+		sx, sy := toXY(-9, -6) // the spot, left of the axis
+		for r := range h {
+			for c := range w {
+				if math.Hypot(float64(c)-sx, float64(r)-sy) <= 1.5 {
+					img[r*w+c] = 1
+				}
+			}
+		}
+		_, out := newSession(t, model, 1).run(t, img, 1, h, w)
+		best := 0
+		for i, v := range out {
+			if v > out[best] {
+				best = i
+			}
+		}
+		ex, ey := toXY(9, -6)
+		if gx, gy := float64(best%w), float64(best/w); math.Hypot(gx-ex, gy-ey) > 1.5 {
+			t.Errorf("centre (%v,%v) rotated %v deg: mirrored spot at (%v,%v), want (%.1f,%.1f)", tc.cx, tc.cy, tc.deg, gx, gy, ex, ey)
+		}
+	}
 }
