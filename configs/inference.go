@@ -28,7 +28,16 @@ type Inference struct {
 	// TopFraction is the share of highest pixel scores averaged into a slice's
 	// score (0.01: the top 1 %).
 	TopFraction float64 `yaml:"top_fraction"`
+	// Nice is the scheduling niceness, 0-19, of the threads that run the
+	// models (ONNX Runtime's, decoding, preprocessing, maps), so that
+	// receiving and storing win the cores they share (default 10; 0 leaves
+	// them at the process's). Linux only; raising it needs no privilege, and
+	// where it is refused the node warns at start-up and runs them unchanged.
+	Nice *int `yaml:"nice"`
 }
+
+// DefaultNice is inference.nice when it is not set.
+const DefaultNice = 10
 
 func (i *Inference) setDefaults() {
 	if i.Device == "" {
@@ -45,6 +54,11 @@ func (i *Inference) setDefaults() {
 	}
 	if i.TopFraction == 0 {
 		i.TopFraction = 0.01
+	}
+	if i.Nice == nil {
+		// A pointer, so an explicit 0 (off) differs from absent.
+		n := DefaultNice
+		i.Nice = &n
 	}
 }
 
@@ -75,6 +89,9 @@ func (i *Inference) validate(p *problems, path string) {
 	}
 	if !(i.TopFraction > 0 && i.TopFraction <= 1) {
 		p.add(path+".top_fraction", "must be in (0, 1]")
+	}
+	if i.Nice != nil && (*i.Nice < 0 || *i.Nice > 19) {
+		p.add(path+".nice", "must be a niceness from 0 (unchanged) to 19, not %d", *i.Nice)
 	}
 }
 

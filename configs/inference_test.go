@@ -9,7 +9,7 @@ func TestInferenceDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := c.Inference
-	if in.Device != "cpu" || in.Batch != 4 || in.GraphOptimization != "all" || in.TopFraction != 0.01 || in.Threads != 0 {
+	if in.Device != "cpu" || in.Batch != 4 || in.GraphOptimization != "all" || in.TopFraction != 0.01 || in.Threads != 0 || in.Nice == nil || *in.Nice != DefaultNice {
 		t.Errorf("unexpected inference defaults: %+v", in)
 	}
 	m := c.Models["m"]
@@ -22,6 +22,14 @@ func TestInferenceDefaults(t *testing.T) {
 	}
 	if m := c.Models["m"]; m.FPRKey() != "0.10" || m.Verify() {
 		t.Errorf("fpr 0.1 / verify false: %+v", m)
+	}
+	// nice: unset is the default, 0 is off.
+	c, err = Parse([]byte("inference:\n  nice: 0\nmodels:\n  m:\n    path: m\n    embedder: e\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Inference.Nice; n == nil || *n != 0 {
+		t.Errorf("nice 0: %v", n)
 	}
 	// Finding limits: unset means "as fitted" (nil), 0 is a value.
 	c, err = Parse([]byte("models:\n  m:\n    path: m\n    embedder: e\n    series_fpr: 0\n    min_volume_mm3: 250\n"), "t.yaml")

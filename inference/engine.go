@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"anomalynode/internal/fault"
+	"anomalynode/internal/nice"
 	"anomalynode/internal/par"
 )
 
@@ -55,6 +56,12 @@ type EngineOptions struct {
 	TopFraction float64
 	// Registerer, when set, receives the per-stage duration histogram.
 	Registerer prometheus.Registerer
+	// Nice, when above 0, is the niceness of the threads that decode,
+	// preprocess, run the model and map (internal/nice), so that work
+	// sharing their cores, such as receiving and storing, goes first. The
+	// backbone's own threads keep the niceness of the thread that created
+	// it: OpenModel creates it at Nice.
+	Nice int
 }
 
 // Engine is the inference path shared by 'anomalynode score' and the node:
@@ -256,12 +263,14 @@ func (e *Engine) prepareAll(ctx context.Context, inputs []Input) []*prepared {
 		if ctx.Err() != nil {
 			return // Process reports ctx's error
 		}
-		t0 := time.Now()
-		p.slices, p.err = e.decode(inputs[i])
-		p.dec = time.Since(t0)
-		if p.err == nil {
-			p.prs = e.preprocessAll(p.slices)
-		}
+		e.do(func() {
+			t0 := time.Now()
+			p.slices, p.err = e.decode(inputs[i])
+			p.dec = time.Since(t0)
+			if p.err == nil {
+				p.prs = e.preprocessAll(p.slices)
+			}
+		})
 	}
 	// one recovers its own panics, so ForEach never raises one here.
 	go par.ForEach(len(inputs), one)
@@ -300,9 +309,11 @@ func (e *Engine) preprocessAll(slices []*pixel.Slice) []prepResult {
 				out[i] = prepResult{err: fmt.Errorf("inference: preprocess frame %d: %w", i, &PanicError{Value: p, Stack: debug.Stack()})}
 			}
 		}()
-		t0 := time.Now()
-		pr, err := e.o.Preprocessor.Preprocess(slices[i])
-		out[i] = prepResult{pr: pr, took: time.Since(t0), err: err}
+		e.do(func() {
+			t0 := time.Now()
+			pr, err := e.o.Preprocessor.Preprocess(slices[i])
+			out[i] = prepResult{pr: pr, took: time.Since(t0), err: err}
+		})
 	}
 	par.ForEach(len(slices), one)
 	return out
@@ -345,7 +356,13 @@ func (e *Engine) runBatch(q []pending) error {
 			input = append(input, p.pr.Tensor...)
 		}
 	}
-	scores, patches, model, score, err := e.embedScore(input, len(q), g.Rows, g.Cols)
+	var (
+		scores       []float32
+		patches      int
+		model, score time.Duration
+		err          error
+	)
+	e.do(func() { scores, patches, model, score, err = e.embedScore(input, len(q), g.Rows, g.Cols) })
 	if err == nil && patches != g.Patches() {
 		err = fmt.Errorf("inference: engine: model returned %d patches for a %dx%d grid", patches, g.GridRows, g.GridCols)
 	}
@@ -357,30 +374,39 @@ func (e *Engine) runBatch(q []pending) error {
 	}
 	// Maps, masks and display pixels per slice, one goroutine per core.
 	par.ForEach(len(q), func(i int) {
-		p := q[i]
-		r := p.res
+		r := q[i].res
 		r.Timings.Model, r.Timings.Score = model, score
 		r.PatchScores = scores[i*patches : (i+1)*patches]
-
-		t2 := time.Now()
-		// The batch shares the model input size, not the source size: two
-		// series of different matrix size (or a scout in a series) share a
-		// batch, so the map is sized by the slice's own geometry.
-		src := p.pr.Geometry.SrcRows * p.pr.Geometry.SrcCols
-		r.Map = make([]float32, src)
-		Upsample(r.PatchScores, p.pr.Geometry, r.Map)
-		r.Mask = make([]uint8, src)
-		r.MaskedPixels = Threshold(r.Map, e.o.Threshold, r.Mask)
-		r.Max, r.TopMean = TopMean(r.Map, e.o.TopFraction)
-		r.Display = make([]uint8, src)
-		for k, v := range p.pr.Grey {
-			r.Display[k] = uint8(v*255 + 0.5) // v is in [0,1]
-		}
-		r.Timings.Upsample = time.Since(t2)
-		e.observe(r.Timings)
+		e.do(func() { e.mapSlice(q[i]) })
 	})
 	return nil
 }
+
+// mapSlice turns a scored slice's patch scores into its map at source
+// resolution, its mask, its slice scores and its display pixels.
+func (e *Engine) mapSlice(p pending) {
+	r := p.res
+	t2 := time.Now()
+	// The batch shares the model input size, not the source size: two
+	// series of different matrix size (or a scout in a series) share a
+	// batch, so the map is sized by the slice's own geometry.
+	src := p.pr.Geometry.SrcRows * p.pr.Geometry.SrcCols
+	r.Map = make([]float32, src)
+	Upsample(r.PatchScores, p.pr.Geometry, r.Map)
+	r.Mask = make([]uint8, src)
+	r.MaskedPixels = Threshold(r.Map, e.o.Threshold, r.Mask)
+	r.Max, r.TopMean = TopMean(r.Map, e.o.TopFraction)
+	r.Display = make([]uint8, src)
+	for k, v := range p.pr.Grey {
+		r.Display[k] = uint8(v*255 + 0.5) // v is in [0,1]
+	}
+	r.Timings.Upsample = time.Since(t2)
+	e.observe(r.Timings)
+}
+
+// do runs f on a thread at the engine's niceness (inline when it has none).
+// A failure to raise it was reported when the model was opened.
+func (e *Engine) do(f func()) { _ = nice.Run(e.o.Nice, f) }
 
 func (e *Engine) observe(t Timings) {
 	if e.stageHx == nil {

@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"anomalynode/internal/nice"
 )
 
 // ModelSetup is everything needed to serve one fitted model, as plain values
@@ -39,6 +41,11 @@ type ModelSetup struct {
 	VOI *PreprocessSpec
 	// Registerer receives the engine's metrics (optional).
 	Registerer prometheus.Registerer
+	// Nice, when above 0, is the niceness (1-19) of every thread that
+	// works on the model: the backbone is created on such a thread, so
+	// ONNX Runtime's intra-op pool inherits it, and the engine decodes,
+	// preprocesses, runs and maps at it (EngineOptions.Nice).
+	Nice int
 	// NewBackbone, when set, builds the backbone from EmbedderPath and the
 	// model instead of an ONNX Runtime session (the cuda package's GPU
 	// embedder, which this package cannot import, and which scores its tokens
@@ -71,6 +78,9 @@ type Served struct {
 	Threshold float32
 	// Engine runs slices through all of it.
 	Engine *Engine
+	// NiceErr is why ModelSetup.Nice could not be applied (nil when it was
+	// or was 0); the model then runs at the process's priority.
+	NiceErr error
 }
 
 // Close releases the backbone and a scorer that hold resources.
@@ -130,7 +140,14 @@ func OpenModel(s ModelSetup) (*Served, error) {
 			c.Close()
 		}
 	}
-	emb, bb, err := openBackbone(s, m, pre.PatchSize)
+	var (
+		emb *Embedder
+		bb  Backbone
+	)
+	niceErr := nice.Run(s.Nice, func() { emb, bb, err = openBackbone(s, m, pre.PatchSize) })
+	if niceErr != nil {
+		s.Nice = 0
+	}
 	if err != nil {
 		closeActive()
 		return nil, err
@@ -147,13 +164,13 @@ func OpenModel(s ModelSetup) (*Served, error) {
 			return nil, fmt.Errorf("inference: embedder %s outputs %d-dim tokens, model %s has D=%d", s.EmbedderPath, d, s.ModelPath, m.D)
 		}
 	}
-	eng, err := NewEngine(EngineOptions{Backbone: bb, Scorer: active, Preprocessor: pre, Threshold: th, Batch: s.Batch, TopFraction: s.TopFraction, Registerer: s.Registerer})
+	eng, err := NewEngine(EngineOptions{Backbone: bb, Scorer: active, Preprocessor: pre, Threshold: th, Batch: s.Batch, TopFraction: s.TopFraction, Registerer: s.Registerer, Nice: s.Nice})
 	if err != nil {
 		closeActive()
 		closeBackbone()
 		return nil, err
 	}
-	return &Served{Model: m, Embedder: emb, Backbone: bb, Scorer: sc, Active: active, Preprocessor: pre, Threshold: th, Engine: eng}, nil
+	return &Served{Model: m, Embedder: emb, Backbone: bb, Scorer: sc, Active: active, Preprocessor: pre, Threshold: th, Engine: eng, NiceErr: niceErr}, nil
 }
 
 // openBackbone builds s's backbone: NewBackbone's, or an ONNX Runtime

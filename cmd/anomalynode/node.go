@@ -156,6 +156,10 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 		}
 		n.served[name] = s
 		engines[name] = s.Engine
+		if s.NiceErr != nil {
+			log.Warn().Err(s.NiceErr).Str("model", name).Int("nice", setup.Nice).
+				Msg("node: inference.nice not applied; the model competes with receiving and storing at normal priority")
+		}
 		sha, err := inference.FileSHA256(setup.ModelPath)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", name, err)

@@ -63,6 +63,9 @@ func runScore(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer served.Close()
+	if served.NiceErr != nil {
+		e.log.Warn().Err(served.NiceErr).Msg("score: inference.nice not applied; the model runs at normal priority")
+	}
 	startup := time.Since(started)
 
 	series, problems, notDICOM, err := inference.ScanSeries(*in)
@@ -158,6 +161,9 @@ func scoreSetup(cfg *configs.Config, model, embedder string, fpr float64) (infer
 	s := inference.ModelSetup{ModelPath: model, EmbedderPath: embedder, VerifyEmbedder: true,
 		ORTLibrary: inf.ORTLibrary, Device: inf.Device, CUDADevice: inf.CUDADevice, Threads: inf.Threads,
 		GraphOptimization: inf.GraphOptimization, Batch: inf.Batch, TopFraction: inf.TopFraction, FPR: 0.01}
+	if inf.Nice != nil {
+		s.Nice = *inf.Nice
+	}
 	mc := modelConfig(cfg, model, embedder)
 	if mc != nil {
 		s.ModelPath = mc.Path
