@@ -182,7 +182,7 @@ produce_node() {
     sed -e "s|@ORTHANC_DICOM@|$ORTHANC_DICOM|g" -e "s|@NODE_DICOM@|$NODE_DICOM|g" \
       -e "s|@NODE_ADMIN@|$NODE_ADMIN|g" -e "s|@RUN@|$RUN|g" -e "s|@MODEL@|$model|g" >"$cfg"
   # The recipe is part of the cache: another one fits again.
-  local recipe="signal robust-voi train 4x24 val 4x24 K100 e12"
+  local recipe="signal+symmetry robust-voi train 4x24 val 4x24 K100 e12"
   if [ ! -f "$model/model.dpmm" ] || [ "$(cat "$model/recipe" 2>/dev/null)" != "$recipe" ]; then
     # The signal backbone (fixed image features with the DINOv2 IO contract,
     # not DINOv2) with the robust VOI, so the node's findings are the painted
