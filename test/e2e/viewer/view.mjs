@@ -41,10 +41,9 @@ const limits = {
   maxCentroidMM: env('E2E_MAX_CENTROID_MM', 3),
   scMaxCentroidMM: env('E2E_SC_MAX_CENTROID_MM', 6),
   maxEmptyFraction: env('E2E_MAX_EMPTY_FRACTION', 0.05),
-  // The node's overlay against the painted lesion (issue 19). Off unless
-  // E2E_NODE_JUDGE_LESION=1: at the limits the test's node uses, the signal
-  // backbone's findings are not the lesion (docs/viewer-e2e.md).
-  nodeJudgeLesion: process.env.E2E_NODE_JUDGE_LESION === '1',
+  // The node's overlay against the painted lesion (issue 19); on unless
+  // E2E_NODE_JUDGE_LESION=0 (e.g. with a config of your own).
+  nodeJudgeLesion: process.env.E2E_NODE_JUDGE_LESION !== '0',
   nodeMinDice: env('E2E_NODE_MIN_DICE', 0.5),
   nodeMaxCentroidMM: env('E2E_NODE_MAX_CENTROID_MM', 5),
 };
@@ -353,7 +352,7 @@ async function runSEG(page, c, res) {
 
   mark(res, 'lesion slice');
   if (c.judge_lesion && !limits.nodeJudgeLesion) {
-    res.notes.push("not judged against the painted lesion (E2E_NODE_JUDGE_LESION=1 does): the node's findings are judged against its own SEG; lesion detection is measured by `anomalynode eval` (issue 19)");
+    res.notes.push("not judged against the painted lesion (E2E_NODE_JUDGE_LESION=0): the node's findings are judged against its own SEG only");
   }
   if (c.judge_lesion && limits.nodeJudgeLesion) {
     // The node's overlay must also be the painted lesion: on the lesion's
