@@ -70,13 +70,16 @@ func signalModel(t *testing.T) (embed, model string) {
 	return sigFx.embed, sigFx.model
 }
 
-// startSignalNode starts a node like startNode, serving the signal model.
+// startSignalNode starts a node like startNode, serving the signal model
+// with findings at the pixel threshold of FPR 0.01 (the other drills' 0.05
+// grows a finding well beyond its lesion).
 func startSignalNode(t *testing.T, c nodeConfig) *node {
 	t.Helper()
 	embed, model := signalModel(t)
 	dir := t.TempDir()
 	n := &node{t: t, cfg: c, cfgPath: filepath.Join(dir, "node.yaml"), logPath: filepath.Join(dir, "node.log")}
-	y := strings.NewReplacer(fx.model, model, fx.embed, embed, "seg_all_slices: true", "seg_all_slices: false", perPixel, "findings: true").Replace(c.yaml())
+	y := strings.NewReplacer(fx.model, model, fx.embed, embed, "seg_all_slices: true", "seg_all_slices: false",
+		perPixel, "findings: true", "fpr: 0.05", "fpr: 0.01").Replace(c.yaml())
 	if err := os.WriteFile(n.cfgPath, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -165,17 +168,19 @@ func seriesOutputs(t *testing.T, dir, study string, objects int) []output {
 // finding calibration, reaches the same findings for a lesion series as the
 // offline `score` of the same model and configuration (count, segments and
 // voxels of its SEG), and for a healthy series sent after it returns no SEG,
-// only the one "no finding" page. How many painted lesions the findings cover
-// is logged, not asserted: at the calibrated limits the signal backbone
-// separates too few of them from healthy hot spots (issue 19, measured by
-// `anomalynode eval`; docs/fit-eval.md).
+// only the one "no finding" page. The lesion series has one hyper-intense
+// lesion (seed 7008) that this model finds at its calibrated limits: the
+// node's SEG must cover it (Dice >= 0.5, centroid within 5 mm). That is one
+// chosen lesion: at these limits the signal backbone separates few of the
+// synthetic lesions from healthy hot spots (at 128 px 1 of 8 hyper-intense
+// ones; issue 19, measured by `anomalynode eval`; docs/fit-eval.md).
 func TestFindingsThroughNode(t *testing.T) {
 	c, folder := defaultConfig(t)
 	// The archive gets every output too: the reports must arrive next to the SEG.
 	archive := peers.StartOrthanc(t, nil, nil)
 	c.dests = append(c.dests, dest{name: "archive", address: fmt.Sprintf("127.0.0.1:%d", archive.DicomPort), calledAE: archive.AET})
 	n := startSignalNode(t, c)
-	lesion := synthDir(t, 7001, "--lesions")
+	lesion := synthDir(t, 7008, "--lesions", "--polarity", "hyper", "--lesion-count", "1")
 	healthy := synthDir(t, 7002)
 	lm, err := out.ReadManifest(lesion)
 	if err != nil {
@@ -219,8 +224,11 @@ func TestFindingsThroughNode(t *testing.T) {
 	for i, l := range rep.Lesions {
 		t.Logf("  lesion %d: %.0f mm3, detected %v, Dice %.3f, centroid off by %.1f mm", i+1, l.VolumeMM3, l.Detected, l.Dice, l.DistanceMM)
 	}
-	if len(rep.Lesions) == 0 {
-		t.Fatal("the lesion series has no painted lesion of 0.5 cm3: the drill proves nothing")
+	if len(rep.Lesions) != 1 {
+		t.Fatalf("the lesion series has %d painted lesions of 0.5 cm3, want 1", len(rep.Lesions))
+	}
+	if l := rep.Lesions[0]; !l.Detected || l.Dice < 0.5 || l.DistanceMM > 5 {
+		t.Errorf("the node's SEG does not show the painted lesion: detected %v, Dice %.3f (min 0.5), centroid off by %.1f mm (max 5)", l.Detected, l.Dice, l.DistanceMM)
 	}
 	checkOffline(t, n, lesion, lm.SeriesInstanceUID, int(found), segs)
 	// The measurement report: one per analysed series, its findings those of
