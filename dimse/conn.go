@@ -35,6 +35,11 @@ type ulConn struct {
 
 	wmu  sync.Mutex // serialises writes (an abort may come from Shutdown)
 	wbuf []byte
+
+	// aborted makes abort happen once: Shutdown and the association's own
+	// goroutine may abort at the same time, and a second abort's deadline
+	// would cut the first one's A-ABORT short (a bare close for the peer).
+	aborted sync.Once
 }
 
 // errTransportClosed is the peer closing the connection without release/abort.
@@ -304,15 +309,18 @@ func (u *ulConn) writeLocked(b []byte) error {
 }
 
 // abort sends A-ABORT (best effort, short deadline) and closes the connection.
-// It is safe to call from another goroutine.
+// It is safe to call from another goroutine; only the first call sends, and a
+// call made while it runs returns when the connection is closed.
 func (u *ulConn) abort(source, reason byte) {
-	// Unblock a read or a write in progress on another goroutine first.
-	_ = u.conn.SetDeadline(time.Now())
-	u.wmu.Lock()
-	_ = u.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = u.conn.Write(encodeAbort(source, reason))
-	u.wmu.Unlock()
-	_ = u.conn.Close()
+	u.aborted.Do(func() {
+		// Unblock a read or a write in progress on another goroutine first.
+		_ = u.conn.SetDeadline(time.Now())
+		u.wmu.Lock()
+		_ = u.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = u.conn.Write(encodeAbort(source, reason))
+		u.wmu.Unlock()
+		_ = u.conn.Close()
+	})
 }
 
 // maxPDVData is the most data one PDV may carry towards the peer.

@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"anomalynode/internal/dcm"
 )
@@ -163,6 +165,47 @@ func TestStatusClasses(t *testing.T) {
 	for _, c := range cases {
 		if c.s.IsSuccess() != c.success || c.s.IsWarning() != c.warning || c.s.IsFailure() != c.failure {
 			t.Errorf("%v: success %v warning %v failure %v", c.s, c.s.IsSuccess(), c.s.IsWarning(), c.s.IsFailure())
+		}
+	}
+}
+
+// TestConcurrentAbortsSendOneAbort: Shutdown and the association's own
+// goroutine may abort the same connection at once; the peer must still
+// receive an A-ABORT before the transport closes, never a bare close (one
+// abort's deadline used to cut the other's write short).
+func TestConcurrentAbortsSendOneAbort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 300; i++ {
+		peer, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := newULConn(c, 0, sta6Established)
+		var wg sync.WaitGroup
+		for k := 0; k < 2; k++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				u.abort(abortSourceUser, abortReasonNone)
+			}()
+		}
+		_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _ := io.ReadAll(peer)
+		wg.Wait()
+		peer.Close()
+		if len(got) == 0 || got[0] != pduAbort {
+			t.Fatalf("attempt %d: the peer read % x before the close, want an A-ABORT PDU", i, got)
+		}
+		if want := encodeAbort(abortSourceUser, abortReasonNone); !bytes.Equal(got, want) {
+			t.Fatalf("attempt %d: the peer read % x, want one A-ABORT % x", i, got, want)
 		}
 	}
 }
