@@ -2,6 +2,7 @@ package drills
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"anomalynode/internal/peers"
 )
@@ -25,9 +29,13 @@ import (
 // model that scores it while it arrives). Every phase sends a copy with fresh
 // UIDs. Reported: each receiver's instances/s and the node's ratios to them
 // (one association: x storescp, x Orthanc; four concurrent associations:
-// x storescp with four), and the node's rate while the model is still
-// scoring a backlog of the earlier phases, as a ratio to its first (idle
-// queue) rate. Each receiver's count of stored instances is checked.
+// x storescp with four), and busy-x-idle: the node's rate while the model
+// scores the backlog of the round's earlier phases, as a ratio to its idle
+// rate. Each receiver gets the machine to itself: a round starts when the
+// node has scored everything, and the node's one- and four-association
+// phases (its idle rates) run with its slice consumer paused (nothing scores
+// or tracks series; the embedded JetStream listens on loopback for the
+// pause). Each receiver's count of stored instances is checked.
 func BenchmarkStandardSender(b *testing.B) {
 	setup(b)
 	slices := envInt("DRILLS_BENCH_SLICES", 300)
@@ -58,26 +66,68 @@ func BenchmarkStandardSender(b *testing.B) {
 	scp := peers.StartStoreSCP(b, "STORESCP")
 	orthanc := peers.StartOrthanc(b, nil, nil)
 	c, _ := defaultConfig(b)
+	c.natsListen = fmt.Sprintf("127.0.0.1:%d", peers.FreePort(b))
 	n := startNode(b, c)
 	stored := func() float64 { return n.metrics().Sum("anomalynode_ingest_instances_stored_total") }
+	nc, err := nats.Connect("nats://" + c.natsListen)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// hold holds (or resumes) the node's slice consumer, the model's queue;
+	// quiet waits until the node holds no slice (and, with all, until the
+	// queue is empty too): nothing is scored any more.
+	ctx := context.Background()
+	hold := func(on bool) {
+		var err error
+		if on {
+			_, err = js.PauseConsumer(ctx, "ANOMALYNODE_WORK", "slices", time.Now().Add(time.Hour))
+		} else {
+			_, err = js.ResumeConsumer(ctx, "ANOMALYNODE_WORK", "slices")
+		}
+		if err != nil {
+			b.Fatalf("hold %v: %v", on, err)
+		}
+	}
+	quiet := func(all bool) {
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			cons, err := js.Consumer(ctx, "ANOMALYNODE_WORK", "slices")
+			if err == nil {
+				ci := cons.CachedInfo()
+				if ci.NumAckPending == 0 && (!all || ci.NumPending == 0) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("the node still scores 5 min on (%v)", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 
-	var r struct{ scp1, orthanc1, node1, scp4, node4, busy, idle []float64 }
+	var r struct{ scp1, orthanc1, node1, scp4, node4, busy []float64 }
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		one, four := fresh(), fresh()
+		one, four, busy := fresh(), fresh(), fresh()
+		// Every receiver alone on the machine: the node has scored what
+		// it had, and its queue is held while it receives (its idle rate).
+		quiet(true)
+		before := stored()
 		r.scp1 = append(r.scp1, storescu(b, scp.Addr(), "STORESCP", 1, one))
 		r.orthanc1 = append(r.orthanc1, storescu(b, fmt.Sprintf("127.0.0.1:%d", orthanc.DicomPort), orthanc.AET, 1, one))
-		before := stored()
-		rate := storescu(b, c.dimse, nodeAE, 1, one)
-		r.node1 = append(r.node1, rate)
-		if i == 0 {
-			r.idle = append(r.idle, rate)
-		}
+		hold(true)
+		quiet(false)
+		r.node1 = append(r.node1, storescu(b, c.dimse, nodeAE, 1, one))
 		r.scp4 = append(r.scp4, storescu(b, scp.Addr(), "STORESCP", 4, four))
 		r.node4 = append(r.node4, storescu(b, c.dimse, nodeAE, 4, four))
-		// The model has 2*slices (more after the first round) to score:
-		// what a sender sees while it does.
-		busy := fresh()
+		// Then the model has 2*slices to score: what a sender sees while
+		// it does.
+		hold(false)
 		m := n.metrics()
 		backlog := m.Sum("anomalynode_ingest_instances_stored_total") - m.Sum("anomalynode_slices_scored_total") - m.Sum("anomalynode_slices_failed_total")
 		r.busy = append(r.busy, storescu(b, c.dimse, nodeAE, 1, busy))
@@ -104,7 +154,8 @@ func BenchmarkStandardSender(b *testing.B) {
 	b.ReportMetric(med(r.node4), "node-4assoc-inst/s")
 	b.ReportMetric(med(r.scp4), "storescp-4assoc-inst/s")
 	b.ReportMetric(med(ratios(r.node4, r.scp4)), "x-storescp-4assoc")
-	b.ReportMetric(med(r.busy)/r.idle[0], "busy-x-idle")
+	b.ReportMetric(med(r.busy), "node-busy-inst/s")
+	b.ReportMetric(med(ratios(r.busy, r.node1)), "busy-x-idle")
 	b.Logf("per round (inst/s): node %v storescp %v orthanc %v | 4 assoc: node %v storescp %v | busy %v",
 		round1(r.node1), round1(r.scp1), round1(r.orthanc1), round1(r.node4), round1(r.scp4), round1(r.busy))
 }
