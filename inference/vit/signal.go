@@ -44,9 +44,9 @@ type SignalConfig struct {
 	// BinRange is the largest |centre| of a bump, in standard deviations.
 	BinRange float64
 	// Symmetry adds two features that compare each patch with its mirror
-	// image across the image's vertical centre line (the head's midline in an
-	// axial slice): the asymmetry and the asymmetric local contrast (see
-	// SignalModel). SymmetryShift is how far, in half patches, the mirror may
+	// image across the head's midline (estimated per image from the head
+	// mask's moments, see mirror): the asymmetry and the asymmetric local
+	// contrast (see SignalModel). SymmetryShift is how far, in half patches, the mirror may
 	// be shifted to find its match (head rotation and shift).
 	Symmetry      bool
 	SymmetryShift int
