@@ -178,9 +178,9 @@ func EvaluateFindings(stacks []Stack, p findings.Params, minLesionMM3 float64) (
 			if len(found.Findings) > 0 {
 				fm.HealthyWithFinding++
 			}
-			any := p
-			any.PeakThreshold = 0
-			all, err := findings.Extract(st.Slices, any)
+			anyPeak := p
+			anyPeak.PeakThreshold = 0
+			all, err := findings.Extract(st.Slices, anyPeak)
 			if err != nil {
 				return nil, fmt.Errorf("eval: regions of %s: %w", st.Name, err)
 			}
