@@ -46,8 +46,8 @@ type SignalConfig struct {
 	// Symmetry adds two features that compare each patch with its mirror
 	// image across the head's midline (estimated per image from the head
 	// mask's moments, see mirror): the asymmetry and the asymmetric local
-	// contrast (see SignalModel). SymmetryShift is how far, in half patches, the mirror may
-	// be shifted to find its match (head rotation and shift).
+	// contrast (see SignalModel). SymmetryShift is how far, in half patches,
+	// the mirror may be shifted to find its match (head rotation and shift).
 	Symmetry      bool
 	SymmetryShift int
 	// Raw outputs the standardised features without the bumps (D = the

@@ -81,33 +81,31 @@ func BenchmarkStandardSender(b *testing.B) {
 	// hold holds (or resumes) the node's slice consumer, the model's queue;
 	// quiet waits until the node holds no slice (and, with all, until the
 	// queue is empty too): nothing is scored any more.
+	const workStream, sliceConsumer = "ANOMALYNODE_WORK", "slices"
 	ctx := context.Background()
 	hold := func(on bool) {
 		var err error
 		if on {
-			_, err = js.PauseConsumer(ctx, "ANOMALYNODE_WORK", "slices", time.Now().Add(time.Hour))
+			_, err = js.PauseConsumer(ctx, workStream, sliceConsumer, time.Now().Add(time.Hour))
 		} else {
-			_, err = js.ResumeConsumer(ctx, "ANOMALYNODE_WORK", "slices")
+			_, err = js.ResumeConsumer(ctx, workStream, sliceConsumer)
 		}
 		if err != nil {
 			b.Fatalf("hold %v: %v", on, err)
 		}
 	}
 	quiet := func(all bool) {
-		deadline := time.Now().Add(5 * time.Minute)
-		for {
-			cons, err := js.Consumer(ctx, "ANOMALYNODE_WORK", "slices")
-			if err == nil {
-				ci := cons.CachedInfo()
-				if ci.NumAckPending == 0 && (!all || ci.NumPending == 0) {
-					return
-				}
+		var state string
+		waitFor(b, 5*time.Minute, func() string { return "the node still scores: " + state }, func() bool {
+			cons, err := js.Consumer(ctx, workStream, sliceConsumer)
+			if err != nil {
+				state = err.Error()
+				return false
 			}
-			if time.Now().After(deadline) {
-				b.Fatalf("the node still scores 5 min on (%v)", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			ci := cons.CachedInfo()
+			state = fmt.Sprintf("%d slices held, %d queued", ci.NumAckPending, ci.NumPending)
+			return ci.NumAckPending == 0 && (!all || ci.NumPending == 0)
+		})
 	}
 
 	var r struct{ scp1, orthanc1, node1, scp4, node4, busy []float64 }
