@@ -226,6 +226,9 @@ func (c *Config) Validate() error {
 	c.DIMSE.validate(&p, "dimse")
 	c.NATS.validate(&p, "nats")
 	c.Ingest.validate(&p, "ingest")
+	if c.NATS.URL != "" && c.Ingest.InstanceStore == "files" {
+		p.add("ingest.instance_store", "files are local to one node; with nats.url every node reads the bytes from the cluster: use stream")
+	}
 	c.Inference.validate(&p, "inference")
 	for name, m := range c.Models {
 		m.validate(&p, "models."+name)

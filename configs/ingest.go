@@ -123,6 +123,14 @@ type Ingest struct {
 	// Retention keeps stored instances (and the duplicate index) this long,
 	// so late slices, re-runs and the SC builder can read them.
 	Retention time.Duration `yaml:"retention"`
+	// InstanceStore is where received data sets are kept: "files" (one
+	// synced file each under data_dir/instances, one flush instead of the
+	// embedded JetStream's costlier synced message), "stream" (one synced
+	// message each in JetStream; the only choice with nats.url, where every
+	// node of the cluster reads the bytes). Empty (the default) means files
+	// on an embedded node and stream with nats.url. Objects too large for
+	// one message go to the JetStream object store either way.
+	InstanceStore string `yaml:"instance_store"`
 	// Watch lists the folders watched for dropped DICOM files.
 	Watch []WatchFolder `yaml:"watch"`
 }
@@ -195,6 +203,11 @@ func (i *Ingest) setDefaults() {
 }
 
 func (i *Ingest) validate(p *problems, path string) {
+	switch i.InstanceStore {
+	case "", "files", "stream":
+	default:
+		p.add(path+".instance_store", "must be files or stream, not %q", i.InstanceStore)
+	}
 	if i.SeriesTimeout < 0 {
 		p.add(path+".series_timeout", "must not be negative")
 	}

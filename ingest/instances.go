@@ -25,7 +25,9 @@ import (
 // one message (Enhanced multi-frame objects) still stream through the object
 // store in chunks; OpenInstance reads either. The stream has the node's
 // replica count, so in nats.url mode every node reads the bytes from the
-// cluster like before.
+// cluster like before. An embedded node keeps these data sets as files
+// instead (files.go, ingest.instance_store); the stream is still read, for
+// what an earlier version stored there.
 
 // inlineSlack is what a message needs besides the data set (headers, subject)
 // below the server's max payload.
@@ -76,10 +78,13 @@ func putBuf(b *bytes.Buffer) {
 	}
 }
 
-// putInline stores one data set as one synced message and returns the stored
+// putInline stores one data set as one synced message (or file) and returns the stored
 // bytes' transfer syntax and size: those of the copy already stored, when
 // there is one (the server refused the second message).
 func (s *Service) putInline(ctx context.Context, sop, ts, class, series string, data []byte) (storedTS string, size int64, err error) {
+	if s.files != nil {
+		return s.files.put(fileMeta{TransferSyntaxUID: ts, SOPClassUID: class, SOPInstanceUID: sop, SeriesInstanceUID: series}, data)
+	}
 	subj := s.instanceSubject(sop)
 	msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{
 		"Transfer-Syntax-UID": []string{ts},
@@ -103,6 +108,12 @@ func (s *Service) putInline(ctx context.Context, sop, ts, class, series string, 
 // inlineStored says whether an instance is stored as one message, with
 // which transfer syntax and size.
 func (s *Service) inlineStored(ctx context.Context, sop string) (found bool, ts string, size int64, err error) {
+	if s.files != nil {
+		m, size, found, err := s.files.stored(sop)
+		if found || err != nil {
+			return found, m.TransferSyntaxUID, size, err
+		}
+	}
 	raw, err := s.inst.GetLastMsgForSubject(ctx, s.instanceSubject(sop))
 	switch {
 	case err == nil:
@@ -116,6 +127,11 @@ func (s *Service) inlineStored(ctx context.Context, sop string) (found bool, ts 
 // openInline returns an instance stored as one message (found false when it
 // is not stored that way).
 func (s *Service) openInline(ctx context.Context, sop string) (rc io.ReadCloser, ts string, found bool, err error) {
+	if s.files != nil {
+		if rc, ts, found, err := s.files.open(sop); found || err != nil {
+			return rc, ts, found, err
+		}
+	}
 	raw, err := s.inst.GetLastMsgForSubject(ctx, s.instanceSubject(sop))
 	switch {
 	case err == nil:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path/filepath"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,8 +17,11 @@ import (
 // stream (nothing in the object store), reads back byte for byte with its
 // syntax, and a second copy in another syntax leaves the first one as it
 // was, the work item naming the stored syntax.
-func TestInlineInstance(t *testing.T) {
+func TestInlineInstance(t *testing.T) { forEachStore(t, testInlineInstance) }
+
+func testInlineInstance(t *testing.T, store string) {
 	cfg := testConfig(t, t.TempDir())
+	cfg.Ingest.InstanceStore = store
 	svc, _ := newTestService(t, cfg)
 	ctx := context.Background()
 	in := inst{series: "7.1", sop: "7.1.1", pixels: 512 * 512 * 2}
@@ -27,9 +31,8 @@ func TestInlineInstance(t *testing.T) {
 	if _, err := svc.objects.GetInfo(ctx, in.sop); !errors.Is(err, jetstream.ErrObjectNotFound) {
 		t.Fatalf("object store: %v, want not found", err)
 	}
-	si, err := svc.inst.Info(ctx)
-	if err != nil || si.State.Msgs != 1 {
-		t.Fatalf("instance stream: %v messages (%v), want 1", si, err)
+	if n := storedInline(t, svc); n != 1 {
+		t.Fatalf("%s: %d data sets stored, want 1", store, n)
 	}
 	second := in
 	second.implicit = true
@@ -51,8 +54,11 @@ func TestInlineInstance(t *testing.T) {
 // TestInlineTruncatedRefused: a data set whose pixel data is shorter than
 // declared is refused before anything is stored, and a complete re-send is
 // stored.
-func TestInlineTruncatedRefused(t *testing.T) {
+func TestInlineTruncatedRefused(t *testing.T) { forEachStore(t, testInlineTruncatedRefused) }
+
+func testInlineTruncatedRefused(t *testing.T, store string) {
 	cfg := testConfig(t, t.TempDir())
+	cfg.Ingest.InstanceStore = store
 	svc, _ := newTestService(t, cfg)
 	in := inst{series: "7.2", sop: "7.2.1", pixels: 4096}
 	ds := in.dataSet()
@@ -61,8 +67,8 @@ func TestInlineTruncatedRefused(t *testing.T) {
 	if !errors.Is(err, ErrMalformed) {
 		t.Fatalf("truncated: %v, want ErrMalformed", err)
 	}
-	if si, err := svc.inst.Info(context.Background()); err != nil || si.State.Msgs != 0 {
-		t.Fatalf("instance stream after a refused copy: %v (%v), want empty", si.State.Msgs, err)
+	if n := storedInline(t, svc); n != 0 {
+		t.Fatalf("%s: %d data sets stored after a refused copy, want none", store, n)
 	}
 	if r := accept(t, svc, in); r.Outcome != Stored {
 		t.Fatalf("complete re-send: %v", r.Outcome)
@@ -72,8 +78,11 @@ func TestInlineTruncatedRefused(t *testing.T) {
 // TestLargeAfterInline: a copy too large for one message (uncompressed)
 // after a copy stored as one message (say, compressed) keeps the first: the
 // object store gets nothing.
-func TestLargeAfterInline(t *testing.T) {
+func TestLargeAfterInline(t *testing.T) { forEachStore(t, testLargeAfterInline) }
+
+func testLargeAfterInline(t *testing.T, store string) {
 	cfg := testConfig(t, t.TempDir())
+	cfg.Ingest.InstanceStore = store
 	svc, _ := newTestService(t, cfg)
 	small := inst{series: "7.3", sop: "7.3.1", pixels: 1024}
 	ctx := context.Background()
@@ -90,4 +99,33 @@ func TestLargeAfterInline(t *testing.T) {
 		t.Fatalf("object store: %v, want not found", err)
 	}
 	checkStoredSyntax(t, svc, 1)
+}
+
+// forEachStore runs a test with the instance files (an embedded node's
+// default) and with the instance stream (nats.url's).
+func forEachStore(t *testing.T, test func(t *testing.T, store string)) {
+	for _, store := range []string{"files", "stream"} {
+		t.Run(store, func(t *testing.T) { test(t, store) })
+	}
+}
+
+// storedInline counts the data sets stored as one file or message.
+func storedInline(t *testing.T, svc *Service) int {
+	t.Helper()
+	si, err := svc.inst.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(si.State.Msgs)
+	if svc.files != nil {
+		if n != 0 {
+			t.Fatalf("%d messages in the instance stream of a node storing files", n)
+		}
+		files, err := filepath.Glob(filepath.Join(svc.files.dir, "*", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = len(files)
+	}
+	return n
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -123,8 +124,11 @@ type Service struct {
 	objects jetstream.ObjectStore
 	// inst holds the data sets stored as one message each (instances.go);
 	// instSubj is its subject prefix.
-	inst      jetstream.Stream
-	instSubj  string
+	inst     jetstream.Stream
+	instSubj string
+	// files keeps those data sets on an embedded node instead (files.go);
+	// nil with the stream.
+	files     *instanceFiles
 	series    jetstream.KeyValue
 	workName  string
 	workSubj  string
@@ -212,6 +216,15 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 	}
 	if err := s.openInstanceStream(ctx, cfg.Ingest.Retention); err != nil {
 		return nil, err
+	}
+	switch store := cfg.Ingest.InstanceStore; {
+	case store == "files" && !js.Embedded:
+		return nil, errors.New("ingest: instance_store files needs the embedded NATS server (nats.url is set)")
+	case store == "files" || store == "" && js.Embedded:
+		s.files, err = openInstanceFiles(filepath.Join(cfg.Node.DataDir, "instances"), cfg.NATS.SyncInterval == 0, log)
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.series, err = j.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: js.Name("SERIES"), Description: "open and completed series",
@@ -593,6 +606,9 @@ func (s *Service) Run(ctx context.Context, c Consumers) error {
 	}
 	start(s.runTracker)
 	start(s.heartbeat)
+	if s.files != nil {
+		start(s.sweepFiles)
+	}
 	wg.Wait()
 	close(errc)
 	if err := <-errc; err != nil {

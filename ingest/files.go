@@ -1,0 +1,338 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// An embedded node (no nats.url) keeps each received data set that fits one
+// message as a file of its own under <data_dir>/instances instead of a
+// message of the instance stream: one file write and one fdatasync, where the
+// embedded JetStream's synced 512 KiB message cost three times as much
+// (docs/ingest.md, "Where the time goes"). The promise is the same: the file
+// is on disk (data, size and directory entry) before its work item is
+// queued, and the work item before the sender hears success. In nats.url mode
+// the instance stream stays, since every node of the cluster must read the
+// bytes.
+//
+// File layout: magic, meta length (uint32), data length (uint64), CRC-32C of
+// meta and data (uint32), meta (JSON: transfer syntax and UIDs), data set. A
+// file cut short by a crash (written, never synced, so never queued) fails
+// the check and is replaced by the next copy; a stored copy is never replaced
+// (the first file wins, like the stream's discard-new per subject).
+
+const fileMagic = "ANODEIN1"
+
+const fileHeaderLen = len(fileMagic) + 4 + 8 + 4
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errBadFile marks an instance file that is incomplete or damaged.
+var errBadFile = errors.New("ingest: instance file incomplete or damaged")
+
+// fileMeta is what an instance file says about its data set.
+type fileMeta struct {
+	TransferSyntaxUID string `json:"ts"`
+	SOPClassUID       string `json:"class"`
+	SOPInstanceUID    string `json:"sop"`
+	SeriesInstanceUID string `json:"series"`
+}
+
+// instanceFiles is the file store of an embedded node.
+type instanceFiles struct {
+	dir string
+	// sync is false when the operator chose nats.sync_interval: the files
+	// are then left to the kernel's writeback, like the JetStream writes.
+	sync bool
+	log  zerolog.Logger
+	// shards are the sub-folders known to be durable.
+	mu     sync.Mutex
+	shards map[string]bool
+}
+
+func openInstanceFiles(dir string, syncWrites bool, log zerolog.Logger) (*instanceFiles, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("ingest: instance files: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return nil, fmt.Errorf("ingest: instance files: %w", err)
+	}
+	return &instanceFiles{dir: dir, sync: syncWrites, log: log, shards: map[string]bool{}}, nil
+}
+
+// path is the file of an instance: 256 sub-folders by the first byte of the
+// UID's hash, so no folder grows past a few thousand entries a day.
+func (f *instanceFiles) path(sop string) (shard, file string) {
+	name := uidKey("", sop)
+	shard = filepath.Join(f.dir, name[:2])
+	return shard, filepath.Join(shard, name)
+}
+
+// put stores a data set unless a complete copy is stored already, and
+// returns the stored copy's transfer syntax and size.
+func (f *instanceFiles) put(m fileMeta, data []byte) (storedTS string, size int64, err error) {
+	shard, path := f.path(m.SOPInstanceUID)
+	if err := f.ensureShard(shard); err != nil {
+		return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	for range 2 {
+		file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if errors.Is(err, fs.ErrExist) {
+			kept, kdata, rerr := readInstanceFile(path)
+			if rerr == nil {
+				// The first copy wins; make sure it is on disk before the
+				// caller queues it (its writer may have died before its
+				// sync).
+				if err := f.syncFile(path); err != nil {
+					return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+				}
+				if f.sync {
+					if err := syncDir(shard); err != nil {
+						return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+					}
+				}
+				return kept.TransferSyntaxUID, int64(len(kdata)), nil
+			}
+			if !errors.Is(rerr, errBadFile) {
+				return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, rerr)
+			}
+			// Left by a crash before its sync: never queued, replace it.
+			f.log.Warn().Str("sop", m.SOPInstanceUID).Str("path", path).Err(rerr).Msg("ingest: incomplete instance file from an earlier attempt replaced")
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			continue
+		}
+		if err != nil {
+			return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if err := f.write(file, m, data); err != nil {
+			file.Close()
+			os.Remove(path)
+			return "", 0, fmt.Errorf("%w: write %s: %v", ErrUnavailable, path, err)
+		}
+		if err := file.Close(); err != nil {
+			os.Remove(path)
+			return "", 0, fmt.Errorf("%w: write %s: %v", ErrUnavailable, path, err)
+		}
+		if f.sync {
+			// The new name must be durable too, not only the bytes.
+			if err := syncDir(shard); err != nil {
+				return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+		}
+		return m.TransferSyntaxUID, int64(len(data)), nil
+	}
+	return "", 0, fmt.Errorf("%w: %s keeps reappearing incomplete", ErrUnavailable, path)
+}
+
+// write writes header, meta and data set and flushes them (fdatasync: the
+// size is flushed with the data).
+func (f *instanceFiles) write(file *os.File, m fileMeta, data []byte) error {
+	meta, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	hdr := make([]byte, fileHeaderLen, fileHeaderLen+len(meta))
+	copy(hdr, fileMagic)
+	binary.LittleEndian.PutUint32(hdr[8:], uint32(len(meta)))
+	binary.LittleEndian.PutUint64(hdr[12:], uint64(len(data)))
+	crc := crc32.Update(crc32.Checksum(meta, castagnoli), castagnoli, data)
+	binary.LittleEndian.PutUint32(hdr[20:], crc)
+	hdr = append(hdr, meta...)
+	if _, err := file.Write(hdr); err != nil {
+		return err
+	}
+	if _, err := file.Write(data); err != nil {
+		return err
+	}
+	if f.sync {
+		return unix.Fdatasync(int(file.Fd()))
+	}
+	return nil
+}
+
+func (f *instanceFiles) syncFile(path string) error {
+	if !f.sync {
+		return nil
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	return file.Sync()
+}
+
+// ensureShard creates a sub-folder and makes its entry durable, once.
+func (f *instanceFiles) ensureShard(shard string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.shards[shard] {
+		return nil
+	}
+	if err := os.Mkdir(shard, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if f.sync {
+		if err := syncDir(f.dir); err != nil {
+			return err
+		}
+	}
+	f.shards[shard] = true
+	return nil
+}
+
+// get reads a stored instance: found false when there is none; an error
+// wrapping errBadFile for a file that fails its check.
+func (f *instanceFiles) get(sop string) (m fileMeta, data []byte, found bool, err error) {
+	_, path := f.path(sop)
+	m, data, err = readInstanceFile(path)
+	switch {
+	case err == nil:
+		return m, data, true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fileMeta{}, nil, false, nil
+	}
+	return fileMeta{}, nil, false, err
+}
+
+// stored says whether a complete copy of an instance is stored. An
+// incomplete file is removed: it was left by a crash before its sync, so no
+// work item names it.
+func (f *instanceFiles) stored(sop string) (m fileMeta, size int64, found bool, err error) {
+	m, data, found, err := f.get(sop)
+	if errors.Is(err, errBadFile) {
+		_, path := f.path(sop)
+		f.log.Warn().Str("sop", sop).Str("path", path).Err(err).Msg("ingest: incomplete instance file from an earlier attempt removed")
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fileMeta{}, 0, false, rerr
+		}
+		return fileMeta{}, 0, false, nil
+	}
+	return m, int64(len(data)), found, err
+}
+
+// open returns a stored instance's data set and transfer syntax. A file
+// that fails its check is an error, never "not found": its work item is
+// queued, so the bytes were complete once (a damaged disk).
+func (f *instanceFiles) open(sop string) (io.ReadCloser, string, bool, error) {
+	m, data, found, err := f.get(sop)
+	if !found || err != nil {
+		return nil, "", found, err
+	}
+	return io.NopCloser(bytes.NewReader(data)), m.TransferSyntaxUID, true, nil
+}
+
+// readInstanceFile reads and checks an instance file.
+func readInstanceFile(path string) (fileMeta, []byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fileMeta{}, nil, err
+	}
+	if len(b) < fileHeaderLen || string(b[:8]) != fileMagic {
+		return fileMeta{}, nil, fmt.Errorf("%w: %s: no header", errBadFile, path)
+	}
+	ml := uint64(binary.LittleEndian.Uint32(b[8:]))
+	dl := binary.LittleEndian.Uint64(b[12:])
+	body := b[fileHeaderLen:]
+	if uint64(len(body)) != ml+dl {
+		return fileMeta{}, nil, fmt.Errorf("%w: %s: %d bytes, header says %d", errBadFile, path, len(body), ml+dl)
+	}
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[20:]) {
+		return fileMeta{}, nil, fmt.Errorf("%w: %s: checksum mismatch", errBadFile, path)
+	}
+	var m fileMeta
+	if err := json.Unmarshal(body[:ml], &m); err != nil {
+		return fileMeta{}, nil, fmt.Errorf("%w: %s: meta: %v", errBadFile, path, err)
+	}
+	return m, body[ml:], nil
+}
+
+// sweep removes the files older than retention (by modification time, the
+// time they were stored) and returns how many it removed.
+func (f *instanceFiles) sweep(now time.Time, retention time.Duration) (removed int, err error) {
+	cut := now.Add(-retention)
+	shards, err := os.ReadDir(f.dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, sh := range shards {
+		if !sh.IsDir() || len(sh.Name()) != 2 {
+			continue
+		}
+		if _, herr := hex.DecodeString(sh.Name()); herr != nil {
+			continue
+		}
+		dir := filepath.Join(f.dir, sh.Name())
+		ents, rerr := os.ReadDir(dir)
+		if rerr != nil {
+			err = errors.Join(err, rerr)
+			continue
+		}
+		for _, e := range ents {
+			info, ierr := e.Info()
+			if ierr != nil || info.IsDir() || !info.ModTime().Before(cut) {
+				continue
+			}
+			if rerr := os.Remove(filepath.Join(dir, e.Name())); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = errors.Join(err, rerr)
+				continue
+			}
+			removed++
+		}
+	}
+	return removed, err
+}
+
+// sweepFiles removes expired instance files (ingest.retention, as the
+// streams' max age does for their messages) at start and then every 10
+// minutes (or a tenth of the retention, if shorter) until ctx is done. A
+// failed sweep is logged and tried again at the next tick.
+func (s *Service) sweepFiles(ctx context.Context) error {
+	every := min(10*time.Minute, s.cfg.Retention/10)
+	if every <= 0 {
+		every = 10 * time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := s.files.sweep(s.now(), s.cfg.Retention)
+		if err != nil {
+			s.log.Warn().Err(err).Str("dir", s.files.dir).Msg("ingest: removing expired instance files failed; tried again later")
+		}
+		if n > 0 {
+			s.log.Info().Int("removed", n).Str("dir", s.files.dir).Dur("retention", s.cfg.Retention).Msg("ingest: expired instance files removed")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// syncDir makes a folder's entries durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,107 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestInstanceFileLeftoverReplaced: a file left by a crash before its sync
+// (cut short, or garbage) was never queued, so the next copy replaces it and
+// reads back whole; a complete stored copy is never replaced.
+func TestInstanceFileLeftoverReplaced(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	if svc.files == nil {
+		t.Fatal("an embedded node should store instance files by default")
+	}
+	ctx := context.Background()
+	for i, leftover := range []func(full []byte) []byte{
+		func(full []byte) []byte { return full[:len(full)/2] },
+		func(full []byte) []byte { return []byte("not an instance file") },
+		func(full []byte) []byte { return nil },
+	} {
+		in := inst{series: "8.1", sop: "8.1." + itoa(i+1), pixels: 64 * 64 * 2}
+		// The file as a complete write would leave it, then cut.
+		if _, _, err := svc.files.put(fileMeta{SOPInstanceUID: in.sop, TransferSyntaxUID: in.ts()}, in.dataSet()); err != nil {
+			t.Fatal(err)
+		}
+		_, path := svc.files.path(in.sop)
+		full, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, leftover(full), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if r := accept(t, svc, in); r.Outcome != Stored || r.Size != int64(len(in.dataSet())) {
+			t.Fatalf("leftover %d: outcome %v size %d", i, r.Outcome, r.Size)
+		}
+		rc, ts, err := svc.OpenInstance(ctx, in.sop)
+		if err != nil {
+			t.Fatalf("leftover %d: %v", i, err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		if ts != in.ts() || !bytes.Equal(data, in.dataSet()) {
+			t.Fatalf("leftover %d: read back %d bytes (%s), want the new copy", i, len(data), ts)
+		}
+	}
+}
+
+// TestInstanceFileDamaged: a stored file whose bytes changed on disk is an
+// error naming the damage when read, at once, never a "not found" retried
+// or data handed on.
+func TestInstanceFileDamaged(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	in := inst{series: "8.2", sop: "8.2.1", pixels: 64 * 64 * 2}
+	accept(t, svc, in)
+	_, path := svc.files.path(in.sop)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-10] ^= 0xff
+	if err := os.WriteFile(path, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, _, err = svc.OpenInstance(context.Background(), in.sop)
+	if !errors.Is(err, errBadFile) {
+		t.Fatalf("damaged file: %v, want errBadFile", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("damaged file: the error took %v (retried as a replication race?)", d)
+	}
+}
+
+// TestInstanceFilesSweep: files older than the retention are removed, newer
+// ones stay readable.
+func TestInstanceFilesSweep(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	old := inst{series: "8.3", sop: "8.3.1", pixels: 1024}
+	young := inst{series: "8.3", sop: "8.3.2", pixels: 1024}
+	accept(t, svc, old)
+	accept(t, svc, young)
+	now := time.Now()
+	_, path := svc.files.path(old.sop)
+	if err := os.Chtimes(path, now.Add(-73*time.Hour), now.Add(-73*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := svc.files.sweep(now, 72*time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep removed %d (%v), want 1", n, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("expired file still there: %v", err)
+	}
+	if _, _, found, err := svc.files.get(young.sop); !found || err != nil {
+		t.Fatalf("the young file: found %v, %v", found, err)
+	}
+}
