@@ -86,64 +86,102 @@ func (f *instanceFiles) path(sop string) (shard, file string) {
 // put stores a data set unless a complete copy is stored already, and
 // returns the stored copy's transfer syntax and size.
 func (f *instanceFiles) put(m fileMeta, data []byte) (storedTS string, size int64, err error) {
+	p, err := f.write(m, data)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := p.commit(); err != nil {
+		return "", 0, err
+	}
+	return p.ts, p.size, nil
+}
+
+// unflushed is a data set in its file, written (a process crash keeps it:
+// the kernel has the bytes) and not yet flushed (a power cut may not).
+type unflushed struct {
+	f           *instanceFiles
+	file        *os.File
+	shard, path string
+	// created: this copy's bytes were written; false when a complete copy
+	// was stored already and is kept.
+	created bool
+	// ts and size are the stored copy's.
+	ts   string
+	size int64
+}
+
+// write writes a data set to its file unless a complete copy is stored
+// already (then that copy is kept). Nothing is flushed yet: commit does.
+func (f *instanceFiles) write(m fileMeta, data []byte) (*unflushed, error) {
 	shard, path := f.path(m.SOPInstanceUID)
 	if err := f.ensureShard(shard); err != nil {
-		return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	for range 2 {
 		file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 		if errors.Is(err, fs.ErrExist) {
 			kept, kdata, rerr := readInstanceFile(path)
 			if rerr == nil {
-				// The first copy wins; make sure it is on disk before the
-				// caller queues it (its writer may have died before its
-				// sync).
-				if err := f.syncFile(path); err != nil {
-					return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
-				}
-				if f.sync {
-					if err := syncDir(shard); err != nil {
-						return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
-					}
-				}
-				return kept.TransferSyntaxUID, int64(len(kdata)), nil
+				// The first copy wins. Its writer may have died before its
+				// flush: commit flushes it again.
+				return &unflushed{f: f, shard: shard, path: path, ts: kept.TransferSyntaxUID, size: int64(len(kdata))}, nil
 			}
 			if !errors.Is(rerr, errBadFile) {
-				return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, rerr)
+				return nil, fmt.Errorf("%w: %v", ErrUnavailable, rerr)
 			}
-			// Left by a crash before its sync: never queued, replace it.
+			// Left by a crash before its flush: never queued, replace it.
 			f.log.Warn().Str("sop", m.SOPInstanceUID).Str("path", path).Err(rerr).Msg("ingest: incomplete instance file from an earlier attempt replaced")
 			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 			}
 			continue
 		}
 		if err != nil {
-			return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		if err := f.write(file, m, data); err != nil {
+		if err := writeInstance(file, m, data); err != nil {
 			file.Close()
 			os.Remove(path)
-			return "", 0, fmt.Errorf("%w: write %s: %v", ErrUnavailable, path, err)
+			return nil, fmt.Errorf("%w: write %s: %v", ErrUnavailable, path, err)
 		}
-		if err := file.Close(); err != nil {
-			os.Remove(path)
-			return "", 0, fmt.Errorf("%w: write %s: %v", ErrUnavailable, path, err)
-		}
-		if f.sync {
-			// The new name must be durable too, not only the bytes.
-			if err := syncDir(shard); err != nil {
-				return "", 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
-		}
-		return m.TransferSyntaxUID, int64(len(data)), nil
+		return &unflushed{f: f, file: file, shard: shard, path: path, created: true, ts: m.TransferSyntaxUID, size: int64(len(data))}, nil
 	}
-	return "", 0, fmt.Errorf("%w: %s keeps reappearing incomplete", ErrUnavailable, path)
+	return nil, fmt.Errorf("%w: %s keeps reappearing incomplete", ErrUnavailable, path)
 }
 
-// write writes header, meta and data set and flushes them (fdatasync: the
-// size is flushed with the data).
-func (f *instanceFiles) write(file *os.File, m fileMeta, data []byte) error {
+// commit flushes the file (fdatasync: the size goes with the data) and its
+// folder entry, and closes it. A kept copy is flushed too.
+func (p *unflushed) commit() error {
+	if p.file == nil {
+		if err := p.f.syncFile(p.path); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	} else {
+		var err error
+		if p.f.sync {
+			err = unix.Fdatasync(int(p.file.Fd()))
+		}
+		if cerr := p.file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			// The bytes may be in the kernel only; an unflushed file is
+			// never queued: remove it so the sender's retry writes it again.
+			os.Remove(p.path)
+			return fmt.Errorf("%w: flush %s: %v", ErrUnavailable, p.path, err)
+		}
+	}
+	if p.f.sync {
+		// The new name must be durable too, not only the bytes.
+		if err := syncDir(p.shard); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// writeInstance writes header, meta and data set.
+func writeInstance(file *os.File, m fileMeta, data []byte) error {
 	meta, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -158,13 +196,8 @@ func (f *instanceFiles) write(file *os.File, m fileMeta, data []byte) error {
 	if _, err := file.Write(hdr); err != nil {
 		return err
 	}
-	if _, err := file.Write(data); err != nil {
-		return err
-	}
-	if f.sync {
-		return unix.Fdatasync(int(file.Fd()))
-	}
-	return nil
+	_, err = file.Write(data)
+	return err
 }
 
 func (f *instanceFiles) syncFile(path string) error {

@@ -105,3 +105,48 @@ func TestInstanceFilesSweep(t *testing.T) {
 		t.Fatalf("the young file: found %v, %v", found, err)
 	}
 }
+
+// TestLostBytesQueuedAgain: a work item queued while its file's flush had
+// not finished (the two run at once) can outlive its bytes in a power cut.
+// The sender, never told success, sends again: that copy must be queued anew
+// (the first item's message ID would drop it), and the slice is processed
+// once.
+func TestLostBytesQueuedAgain(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, js := newTestService(t, cfg)
+	ctx := context.Background()
+	in := inst{series: "8.4", sop: "8.4.1", pixels: 64 * 64 * 2}
+	if r := accept(t, svc, in); r.Outcome != Stored {
+		t.Fatalf("first copy: %v", r.Outcome)
+	}
+	// The power cut: the work item stays, the file is cut short.
+	_, path := svc.files.path(in.sop)
+	if err := os.Truncate(path, 100); err != nil {
+		t.Fatal(err)
+	}
+	if r := accept(t, svc, in); r.Outcome != Stored {
+		t.Fatalf("re-send after the lost bytes: %v, want stored (queued again)", r.Outcome)
+	}
+	st, err := js.JetStream.Stream(ctx, svc.workName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 2 {
+		t.Fatalf("work items: %+v (%v), want 2", info.State, err)
+	}
+	// A third copy, with the bytes stored, is a plain duplicate.
+	if r := accept(t, svc, in); r.Outcome != Duplicate {
+		t.Fatalf("third copy: %v, want duplicate", r.Outcome)
+	}
+	rec := &recorder{}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go svc.Run(rctx, Consumers{Slices: rec, Completions: &recorder{}})
+	waitFor(t, 10*time.Second, "both work items answered", func() bool {
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
+	if n, _ := rec.counts(); n != 1 {
+		t.Fatalf("slice handed to the consumer %d times, want once", n)
+	}
+}

@@ -447,6 +447,10 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	// The work item names the transfer syntax of the bytes actually stored,
 	// which for a kept object is not this copy's.
 	storedTS := in.TransferSyntaxUID
+	// newBytes: this copy's bytes were written (no complete copy was stored);
+	// flushed: the instance file's flush, when it runs alongside the queueing.
+	var newBytes bool
+	var flushed chan error
 	switch {
 	case lk.object != nil:
 		if err := discardRest(); err != nil {
@@ -456,6 +460,26 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 		if ts := objectSyntax(lk.object); ts != "" {
 			storedTS = ts
 		}
+	case inline && s.files != nil:
+		if err := truncated(h, int64(buf.Len()-len(prefix))); err != nil {
+			putBuf(buf)
+			return res, err
+		}
+		p, err := s.files.write(fileMeta{TransferSyntaxUID: in.TransferSyntaxUID, SOPClassUID: h.Str(tag.SOPClassUID),
+			SOPInstanceUID: res.SOPInstanceUID, SeriesInstanceUID: res.SeriesInstanceUID}, buf.Bytes())
+		putBuf(buf)
+		if err != nil {
+			return res, err
+		}
+		storedTS, res.Size, newBytes = p.ts, p.size, p.created
+		// The bytes are in the kernel, so a killed process keeps them: the
+		// file's flush and the work item's run at once, and the sender
+		// hears success only when both are on disk. A power cut between
+		// the two flushes can leave a queued work item without its bytes;
+		// the sender, never told success, sends again, and that copy is
+		// queued anew (below).
+		flushed = make(chan error, 1)
+		go func() { flushed <- p.commit() }()
 	case inline:
 		// The whole data set is here: a short pixel data value is refused
 		// before anything is stored.
@@ -503,8 +527,26 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	// The SOP Instance UID as message ID makes a re-send that races a crash
 	// (stored and queued, but the sender never saw success) a no-op.
 	ack, err := s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID))
+	if flushed != nil {
+		if ferr := <-flushed; ferr != nil && err == nil {
+			return res, ferr
+		}
+	}
 	if err != nil {
 		return res, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
+	}
+	if ack.Duplicate && newBytes && flushed != nil {
+		// Queued before, yet no complete copy of its bytes was stored: a
+		// power cut took them after the work item was flushed (the sender
+		// was never told success). That item may be set aside by now for
+		// want of bytes, so this copy is queued under an ID of its own; a
+		// slice processed twice is recognised and acknowledged.
+		s.log.Warn().Str("sop", res.SOPInstanceUID).Str("series", res.SeriesInstanceUID).
+			Msg("ingest: instance queued before without its bytes on disk (lost in a power cut?); queued again with this copy")
+		ack, err = s.js.JetStream.Publish(ctx, s.workSubj, data, jetstream.WithMsgID(res.SOPInstanceUID+"@"+strconv.FormatInt(start.UnixNano(), 36)))
+		if err != nil {
+			return res, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
+		}
 	}
 	if ack.Duplicate {
 		res.Outcome = Duplicate
