@@ -151,6 +151,8 @@ type Service struct {
 	// accepting serialises Accepts of one SOP Instance UID, so that copies
 	// arriving at once (in different transfer syntaxes) store one object.
 	accepting keyedMutex
+	// gate tells the stages behind ingest when receiving is quiet.
+	gate *Gate
 	// held are the work items handed to a consumer and not yet answered;
 	// heartbeat keeps them from being redelivered.
 	held holdings
@@ -203,7 +205,7 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		doneName: js.Name("SERIES_DONE"), doneSubj: js.Subject("series.complete"),
 		deadSubj: js.Subject("work.dead"), instSubj: js.Subject("instance"),
 		now: time.Now, space: diskSpace, tickEvery: 200 * time.Millisecond, retryDelay: backoff,
-		roundTrip: defaultRoundTrip,
+		roundTrip: defaultRoundTrip, gate: newGate(defaultGateQuiet, defaultGateBound),
 	}
 	s.router.Store(router)
 	j := js.JetStream
@@ -257,6 +259,10 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 // Router returns the routing rules in use.
 func (s *Service) Router() *Router { return s.router.Load() }
 
+// Gate is what the stages behind ingest wait at before their writes, so
+// that receiving comes first (gate.go).
+func (s *Service) Gate() *Gate { return s.gate }
+
 // uidKey maps a UID to a KV key (UIDs may hold characters keys may not).
 func uidKey(prefix, uid string) string {
 	sum := sha256.Sum256([]byte(uid))
@@ -306,6 +312,8 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // duplicate + ignored + refused holds at every scrape.
 func (s *Service) Accept(ctx context.Context, in *Incoming) (res Result, err error) {
 	s.m.received.WithLabelValues(in.Source.Kind).Inc()
+	s.gate.enter()
+	defer s.gate.leave()
 	// A data set that makes the header reader (or anything else here) panic
 	// is refused as malformed, like any other it cannot read; the node and
 	// the other associations go on.

@@ -183,6 +183,7 @@ func openNode(ctx context.Context, path string, over overrides, log zerolog.Logg
 	if len(engines) > 0 {
 		if n.worker, err = stage.NewWorker(stage.WorkerOptions{
 			Engines: engines, Results: results, Queue: 2 * cfg.Inference.Batch, Log: log, Registerer: n.reg,
+			Gate: n.svc.Gate(),
 		}); err != nil {
 			return nil, err
 		}

@@ -28,11 +28,13 @@ type Worker struct {
 	engines map[string]*inference.Engine
 	queues  map[string]chan inference.Job
 	results *ResultStore
+	gate    *ingest.Gate
 	log     zerolog.Logger
 
 	scored  *prometheus.CounterVec
 	failed  *prometheus.CounterVec
 	waiting prometheus.Gauge
+	yielded prometheus.Counter
 }
 
 var _ ingest.SliceConsumer = (*Worker)(nil)
@@ -49,6 +51,10 @@ type WorkerOptions struct {
 	Log zerolog.Logger
 	// Registerer receives the worker's metrics (optional).
 	Registerer prometheus.Registerer
+	// Gate, when set, holds a scored slice's writes (results,
+	// acknowledgement) while this node's ingest stores instances, for a
+	// bounded time (ingest.Gate): receiving comes first.
+	Gate *ingest.Gate
 }
 
 // NewWorker returns a worker; Run must be running for slices to be processed.
@@ -66,6 +72,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		engines: o.Engines,
 		queues:  map[string]chan inference.Job{},
 		results: o.Results,
+		gate:    o.Gate,
 		log:     o.Log,
 		scored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "anomalynode_slices_scored_total", Help: "Slices scored and stored, by model (every frame of a multi-frame instance counts).",
@@ -76,11 +83,14 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "anomalynode_inference_queue_depth", Help: "Slices waiting for a model run.",
 		}),
+		yielded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "anomalynode_inference_yield_seconds_total", Help: "Seconds scored slices waited before their writes while instances were being received (receiving comes first).",
+		}),
 	}
 	// Registered first: a second worker on the same registry counts into
 	// the collectors the first one registered.
 	if err := errors.Join(collect.Register(o.Registerer, &w.scored), collect.Register(o.Registerer, &w.failed),
-		collect.Register(o.Registerer, &w.waiting)); err != nil {
+		collect.Register(o.Registerer, &w.waiting), collect.Register(o.Registerer, &w.yielded)); err != nil {
 		return nil, fmt.Errorf("stage: register worker metrics: %w", err)
 	}
 	for name := range o.Engines {
@@ -176,6 +186,11 @@ func (w *Worker) finish(ctx context.Context, sl *ingest.Slice, model string, res
 		}
 		fail(reason, err)
 		return
+	}
+	// Receiving comes first: the writes below wait while instances are
+	// being stored (for a bounded time).
+	if d := w.gate.Wait(ctx); d > 0 {
+		w.yielded.Add(d.Seconds())
 	}
 	now := time.Now().UTC()
 	for _, r := range results {

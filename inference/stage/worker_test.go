@@ -25,6 +25,7 @@ func TestWorkersShareMetrics(t *testing.T) {
 	w2.scored.WithLabelValues("ct").Add(3)
 	w2.failed.WithLabelValues("ct", "decode").Inc()
 	w2.waiting.Inc()
+	w2.yielded.Add(0.5)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +38,12 @@ func TestWorkersShareMetrics(t *testing.T) {
 			got[mf.GetName()] += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
 	}
-	// 1 scored + 4 failure reasons + 1 gauge, each once.
-	if series != 6 {
-		t.Fatalf("%d exported series, want 6", series)
+	// 1 scored + 4 failure reasons + 1 gauge + 1 yield counter, each once.
+	if series != 7 {
+		t.Fatalf("%d exported series, want 7", series)
 	}
-	want := map[string]float64{"anomalynode_slices_scored_total": 3, "anomalynode_slices_failed_total": 1, "anomalynode_inference_queue_depth": 1}
+	want := map[string]float64{"anomalynode_slices_scored_total": 3, "anomalynode_slices_failed_total": 1, "anomalynode_inference_queue_depth": 1,
+		"anomalynode_inference_yield_seconds_total": 0.5}
 	for name, v := range want {
 		if got[name] != v {
 			t.Errorf("%s = %v, want %v (the second worker's counts are not exported)", name, got[name], v)
