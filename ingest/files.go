@@ -150,14 +150,20 @@ func (f *instanceFiles) write(m fileMeta, data []byte) (*unflushed, error) {
 }
 
 // commit flushes the file (fdatasync: the size goes with the data) and its
-// folder entry, and closes it. A kept copy is flushed too.
+// folder entry, at once, and closes it. A kept copy is flushed too.
 func (p *unflushed) commit() error {
-	if p.file == nil {
-		if err := p.f.syncFile(p.path); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
+	dir := make(chan error, 1)
+	if p.f.sync {
+		// The new name must be durable too, not only the bytes; the two
+		// flushes need no order (an entry without its bytes fails the check).
+		go func() { dir <- syncDir(p.shard) }()
 	} else {
-		var err error
+		dir <- nil
+	}
+	var err error
+	if p.file == nil {
+		err = p.f.syncFile(p.path)
+	} else {
 		if p.f.sync {
 			err = unix.Fdatasync(int(p.file.Fd()))
 		}
@@ -165,17 +171,17 @@ func (p *unflushed) commit() error {
 			err = cerr
 		}
 		if err != nil {
-			// The bytes may be in the kernel only; an unflushed file is
-			// never queued: remove it so the sender's retry writes it again.
+			// The bytes may be in the kernel only: remove them, so the
+			// sender, refused, sends again and that copy is stored (and
+			// queued anew if this one's work item got queued).
 			os.Remove(p.path)
-			return fmt.Errorf("%w: flush %s: %v", ErrUnavailable, p.path, err)
 		}
 	}
-	if p.f.sync {
-		// The new name must be durable too, not only the bytes.
-		if err := syncDir(p.shard); err != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
+	if derr := <-dir; err == nil {
+		err = derr
+	}
+	if err != nil {
+		return fmt.Errorf("%w: flush %s: %v", ErrUnavailable, p.path, err)
 	}
 	return nil
 }
