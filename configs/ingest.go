@@ -124,8 +124,8 @@ type Ingest struct {
 	// so late slices, re-runs and the SC builder can read them.
 	Retention time.Duration `yaml:"retention"`
 	// InstanceStore is where received data sets are kept: "files" (one
-	// synced file each under data_dir/instances, one flush instead of the
-	// embedded JetStream's costlier synced message), "stream" (one synced
+	// synced file each under data_dir/instances, flushed in parallel with its
+	// work item and with other associations' files), "stream" (one synced
 	// message each in JetStream; the only choice with nats.url, where every
 	// node of the cluster reads the bytes). Empty (the default) means files
 	// on an embedded node and stream with nats.url. Objects too large for

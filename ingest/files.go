@@ -22,19 +22,22 @@ import (
 
 // An embedded node (no nats.url) keeps each received data set that fits one
 // message as a file of its own under <data_dir>/instances instead of a
-// message of the instance stream: one file write and one fdatasync, where the
-// embedded JetStream's synced 512 KiB message cost three times as much
-// (docs/ingest.md, "Where the time goes"). The promise is the same: the file
-// is on disk (data, size and directory entry) before its work item is
-// queued, and the work item before the sender hears success. In nats.url mode
-// the instance stream stays, since every node of the cluster must read the
-// bytes.
+// message of the instance stream: a file write, then its flush and its
+// folder's, which run in parallel with the work item's flush and with other
+// associations' files (JetStream flushes one stream's messages one at a time;
+// docs/ingest.md, "Where the time goes"). The sender hears success only when
+// the file (data, size and folder entry) and the work item are both on disk.
+// The bytes are written before the work item is queued, so a killed process
+// never leaves a work item without them; a power cut between the two flushes
+// can, and the sender's re-send is then queued anew (Service.accept). In
+// nats.url mode the instance stream stays, since every node of the cluster
+// must read the bytes.
 //
 // File layout: magic, meta length (uint32), data length (uint64), CRC-32C of
 // meta and data (uint32), meta (JSON: transfer syntax and UIDs), data set. A
-// file cut short by a crash (written, never synced, so never queued) fails
-// the check and is replaced by the next copy; a stored copy is never replaced
-// (the first file wins, like the stream's discard-new per subject).
+// file cut short by a crash before its flush fails the check and is replaced
+// by the next copy; a complete stored copy is never replaced (the first file
+// wins, like the stream's discard-new per subject).
 
 const fileMagic = "ANODEIN1"
 
