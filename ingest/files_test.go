@@ -150,3 +150,31 @@ func TestLostBytesQueuedAgain(t *testing.T) {
 		t.Fatalf("slice handed to the consumer %d times, want once", n)
 	}
 }
+
+// TestStreamCopyStillRead: a node upgraded to instance files still reads
+// what the earlier version stored in the instance stream, and counts it as
+// stored (a later copy too large for one message keeps it).
+func TestStreamCopyStillRead(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	ctx := context.Background()
+	in := inst{series: "8.5", sop: "8.5.1", pixels: 64 * 64 * 2}
+	files := svc.files
+	svc.files = nil // the earlier version
+	if _, _, err := svc.putInline(ctx, in.sop, in.ts(), ctImage, in.series, in.dataSet()); err != nil {
+		t.Fatal(err)
+	}
+	svc.files = files
+	rc, ts, err := svc.OpenInstance(ctx, in.sop)
+	if err != nil {
+		t.Fatalf("stream copy after the upgrade: %v", err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	if ts != in.ts() || !bytes.Equal(data, in.dataSet()) {
+		t.Fatalf("read back %d bytes (%s), want the stream's copy", len(data), ts)
+	}
+	if found, _, _, err := svc.inlineStored(ctx, in.sop); !found || err != nil {
+		t.Fatalf("inlineStored: found %v, %v; want the stream's copy", found, err)
+	}
+}
