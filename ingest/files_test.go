@@ -178,3 +178,43 @@ func TestStreamCopyStillRead(t *testing.T) {
 		t.Fatalf("inlineStored: found %v, %v; want the stream's copy", found, err)
 	}
 }
+
+// TestFilesOnlyForStoredCopies: only a complete copy that fits one file
+// leaves an instance file: a copy too large (object store) and a truncated
+// one leave none, and a stored one reads back whole.
+func TestFilesOnlyForStoredCopies(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	svc, _ := newTestService(t, cfg)
+	ctx := context.Background()
+	big := inst{series: "8.6", sop: "8.6.1", pixels: int(svc.inlineLimit()) + 1<<20}
+	if r := accept(t, svc, big); r.Outcome != Stored {
+		t.Fatalf("large copy: %v", r.Outcome)
+	}
+	if n := storedInline(t, svc); n != 0 {
+		t.Fatalf("%d instance files after a copy stored in the object store, want none", n)
+	}
+	cut := inst{series: "8.6", sop: "8.6.2", pixels: 64 * 64 * 2}
+	ds := cut.dataSet()
+	if _, err := svc.Accept(ctx, &Incoming{Source: Source{Kind: SourceNetwork}, TransferSyntaxUID: cut.ts(),
+		DataSet: bytes.NewReader(ds[:len(ds)-100])}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("truncated copy: %v, want ErrMalformed", err)
+	}
+	if n := storedInline(t, svc); n != 0 {
+		t.Fatalf("%d instance files after a truncated copy, want none", n)
+	}
+	if r := accept(t, svc, cut); r.Outcome != Stored {
+		t.Fatalf("complete copy: %v", r.Outcome)
+	}
+	rc, ts, err := svc.OpenInstance(ctx, cut.sop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(rc)
+	rc.Close()
+	if ts != cut.ts() || !bytes.Equal(data, ds) {
+		t.Fatalf("read back %d bytes (%s), want %d", len(data), ts, len(ds))
+	}
+	if n := storedInline(t, svc); n != 1 {
+		t.Fatalf("%d instance files, want 1", n)
+	}
+}
