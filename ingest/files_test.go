@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"testing"
 	"time"
@@ -19,7 +18,6 @@ func TestInstanceFileLeftoverReplaced(t *testing.T) {
 	if svc.files == nil {
 		t.Fatal("an embedded node should store instance files by default")
 	}
-	ctx := context.Background()
 	for i, leftover := range []func(full []byte) []byte{
 		func(full []byte) []byte { return full[:len(full)/2] },
 		func(full []byte) []byte { return []byte("not an instance file") },
@@ -41,12 +39,7 @@ func TestInstanceFileLeftoverReplaced(t *testing.T) {
 		if r := accept(t, svc, in); r.Outcome != Stored || r.Size != int64(len(in.dataSet())) {
 			t.Fatalf("leftover %d: outcome %v size %d", i, r.Outcome, r.Size)
 		}
-		rc, ts, err := svc.OpenInstance(ctx, in.sop)
-		if err != nil {
-			t.Fatalf("leftover %d: %v", i, err)
-		}
-		data, _ := io.ReadAll(rc)
-		rc.Close()
+		data, ts := readBack(t, svc, in.sop)
 		if ts != in.ts() || !bytes.Equal(data, in.dataSet()) {
 			t.Fatalf("leftover %d: read back %d bytes (%s), want the new copy", i, len(data), ts)
 		}
@@ -165,12 +158,7 @@ func TestStreamCopyStillRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.files = files
-	rc, ts, err := svc.OpenInstance(ctx, in.sop)
-	if err != nil {
-		t.Fatalf("stream copy after the upgrade: %v", err)
-	}
-	data, _ := io.ReadAll(rc)
-	rc.Close()
+	data, ts := readBack(t, svc, in.sop)
 	if ts != in.ts() || !bytes.Equal(data, in.dataSet()) {
 		t.Fatalf("read back %d bytes (%s), want the stream's copy", len(data), ts)
 	}
@@ -205,12 +193,7 @@ func TestFilesOnlyForStoredCopies(t *testing.T) {
 	if r := accept(t, svc, cut); r.Outcome != Stored {
 		t.Fatalf("complete copy: %v", r.Outcome)
 	}
-	rc, ts, err := svc.OpenInstance(ctx, cut.sop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := io.ReadAll(rc)
-	rc.Close()
+	data, ts := readBack(t, svc, cut.sop)
 	if ts != cut.ts() || !bytes.Equal(data, ds) {
 		t.Fatalf("read back %d bytes (%s), want %d", len(data), ts, len(ds))
 	}

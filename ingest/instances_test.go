@@ -39,12 +39,7 @@ func testInlineInstance(t *testing.T, store string) {
 	if r := accept(t, svc, second); r.Outcome != Duplicate {
 		t.Fatalf("second copy: outcome %v, want duplicate (queued by message ID)", r.Outcome)
 	}
-	rc, ts, err := svc.OpenInstance(ctx, in.sop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := io.ReadAll(rc)
-	rc.Close()
+	data, ts := readBack(t, svc, in.sop)
 	if ts != dcm.ExplicitVRLittleEndian || !bytes.Equal(data, in.dataSet()) {
 		t.Fatalf("read back %d bytes in %s, want the first copy (%d bytes, explicit VR)", len(data), ts, len(in.dataSet()))
 	}
@@ -128,4 +123,19 @@ func storedInline(t *testing.T, svc *Service) int {
 		n = len(files)
 	}
 	return n
+}
+
+// readBack reads a stored instance's data set and transfer syntax.
+func readBack(t *testing.T, svc *Service, sop string) ([]byte, string) {
+	t.Helper()
+	rc, ts, err := svc.OpenInstance(context.Background(), sop)
+	if err != nil {
+		t.Fatalf("open %s: %v", sop, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read %s: %v", sop, err)
+	}
+	return data, ts
 }
