@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// TestInstanceFileLeftoverReplaced: a file left by a crash before its sync
-// (cut short, or garbage) was never queued, so the next copy replaces it and
-// reads back whole; a complete stored copy is never replaced.
+// TestInstanceFileLeftoverReplaced: a file left by a crash before its flush
+// (cut short, garbage or empty) is replaced by the next copy, which reads
+// back whole (that a complete copy is kept: TestInlineInstance).
 func TestInstanceFileLeftoverReplaced(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	svc, _ := newTestService(t, cfg)

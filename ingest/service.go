@@ -455,8 +455,9 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	// The work item names the transfer syntax of the bytes actually stored,
 	// which for a kept object is not this copy's.
 	storedTS := in.TransferSyntaxUID
-	// newBytes: this copy's bytes were written (no complete copy was stored);
-	// flushed: the instance file's flush, when it runs alongside the queueing.
+	// newBytes: this copy's bytes went into a new instance file (no complete
+	// copy was stored); flushed: that file's flush, run alongside the
+	// queueing.
 	var newBytes bool
 	var flushed chan error
 	switch {
@@ -468,26 +469,6 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 		if ts := objectSyntax(lk.object); ts != "" {
 			storedTS = ts
 		}
-	case inline && s.files != nil:
-		if err := truncated(h, int64(buf.Len()-len(prefix))); err != nil {
-			putBuf(buf)
-			return res, err
-		}
-		p, err := s.files.write(fileMeta{TransferSyntaxUID: in.TransferSyntaxUID, SOPClassUID: h.Str(tag.SOPClassUID),
-			SOPInstanceUID: res.SOPInstanceUID, SeriesInstanceUID: res.SeriesInstanceUID}, buf.Bytes())
-		putBuf(buf)
-		if err != nil {
-			return res, err
-		}
-		storedTS, res.Size, newBytes = p.ts, p.size, p.created
-		// The bytes are in the kernel, so a killed process keeps them: the
-		// file's flush and the work item's run at once, and the sender
-		// hears success only when both are on disk. A power cut between
-		// the two flushes can leave a queued work item without its bytes;
-		// the sender, never told success, sends again, and that copy is
-		// queued anew (below).
-		flushed = make(chan error, 1)
-		go func() { flushed <- p.commit() }()
 	case inline:
 		// The whole data set is here: a short pixel data value is refused
 		// before anything is stored.
@@ -495,13 +476,31 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 			putBuf(buf)
 			return res, err
 		}
-		ts, size, err := s.putInline(ctx, res.SOPInstanceUID, in.TransferSyntaxUID, h.Str(tag.SOPClassUID), res.SeriesInstanceUID, buf.Bytes())
-		if err != nil {
-			// Not returned to the pool: a failed publish may still hold it.
-			return res, err
+		if s.files == nil {
+			ts, size, err := s.putInline(ctx, res.SOPInstanceUID, in.TransferSyntaxUID, h.Str(tag.SOPClassUID), res.SeriesInstanceUID, buf.Bytes())
+			if err != nil {
+				// Not returned to the pool: a failed publish may still hold it.
+				return res, err
+			}
+			putBuf(buf)
+			storedTS, res.Size = ts, size
+		} else {
+			p, err := s.files.write(fileMeta{TransferSyntaxUID: in.TransferSyntaxUID, SOPClassUID: h.Str(tag.SOPClassUID),
+				SOPInstanceUID: res.SOPInstanceUID, SeriesInstanceUID: res.SeriesInstanceUID}, buf.Bytes())
+			putBuf(buf)
+			if err != nil {
+				return res, err
+			}
+			storedTS, res.Size, newBytes = p.ts, p.size, p.created
+			// The bytes are in the kernel, so a killed process keeps them:
+			// the file's flush and the work item's run at once, and the
+			// sender hears success only when both are on disk. A power cut
+			// between the two flushes can leave a queued work item without
+			// its bytes; the sender, never told success, sends again, and
+			// that copy is queued anew (below).
+			flushed = make(chan error, 1)
+			go func() { flushed <- p.commit() }()
 		}
-		putBuf(buf)
-		storedTS, res.Size = ts, size
 	default:
 		info, ts, err := s.putObject(ctx, res, h, len(prefix), in.TransferSyntaxUID, io.MultiReader(bytes.NewReader(buf.Bytes()), src), src)
 		if err != nil {
@@ -543,7 +542,7 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w: queue %s: %v", ErrUnavailable, res.SOPInstanceUID, err)
 	}
-	if ack.Duplicate && newBytes && flushed != nil {
+	if ack.Duplicate && newBytes {
 		// Queued before, yet no complete copy of its bytes was stored: a
 		// power cut took them after the work item was flushed (the sender
 		// was never told success). That item may be set aside by now for
