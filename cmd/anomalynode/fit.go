@@ -118,6 +118,11 @@ func runFit(ctx context.Context, e *env, args []string) error {
 	case *out == "":
 		return errors.New("--out is required")
 	}
+	// The model's folder is made before the (long) embedding, so a path that
+	// cannot be written fails now, not after it.
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return fmt.Errorf("--out %s: %w", *out, err)
+	}
 	cfg, err := configOrDefault(*cfgPath)
 	if err != nil {
 		return err

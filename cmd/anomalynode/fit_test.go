@@ -65,7 +65,8 @@ func TestFitNPY(t *testing.T) {
 	train, val := filepath.Join(dir, "train.npy"), filepath.Join(dir, "val.npy")
 	writeMixtureNPY(t, train, rng, centres, 30, 64)
 	writeMixtureNPY(t, val, rng, centres, 6, 64)
-	model := filepath.Join(dir, "m.safetensors")
+	// The model's folder does not exist yet: fit makes it.
+	model := filepath.Join(dir, "models", "v1", "m.safetensors")
 	e, out := quietEnv()
 	err := runFit(t.Context(), e, []string{"--normal", train, "--val", val, "--out", model,
 		"--components", "20", "--epochs", "4", "--batch", "3", "--patches-per-slice", "64", "--seed", "5"})
@@ -91,12 +92,18 @@ func TestFitNPY(t *testing.T) {
 		t.Errorf("findings %v; output:\n%s", m.Meta.Findings, out)
 	}
 	for _, f := range []string{"m.training.png", "m.history.json"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(model), f)); err != nil {
 			t.Error(err)
 		}
 	}
 	if _, err := os.Stat(model + ".ckpt"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("checkpoint left behind: %v", err)
+	}
+	// A folder that cannot be made is refused before any input is read.
+	e, _ = quietEnv()
+	err = runFit(t.Context(), e, []string{"--normal", filepath.Join(dir, "missing.npy"), "--val", val, "--out", filepath.Join(train, "m.safetensors")})
+	if err == nil || !strings.Contains(err.Error(), "--out "+filepath.Join(train, "m.safetensors")) {
+		t.Errorf("--out below a file: %v", err)
 	}
 }
 
