@@ -29,7 +29,9 @@ import (
 // the Service (received -> durable -> response), and once more with a
 // consumer taking the work at the same time. Then the durable steps are
 // timed alone on the same store: the lookups (series record, object store),
-// the data set's synced write, the work item's synced write. Run it with
+// the data set's synced write, the work item's synced write. Between them,
+// four storescu processes send a quarter of a series each, at once
+// (four-assoc-inst/s). Run it with
 // -cpuprofile for the profile.
 func BenchmarkStorescuSteps(b *testing.B) {
 	const n, size = 300, 512 * 512 * 2
@@ -44,14 +46,20 @@ func BenchmarkStorescuSteps(b *testing.B) {
 		}
 		return files
 	}
-	send := func(addr string, files []string) time.Duration {
+	storescuRun := func(addr string, files []string) error {
 		host, port, _ := net.SplitHostPort(addr)
 		cmd := exec.Command(storescu, append([]string{"-aet", "CT1", "-aec", "NODE", host, port}, files...)...)
 		cmd.Env = peers.DcmtkEnv()
-		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		if err != nil || strings.Contains(string(out), "E: ") {
-			b.Fatalf("storescu: %v\n%s", err, out)
+			return fmt.Errorf("storescu: %v\n%s", err, out)
+		}
+		return nil
+	}
+	send := func(addr string, files []string) time.Duration {
+		start := time.Now()
+		if err := storescuRun(addr, files); err != nil {
+			b.Fatal(err)
 		}
 		return time.Since(start)
 	}
@@ -94,6 +102,19 @@ func BenchmarkStorescuSteps(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// Four associations at once (four storescu processes, a quarter each).
+	four := write("four")
+	start := time.Now()
+	errs := make(chan error, 4)
+	for k := range 4 {
+		go func() { errs <- storescuRun(node, four[k*n/4:(k+1)*n/4]) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	fourT := time.Since(start)
 	// The same again while a consumer takes the work (series record update,
 	// acknowledgement: the synced writes of the next stage) on the same disk.
 	rctx, rcancel := context.WithCancel(context.Background())
@@ -107,6 +128,7 @@ func BenchmarkStorescuSteps(b *testing.B) {
 	b.ReportMetric(per(rawT/rounds), "wire-ms/inst")
 	b.ReportMetric(per(nodeH/rounds), "accept-ms/inst")
 	b.ReportMetric(float64(n)/consuming.Seconds(), "consuming-inst/s")
+	b.ReportMetric(float64(n)/fourT.Seconds(), "four-assoc-inst/s")
 	rcancel()
 
 	// The durable steps alone, n times each, on the same store.
