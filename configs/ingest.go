@@ -123,9 +123,11 @@ type Ingest struct {
 	// Retention keeps stored instances (and the duplicate index) this long,
 	// so late slices, re-runs and the SC builder can read them.
 	Retention time.Duration `yaml:"retention"`
-	// InstanceStore is where received data sets are kept: "files" (one
-	// synced file each under data_dir/instances, flushed in parallel with its
-	// work item and with other associations' files), "stream" (one synced
+	// InstanceStore is where received data sets are kept: "files" (under
+	// data_dir/instances: records in 64 MiB segment files written ahead of
+	// time, so a record's flush is data alone, or one file each while no
+	// segment is ready; flushed in parallel with the work item and with other
+	// associations' records), "stream" (one synced
 	// message each in JetStream; the only choice with nats.url, where every
 	// node of the cluster reads the bytes). Empty (the default) means files
 	// on an embedded node and stream with nats.url. Objects too large for

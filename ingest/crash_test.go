@@ -31,6 +31,9 @@ import (
 const childEnv = "ANOMALYNODE_INGEST_CRASH_CHILD"
 
 func TestMain(m *testing.M) {
+	// Small segments: a few records each, so the tests cross segments and
+	// make spares quickly (BenchmarkStorescuSteps sets the default).
+	segmentSize = 4 << 20
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runCrashChild())
 	}

@@ -21,12 +21,14 @@ import (
 )
 
 // An embedded node (no nats.url) keeps each received data set that fits one
-// message as a file of its own under <data_dir>/instances instead of a
-// message of the instance stream: a file write, then its flush and its
-// folder's, which run in parallel with the work item's flush and with other
-// associations' files (JetStream flushes one stream's messages one at a time;
-// docs/ingest.md, "Where the time goes"). The sender hears success only when
-// the file (data, size and folder entry) and the work item are both on disk.
+// message under <data_dir>/instances instead of a message of the instance
+// stream: as a record in a segment written ahead of time (segments.go) or,
+// when no segment is ready, as a file of its own: a file write, then its
+// flush and its folder's. Either flush runs in parallel with the work item's
+// and with other associations' (JetStream flushes one stream's messages one
+// at a time; docs/ingest.md, "Where the time goes"). The sender hears success
+// only when the record or file (data, size and folder entry) and the work
+// item are both on disk.
 // The bytes are written before the work item is queued, so a killed process
 // never leaves a work item without them; a power cut between the two flushes
 // can, and the sender's re-send is then queued anew (Service.accept). In
@@ -63,19 +65,25 @@ type instanceFiles struct {
 	// are then left to the kernel's writeback, like the JetStream writes.
 	sync bool
 	log  zerolog.Logger
+	// segs takes the data sets first (segments.go); nil: files only.
+	segs *segments
 	// shards are the sub-folders known to be durable.
 	mu     sync.Mutex
 	shards map[string]bool
 }
 
-func openInstanceFiles(dir string, syncWrites bool, log zerolog.Logger) (*instanceFiles, error) {
+func openInstanceFiles(dir string, syncWrites, makeSpares bool, log zerolog.Logger) (*instanceFiles, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("ingest: instance files: %w", err)
 	}
 	if err := syncDir(filepath.Dir(dir)); err != nil {
 		return nil, fmt.Errorf("ingest: instance files: %w", err)
 	}
-	return &instanceFiles{dir: dir, sync: syncWrites, log: log, shards: map[string]bool{}}, nil
+	segs, err := openSegments(filepath.Join(dir, "segments"), syncWrites, makeSpares, log)
+	if err != nil {
+		return nil, err
+	}
+	return &instanceFiles{dir: dir, sync: syncWrites, log: log, segs: segs, shards: map[string]bool{}}, nil
 }
 
 // path is the file of an instance: 256 sub-folders by the first byte of the
@@ -105,6 +113,10 @@ type unflushed struct {
 	f           *instanceFiles
 	file        *os.File
 	shard, path string
+	// seg holds the record instead of a file of its own (segments.go).
+	seg  *segment
+	segs *segments
+	sop  string
 	// created: this copy's bytes were written; false when a complete copy
 	// was stored already and is kept.
 	created bool
@@ -117,6 +129,18 @@ type unflushed struct {
 // already (then that copy is kept). Nothing is flushed yet: commit does.
 func (f *instanceFiles) write(m fileMeta, data []byte) (*unflushed, error) {
 	shard, path := f.path(m.SOPInstanceUID)
+	if f.segs != nil {
+		if p, ok := f.keptRecord(m.SOPInstanceUID); ok {
+			return p, nil
+		}
+		// A file of its own (stored when no segment was ready) is the
+		// first copy: it is kept, below.
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			if p, ok, err := f.segs.append(m, data); ok || err != nil {
+				return p, err
+			}
+		}
+	}
 	if err := f.ensureShard(shard); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -152,9 +176,33 @@ func (f *instanceFiles) write(m fileMeta, data []byte) (*unflushed, error) {
 	return nil, fmt.Errorf("%w: %s keeps reappearing incomplete", ErrUnavailable, path)
 }
 
+// keptRecord returns a complete record of an instance, if one is stored:
+// the first copy wins (its writer may have died before its flush: commit
+// flushes it again). A record that fails its check is replaced (logged).
+func (f *instanceFiles) keptRecord(sop string) (*unflushed, bool) {
+	r, ok := f.segs.lookup(sop)
+	if !ok {
+		return nil, false
+	}
+	m, data, found, err := f.segs.read(r)
+	if err != nil {
+		f.log.Warn().Str("sop", sop).Err(err).Msg("ingest: stored record of an instance unreadable; replaced by this copy")
+	}
+	if !found {
+		return nil, false
+	}
+	return &unflushed{f: f, seg: r.seg, segs: f.segs, sop: sop, ts: m.TransferSyntaxUID, size: int64(len(data))}, true
+}
+
 // commit flushes the file (fdatasync: the size goes with the data) and its
 // folder entry, at once, and closes it. A kept copy is flushed too.
 func (p *unflushed) commit() error {
+	if p.seg != nil {
+		if err := p.segs.commit(p); err != nil {
+			return fmt.Errorf("%w: flush %s: %v", ErrUnavailable, p.seg.path, err)
+		}
+		return nil
+	}
 	dir := make(chan error, 1)
 	if p.f.sync {
 		// The new name must be durable too, not only the bytes; the two
@@ -243,6 +291,13 @@ func (f *instanceFiles) ensureShard(shard string) error {
 // get reads a stored instance: found false when there is none; an error
 // wrapping errBadFile for a file that fails its check.
 func (f *instanceFiles) get(sop string) (m fileMeta, data []byte, found bool, err error) {
+	if f.segs != nil {
+		if r, ok := f.segs.lookup(sop); ok {
+			if m, data, found, err := f.segs.read(r); found || err != nil {
+				return m, data, found, err
+			}
+		}
+	}
 	_, path := f.path(sop)
 	m, data, err = readInstanceFile(path)
 	switch {
@@ -259,6 +314,10 @@ func (f *instanceFiles) get(sop string) (m fileMeta, data []byte, found bool, er
 // work item names it.
 func (f *instanceFiles) stored(sop string) (m fileMeta, size int64, found bool, err error) {
 	m, data, found, err := f.get(sop)
+	if errors.Is(err, errBadFile) && f.segs != nil && f.segs.drop(sop) {
+		f.log.Warn().Str("sop", sop).Err(err).Msg("ingest: stored record of an instance unreadable; taken out of the index")
+		return fileMeta{}, 0, false, nil
+	}
 	if errors.Is(err, errBadFile) {
 		_, path := f.path(sop)
 		f.log.Warn().Str("sop", sop).Str("path", path).Err(err).Msg("ingest: incomplete instance file from an earlier attempt removed")
@@ -342,10 +401,12 @@ func (f *instanceFiles) sweep(now time.Time, retention time.Duration) (removed i
 	return removed, err
 }
 
-// sweepFiles removes expired instance files (ingest.retention, as the
-// streams' max age does for their messages) at start and then every 10
-// minutes (or a tenth of the retention, if shorter) until ctx is done. A
-// failed sweep is logged and tried again at the next tick.
+// sweepFiles removes expired instance files and recycles expired segments
+// (ingest.retention, as the streams' max age does for their messages) at
+// start and then every 10 minutes (or a tenth of the retention, if shorter)
+// until ctx is done; between, it makes spare segments and index files when
+// a writer asks (segments.kick). A failed sweep is logged and tried again at
+// the next tick.
 func (s *Service) sweepFiles(ctx context.Context) error {
 	every := min(10*time.Minute, s.cfg.Retention/10)
 	if every <= 0 {
@@ -353,18 +414,42 @@ func (s *Service) sweepFiles(ctx context.Context) error {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		n, err := s.files.sweep(s.now(), s.cfg.Retention)
-		if err != nil {
-			s.log.Warn().Err(err).Str("dir", s.files.dir).Msg("ingest: removing expired instance files failed; tried again later")
+	var kick chan struct{}
+	if s.files.segs != nil {
+		kick = s.files.segs.kick
+	}
+	for full := true; ; {
+		if full {
+			n, err := s.files.sweep(s.now(), s.cfg.Retention)
+			if err != nil {
+				s.log.Warn().Err(err).Str("dir", s.files.dir).Msg("ingest: removing expired instance files failed; tried again later")
+			}
+			if n > 0 {
+				s.log.Info().Int("removed", n).Str("dir", s.files.dir).Dur("retention", s.cfg.Retention).Msg("ingest: expired instance files removed")
+			}
 		}
-		if n > 0 {
-			s.log.Info().Int("removed", n).Str("dir", s.files.dir).Dur("retention", s.cfg.Retention).Msg("ingest: expired instance files removed")
+		if segs := s.files.segs; segs != nil {
+			var cut time.Time
+			if full {
+				cut = s.now().Add(-s.cfg.Retention)
+			}
+			// Spares are made only above the free-space floor: below it the
+			// instances are refused anyway, and a spare would eat what is left.
+			n, err := segs.maintain(cut, s.checkSpaceFor(uint64(segmentSize)) == nil)
+			if err != nil {
+				s.log.Warn().Err(err).Str("dir", segs.dir).Msg("ingest: segment upkeep (spares, index files, expired segments) failed; tried again later")
+			}
+			if n > 0 {
+				s.log.Info().Int("segments", n).Str("dir", segs.dir).Dur("retention", s.cfg.Retention).Msg("ingest: expired segments recycled")
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			full = true
+		case <-kick:
+			full = false
 		}
 	}
 }

@@ -15,9 +15,10 @@ import (
 func TestInstanceFileLeftoverReplaced(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	svc, _ := newTestService(t, cfg)
-	if svc.files == nil {
-		t.Fatal("an embedded node should store instance files by default")
+	if svc.files == nil || svc.files.segs == nil {
+		t.Fatal("an embedded node should store instance files (and segments) by default")
 	}
+	svc.files.segs = nil // a file per instance (segments: segments_test.go)
 	for i, leftover := range []func(full []byte) []byte{
 		func(full []byte) []byte { return full[:len(full)/2] },
 		func(full []byte) []byte { return []byte("not an instance file") },
@@ -52,6 +53,7 @@ func TestInstanceFileLeftoverReplaced(t *testing.T) {
 func TestInstanceFileDamaged(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	svc, _ := newTestService(t, cfg)
+	svc.files.segs = nil // a file per instance (segments: segments_test.go)
 	in := inst{series: "8.2", sop: "8.2.1", pixels: 64 * 64 * 2}
 	accept(t, svc, in)
 	_, path := svc.files.path(in.sop)
@@ -78,6 +80,7 @@ func TestInstanceFileDamaged(t *testing.T) {
 func TestInstanceFilesSweep(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	svc, _ := newTestService(t, cfg)
+	svc.files.segs = nil // a file per instance (segments: segments_test.go)
 	old := inst{series: "8.3", sop: "8.3.1", pixels: 1024}
 	young := inst{series: "8.3", sop: "8.3.2", pixels: 1024}
 	accept(t, svc, old)
@@ -107,6 +110,7 @@ func TestInstanceFilesSweep(t *testing.T) {
 func TestLostBytesQueuedAgain(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
 	svc, js := newTestService(t, cfg)
+	svc.files.segs = nil // a file per instance (segments: segments_test.go)
 	ctx := context.Background()
 	in := inst{series: "8.4", sop: "8.4.1", pixels: 64 * 64 * 2}
 	if r := accept(t, svc, in); r.Outcome != Stored {

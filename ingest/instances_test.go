@@ -104,7 +104,7 @@ func forEachStore(t *testing.T, test func(t *testing.T, store string)) {
 	}
 }
 
-// storedInline counts the data sets stored as one file or message.
+// storedInline counts the data sets stored as one file, record or message.
 func storedInline(t *testing.T, svc *Service) int {
 	t.Helper()
 	si, err := svc.inst.Info(context.Background())
@@ -116,11 +116,15 @@ func storedInline(t *testing.T, svc *Service) int {
 		if n != 0 {
 			t.Fatalf("%d messages in the instance stream of a node storing files", n)
 		}
-		files, err := filepath.Glob(filepath.Join(svc.files.dir, "*", "*"))
+		files, err := filepath.Glob(filepath.Join(svc.files.dir, "[0-9a-f][0-9a-f]", "*"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		n = len(files)
+		if svc.files.segs != nil {
+			records, _ := svc.files.segs.counts()
+			n += records
+		}
 	}
 	return n
 }

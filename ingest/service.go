@@ -223,7 +223,8 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 	case store == "files" && !js.Embedded:
 		return nil, errors.New("ingest: instance_store files needs the embedded NATS server (nats.url is set)")
 	case store == "files" || store == "" && js.Embedded:
-		s.files, err = openInstanceFiles(filepath.Join(cfg.Node.DataDir, "instances"), cfg.NATS.SyncInterval == 0, log)
+		s.files, err = openInstanceFiles(filepath.Join(cfg.Node.DataDir, "instances"), cfg.NATS.SyncInterval == 0,
+			s.checkSpaceFor(minSpares*uint64(segmentSize)) == nil, log)
 		if err != nil {
 			return nil, err
 		}
@@ -565,7 +566,11 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	return res, nil
 }
 
-func (s *Service) checkSpace() error {
+func (s *Service) checkSpace() error { return s.checkSpaceFor(0) }
+
+// checkSpaceFor says whether the free-space floor would still hold with
+// extra bytes more written (ErrLowDisk if not).
+func (s *Service) checkSpaceFor(extra uint64) error {
 	if s.cfg.MinFreeBytes <= 0 && s.cfg.MinFreePercent <= 0 {
 		return nil
 	}
@@ -573,6 +578,7 @@ func (s *Service) checkSpace() error {
 	if err != nil {
 		return fmt.Errorf("%w: statfs %s: %v", ErrUnavailable, s.dataDir, err)
 	}
+	free -= min(free, extra)
 	if s.cfg.MinFreeBytes > 0 && free < uint64(s.cfg.MinFreeBytes) {
 		return ErrLowDisk
 	}

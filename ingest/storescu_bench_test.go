@@ -31,7 +31,8 @@ import (
 // timed alone on the same store: the lookups (series record, object store),
 // the data set's synced write, the work item's synced write. Between them,
 // four storescu processes send a quarter of a series each, at once
-// (four-assoc-inst/s). Run it with
+// (four-assoc-inst/s). files-inst/s is the Service with a file per data set
+// instead of segment records (another series, same run). Run it with
 // -cpuprofile for the profile.
 func BenchmarkStorescuSteps(b *testing.B) {
 	const n, size = 300, 512 * 512 * 2
@@ -80,8 +81,15 @@ func BenchmarkStorescuSteps(b *testing.B) {
 		b.Cleanup(func() { cancel(); <-done })
 		return l.Addr().String()
 	}
+	defer func(size int64) { segmentSize = size }(segmentSize)
+	segmentSize = defaultSegmentSize
 	cfg := testConfig(b, filepath.Join(dir, "data"))
 	svc, js := newTestService(b, cfg)
+	// The segment upkeep runs as in the node (spares made while it receives).
+	upkeep, stopUpkeep := context.WithCancel(context.Background())
+	defer stopUpkeep()
+	go svc.sweepFiles(upkeep)
+	segs := svc.files.segs
 	raw := serve(dimse.StoreHandlerFunc(func(ctx context.Context, req *dimse.StoreRequest) (dimse.Status, error) {
 		_, err := io.Copy(io.Discard, req.DataSet)
 		return dimse.StatusSuccess, err
@@ -89,15 +97,20 @@ func BenchmarkStorescuSteps(b *testing.B) {
 	node := serve(svc)
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / n }
 
-	var rawT, nodeT, nodeH time.Duration
+	var rawT, nodeT, nodeH, filesT time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		files := write(fmt.Sprint(i))
 		rawT += send(raw, files)
 		handled.Store(0)
-		nodeT += send(node, files)
 		nodeH += time.Duration(handled.Load())
-		for _, f := range files {
+		// The same series again under other UIDs, each data set in a file
+		// of its own (no segments): what the segments save.
+		other := write(fmt.Sprint("f", i))
+		svc.files.segs = nil
+		filesT += send(node, other)
+		svc.files.segs = segs
+		for _, f := range append(files, other...) {
 			os.Remove(f)
 		}
 	}
@@ -127,6 +140,7 @@ func BenchmarkStorescuSteps(b *testing.B) {
 	b.ReportMetric(per(nodeT/rounds), "ms/inst")
 	b.ReportMetric(per(rawT/rounds), "wire-ms/inst")
 	b.ReportMetric(per(nodeH/rounds), "accept-ms/inst")
+	b.ReportMetric(float64(n)/(filesT/rounds).Seconds(), "files-inst/s")
 	b.ReportMetric(float64(n)/consuming.Seconds(), "consuming-inst/s")
 	b.ReportMetric(float64(n)/fourT.Seconds(), "four-assoc-inst/s")
 	rcancel()
