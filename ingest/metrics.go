@@ -78,6 +78,14 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 		}
 		return float64(info.State.Msgs)
 	})
+	spares := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "spare_segments",
+		Help: "Segments written ahead and ready for data sets (instance files); at 0 data sets go to files of their own, slower, until the upkeep makes one."}, func() float64 {
+		if s.files == nil || s.files.segs == nil {
+			return 0
+		}
+		_, n := s.files.segs.counts()
+		return float64(n)
+	})
 	// Registered before the label values below are set: a second service on
 	// the same registry counts into the collectors the first registered.
 	if err := errors.Join(collect.Register(reg, &m.received), collect.Register(reg, &m.refused), collect.Register(reg, &m.stored),
@@ -85,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 		collect.Register(reg, &m.quarantined), collect.Register(reg, &m.dispatched), collect.Register(reg, &m.acked),
 		collect.Register(reg, &m.redundant), collect.Register(reg, &m.reopened), collect.Register(reg, &m.completed),
 		collect.Register(reg, &m.deadLettered), collect.Register(reg, &m.openSeries), collect.Register(reg, &m.storeSeconds),
-		collect.Register(reg, &depth)); err != nil {
+		collect.Register(reg, &depth), collect.Register(reg, &spares)); err != nil {
 		return nil, fmt.Errorf("ingest: register metrics: %w", err)
 	}
 	// Every label value is exported from the start (at 0): a dashboard or an
