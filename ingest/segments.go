@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -183,7 +182,6 @@ func openSegments(dir string, syncWrites bool, makeSpares bool, log zerolog.Logg
 			return nil, err
 		}
 	}
-	sort.Slice(s.used, func(i, j int) bool { return s.used[i].num < s.used[j].num })
 	if makeSpares {
 		if err := s.makeSpares(); err != nil {
 			log.Warn().Err(err).Str("dir", dir).Msg("ingest: no spare segment made; data sets go to files of their own until one is")
@@ -581,11 +579,13 @@ func (s *segments) maintain(cut time.Time, makeSpares bool) (recycled int, err e
 		// Idle since before the cut: closed, so that it can expire.
 		c.sealed, s.cur = true, nil
 	}
+	gone := map[*segment]bool{}
 	keep := s.used[:0]
 	for _, seg := range s.used {
 		switch {
 		case seg.sealed && seg.inflight == 0 && !cut.IsZero() && seg.newest.Before(cut):
 			expired = append(expired, seg)
+			gone[seg] = true
 			continue
 		case seg.sealed && seg.inflight == 0 && !seg.indexed:
 			toIndex = append(toIndex, seg)
@@ -594,10 +594,8 @@ func (s *segments) maintain(cut time.Time, makeSpares bool) (recycled int, err e
 	}
 	s.used = keep
 	for sop, r := range s.index {
-		for _, seg := range expired {
-			if r.seg == seg {
-				delete(s.index, sop)
-			}
+		if gone[r.seg] {
+			delete(s.index, sop)
 		}
 	}
 	s.mu.Unlock()
