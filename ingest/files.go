@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -25,10 +26,10 @@ import (
 // stream: as a record in a segment written ahead of time (segments.go) or,
 // when no segment is ready, as a file of its own: a file write, then its
 // flush and its folder's. Either flush runs in parallel with the work item's
-// and with other associations' (JetStream flushes one stream's messages one
-// at a time; docs/ingest.md, "Where the time goes"). The sender hears success
+// queueing and with other associations' flushes. The sender hears success
 // only when the record or file (data, size and folder entry) and the work
-// item are both on disk.
+// item are both on disk: the work item in the work stream (synced) or, when
+// that stream flushes in batches (requeue.go), kept in the record's meta.
 // The bytes are written before the work item is queued, so a killed process
 // never leaves a work item without them; a power cut between the two flushes
 // can, and the sender's re-send is then queued anew (Service.accept). In
@@ -56,6 +57,10 @@ type fileMeta struct {
 	SOPClassUID       string `json:"class"`
 	SOPInstanceUID    string `json:"sop"`
 	SeriesInstanceUID string `json:"series"`
+	// Work is the data set's work item when the work stream's writes are
+	// flushed in batches (Service.workAsync): a restart queues it again
+	// from here (Service.requeueRecent).
+	Work json.RawMessage `json:"work,omitempty"`
 }
 
 // instanceFiles is the file store of an embedded node.
@@ -369,9 +374,25 @@ func readInstanceFile(path string) (fileMeta, []byte, error) {
 // time they were stored) and returns how many it removed.
 func (f *instanceFiles) sweep(now time.Time, retention time.Duration) (removed int, err error) {
 	cut := now.Add(-retention)
+	err = f.eachFile(func(path string, info fs.FileInfo) error {
+		if !info.ModTime().Before(cut) {
+			return nil
+		}
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return rerr
+		}
+		removed++
+		return nil
+	})
+	return removed, err
+}
+
+// eachFile calls fn for every instance file (in the shard folders); errors
+// are joined and the walk goes on.
+func (f *instanceFiles) eachFile(fn func(path string, info fs.FileInfo) error) (err error) {
 	shards, err := os.ReadDir(f.dir)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	for _, sh := range shards {
 		if !sh.IsDir() || len(sh.Name()) != 2 {
@@ -388,17 +409,74 @@ func (f *instanceFiles) sweep(now time.Time, retention time.Duration) (removed i
 		}
 		for _, e := range ents {
 			info, ierr := e.Info()
-			if ierr != nil || info.IsDir() || !info.ModTime().Before(cut) {
+			if ierr != nil || info.IsDir() {
 				continue
 			}
-			if rerr := os.Remove(filepath.Join(dir, e.Name())); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-				err = errors.Join(err, rerr)
-				continue
-			}
-			removed++
+			err = errors.Join(err, fn(filepath.Join(dir, e.Name()), info))
 		}
 	}
-	return removed, err
+	return err
+}
+
+// storedMeta is a stored data set's meta and when it was stored.
+type storedMeta struct {
+	fileMeta
+	stored time.Time
+}
+
+// recent returns the meta of the data sets stored at most window before
+// the newest one (segment records and files of their own), oldest first:
+// what a restart must queue again when the work stream's writes are
+// flushed in batches. A record or file it cannot read is skipped (one cut
+// short by a crash was never acknowledged).
+func (f *instanceFiles) recent(window time.Duration) ([]storedMeta, error) {
+	type file struct {
+		path   string
+		stored time.Time
+	}
+	var files []file
+	werr := f.eachFile(func(path string, info fs.FileInfo) error {
+		files = append(files, file{path, info.ModTime()})
+		return nil
+	})
+	var refs []recordRef
+	if f.segs != nil {
+		refs = f.segs.records()
+	}
+	var newest time.Time
+	for _, fl := range files {
+		newest = later(newest, fl.stored)
+	}
+	for _, r := range refs {
+		newest = later(newest, r.stored)
+	}
+	cut := newest.Add(-window)
+	var out []storedMeta
+	for _, fl := range files {
+		if fl.stored.Before(cut) {
+			continue
+		}
+		if m, _, err := readInstanceFile(fl.path); err == nil {
+			out = append(out, storedMeta{m, fl.stored})
+		}
+	}
+	for _, r := range refs {
+		if r.stored.Before(cut) {
+			continue
+		}
+		if m, err := f.segs.readMeta(r); err == nil {
+			out = append(out, storedMeta{m, r.stored})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].stored.Before(out[j].stored) })
+	return out, werr
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // sweepFiles removes expired instance files and recycles expired segments

@@ -124,6 +124,10 @@ func startEmbedded(cfg configs.NATS, dataDir string) (*server.Server, error) {
 	}
 	if cfg.SyncInterval > 0 {
 		o.SyncAlways, o.SyncInterval = false, cfg.SyncInterval
+	} else {
+		// The streams made with asynchronous persistence (the work stream
+		// of a node with instance files: requeue.go) are flushed this often.
+		o.SyncInterval = workSyncInterval
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)

@@ -305,6 +305,34 @@ func (s *segments) lookup(sop string) (recordRef, bool) {
 	return r, ok
 }
 
+// records returns the indexed records.
+func (s *segments) records() []recordRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	refs := make([]recordRef, 0, len(s.index))
+	for _, r := range s.index {
+		refs = append(refs, r)
+	}
+	return refs
+}
+
+// readMeta reads a record's header and meta only (its data's checksum is
+// not checked).
+func (s *segments) readMeta(r recordRef) (fileMeta, error) {
+	b := make([]byte, int64(recHeaderLen)+int64(r.ml))
+	if _, err := r.seg.f.ReadAt(b, r.off); err != nil {
+		return fileMeta{}, fmt.Errorf("ingest: read %s at %d: %w", r.seg.path, r.off, err)
+	}
+	var m fileMeta
+	if ml, dl, ok := parseRecHeader(b[:recHeaderLen], r.gen, r.seg.size-r.off); !ok || ml != r.ml || dl != r.dl {
+		return fileMeta{}, fmt.Errorf("%w: %s at %d: record header", errBadFile, r.seg.path, r.off)
+	}
+	if err := json.Unmarshal(b[recHeaderLen:], &m); err != nil {
+		return fileMeta{}, fmt.Errorf("%w: %s at %d: meta: %v", errBadFile, r.seg.path, r.off, err)
+	}
+	return m, nil
+}
+
 // drop takes an instance's record out of the index; false when none was
 // indexed.
 func (s *segments) drop(sop string) bool {

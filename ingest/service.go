@@ -128,7 +128,11 @@ type Service struct {
 	instSubj string
 	// files keeps those data sets on an embedded node instead (files.go);
 	// nil with the stream.
-	files     *instanceFiles
+	files *instanceFiles
+	// workAsync: the work stream's writes are flushed in batches (the
+	// embedded server's sync interval), not one by one; each stored data
+	// set keeps its work item, and a restart queues the recent ones again.
+	workAsync bool
 	series    jetstream.KeyValue
 	workName  string
 	workSubj  string
@@ -244,8 +248,19 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 		st.Storage = jetstream.FileStorage
 		st.Replicas = js.Replicas
 		st.Duplicates = cfg.Ingest.DuplicateWindow
+		if st.Name == s.workName {
+			if st.PersistMode, err = s.workPersistMode(ctx); err != nil {
+				return nil, err
+			}
+			s.workAsync = st.PersistMode == jetstream.AsyncPersistMode
+		}
 		if _, err := j.CreateOrUpdateStream(ctx, st); err != nil {
 			return nil, fmt.Errorf("ingest: stream %s: %w", st.Name, err)
+		}
+	}
+	if s.workAsync {
+		if err := s.requeueRecent(ctx); err != nil {
+			return nil, err
 		}
 	}
 	if _, err := j.CreateOrUpdateStream(ctx, deadStream(js, cfg.Ingest.Retention)); err != nil {
@@ -486,19 +501,30 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 			putBuf(buf)
 			storedTS, res.Size = ts, size
 		} else {
-			p, err := s.files.write(fileMeta{TransferSyntaxUID: in.TransferSyntaxUID, SOPClassUID: h.Str(tag.SOPClassUID),
-				SOPInstanceUID: res.SOPInstanceUID, SeriesInstanceUID: res.SeriesInstanceUID}, buf.Bytes())
+			m := fileMeta{TransferSyntaxUID: in.TransferSyntaxUID, SOPClassUID: h.Str(tag.SOPClassUID),
+				SOPInstanceUID: res.SOPInstanceUID, SeriesInstanceUID: res.SeriesInstanceUID}
+			if s.workAsync {
+				// The work item goes with the bytes: the queue's write of
+				// it is flushed later, and a restart queues it from here.
+				item := s.workItem(in, h, res, start, in.TransferSyntaxUID, int64(buf.Len()))
+				if m.Work, err = json.Marshal(item); err != nil {
+					putBuf(buf)
+					return res, fmt.Errorf("ingest: encode work item %s: %w", res.SOPInstanceUID, err)
+				}
+			}
+			p, err := s.files.write(m, buf.Bytes())
 			putBuf(buf)
 			if err != nil {
 				return res, err
 			}
 			storedTS, res.Size, newBytes = p.ts, p.size, p.created
 			// The bytes are in the kernel, so a killed process keeps them:
-			// the file's flush and the work item's run at once, and the
-			// sender hears success only when both are on disk. A power cut
-			// between the two flushes can leave a queued work item without
-			// its bytes; the sender, never told success, sends again, and
-			// that copy is queued anew (below).
+			// the file's flush and the work item's queueing run at once, and
+			// the sender hears success only when the bytes are on disk and
+			// the work item is too or, with workAsync, kept with them. A
+			// power cut between the two flushes can leave a queued work
+			// item without its bytes; the sender, never told success, sends
+			// again, and that copy is queued anew (below).
 			flushed = make(chan error, 1)
 			go func() { flushed <- p.commit() }()
 		}
@@ -511,24 +537,7 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 		res.Size = int64(info.Size)
 		storedTS = ts
 	}
-	item := workItem{
-		SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: h.Str(tag.SOPClassUID),
-		SeriesInstanceUID: res.SeriesInstanceUID, StudyInstanceUID: h.Str(tag.StudyInstanceUID),
-		TransferSyntaxUID: storedTS, Size: res.Size, Decision: res.Decision,
-		Source: in.Source, Received: start.UTC(), Frames: 1,
-		Position: h.Floats(tag.ImagePositionPatient),
-	}
-	item.Decision.Reasons = nil
-	if f, ok := h.Float(tag.InstanceNumber); ok {
-		item.InstanceNumber = int(f)
-	}
-	if f, ok := h.Float(tag.NumberOfFrames); ok && f >= 1 {
-		item.Frames = int(f)
-	}
-	if f, ok := h.Float(tag.ImagesInAcquisition); ok && f >= 1 {
-		item.ImagesInAcq = int(f)
-	}
-	data, err := json.Marshal(item)
+	data, err := json.Marshal(s.workItem(in, h, res, start, storedTS, res.Size))
 	if err != nil {
 		return res, fmt.Errorf("ingest: encode work item %s: %w", res.SOPInstanceUID, err)
 	}
@@ -564,6 +573,29 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	s.m.storedBytes.Add(float64(res.Size))
 	s.m.storeSeconds.Observe(s.now().Sub(start).Seconds())
 	return res, nil
+}
+
+// workItem is the work item of an instance whose data set is stored (in
+// the transfer syntax storedTS, size bytes).
+func (s *Service) workItem(in *Incoming, h *Header, res Result, received time.Time, storedTS string, size int64) workItem {
+	item := workItem{
+		SOPInstanceUID: res.SOPInstanceUID, SOPClassUID: h.Str(tag.SOPClassUID),
+		SeriesInstanceUID: res.SeriesInstanceUID, StudyInstanceUID: h.Str(tag.StudyInstanceUID),
+		TransferSyntaxUID: storedTS, Size: size, Decision: res.Decision,
+		Source: in.Source, Received: received.UTC(), Frames: 1,
+		Position: h.Floats(tag.ImagePositionPatient),
+	}
+	item.Decision.Reasons = nil
+	if f, ok := h.Float(tag.InstanceNumber); ok {
+		item.InstanceNumber = int(f)
+	}
+	if f, ok := h.Float(tag.NumberOfFrames); ok && f >= 1 {
+		item.Frames = int(f)
+	}
+	if f, ok := h.Float(tag.ImagesInAcquisition); ok && f >= 1 {
+		item.ImagesInAcq = int(f)
+	}
+	return item
 }
 
 func (s *Service) checkSpace() error { return s.checkSpaceFor(0) }
