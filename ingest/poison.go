@@ -206,35 +206,55 @@ func (s *Service) ReplayDeadWork(ctx context.Context, seqs ...uint64) (int, erro
 	if err != nil {
 		return 0, fmt.Errorf("ingest: dead work stream: %w", err)
 	}
-	n := 0
+	var replayed []DeadWork
 	for _, d := range dead {
 		if len(want) > 0 && !want[d.Seq] {
 			continue
 		}
 		if len(d.Item) == 0 {
-			return n, fmt.Errorf("ingest: dead work %d has no work item to replay", d.Seq)
+			return len(replayed), errors.Join(fmt.Errorf("ingest: dead work %d has no work item to replay", d.Seq), s.forgetReplayed(ctx, st, replayed))
 		}
 		subj := s.doneSubj
 		if d.Stage == StageSlice {
 			subj = s.workSubj
 			if err := s.reopenInstance(ctx, d.SeriesInstanceUID, d.SOPInstanceUID); err != nil {
-				return n, err
+				return len(replayed), errors.Join(err, s.forgetReplayed(ctx, st, replayed))
 			}
 		}
 		// A new message ID: the original one may still be in the duplicate
 		// window.
 		id := fmt.Sprintf("replay-%d-%d", d.Seq, s.now().UnixNano())
 		if _, err := s.js.JetStream.Publish(ctx, subj, d.Item, jetstream.WithMsgID(id)); err != nil {
-			return n, fmt.Errorf("ingest: replay %d: %w", d.Seq, err)
+			return len(replayed), errors.Join(fmt.Errorf("ingest: replay %d: %w", d.Seq, err), s.forgetReplayed(ctx, st, replayed))
 		}
+		replayed = append(replayed, d)
+	}
+	return len(replayed), s.forgetReplayed(ctx, st, replayed)
+}
+
+// forgetReplayed removes replayed items from the dead-work stream. When the
+// work stream flushes in batches (requeue.go), not before the batch holding
+// the replayed slices is flushed: until then the dead entry is their only
+// durable copy.
+func (s *Service) forgetReplayed(ctx context.Context, st jetstream.Stream, replayed []DeadWork) error {
+	if len(replayed) == 0 {
+		return nil
+	}
+	if s.workAsync {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * workSyncInterval):
+		}
+	}
+	for _, d := range replayed {
 		if err := st.DeleteMsg(ctx, d.Seq); err != nil {
-			return n, fmt.Errorf("ingest: replay %d: remove from dead work: %w", d.Seq, err)
+			return fmt.Errorf("ingest: replay %d: remove from dead work: %w", d.Seq, err)
 		}
 		s.log.Info().Uint64("seq", d.Seq).Str("stage", d.Stage).Str("sop", d.SOPInstanceUID).Str("series", d.SeriesInstanceUID).
 			Msg("ingest: dead work replayed")
-		n++
 	}
-	return n, nil
+	return nil
 }
 
 // reopenInstance marks an instance not processed in its series record (and

@@ -30,7 +30,9 @@ const (
 // synced). A stream keeps the mode it was made with (JetStream cannot change
 // it): one made synced by an earlier version stays synced (logged); one
 // made asynchronous cannot serve a node that keeps the data sets in the
-// instance stream, since nothing would queue its lost writes again.
+// instance stream, since nothing would queue its lost writes again. A
+// client of a running node's embedded server (the exports command through
+// nats.listen) keeps no data sets and takes the stream as it is.
 func (s *Service) workPersistMode(ctx context.Context) (jetstream.PersistModeType, error) {
 	want := jetstream.DefaultPersistMode
 	if s.files != nil && s.files.sync {
@@ -46,7 +48,7 @@ func (s *Service) workPersistMode(ctx context.Context) (jetstream.PersistModeTyp
 	have := st.CachedInfo().Config.PersistMode
 	switch {
 	case have == want:
-	case have == jetstream.AsyncPersistMode && s.files == nil:
+	case have == jetstream.AsyncPersistMode && s.files == nil && s.cfg.InstanceStore == "stream":
 		return 0, fmt.Errorf("ingest: stream %s was made for instance files (its writes are flushed in batches and queued again from the files after a crash); "+
 			"with the instance stream it must be made anew: let the node finish its queue, stop it and remove the stream (nats stream rm %s), or set ingest.instance_store: files",
 			s.workName, s.workName)

@@ -258,7 +258,7 @@ func NewService(ctx context.Context, js *JS, cfg *configs.Config, log zerolog.Lo
 			return nil, fmt.Errorf("ingest: stream %s: %w", st.Name, err)
 		}
 	}
-	if s.workAsync {
+	if s.workAsync && s.files != nil {
 		if err := s.requeueRecent(ctx); err != nil {
 			return nil, err
 		}
