@@ -476,6 +476,8 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 	// queueing.
 	var newBytes bool
 	var flushed chan error
+	// work is the encoded work item when it was made before the store.
+	var work []byte
 	switch {
 	case lk.object != nil:
 		if err := discardRest(); err != nil {
@@ -518,6 +520,9 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 				return res, err
 			}
 			storedTS, res.Size, newBytes = p.ts, p.size, p.created
+			if newBytes {
+				work = m.Work
+			}
 			// The bytes are in the kernel, so a killed process keeps them:
 			// the file's flush and the work item's queueing run at once, and
 			// the sender hears success only when the bytes are on disk and
@@ -537,9 +542,11 @@ func (s *Service) accept(ctx context.Context, in *Incoming) (Result, error) {
 		res.Size = int64(info.Size)
 		storedTS = ts
 	}
-	data, err := json.Marshal(s.workItem(in, h, res, start, storedTS, res.Size))
-	if err != nil {
-		return res, fmt.Errorf("ingest: encode work item %s: %w", res.SOPInstanceUID, err)
+	data := work
+	if data == nil {
+		if data, err = json.Marshal(s.workItem(in, h, res, start, storedTS, res.Size)); err != nil {
+			return res, fmt.Errorf("ingest: encode work item %s: %w", res.SOPInstanceUID, err)
+		}
 	}
 	// The SOP Instance UID as message ID makes a re-send that races a crash
 	// (stored and queued, but the sender never saw success) a no-op.
