@@ -198,7 +198,7 @@ func (s *Service) putObject(ctx context.Context, res Result, h *Header, prefixLe
 	meta := jetstream.ObjectMeta{
 		Name: res.SOPInstanceUID,
 		// 1 MiB chunks: every record costs one synced write.
-		Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize(s.js.Conn.MaxPayload())},
+		Opts: &jetstream.ObjectMetaOptions{ChunkSize: ChunkSize(s.js.Conn.MaxPayload())},
 		Headers: nats.Header{
 			"Transfer-Syntax-UID": []string{ts},
 			"SOP-Class-UID":       []string{h.Str(tag.SOPClassUID)},

@@ -99,11 +99,15 @@ type workItem struct {
 	Position          []float64 `json:"position,omitempty"`
 }
 
-// maxChunkSize is the largest object store chunk; chunkSize keeps chunks
+// maxChunkSize is the largest object store chunk; ChunkSize keeps chunks
 // below the server's max payload (1 MiB by default on an external server).
 const maxChunkSize = 1 << 20
 
-func chunkSize(maxPayload int64) uint32 {
+// ChunkSize is the object-store chunk size for a connection whose server
+// takes messages up to maxPayload bytes: each chunk is one synced write, so
+// the largest that fits (the client's default, 128 KiB, makes eight times
+// as many flushes).
+func ChunkSize(maxPayload int64) uint32 {
 	c := int64(maxChunkSize)
 	if lim := maxPayload - 64<<10; lim > 0 && lim < c {
 		c = lim

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"anomalynode/inference"
+	"anomalynode/ingest"
 )
 
 // ResultStore keeps SliceRecords durably in a JetStream object store, keyed by
@@ -18,6 +19,9 @@ import (
 // slice can re-finalise its series without re-scoring the others.
 type ResultStore struct {
 	obj jetstream.ObjectStore
+	// chunk is the chunk size: a scored 512x512 slice (about 1.5 MiB) is two
+	// chunks and a meta message, each a synced write, instead of thirteen.
+	chunk uint32
 }
 
 // OpenResultStore creates (or opens) the object-store bucket named bucket.
@@ -36,7 +40,7 @@ func OpenResultStore(ctx context.Context, js jetstream.JetStream, bucket string,
 	if err != nil {
 		return nil, fmt.Errorf("stage: result store %s: %w", bucket, err)
 	}
-	return &ResultStore{obj: obj}, nil
+	return &ResultStore{obj: obj, chunk: ingest.ChunkSize(js.Conn().MaxPayload())}, nil
 }
 
 func recordKey(series, sop string, frame int) string {
@@ -49,7 +53,8 @@ func (s *ResultStore) Put(ctx context.Context, r *inference.SliceRecord) error {
 	if err := gob.NewEncoder(&buf).Encode(r); err != nil {
 		return fmt.Errorf("stage: encode result: %w", err)
 	}
-	if _, err := s.obj.PutBytes(ctx, recordKey(r.SeriesInstanceUID, r.SOPInstanceUID, r.Frame), buf.Bytes()); err != nil {
+	meta := jetstream.ObjectMeta{Name: recordKey(r.SeriesInstanceUID, r.SOPInstanceUID, r.Frame), Opts: &jetstream.ObjectMetaOptions{ChunkSize: s.chunk}}
+	if _, err := s.obj.Put(ctx, meta, &buf); err != nil {
 		return fmt.Errorf("stage: store result: %w", err)
 	}
 	return nil
