@@ -25,9 +25,11 @@ type NATS struct {
 	// (for inspection with the nats CLI); empty means in-process only.
 	Listen string `yaml:"listen"`
 	// SyncInterval is how often the embedded server flushes to disk; 0 (the
-	// default) syncs every write before acknowledging it, so an accepted
+	// default) flushes an instance before acknowledging it (every write is
+	// synced, but the work stream of a node with instance files, whose items
+	// are kept in the flushed records: docs/ingest.md), so an accepted
 	// instance survives a power cut. A positive interval survives a crash of
-	// the process but not of the machine, for several times the throughput.
+	// the process but not of the machine, for a higher rate.
 	SyncInterval time.Duration `yaml:"sync_interval"`
 	// Prefix is prepended to every stream, bucket and subject name so several
 	// nodes or test runs can share one cluster.
