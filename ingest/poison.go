@@ -207,25 +207,30 @@ func (s *Service) ReplayDeadWork(ctx context.Context, seqs ...uint64) (int, erro
 		return 0, fmt.Errorf("ingest: dead work stream: %w", err)
 	}
 	var replayed []DeadWork
+	// fail stops the replay: what was queued so far still leaves the
+	// dead-work stream.
+	fail := func(err error) (int, error) {
+		return len(replayed), errors.Join(err, s.forgetReplayed(ctx, st, replayed))
+	}
 	for _, d := range dead {
 		if len(want) > 0 && !want[d.Seq] {
 			continue
 		}
 		if len(d.Item) == 0 {
-			return len(replayed), errors.Join(fmt.Errorf("ingest: dead work %d has no work item to replay", d.Seq), s.forgetReplayed(ctx, st, replayed))
+			return fail(fmt.Errorf("ingest: dead work %d has no work item to replay", d.Seq))
 		}
 		subj := s.doneSubj
 		if d.Stage == StageSlice {
 			subj = s.workSubj
 			if err := s.reopenInstance(ctx, d.SeriesInstanceUID, d.SOPInstanceUID); err != nil {
-				return len(replayed), errors.Join(err, s.forgetReplayed(ctx, st, replayed))
+				return fail(err)
 			}
 		}
 		// A new message ID: the original one may still be in the duplicate
 		// window.
 		id := fmt.Sprintf("replay-%d-%d", d.Seq, s.now().UnixNano())
 		if _, err := s.js.JetStream.Publish(ctx, subj, d.Item, jetstream.WithMsgID(id)); err != nil {
-			return len(replayed), errors.Join(fmt.Errorf("ingest: replay %d: %w", d.Seq, err), s.forgetReplayed(ctx, st, replayed))
+			return fail(fmt.Errorf("ingest: replay %d: %w", d.Seq, err))
 		}
 		replayed = append(replayed, d)
 	}

@@ -323,11 +323,18 @@ func (s *segments) readMeta(r recordRef) (fileMeta, error) {
 	if _, err := r.seg.f.ReadAt(b, r.off); err != nil {
 		return fileMeta{}, fmt.Errorf("ingest: read %s at %d: %w", r.seg.path, r.off, err)
 	}
-	var m fileMeta
-	if ml, dl, ok := parseRecHeader(b[:recHeaderLen], r.gen, r.seg.size-r.off); !ok || ml != r.ml || dl != r.dl {
+	return recordMeta(b, r, r.seg.size-r.off)
+}
+
+// recordMeta checks the header of a record read into b (at least its
+// header and meta; room bytes from its start are in the segment) against
+// its index entry and decodes its meta.
+func recordMeta(b []byte, r recordRef, room int64) (fileMeta, error) {
+	if ml, dl, ok := parseRecHeader(b[:recHeaderLen], r.gen, room); !ok || ml != r.ml || dl != r.dl {
 		return fileMeta{}, fmt.Errorf("%w: %s at %d: record header", errBadFile, r.seg.path, r.off)
 	}
-	if err := json.Unmarshal(b[recHeaderLen:], &m); err != nil {
+	var m fileMeta
+	if err := json.Unmarshal(b[recHeaderLen:recHeaderLen+int(r.ml)], &m); err != nil {
 		return fileMeta{}, fmt.Errorf("%w: %s at %d: meta: %v", errBadFile, r.seg.path, r.off, err)
 	}
 	return m, nil
@@ -495,19 +502,15 @@ func (s *segments) read(r recordRef) (fileMeta, []byte, bool, error) {
 
 // checkRecord checks a record read whole against its index entry.
 func checkRecord(b []byte, r recordRef) (fileMeta, []byte, error) {
-	ml, dl, ok := parseRecHeader(b[:recHeaderLen], r.gen, int64(len(b)))
-	body := b[recHeaderLen:]
-	if !ok || ml != r.ml || dl != r.dl {
-		return fileMeta{}, nil, fmt.Errorf("%w: %s at %d: record header", errBadFile, r.seg.path, r.off)
+	m, err := recordMeta(b, r, int64(len(b)))
+	if err != nil {
+		return fileMeta{}, nil, err
 	}
+	body := b[recHeaderLen:]
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[36:]) {
 		return fileMeta{}, nil, fmt.Errorf("%w: %s at %d: checksum mismatch", errBadFile, r.seg.path, r.off)
 	}
-	var m fileMeta
-	if err := json.Unmarshal(body[:ml], &m); err != nil {
-		return fileMeta{}, nil, fmt.Errorf("%w: %s at %d: meta: %v", errBadFile, r.seg.path, r.off, err)
-	}
-	return m, body[ml:], nil
+	return m, body[r.ml:], nil
 }
 
 // makeSegment writes a new segment: zeros, then its header, flushed, under
